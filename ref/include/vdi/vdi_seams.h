@@ -1,0 +1,85 @@
+/* vdi_seams.h: the control surface through which a harness (the chaos engine, the fuzz
+ * targets, tests) installs behaviour into the reference library at run time. Kept apart
+ * from vdi.h so that production users never see it. Every hook is optional: a NULL hook
+ * (or no table at all) means the library's default, which is the real operating system.
+ *
+ * The table is process-wide. Install it only while no thread is inside the library. */
+#ifndef VDI_VDI_SEAMS_H
+#define VDI_VDI_SEAMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The identity one side writes into the control block at create/open (VDI-SPEC 5.3). */
+typedef struct vdi_peer_id {
+    int32_t pid;
+    uint32_t reserved;   /* zero */
+    uint64_t start_time; /* process start time in clock ticks since boot (proc(5) field 22) */
+} vdi_peer_id;
+
+/* What a wait is for; the controlled engine does not count liveness slices as timers. */
+enum vdi_wait_kind {
+    VDI_WAIT_PLAIN = 0,   /* an ordinary wait with the caller's own timeout */
+    VDI_WAIT_LIVENESS = 1 /* a slice (<= 500 ms) cut out of a longer wait to poll peer_alive */
+};
+
+/* Which kind of point a name belongs to, for vdi_seam_points(). */
+enum vdi_point_kind {
+    VDI_POINT_SCHED = 0, /* sched_point names */
+    VDI_POINT_FAIL = 1   /* fail_point names */
+};
+
+typedef struct vdi_seams {
+    void *ctx; /* passed back to every hook */
+
+    /* A schedule point: before and after every publication or consumption of shared
+     * state, before every wait, at callback entry and exit, at API entry and exit.
+     * name is a string literal "module/function:where", each used at one place only. */
+    void (*sched_point)(void *ctx, const char *name);
+
+    /* Block while *word == expected, for at most timeout_ms (negative: forever).
+     * Return 0 when woken, spuriously or not, or when *word != expected; ETIMEDOUT when
+     * the timeout passed. The word may live in memory shared with another process. */
+    int (*wait)(void *ctx, uint32_t *word, uint32_t expected, long timeout_ms,
+                enum vdi_wait_kind kind);
+    /* Wake up to n waiters of word (INT32_MAX: all). */
+    void (*wake)(void *ctx, uint32_t *word, int n);
+
+    /* The clock of every timeout and of the watchdog: monotonic milliseconds. */
+    uint64_t (*now_ms)(void *ctx);
+
+    /* Every operation that can fail for real asks first: return 0 to let it proceed, or
+     * an errno value (ENOMEM, EINTR, ...) to make it fail as if the system said so. */
+    int (*fail_point)(void *ctx, const char *name);
+
+    /* Every mapping and unmapping of shared memory (mmap(2) / munmap(2) shaped). The
+     * harness can keep unmapped views reserved and poisoned to catch late touches.
+     * map returns MAP_FAILED with errno set on failure. */
+    void *(*map)(void *ctx, void *addr, size_t len, int prot, int flags, int fd, off_t off);
+    int (*unmap)(void *ctx, void *addr, size_t len);
+
+    /* Who is calling: a non-zero token unique among the live callers (default: the
+     * calling thread). The library keeps no thread-local state, so fibers work. */
+    uintptr_t (*self)(void *ctx);
+
+    /* Is the process of that identity still the same live process? 1 alive, 0 dead. */
+    int (*peer_alive)(void *ctx, const vdi_peer_id *peer);
+} vdi_seams;
+
+/* Install a copy of *seams (NULL: back to the defaults). Not thread-safe by design. */
+void vdi_seams_install(const vdi_seams *seams);
+
+/* Every point name of the given kind compiled into the library, so a harness can prove
+ * that each one is reached. Returns the count and sets *names to a static array. */
+size_t vdi_seam_points(enum vdi_point_kind kind, const char *const **names);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VDI_VDI_SEAMS_H */
