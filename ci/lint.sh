@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The house linter: clang-format on every tracked C/C++ file, and greps that ban the
+# mistakes we never want back (see STYLE.md). Prints each violation; exit 1 if any.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 2
+bad=0
+complain() { echo "lint: $*"; bad=1; }
+
+files=$(git ls-files '*.c' '*.h' '*.cc' '*.cpp' '*.hpp')
+if command -v clang-format >/dev/null 2>&1; then
+    for f in $files; do
+        clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || complain "$f: not clang-formatted (clang-format -i $f)"
+    done
+fi
+
+# Determinism: no wall clock, libc randomness or sleeping in tests, targets or the engine.
+for f in $(git ls-files 'tests/*.c' 'tests/*.h' 'tests/*.cpp' 'fuzz/*.c' 'fuzz/*.h' 'chaos/*.c' 'chaos/*.h'); do
+    grep -nE '(^|[^_a-zA-Z0-9.>])(rand|srand|random|time|sleep|usleep|nanosleep)[[:space:]]*\(' "$f" |
+        grep -vE '^\s*[0-9]+:\s*(/\*|\*|//)' |
+        sed "s|^|lint: $f:|;s|$|  (banned: rand/time/sleep in tests, targets and the engine)|" | grep . && bad=1
+done
+
+# ref/: atomics only through the atomics header; allocation only through the allocator seam.
+for f in $(git ls-files 'ref/src/*.c' 'ref/src/*.h'); do
+    case "$f" in ref/src/vdi_atomic.h) ;; *)
+        grep -nE '__atomic_|__sync_|_Atomic|stdatomic\.h' "$f" |
+            sed "s|^|lint: $f:|;s|$|  (atomics belong in ref/src/vdi_atomic.h)|" | grep . && bad=1 ;;
+    esac
+    grep -q 'vdi_alloc' "$f" 2>/dev/null && grep -qE '^[a-z].*\bvdi_alloc\(' "$f" && continue
+    grep -nE '(^|[^_a-zA-Z0-9])(malloc|calloc|realloc|strdup)[[:space:]]*\(' "$f" |
+        sed "s|^|lint: $f:|;s|$|  (allocate through vdi_alloc, which has a fail point)|" | grep . && bad=1
+done
+
+# ref/ is standalone: it never includes the harness.
+git grep -nE '#include "(\.\./)*(chaos|fuzz|tests)/' -- ref/ && complain "ref/ includes the harness"
+
+exit $bad

@@ -1,0 +1,57 @@
+# Sourced by ci/test.sh and ci/fuzz.sh: makes sure the tools the project builds with are
+# here, installing them with apt-get when run as root on a fresh Debian 12 machine.
+# vdi_setup LOGDIR: returns 0 when everything required is present (AFL++ is optional).
+
+vdi_runtime_ok() { # $1 = sanitizer flags; compiles and links a tiny program with clang
+    local tmp rc
+    tmp=$(mktemp -d)
+    if [ "$1" = "-fsanitize=fuzzer" ]; then
+        printf '#include <stddef.h>\n#include <stdint.h>\nint LLVMFuzzerTestOneInput(const uint8_t *d, size_t n){(void)d;(void)n;return 0;}\n' >"$tmp/t.c"
+    else
+        printf 'int main(void){return 0;}\n' >"$tmp/t.c"
+    fi
+    clang $1 "$tmp/t.c" -o "$tmp/t" >/dev/null 2>&1
+    rc=$?
+    rm -rf "$tmp"
+    return $rc
+}
+
+vdi_missing_packages() {
+    local pkgs=() tool flags
+    for tool in cmake:cmake ninja:ninja-build clang:clang clang++:clang gcc:gcc g++:g++ \
+        setarch:util-linux clang-format:clang-format; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || pkgs+=("${tool#*:}")
+    done
+    if command -v clang >/dev/null 2>&1; then
+        for flags in "-fsanitize=address,undefined" "-fsanitize=thread" "-fsanitize=fuzzer"; do
+            vdi_runtime_ok "$flags" || { pkgs+=("libclang-rt-14-dev"); break; }
+        done
+    fi
+    if [ -d fuzz ] && ! command -v afl-clang-fast >/dev/null 2>&1; then
+        pkgs+=("afl++")
+    fi
+    [ ${#pkgs[@]} -gt 0 ] && printf '%s\n' "${pkgs[@]}" | sort -u | tr '\n' ' '
+    return 0
+}
+
+vdi_setup() {
+    local logdir=${1:-build} need need_hard
+    mkdir -p "$logdir"
+    need=$(vdi_missing_packages)
+    [ -z "${need// /}" ] && return 0
+    if [ "$(id -u)" = 0 ]; then
+        echo "setup: installing $need"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >"$logdir/apt.log" 2>&1
+        # shellcheck disable=SC2086
+        apt-get install -y -qq $need >>"$logdir/apt.log" 2>&1 || true
+        need=$(vdi_missing_packages)
+    fi
+    need_hard=${need//afl++/}
+    if [ -n "${need_hard// /}" ]; then
+        echo "setup: missing $need_hard (run as root, or install them)"
+        return 1
+    fi
+    [ -n "${need// /}" ] && echo "setup: AFL++ is not installed; AFL++ runs are skipped"
+    return 0
+}
