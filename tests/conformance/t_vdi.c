@@ -339,6 +339,41 @@ int t_worker_join(t_worker *w) {
     return w->final_rc;
 }
 
+/* ---- gate -------------------------------------------------------------------------------- */
+
+void t_gate_init(t_gate *g) {
+    memset(g, 0, sizeof *g);
+    pthread_mutex_init(&g->mu, NULL);
+    pthread_cond_init(&g->cv, NULL);
+}
+
+void t_gate_pass(t_gate *g) {
+    pthread_mutex_lock(&g->mu);
+    g->inside++;
+    pthread_cond_broadcast(&g->cv);
+    while (!g->open)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void t_gate_wait_inside(t_gate *g, int n) {
+    pthread_mutex_lock(&g->mu);
+    while (g->inside < n)
+        pthread_cond_wait(&g->cv, &g->mu);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void t_gate_open(t_gate *g) {
+    pthread_mutex_lock(&g->mu);
+    g->open = 1;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+void t_gate_hook(t_cmd *tc) {
+    t_gate_pass(tc->hook_ctx);
+}
+
 /* ---- environment ------------------------------------------------------------------------ */
 
 int t_fd_count(void) {

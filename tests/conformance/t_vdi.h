@@ -140,6 +140,24 @@ typedef struct t_worker {
 void t_worker_start(t_worker *w, vdi_client_device *dev, uint32_t code);
 int t_worker_join(t_worker *w);
 
+/* ---- a gate that holds a thread (typically the agent inside a callback) -------------- */
+
+typedef struct t_gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int inside; /* threads that reached the gate */
+    int open;
+} t_gate;
+
+void t_gate_init(t_gate *g);
+/* Called by the held thread: announce arrival, block until opened. */
+void t_gate_pass(t_gate *g);
+/* Block until n threads reached the gate. */
+void t_gate_wait_inside(t_gate *g, int n);
+void t_gate_open(t_gate *g);
+/* A t_cmd hook that passes the gate in hook_ctx. */
+void t_gate_hook(t_cmd *tc);
+
 /* ---- environment probes ----------------------------------------------------------- */
 
 /* Open file descriptors of this process. */
