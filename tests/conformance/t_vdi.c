@@ -131,7 +131,7 @@ void t_config_default(VDConfig *cfg, uint32_t ndev) {
 void t_set_init(t_set *s, const char *stem, uint32_t ndev) {
     static unsigned seq;
     memset(s, 0, sizeof *s);
-    snprintf(s->name, sizeof s->name, "tc-%s-%ld-%u", stem, (long)getpid(), seq++);
+    snprintf(s->name, sizeof s->name, "tc-%s-%ld-%u-e", stem, (long)getpid(), seq++);
     t_config_default(&s->cfg, ndev);
     s->ndev = (int)ndev;
     for (int i = 0; i < s->ndev; i++) {
