@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 void t_must(int rc, int want, const char *what) {
@@ -417,6 +418,60 @@ int t_shm_count(const char *needle) {
         n += strstr(e->d_name, needle) != NULL;
     closedir(d);
     return n;
+}
+
+void t_put(int fd, char c) {
+    if (write(fd, &c, 1) != 1) {
+        fprintf(stderr, "scaffolding: pipe write: %s\n", strerror(errno));
+        exit(1);
+    }
+}
+
+char t_get(int fd) {
+    char c;
+    ssize_t n;
+    do
+        n = read(fd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    if (n != 1) {
+        fprintf(stderr, "scaffolding: pipe read: %s\n", n == 0 ? "end of file" : strerror(errno));
+        exit(1);
+    }
+    return c;
+}
+
+void t_put_u32(int fd, uint32_t v) {
+    for (int i = 0; i < 4; i++)
+        t_put(fd, (char)(v >> (8 * i)));
+}
+
+uint32_t t_get_u32(int fd) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)(uint8_t)t_get(fd) << (8 * i);
+    return v;
+}
+
+void t_park(void) {
+    int p[2];
+    if (pipe(p) != 0)
+        _exit(3);
+    char c;
+    for (;;)
+        if (read(p[0], &c, 1) <= 0 && errno != EINTR)
+            _exit(3);
+}
+
+int t_wait_child(int pid) {
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
 }
 
 pthread_t t_spawn(void *(*fn)(void *), void *arg) {

@@ -167,6 +167,16 @@ int t_shm_count(const char *needle);
 /* Path in /dev/shm of the first entry containing needle, or 0 if none. */
 int t_shm_find(const char *needle, char *path, size_t len);
 
+/* Pipes between processes: one byte (or one word) at a time; exit 1 on a broken pipe. */
+void t_put(int fd, char c);
+char t_get(int fd);
+void t_put_u32(int fd, uint32_t v);
+uint32_t t_get_u32(int fd);
+/* Block forever (a child waiting to be killed). */
+void t_park(void);
+/* Wait for a child; returns its exit status, or 128 + signal. */
+int t_wait_child(int pid);
+
 /* A thread running fn(arg), joinable with t_join. */
 pthread_t t_spawn(void *(*fn)(void *), void *arg);
 void *t_join(pthread_t th);

@@ -1,0 +1,247 @@
+/* Peer death (VDI-SPEC 5.3 "Peer death", 8.4): SIGKILL of either side while the other is
+ * blocked makes the survivor's blocked call return VD_E_ABORT and its commands end in
+ * 995; the survivor's close leaves no shared object behind; a peer that exits normally
+ * after a finished backup is not dead. Processes synchronise with pipes, never sleeps. */
+#include <signal.h>
+#include <sys/types.h>
+
+#include "t_test.h"
+#include "t_vdi.h"
+
+typedef struct blocked_get {
+    vdi_client_device *dev;
+    int rc;
+} blocked_get;
+
+static void *get_forever(void *arg) {
+    blocked_get *b = arg;
+    VDC_Command *c = NULL;
+    b->rc = vdi_client_device_get_command(b->dev, VDI_INFINITE, &c);
+    return NULL;
+}
+
+static char g_name[96];
+
+/* The server (child) is killed while the client (parent, the creator) waits in
+ * get_command and holds a delivered Write. */
+static void case_server_dies(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-srv"));
+    vdi_client_set *cl = vdi_client_set_new();
+    VDConfig cfg;
+    t_config_default(&cfg, 1);
+    T_REQUIRE(vdi_client_set_create(cl, g_name, &cfg) == NOERROR);
+    int up[2];
+    T_REQUIRE(pipe(up) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        t_set s;
+        t_set_init(&s, "unused", 1);
+        snprintf(s.name, sizeof s.name, "%s", g_name);
+        t_set_server_open(&s);
+        t_set_server_begin(&s);
+        t_set_server_end(&s);
+        t_must(vdi_server_set_open_device(s.server, g_name, &s.sdev[0]), NOERROR, "open_device");
+        t_set_start_agent(&s);
+        uint8_t *b = NULL;
+        t_must(vdi_server_set_allocate_buffer(s.server, &b, 4096, 0), NOERROR, "allocate");
+        memset(b, 0x6b, 4096);
+        t_cmd tc;
+        t_cmd_init(&tc, &s.ledger, VDC_Write, 4096, 0, b);
+        t_must(t_send(s.sdev[0], &tc), NOERROR, "send");
+        t_put(up[1], 'r');
+        t_park();
+    }
+    close(up[1]);
+    T_REQUIRE(t_get(up[0]) == 'r');
+    T_REQUIRE(vdi_client_set_get_configuration(cl, VDI_INFINITE, &cfg) == NOERROR);
+    vdi_client_device *dev = NULL;
+    T_REQUIRE(vdi_client_set_open_device(cl, g_name, &dev) == NOERROR);
+    VDC_Command *held = NULL;
+    T_REQUIRE(vdi_client_device_get_command(dev, VDI_INFINITE, &held) == NOERROR);
+    blocked_get bg = {dev, 0};
+    pthread_t th = t_spawn(get_forever, &bg);
+    T_REQUIRE(kill(pid, SIGKILL) == 0);
+    T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
+    t_join(th);
+    T_EXPECT_CODE(bg.rc, VD_E_ABORT);
+    /* mid-command: the client's mapping stays valid until its own close */
+    T_EXPECT_EQ(held->buffer[0], 0x6b);
+    T_EXPECT_EQ(held->buffer[4095], 0x6b);
+    T_EXPECT_CODE(vdi_client_device_complete_command(dev, held, ERROR_SUCCESS, 4096, 0),
+                  VD_E_ABORT);
+    T_EXPECT_CODE(vdi_client_set_get_configuration(cl, 0, &cfg), VD_E_ABORT);
+    T_EXPECT_OK(vdi_client_set_close(cl));
+    vdi_client_set_free(cl);
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+    close(up[0]);
+}
+
+/* The server (child) opens and dies before ending its configuration: the client
+ * waiting in get_configuration wakes with ABORT. */
+static void case_server_dies_configuring(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-cfg"));
+    vdi_client_set *cl = vdi_client_set_new();
+    VDConfig cfg;
+    t_config_default(&cfg, 1);
+    T_REQUIRE(vdi_client_set_create(cl, g_name, &cfg) == NOERROR);
+    int up[2];
+    T_REQUIRE(pipe(up) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        vdi_server_set *sv = vdi_server_set_new();
+        t_must(vdi_server_set_open(sv, NULL, g_name), NOERROR, "server open");
+        t_put(up[1], 'o');
+        t_park();
+    }
+    close(up[1]);
+    T_REQUIRE(t_get(up[0]) == 'o');
+    T_REQUIRE(kill(pid, SIGKILL) == 0);
+    T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
+    T_EXPECT_CODE(vdi_client_set_get_configuration(cl, VDI_INFINITE, &cfg), VD_E_ABORT);
+    T_EXPECT_OK(vdi_client_set_close(cl));
+    vdi_client_set_free(cl);
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+    close(up[0]);
+}
+
+/* The client (child, the creator) is killed while the server's agent waits for the
+ * completion of a command the client holds: the agent drains it with 995 and returns
+ * ABORT; the server's close removes the dead creator's object. */
+static void case_client_dies(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-cli"));
+    int up[2], down[2];
+    T_REQUIRE(pipe(up) == 0 && pipe(down) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        close(down[1]);
+        vdi_client_set *cl = vdi_client_set_new();
+        VDConfig cfg;
+        t_config_default(&cfg, 1);
+        t_must(vdi_client_set_create(cl, g_name, &cfg), NOERROR, "create");
+        t_put(up[1], 'c');
+        t_must(vdi_client_set_get_configuration(cl, VDI_INFINITE, &cfg), NOERROR, "get_config");
+        vdi_client_device *dev = NULL;
+        t_must(vdi_client_set_open_device(cl, g_name, &dev), NOERROR, "open_device");
+        VDC_Command *c = NULL;
+        t_must(vdi_client_device_get_command(dev, VDI_INFINITE, &c), NOERROR, "get_command");
+        t_put(up[1], 'g');
+        t_park();
+    }
+    close(up[1]);
+    close(down[0]);
+    T_REQUIRE(t_get(up[0]) == 'c');
+    t_set s;
+    t_set_init(&s, "unused", 1);
+    snprintf(s.name, sizeof s.name, "%s", g_name);
+    t_set_server_open(&s);
+    t_set_server_begin(&s);
+    t_set_server_end(&s);
+    T_REQUIRE(vdi_server_set_open_device(s.server, g_name, &s.sdev[0]) == NOERROR);
+    t_set_start_agent(&s);
+    t_cmd a, b;
+    t_cmd_init(&a, &s.ledger, VDC_Flush, 0, 0, NULL);
+    t_cmd_init(&b, &s.ledger, VDC_Flush, 0, 1, NULL);
+    T_REQUIRE(t_send(s.sdev[0], &a) == NOERROR);
+    T_REQUIRE(t_send(s.sdev[0], &b) == NOERROR);
+    T_REQUIRE(t_get(up[0]) == 'g');
+    T_REQUIRE(kill(pid, SIGKILL) == 0);
+    T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
+    T_EXPECT_CODE(t_set_join_agent(&s), VD_E_ABORT);
+    T_EXPECT_EQ(t_cmd_snapshot(&a).calls, 1);
+    T_EXPECT_EQ(t_cmd_snapshot(&a).code, ERROR_OPERATION_ABORTED);
+    T_EXPECT_EQ(t_cmd_snapshot(&b).calls, 1);
+    T_EXPECT_EQ(t_cmd_snapshot(&b).code, ERROR_OPERATION_ABORTED);
+    /* any later call that can return ABORT does */
+    VDConfig cfg;
+    T_EXPECT_CODE(vdi_server_set_get_configuration(s.server, &cfg), VD_E_ABORT);
+    T_EXPECT_OK(vdi_server_set_close(s.server));
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+    vdi_server_set_free(s.server);
+    vdi_client_set_free(s.client);
+    s.server = NULL;
+    s.client = NULL;
+    close(up[0]);
+    close(down[1]);
+}
+
+/* The client (child) finishes a backup, closes and exits: not a death. The server's
+ * calls afterwards still succeed and its agent returned NOERROR. */
+static void case_normal_exit(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-ok"));
+    int up[2];
+    T_REQUIRE(pipe(up) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        vdi_client_set *cl = vdi_client_set_new();
+        VDConfig cfg;
+        t_config_default(&cfg, 1);
+        t_must(vdi_client_set_create(cl, g_name, &cfg), NOERROR, "create");
+        t_put(up[1], 'c');
+        t_must(vdi_client_set_get_configuration(cl, VDI_INFINITE, &cfg), NOERROR, "get_config");
+        vdi_client_device *dev = NULL;
+        t_must(vdi_client_set_open_device(cl, g_name, &dev), NOERROR, "open_device");
+        for (;;) {
+            VDC_Command *c = NULL;
+            int rc = vdi_client_device_get_command(dev, VDI_INFINITE, &c);
+            if (rc == VD_E_CLOSE)
+                break;
+            t_must(rc, NOERROR, "get_command");
+            t_must(vdi_client_device_complete_command(dev, c, ERROR_SUCCESS, (uint32_t)c->size, 0),
+                   NOERROR, "complete");
+        }
+        t_must(vdi_client_set_close(cl), NOERROR, "client close");
+        vdi_client_set_free(cl);
+        _exit(0);
+    }
+    close(up[1]);
+    T_REQUIRE(t_get(up[0]) == 'c');
+    t_set s;
+    t_set_init(&s, "unused", 1);
+    snprintf(s.name, sizeof s.name, "%s", g_name);
+    t_set_server_open(&s);
+    t_set_server_begin(&s);
+    t_set_server_end(&s);
+    T_REQUIRE(vdi_server_set_open_device(s.server, g_name, &s.sdev[0]) == NOERROR);
+    t_set_start_agent(&s);
+    uint8_t *b = NULL;
+    T_REQUIRE(vdi_server_set_allocate_buffer(s.server, &b, 4096, 0) == NOERROR);
+    t_cmd tc[4];
+    for (int i = 0; i < 4; i++) {
+        t_cmd_init(&tc[i], &s.ledger, VDC_Write, 4096, 4096 * i, b);
+        T_REQUIRE(t_send(s.sdev[0], &tc[i]) == NOERROR);
+        t_ledger_wait(&s.ledger, i + 1);
+    }
+    T_REQUIRE(vdi_server_device_close(s.sdev[0]) == NOERROR);
+    T_EXPECT_OK(t_set_join_agent(&s));
+    T_EXPECT_EQ(t_wait_child(pid), 0);
+    VDConfig cfg;
+    T_EXPECT_OK(vdi_server_set_get_configuration(s.server, &cfg));
+    uint8_t *b2 = NULL;
+    T_EXPECT_OK(vdi_server_set_allocate_buffer(s.server, &b2, 4096, 0));
+    T_EXPECT_OK(vdi_server_set_close(s.server));
+    for (int i = 0; i < 4; i++)
+        T_EXPECT_EQ(t_cmd_snapshot(&tc[i]).code, ERROR_SUCCESS);
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+    vdi_server_set_free(s.server);
+    vdi_client_set_free(s.client);
+    close(up[0]);
+}
+
+int main(int argc, char **argv) {
+    static const t_case cases[] = {
+        {"server_dies", case_server_dies},
+        {"server_dies_configuring", case_server_dies_configuring},
+        {"client_dies", case_client_dies},
+        {"normal_exit", case_normal_exit},
+    };
+    int rc = t_run_cases(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
+    return rc ? rc : t_done();
+}
