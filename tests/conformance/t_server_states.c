@@ -230,6 +230,10 @@ static void case_active(void) {
     uint8_t *buf = NULL;
     T_EXPECT_OK(vdi_server_set_allocate_buffer(s.server, &buf, 4096, 0));
     T_EXPECT_OK(vdi_server_set_free_buffer(s.server, buf, 4096));
+    /* close_device / Active (4): a second close of the same device is CLOSE */
+    T_EXPECT_OK(vdi_server_device_close(s.sdev[1]));
+    T_EXPECT_CODE(vdi_server_device_close(s.sdev[1]), VD_E_CLOSE);
+    T_EXPECT_EQ(atomic_load(&s.agent_done), 0); /* device 0 is still open */
     /* signal_abort / Active: OK -> Abort; the agent returns ABORT */
     T_EXPECT_OK(vdi_server_set_signal_abort(s.server));
     T_EXPECT_CODE(t_set_join_agent(&s), VD_E_ABORT);
