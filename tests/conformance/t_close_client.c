@@ -66,10 +66,15 @@ static void case_open_device(void) {
     T_REQUIRE(t_send(s.sdev[0], &b) == NOERROR);
     VDC_Command *c = NULL;
     T_REQUIRE(vdi_client_device_get_command(s.cdev[0], VDI_INFINITE, &c) == NOERROR);
+    uint8_t *buf = NULL;
+    T_REQUIRE(vdi_server_set_allocate_buffer(s.server, &buf, 4096, 0) == NOERROR);
     T_EXPECT_CODE(vdi_client_set_close(s.client), VD_E_OPEN);
     T_EXPECT_CODE(t_set_join_agent(&s), VD_E_ABORT);
     T_EXPECT_EQ(t_cmd_snapshot(&a).code, ERROR_OPERATION_ABORTED);
     T_EXPECT_EQ(t_cmd_snapshot(&b).code, ERROR_OPERATION_ABORTED);
+    /* 5.3: the server's mapping stays valid until its own close */
+    memset(buf, 0x11, 4096);
+    T_EXPECT_EQ(buf[4095], 0x11);
     /* the object is DNE again */
     VDConfig cfg;
     T_EXPECT_CODE(vdi_client_set_get_configuration(s.client, 0, &cfg), VD_E_PROTOCOL);
@@ -129,7 +134,30 @@ static void *get_forever(void *arg) {
     return NULL;
 }
 
+typedef struct blocked_cfg {
+    vdi_client_set *cl;
+    int rc;
+} blocked_cfg;
+
+static void *config_forever(void *arg) {
+    blocked_cfg *b = arg;
+    VDConfig cfg;
+    b->rc = vdi_client_set_get_configuration(b->cl, VDI_INFINITE, &cfg);
+    return NULL;
+}
+
 static void case_blocked_thread(void) {
+    /* a thread in get_configuration (Configurable, no server) */
+    t_set s0;
+    t_set_init(&s0, "cblk0", 1);
+    t_set_create(&s0);
+    blocked_cfg bc = {s0.client, 0};
+    pthread_t tc = t_spawn(config_forever, &bc);
+    T_EXPECT_OK(vdi_client_set_close(s0.client));
+    t_join(tc);
+    T_EXPECT_CODE(bc.rc, VD_E_ABORT);
+    t_set_teardown(&s0);
+
     t_set s;
     t_set_init(&s, "cblk", 1);
     t_set_to_active(&s);

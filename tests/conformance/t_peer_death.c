@@ -28,7 +28,7 @@ static void case_server_dies(void) {
     snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-srv"));
     vdi_client_set *cl = vdi_client_set_new();
     VDConfig cfg;
-    t_config_default(&cfg, 1);
+    t_config_default(&cfg, 2);
     T_REQUIRE(vdi_client_set_create(cl, g_name, &cfg) == NOERROR);
     int up[2];
     T_REQUIRE(pipe(up) == 0);
@@ -37,7 +37,7 @@ static void case_server_dies(void) {
     if (pid == 0) {
         close(up[0]);
         t_set s;
-        t_set_init(&s, "unused", 1);
+        t_set_init(&s, "unused", 2);
         snprintf(s.name, sizeof s.name, "%s", g_name);
         t_set_server_open(&s);
         t_set_server_begin(&s);
@@ -60,12 +60,22 @@ static void case_server_dies(void) {
     T_REQUIRE(vdi_client_set_open_device(cl, g_name, &dev) == NOERROR);
     VDC_Command *held = NULL;
     T_REQUIRE(vdi_client_device_get_command(dev, VDI_INFINITE, &held) == NOERROR);
-    blocked_get bg = {dev, 0};
+    /* a secondary watches the server too (5.3) */
+    vdi_client_set *sec = vdi_client_set_new();
+    T_REQUIRE(vdi_client_set_open_in_secondary(sec, g_name) == NOERROR);
+    vdi_client_device *sdev = NULL;
+    T_REQUIRE(vdi_client_set_open_device(sec, "d1", &sdev) == NOERROR);
+    blocked_get bg = {dev, 0}, bs = {sdev, 0};
     pthread_t th = t_spawn(get_forever, &bg);
+    pthread_t ts = t_spawn(get_forever, &bs);
     T_REQUIRE(kill(pid, SIGKILL) == 0);
     T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
     t_join(th);
+    t_join(ts);
     T_EXPECT_CODE(bg.rc, VD_E_ABORT);
+    T_EXPECT_CODE(bs.rc, VD_E_ABORT);
+    T_EXPECT_OK(vdi_client_set_close(sec));
+    vdi_client_set_free(sec);
     /* mid-command: the client's mapping stays valid until its own close */
     T_EXPECT_EQ(held->buffer[0], 0x6b);
     T_EXPECT_EQ(held->buffer[4095], 0x6b);
@@ -235,12 +245,56 @@ static void case_normal_exit(void) {
     close(up[0]);
 }
 
+/* 8.4: the creator (child) dies while a server is attached; a new creator reclaims the
+ * name; the old server's close must not unlink the new object. */
+static void case_reclaim_attached(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-recl"));
+    int up[2];
+    T_REQUIRE(pipe(up) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        vdi_client_set *cl = vdi_client_set_new();
+        VDConfig cfg;
+        t_config_default(&cfg, 1);
+        t_must(vdi_client_set_create(cl, g_name, &cfg), NOERROR, "create");
+        t_put(up[1], 'c');
+        t_park();
+    }
+    close(up[1]);
+    T_REQUIRE(t_get(up[0]) == 'c');
+    vdi_server_set *old = vdi_server_set_new();
+    T_REQUIRE(vdi_server_set_open(old, NULL, g_name) == NOERROR);
+    T_REQUIRE(kill(pid, SIGKILL) == 0);
+    T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
+    vdi_client_set *cl = vdi_client_set_new();
+    VDConfig cfg;
+    t_config_default(&cfg, 1);
+    T_EXPECT_OK(vdi_client_set_create(cl, g_name, &cfg));
+    T_EXPECT_OK(vdi_server_set_close(old)); /* aborted by the death: NOERROR */
+    T_EXPECT(t_shm_count(g_name) > 0);
+    vdi_server_set *fresh = vdi_server_set_new();
+    T_EXPECT_OK(vdi_server_set_open(fresh, NULL, g_name));
+    T_EXPECT_OK(vdi_server_set_begin_configuration(fresh, VDF_WriteMedia, 512, 0, 65536, 0));
+    T_EXPECT_OK(vdi_server_set_end_configuration(fresh));
+    T_EXPECT_OK(vdi_client_set_get_configuration(cl, 0, &cfg));
+    T_EXPECT_OK(vdi_server_set_close(fresh));
+    T_EXPECT_OK(vdi_client_set_close(cl));
+    vdi_server_set_free(old);
+    vdi_server_set_free(fresh);
+    vdi_client_set_free(cl);
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+    close(up[0]);
+}
+
 int main(int argc, char **argv) {
     static const t_case cases[] = {
         {"server_dies", case_server_dies},
         {"server_dies_configuring", case_server_dies_configuring},
         {"client_dies", case_client_dies},
         {"normal_exit", case_normal_exit},
+        {"reclaim_attached", case_reclaim_attached},
     };
     int rc = t_run_cases(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     return rc ? rc : t_done();
