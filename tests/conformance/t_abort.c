@@ -20,12 +20,15 @@ static void *get_forever(void *arg) {
 /* signal_abort from the client or from the server wakes a get_command blocked forever
  * on another thread, and the agent drains and returns ABORT. */
 static void abort_wakes_get(int from_server) {
+    t_waitspy_install();
     t_set s;
     t_set_init(&s, from_server ? "wake-s" : "wake-c", 2);
     t_set_to_active(&s);
     blocked_get b0 = {s.cdev[0], 0}, b1 = {s.cdev[1], 0};
     pthread_t t0 = t_spawn(get_forever, &b0);
     pthread_t t1 = t_spawn(get_forever, &b1);
+    t_waitspy_until_blocked(t0);
+    t_waitspy_until_blocked(t1);
     if (from_server)
         T_EXPECT_OK(vdi_server_set_signal_abort(s.server));
     else
@@ -43,6 +46,7 @@ static void abort_wakes_get(int from_server) {
     T_EXPECT_OK(vdi_server_set_close(s.server));
     T_EXPECT_OK(vdi_client_set_close(s.client));
     t_set_teardown(&s);
+    t_waitspy_remove();
 }
 
 static void case_client_wakes_get(void) {
@@ -68,12 +72,14 @@ static void *config_forever(void *arg) {
 /* A server abort wakes the client blocked in get_configuration (the server is
  * Connected, so the client waits for end_configuration). */
 static void case_wakes_config(void) {
+    t_waitspy_install();
     t_set s;
     t_set_init(&s, "wake-cfg", 1);
     t_set_create(&s);
     t_set_server_open(&s);
     blocked_cfg b = {s.client, 0};
     pthread_t th = t_spawn(config_forever, &b);
+    t_waitspy_until_blocked(th);
     T_EXPECT_OK(vdi_server_set_signal_abort(s.server));
     t_join(th);
     T_EXPECT_CODE(b.rc, VD_E_ABORT);
@@ -83,6 +89,7 @@ static void case_wakes_config(void) {
     t_set_create(&s);
     b.cl = s.client;
     th = t_spawn(config_forever, &b);
+    t_waitspy_until_blocked(th);
     T_EXPECT_OK(vdi_client_set_signal_abort(s.client));
     t_join(th);
     T_EXPECT_CODE(b.rc, VD_E_ABORT);
@@ -91,6 +98,7 @@ static void case_wakes_config(void) {
     VDConfig cfg;
     T_EXPECT_CODE(vdi_server_set_get_configuration(s.server, &cfg), VD_E_PROTOCOL);
     t_set_teardown(&s);
+    t_waitspy_remove();
 }
 
 /* Nothing new is delivered after an abort; every outstanding command (undelivered,

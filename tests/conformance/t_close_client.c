@@ -148,11 +148,13 @@ static void *config_forever(void *arg) {
 
 static void case_blocked_thread(void) {
     /* a thread in get_configuration (Configurable, no server) */
+    t_waitspy_install();
     t_set s0;
     t_set_init(&s0, "cblk0", 1);
     t_set_create(&s0);
     blocked_cfg bc = {s0.client, 0};
     pthread_t tc = t_spawn(config_forever, &bc);
+    t_waitspy_until_blocked(tc);
     T_EXPECT_OK(vdi_client_set_close(s0.client));
     t_join(tc);
     T_EXPECT_CODE(bc.rc, VD_E_ABORT);
@@ -163,12 +165,14 @@ static void case_blocked_thread(void) {
     t_set_to_active(&s);
     blocked b = {s.cdev[0], 0};
     pthread_t th = t_spawn(get_forever, &b);
+    t_waitspy_until_blocked(th); /* a handle is invalid once close returned */
     /* OPEN: the device has not returned VD_E_CLOSE */
     T_EXPECT_CODE(vdi_client_set_close(s.client), VD_E_OPEN);
     t_join(th);
     T_EXPECT_CODE(b.rc, VD_E_ABORT);
     T_EXPECT_CODE(t_set_join_agent(&s), VD_E_ABORT);
     t_set_teardown(&s);
+    t_waitspy_remove();
 }
 
 /* The creator's close unlinks the set's name (8.4): the shared object is gone from

@@ -2,6 +2,7 @@
  * success, so that a conformance check never passes on a set that is not in the state
  * it claims; the ledger is what proves "exactly one callback per command". */
 #include "t_vdi.h"
+#include "vdi/vdi_seams.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 void t_must(int rc, int want, const char *what) {
@@ -373,6 +378,72 @@ void t_gate_open(t_gate *g) {
 
 void t_gate_hook(t_cmd *tc) {
     t_gate_pass(tc->hook_ctx);
+}
+
+/* ---- wait spy ------------------------------------------------------------------------------ */
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t waiting[64];
+    int nwaiting;
+} spy = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0}, 0};
+
+static int spy_wait(void *ctx, uint32_t *word, uint32_t expected, long timeout_ms,
+                    enum vdi_wait_kind kind) {
+    (void)ctx;
+    (void)kind;
+    pthread_t me = pthread_self();
+    pthread_mutex_lock(&spy.mu);
+    if (spy.nwaiting < 64)
+        spy.waiting[spy.nwaiting++] = me;
+    pthread_cond_broadcast(&spy.cv);
+    pthread_mutex_unlock(&spy.mu);
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ms >= 0) {
+        ts.tv_sec = timeout_ms / 1000;
+        ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
+        tsp = &ts;
+    }
+    long rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, tsp, NULL, 0);
+    int err = rc < 0 ? errno : 0;
+    pthread_mutex_lock(&spy.mu);
+    for (int i = 0; i < spy.nwaiting; i++)
+        if (pthread_equal(spy.waiting[i], me)) {
+            spy.waiting[i] = spy.waiting[--spy.nwaiting];
+            break;
+        }
+    pthread_mutex_unlock(&spy.mu);
+    return err == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+static void spy_wake(void *ctx, uint32_t *word, int n) {
+    (void)ctx;
+    syscall(SYS_futex, word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+void t_waitspy_install(void) {
+    vdi_seams seams;
+    memset(&seams, 0, sizeof seams);
+    seams.wait = spy_wait;
+    seams.wake = spy_wake;
+    vdi_seams_install(&seams);
+}
+
+void t_waitspy_remove(void) {
+    vdi_seams_install(NULL);
+}
+
+void t_waitspy_until_blocked(pthread_t th) {
+    pthread_mutex_lock(&spy.mu);
+    for (;;) {
+        for (int i = 0; i < spy.nwaiting; i++)
+            if (pthread_equal(spy.waiting[i], th)) {
+                pthread_mutex_unlock(&spy.mu);
+                return;
+            }
+        pthread_cond_wait(&spy.cv, &spy.mu);
+    }
 }
 
 /* ---- environment ------------------------------------------------------------------------ */

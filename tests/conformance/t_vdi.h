@@ -158,6 +158,16 @@ void t_gate_open(t_gate *g);
 /* A t_cmd hook that passes the gate in hook_ctx. */
 void t_gate_hook(t_cmd *tc);
 
+/* ---- knowing that a thread is blocked inside the library ------------------------------- */
+
+/* Installs wait/wake seams that do what the defaults do (a shared futex) and record which
+ * threads are waiting, so a test can act only once a thread is truly blocked. Install
+ * before the set is used and remove after it is gone (the table is process-wide). */
+void t_waitspy_install(void);
+void t_waitspy_remove(void);
+/* Block until thread th is waiting inside the library (in a wait seam call). */
+void t_waitspy_until_blocked(pthread_t th);
+
 /* ---- environment probes ----------------------------------------------------------- */
 
 /* Open file descriptors of this process. */
