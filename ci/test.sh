@@ -62,10 +62,11 @@ run_ctest() { # $1 = preset
     "${prefix[@]}" ctest --test-dir "build/$preset" -j "$jobs" --output-on-failure \
         --no-tests=error -LE known-failure --output-junit "$junit" >"$log" 2>&1
     local rc=$?
-    local total fail_n skip_n
-    total=$(grep -c '<testcase ' "$junit" 2>/dev/null || echo 0)
-    fail_n=$(grep -c '<failure' "$junit" 2>/dev/null || echo 0)
-    skip_n=$(grep -c 'status="disabled"\|<skipped' "$junit" 2>/dev/null || echo 0)
+    local total fail_n skip_n attr
+    attr() { grep -m1 -oE "^[[:space:]]*$1=\"[0-9]+\"" "$junit" 2>/dev/null | grep -oE '[0-9]+' || echo 0; }
+    total=$(attr tests)
+    fail_n=$(attr failures)
+    skip_n=$(( $(attr skipped) + $(attr disabled) ))
     if [ "$total" = 0 ]; then
         tail -n 20 "$log"
         fail "ctest/$preset: no test ran (rc $rc)"
@@ -74,12 +75,10 @@ run_ctest() { # $1 = preset
     passed=$((passed + total - fail_n - skip_n))
     failed=$((failed + fail_n))
     skipped=$((skipped + skip_n))
-    grep -E '\(Failed\)|\(Timeout\)|\(Subprocess aborted\)|\(SEGFAULT\)|\(Child aborted\)|\*\*\*Exception' "$log" |
-        sed "s/^/  [$preset] /" | head -n 40
-    for t in $(grep -oE '[0-9]+ - [^ ]+ \((Failed|Timeout|Subprocess aborted|SEGFAULT|Child aborted)' "$log" |
-        awk '{print $3}'); do
+    # The names of the failed tests, from ctest's closing list.
+    while read -r t; do
         failures+=("$preset/$t")
-    done
+    done < <(sed -n '/The following tests FAILED:/,$p' "$log" | grep -oE '^[[:space:]]+[0-9]+ - [^ ]+' | awk '{print $3}')
     echo "ctest/$preset: $((total - fail_n - skip_n)) passed, $fail_n failed, $skip_n skipped (log: $log)"
     local known
     known=$(ctest --test-dir "build/$preset" -N -L known-failure 2>/dev/null | grep -c 'Test *#')
