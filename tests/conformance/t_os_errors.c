@@ -60,8 +60,9 @@ static int create_once(vdi_client_set *c, const char *name) {
     return vdi_client_set_create(c, name, &cfg);
 }
 
-/* The first point create hits whose name contains want, else the first point at all. */
-static void pick_point(char *out, size_t len, const char *want) {
+/* The first point create hits whose name contains one of want[] (in preference order),
+ * else the first point at all. */
+static void pick_point(char *out, size_t len, const char *const *want, size_t nwant) {
     vdi_client_set *c = vdi_client_set_new();
     const char *name = t_set_name("probe");
     arm(NULL, 0, 0, 0);
@@ -72,17 +73,21 @@ static void pick_point(char *out, size_t len, const char *want) {
     vdi_client_set_free(c);
     T_REQUIRE(g.nhit > 0); /* create reaches at least one fail point */
     snprintf(out, len, "%s", g.hit[0]);
-    for (int i = 0; i < g.nhit; i++)
-        if (strstr(g.hit[i], want)) {
-            snprintf(out, len, "%s", g.hit[i]);
-            return;
-        }
+    for (size_t w = 0; w < nwant; w++)
+        for (int i = 0; i < g.nhit; i++)
+            if (strstr(g.hit[i], want[w])) {
+                snprintf(out, len, "%s", g.hit[i]);
+                return;
+            }
 }
 
-/* 8.12: errno -> code at the first shared-memory point of create; no state change. */
+/* 8.12: errno -> code at a system call of create; no state change. shm_open is avoided:
+ * an EEXIST there means "the name exists" and takes the reclaim path of 8.4. */
 static void case_mapping(void) {
     char point[160];
-    pick_point(point, sizeof point, "shm_open");
+    static const char *const prefer[] = {"mmap", "ftruncate", "fallocate", "map"};
+    pick_point(point, sizeof point, prefer, sizeof prefer / sizeof prefer[0]);
+    fprintf(stderr, "injecting at %s\n", point);
     static const struct {
         int err;
         int code;
