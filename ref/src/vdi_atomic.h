@@ -10,39 +10,41 @@
 /* Acquire loads pair with the release stores (or RMWs) that published the data
  * they guard: ring heads/tails, state words, sequence words. */
 static inline uint32_t vdi_load_acquire(const uint32_t *p) {
-  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 static inline void vdi_store_release(uint32_t *p, uint32_t v) {
-  __atomic_store_n(p, v, __ATOMIC_RELEASE);
+    __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 static inline uint32_t vdi_load_relaxed(const uint32_t *p) {
-  return __atomic_load_n(p, __ATOMIC_RELAXED);
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 static inline void vdi_store_relaxed(uint32_t *p, uint32_t v) {
-  __atomic_store_n(p, v, __ATOMIC_RELAXED);
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 /* Sequence bumps are full barriers: a waiter that reads the new value must also
  * see every state change made before the bump (pairs with vdi_load_acquire of
  * the word). */
 static inline uint32_t vdi_fetch_add(uint32_t *p, uint32_t v) {
-  return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
 }
 static inline uint32_t vdi_exchange(uint32_t *p, uint32_t v) {
-  return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+    return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
 }
 static inline int vdi_cas(uint32_t *p, uint32_t expected, uint32_t desired) {
-  return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST,
-                                     __ATOMIC_SEQ_CST);
+    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST,
+                                       __ATOMIC_SEQ_CST);
 }
 /* Bytes copied in or out of shared memory: the peer may write them at any time,
  * so they are read with relaxed atomic loads of whole words (no torn or re-read
  * values). */
 static inline uint64_t vdi_load64_relaxed(const uint64_t *p) {
-  return __atomic_load_n(p, __ATOMIC_RELAXED);
+    return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 static inline void vdi_store64_relaxed(uint64_t *p, uint64_t v) {
-  __atomic_store_n(p, v, __ATOMIC_RELAXED);
+    __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
-static inline void vdi_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void vdi_fence(void) {
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
 
 #endif /* VDI_ATOMIC_H */

@@ -10,251 +10,248 @@
 #include "vdi_internal.h"
 
 vdi_client_set *vdi_client_set_new(void) {
-  vdi_client_set *c = VDI_ALLOC("client/new:alloc", sizeof *c);
-  if (c)
-    c->map.fd = -1;
-  return c;
+    vdi_client_set *c = VDI_ALLOC("client/new:alloc", sizeof *c);
+    if (c)
+        c->map.fd = -1;
+    return c;
 }
 
 static void bump(uint32_t *word) {
-  vdi_fetch_add(word, 1);
-  vdi_wake_all(word);
+    vdi_fetch_add(word, 1);
+    vdi_wake_all(word);
 }
 
-static uint32_t ndev(const vdi_client_set *c) { return c->cfg.deviceCount; }
+static uint32_t ndev(const vdi_client_set *c) {
+    return c->cfg.deviceCount;
+}
 
 static void bump_all(vdi_client_set *c) {
-  vdi_ctl_shm *ctl = c->map.ctl;
-  bump(&ctl->state_seq);
-  bump(&ctl->agent_seq);
-  for (uint32_t i = 0; i < ndev(c); i++)
-    bump(&ctl->dev[i].cmd_seq);
+    vdi_ctl_shm *ctl = c->map.ctl;
+    bump(&ctl->state_seq);
+    bump(&ctl->agent_seq);
+    for (uint32_t i = 0; i < ndev(c); i++)
+        bump(&ctl->dev[i].cmd_seq);
 }
 
 static void abort_locked(vdi_client_set *c) {
-  if (c->aborted)
-    return;
-  c->aborted = 1;
-  if (c->map.ctl) {
-    vdi_store_release(&c->map.ctl->aborted, 1);
-    bump_all(c);
-  }
+    if (c->aborted)
+        return;
+    c->aborted = 1;
+    if (c->map.ctl) {
+        vdi_store_release(&c->map.ctl->aborted, 1);
+        bump_all(c);
+    }
 }
 
 /* Learn whether the server is known yet; its identity is read once and kept. */
 static void learn_server(vdi_client_set *c) {
-  if (!c->server_known && vdi_load_acquire(&c->map.ctl->server_attached)) {
-    c->server = c->map.ctl->server_id;
-    c->server_known = 1;
-    c->last_check = vdi_now();
-  }
+    if (!c->server_known && vdi_load_acquire(&c->map.ctl->server_attached)) {
+        c->server = c->map.ctl->server_id;
+        c->server_known = 1;
+        c->last_check = vdi_now();
+    }
 }
 
 static int server_dead(vdi_client_set *c) {
-  vdi_ctl_shm *ctl = c->map.ctl;
-  return !vdi_load_acquire(&ctl->server_closed) &&
-         !vdi_load_acquire(&ctl->normal_end) && !vdi_peer_alive(&c->server);
+    vdi_ctl_shm *ctl = c->map.ctl;
+    return !vdi_load_acquire(&ctl->server_closed) && !vdi_load_acquire(&ctl->normal_end) &&
+           !vdi_peer_alive(&c->server);
 }
 
 static void observe(vdi_client_set *c) {
-  if (c->aborted || !c->map.ctl)
-    return;
-  if (vdi_load_acquire(&c->map.ctl->aborted)) {
-    c->aborted = 1;
-    return;
-  }
-  learn_server(c);
-  uint64_t now = vdi_now();
-  if (!c->server_known || now - c->last_check < 1000)
-    return;
-  c->last_check = now;
-  if (server_dead(c))
-    abort_locked(c);
+    if (c->aborted || !c->map.ctl)
+        return;
+    if (vdi_load_acquire(&c->map.ctl->aborted)) {
+        c->aborted = 1;
+        return;
+    }
+    learn_server(c);
+    uint64_t now = vdi_now();
+    if (!c->server_known || now - c->last_check < 1000)
+        return;
+    c->last_check = now;
+    if (server_dead(c))
+        abort_locked(c);
 }
 
 static void enter(vdi_client_set *c) {
-  vdi_lock(&c->mu);
-  c->active++;
+    vdi_lock(&c->mu);
+    c->active++;
 }
 
 static int leave(vdi_client_set *c, int rc) {
-  c->active--;
-  if (c->closing)
-    bump(&c->ev);
-  vdi_unlock(&c->mu);
-  return rc;
+    c->active--;
+    if (c->closing)
+        bump(&c->ev);
+    vdi_unlock(&c->mu);
+    return rc;
 }
 
 /* Abort observed, or this object is being closed: only Close is useful. */
 static int aborted(vdi_client_set *c) {
-  observe(c);
-  return c->aborted || c->closing;
+    observe(c);
+    return c->aborted || c->closing;
 }
 
 /* Wait on a shared word with the lock released; -1 means the server died. */
-static int wait_on(vdi_client_set *c, uint32_t *word, uint32_t seen,
-                   long timeout_ms) {
-  vdi_unlock(&c->mu);
-  int w = vdi_wait_live(word, seen, timeout_ms,
-                        c->server_known ? &c->server : NULL);
-  vdi_lock(&c->mu);
-  if (w == -1 && !c->closing && server_dead(c))
-    abort_locked(c);
-  return w;
+static int wait_on(vdi_client_set *c, uint32_t *word, uint32_t seen, long timeout_ms) {
+    vdi_unlock(&c->mu);
+    int w = vdi_wait_live(word, seen, timeout_ms, c->server_known ? &c->server : NULL);
+    vdi_lock(&c->mu);
+    if (w == -1 && !c->closing && server_dead(c))
+        abort_locked(c);
+    return w;
 }
 
 static uint64_t deadline_of(long timeout_ms) {
-  if (timeout_ms < 0)
-    return UINT64_MAX;
-  uint64_t now = vdi_now();
-  return now + (uint64_t)timeout_ms < now ? UINT64_MAX
-                                          : now + (uint64_t)timeout_ms;
+    if (timeout_ms < 0)
+        return UINT64_MAX;
+    uint64_t now = vdi_now();
+    return now + (uint64_t)timeout_ms < now ? UINT64_MAX : now + (uint64_t)timeout_ms;
 }
 
 static long left_until(uint64_t deadline) {
-  if (deadline == UINT64_MAX)
-    return -1;
-  uint64_t now = vdi_now();
-  if (now >= deadline)
-    return 0;
-  uint64_t d = deadline - now;
-  return d > (uint64_t)INT32_MAX ? INT32_MAX : (long)d;
+    if (deadline == UINT64_MAX)
+        return -1;
+    uint64_t now = vdi_now();
+    if (now >= deadline)
+        return 0;
+    uint64_t d = deadline - now;
+    return d > (uint64_t)INT32_MAX ? INT32_MAX : (long)d;
 }
 
 /* ---- create and configuration
  * --------------------------------------------------------------- */
 
-static int is_pow2(uint32_t v) { return v && !(v & (v - 1)); }
+static int is_pow2(uint32_t v) {
+    return v && !(v & (v - 1));
+}
 
-int vdi_client_set_create_ex(vdi_client_set *c, const char *instance,
-                             const char *name, VDConfig *cfg) {
-  int rc, reclaimed;
-  if (!c)
-    VDI_BAIL(VD_E_INVALID);
-  VDI_SCHED("client/create:enter");
-  enter(c);
-  if (c->state != C_DNE || c->closing)
-    return leave(c, VD_E_PROTOCOL);
-  if ((rc = vdi_check_instance(instance)) != NOERROR ||
-      (rc = vdi_check_name(name)) != NOERROR)
-    return leave(c, rc);
-  if (!cfg)
-    return leave(c, VD_E_INVALID);
-  if (cfg->deviceCount == 0 || cfg->deviceCount > VDI_MAX_DEVICES ||
-      (cfg->features & ~VDF_ClientRequestable) ||
-      (cfg->alignment &&
-       (!is_pow2(cfg->alignment) || cfg->alignment > VDI_MAX_ALIGNMENT)) ||
-      cfg->prefixZoneSize > 65536)
-    return leave(c, VD_E_NOTSUPPORTED);
-  if ((rc = vdi_shm_name(c->shm_name, sizeof c->shm_name, instance, name)) !=
-      NOERROR)
-    return leave(c, rc);
-  rc = vdi_map_create(&c->map, c->shm_name, &reclaimed);
-  if (rc != NOERROR)
-    return leave(c, rc);
-  vdi_ctl_shm *ctl = c->map.ctl;
-  if ((rc = vdi_self_id(&ctl->client_id)) != NOERROR) {
-    vdi_map_release(&c->map);
-    shm_unlink(c->shm_name);
-    return leave(c, rc);
-  }
-  VDConfig in = *cfg;
-  in.blockSize = in.maxIODepth = in.maxTransferSize = in.bufferAreaSize = 0;
-  c->cfg = in;
-  ctl->cfg = in;
-  ctl->ctl_size = (uint32_t)vdi_ctl_size();
-  ctl->version = VDI_SHM_VERSION;
-  ctl->next_owner = 1;
-  size_t n = strlen(name);
-  memcpy(ctl->dev[0].name, name, n);
-  ctl->dev[0].name_len = (uint32_t)n;
-  ctl->dev[0].bound = 2;
-  VDI_SCHED("client/create:before-publish");
-  vdi_store64_relaxed(&ctl->magic, VDI_SHM_MAGIC);
-  vdi_fence(); /* the magic is the last thing an opener checks */
-  memcpy(c->name, name, n + 1);
-  memset(c->dev, 0, sizeof c->dev);
-  for (int i = 0; i < VDI_MAX_DEVICES; i++) {
-    c->dev[i].set = c;
-    c->dev[i].slot = i;
-  }
-  c->owner = 1;
-  c->secondary = 0;
-  c->aborted = 0;
-  c->server_known = 0;
-  c->state = C_CONFIGURABLE;
-  return leave(c, NOERROR);
+int vdi_client_set_create_ex(vdi_client_set *c, const char *instance, const char *name,
+                             VDConfig *cfg) {
+    int rc, reclaimed;
+    if (!c)
+        VDI_BAIL(VD_E_INVALID);
+    VDI_SCHED("client/create:enter");
+    enter(c);
+    if (c->state != C_DNE || c->closing)
+        return leave(c, VD_E_PROTOCOL);
+    if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR)
+        return leave(c, rc);
+    if (!cfg)
+        return leave(c, VD_E_INVALID);
+    if (cfg->deviceCount == 0 || cfg->deviceCount > VDI_MAX_DEVICES ||
+        (cfg->features & ~VDF_ClientRequestable) ||
+        (cfg->alignment && (!is_pow2(cfg->alignment) || cfg->alignment > VDI_MAX_ALIGNMENT)) ||
+        cfg->prefixZoneSize > 65536)
+        return leave(c, VD_E_NOTSUPPORTED);
+    if ((rc = vdi_shm_name(c->shm_name, sizeof c->shm_name, instance, name)) != NOERROR)
+        return leave(c, rc);
+    rc = vdi_map_create(&c->map, c->shm_name, &reclaimed);
+    if (rc != NOERROR)
+        return leave(c, rc);
+    vdi_ctl_shm *ctl = c->map.ctl;
+    if ((rc = vdi_self_id(&ctl->client_id)) != NOERROR) {
+        vdi_map_release(&c->map);
+        shm_unlink(c->shm_name);
+        return leave(c, rc);
+    }
+    VDConfig in = *cfg;
+    in.blockSize = in.maxIODepth = in.maxTransferSize = in.bufferAreaSize = 0;
+    c->cfg = in;
+    ctl->cfg = in;
+    ctl->ctl_size = (uint32_t)vdi_ctl_size();
+    ctl->version = VDI_SHM_VERSION;
+    ctl->next_owner = 1;
+    size_t n = strlen(name);
+    memcpy(ctl->dev[0].name, name, n);
+    ctl->dev[0].name_len = (uint32_t)n;
+    ctl->dev[0].bound = 2;
+    VDI_SCHED("client/create:before-publish");
+    vdi_store64_relaxed(&ctl->magic, VDI_SHM_MAGIC);
+    vdi_fence(); /* the magic is the last thing an opener checks */
+    memcpy(c->name, name, n + 1);
+    memset(c->dev, 0, sizeof c->dev);
+    for (int i = 0; i < VDI_MAX_DEVICES; i++) {
+        c->dev[i].set = c;
+        c->dev[i].slot = i;
+    }
+    c->owner = 1;
+    c->secondary = 0;
+    c->aborted = 0;
+    c->server_known = 0;
+    c->state = C_CONFIGURABLE;
+    return leave(c, NOERROR);
 }
 
 int vdi_client_set_create(vdi_client_set *c, const char *name, VDConfig *cfg) {
-  return vdi_client_set_create_ex(c, NULL, name, cfg);
+    return vdi_client_set_create_ex(c, NULL, name, cfg);
 }
 
 /* Map the area as far as the server says it reaches; the value is untrusted. */
 static int follow_area(vdi_client_set *c) {
-  uint32_t size = vdi_load_acquire(&c->map.ctl->area_size);
-  if (size > VDI_MAX_AREA || size % VDI_AREA_ALIGN)
-    return VD_E_ABORT;
-  return vdi_map_area(&c->map, size);
+    uint32_t size = vdi_load_acquire(&c->map.ctl->area_size);
+    if (size > VDI_MAX_AREA || size % VDI_AREA_ALIGN)
+        return VD_E_ABORT;
+    return vdi_map_area(&c->map, size);
 }
 
 static void fill_config(const vdi_client_set *c, VDConfig *out) {
-  const VDConfig *s = &c->map.ctl->cfg;
-  VDConfig r = c->cfg;
-  uint32_t f = s->features;
-  r.features = c->cfg.features | (f & (VDF_WriteMedia | VDF_ReadMedia));
-  if ((f & VDF_CompleteEnabled) && (c->cfg.features & VDF_RequestComplete))
-    r.features |= VDF_CompleteEnabled;
-  r.blockSize = s->blockSize;
-  r.maxIODepth = VDI_MAX_IO_DEPTH;
-  r.maxTransferSize = s->maxTransferSize;
-  r.bufferAreaSize = c->map.mapped;
-  *out = r;
+    const VDConfig *s = &c->map.ctl->cfg;
+    VDConfig r = c->cfg;
+    uint32_t f = vdi_load_relaxed(&c->map.ctl->features_out);
+    r.features = c->cfg.features | (f & (VDF_WriteMedia | VDF_ReadMedia));
+    if ((f & VDF_CompleteEnabled) && (c->cfg.features & VDF_RequestComplete))
+        r.features |= VDF_CompleteEnabled;
+    r.blockSize = s->blockSize;
+    r.maxIODepth = VDI_MAX_IO_DEPTH;
+    r.maxTransferSize = s->maxTransferSize;
+    r.bufferAreaSize = c->map.mapped;
+    *out = r;
 }
 
-int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms,
-                                     VDConfig *cfg) {
-  if (!c || !cfg)
-    VDI_BAIL(VD_E_INVALID);
-  VDI_SCHED("client/get_configuration:enter");
-  enter(c);
-  uint64_t deadline = deadline_of(timeout_ms);
-  for (;;) {
-    if (aborted(c))
-      return leave(c, VD_E_ABORT);
-    if (c->state == C_DNE)
-      return leave(c, VD_E_PROTOCOL);
-    vdi_ctl_shm *ctl = c->map.ctl;
-    uint32_t seen = vdi_load_acquire(&ctl->state_seq);
-    if (vdi_load_acquire(&ctl->configured)) { /* pairs with end_configuration */
-      int rc = follow_area(c);
-      if (rc == VD_E_ABORT) {
-        abort_locked(c);
-        return leave(c, VD_E_ABORT);
-      }
-      if (rc != NOERROR)
-        return leave(c, c->state == C_CONFIGURABLE ? VD_E_MEMORY : rc);
-      uint32_t bs = ctl->cfg.blockSize, mt = ctl->cfg.maxTransferSize;
-      if (!is_pow2(bs) || bs < VDI_MIN_BLOCK_SIZE || bs > VDI_MAX_BLOCK_SIZE ||
-          !mt || mt % VDI_TRANSFER_UNIT) {
-        abort_locked(c);
-        return leave(c, VD_E_ABORT);
-      }
-      fill_config(c, cfg);
-      if (c->state == C_CONFIGURABLE) {
-        c->state = C_INITIALIZING;
-        if (!c->secondary)
-          vdi_store_release(&ctl->primary_ready, 1);
-      }
-      return leave(c, NOERROR);
+int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfig *cfg) {
+    if (!c || !cfg)
+        VDI_BAIL(VD_E_INVALID);
+    VDI_SCHED("client/get_configuration:enter");
+    enter(c);
+    uint64_t deadline = deadline_of(timeout_ms);
+    for (;;) {
+        if (aborted(c))
+            return leave(c, VD_E_ABORT);
+        if (c->state == C_DNE)
+            return leave(c, VD_E_PROTOCOL);
+        vdi_ctl_shm *ctl = c->map.ctl;
+        uint32_t seen = vdi_load_acquire(&ctl->state_seq);
+        if (vdi_load_acquire(&ctl->configured)) { /* pairs with end_configuration */
+            int rc = follow_area(c);
+            if (rc == VD_E_ABORT) {
+                abort_locked(c);
+                return leave(c, VD_E_ABORT);
+            }
+            if (rc != NOERROR)
+                return leave(c, c->state == C_CONFIGURABLE ? VD_E_MEMORY : rc);
+            uint32_t bs = ctl->cfg.blockSize, mt = ctl->cfg.maxTransferSize;
+            if (!is_pow2(bs) || bs < VDI_MIN_BLOCK_SIZE || bs > VDI_MAX_BLOCK_SIZE || !mt ||
+                mt % VDI_TRANSFER_UNIT) {
+                abort_locked(c);
+                return leave(c, VD_E_ABORT);
+            }
+            fill_config(c, cfg);
+            if (c->state == C_CONFIGURABLE) {
+                c->state = C_INITIALIZING;
+                if (!c->secondary)
+                    vdi_store_release(&ctl->primary_ready, 1);
+            }
+            return leave(c, NOERROR);
+        }
+        long left = left_until(deadline);
+        if (left == 0)
+            return leave(c, VD_E_TIMEOUT);
+        learn_server(c);
+        VDI_SCHED("client/get_configuration:before-wait");
+        wait_on(c, &ctl->state_seq, seen, left);
     }
-    long left = left_until(deadline);
-    if (left == 0)
-      return leave(c, VD_E_TIMEOUT);
-    learn_server(c);
-    VDI_SCHED("client/get_configuration:before-wait");
-    wait_on(c, &ctl->state_seq, seen, left);
-  }
 }
 
 /* ---- devices
@@ -263,322 +260,307 @@ int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms,
 
 /* Normally Terminated (VDI-SPEC 3) for this object. */
 static int normal(vdi_client_set *c) {
-  if (!c->map.ctl || c->state != C_ACTIVE)
-    return 0;
-  for (uint32_t i = 0; i < ndev(c); i++) {
-    if (!vdi_load_acquire(&c->map.ctl->dev[i].server_closed))
-      return 0;
-    struct vdi_client_device *d = &c->dev[i];
-    if (d->opened && !d->closed_seen)
-      return 0;
-    for (uint32_t k = 0; d->opened && k < VDI_RING; k++)
-      if (d->delivered[k])
+    if (!c->map.ctl || c->state != C_ACTIVE)
         return 0;
-  }
-  return 1;
+    for (uint32_t i = 0; i < ndev(c); i++) {
+        if (!vdi_load_acquire(&c->map.ctl->dev[i].server_closed))
+            return 0;
+        struct vdi_client_device *d = &c->dev[i];
+        if (d->opened && !d->closed_seen)
+            return 0;
+        for (uint32_t k = 0; d->opened && k < VDI_RING; k++)
+            if (d->delivered[k])
+                return 0;
+    }
+    return 1;
 }
 
-int vdi_client_set_open_device(vdi_client_set *c, const char *name,
-                               vdi_client_device **out) {
-  if (out)
-    *out = NULL;
-  if (!c || !name || !out)
-    VDI_BAIL(VD_E_INVALID);
-  VDI_SCHED("client/open_device:enter");
-  enter(c);
-  if (aborted(c))
-    return leave(c, VD_E_ABORT);
-  if (c->state < C_INITIALIZING || normal(c))
-    return leave(c, VD_E_PROTOCOL);
-  if (vdi_check_name(name) != NOERROR)
-    return leave(c, VD_E_INVALID);
-  vdi_ctl_shm *ctl = c->map.ctl;
-  /* Look the name up before binding: ownership errors come before VD_E_OPEN. */
-  int slot = -1;
-  size_t len = strlen(name);
-  if (strcmp(name, c->name) == 0)
-    slot = 0;
-  for (uint32_t i = 1; slot < 0 && i < ndev(c); i++) {
-    vdi_dev_shm *d = &ctl->dev[i];
-    if (vdi_load_acquire(&d->bound) == 2 && d->name_len == len &&
-        memcmp(d->name, name, len) == 0)
-      slot = (int)i;
-  }
-  if (slot >= 0) {
-    uint32_t owner = vdi_load_acquire(&ctl->dev[slot].client_owner);
-    if (owner)
-      return leave(
-          c, VD_E_PROTOCOL); /* this object's, or another client object's */
-  } else {
-    uint32_t held = 0;
-    for (uint32_t i = 0; i < ndev(c); i++)
-      held += vdi_load_acquire(&ctl->dev[i].client_owner) != 0;
-    if (held == ndev(c))
-      return leave(c, VD_E_OPEN);
-    if (vdi_dev_bind(ctl, name, c->name, ndev(c), &slot) != NOERROR)
-      return leave(c, VD_E_INVALID);
-  }
-  if (!vdi_cas(&ctl->dev[slot].client_owner, 0, c->owner))
-    return leave(c, VD_E_PROTOCOL); /* another client object won the race */
-  struct vdi_client_device *d = &c->dev[slot];
-  d->opened = 1;
-  d->closed_seen = 0;
-  c->state = C_ACTIVE;
-  *out = d;
-  return leave(c, NOERROR);
+int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_device **out) {
+    if (out)
+        *out = NULL;
+    if (!c || !name || !out)
+        VDI_BAIL(VD_E_INVALID);
+    VDI_SCHED("client/open_device:enter");
+    enter(c);
+    if (aborted(c))
+        return leave(c, VD_E_ABORT);
+    if (c->state < C_INITIALIZING || normal(c))
+        return leave(c, VD_E_PROTOCOL);
+    if (vdi_check_name(name) != NOERROR)
+        return leave(c, VD_E_INVALID);
+    vdi_ctl_shm *ctl = c->map.ctl;
+    /* Look the name up before binding: ownership errors come before VD_E_OPEN. */
+    int slot = -1;
+    size_t len = strlen(name);
+    if (strcmp(name, c->name) == 0)
+        slot = 0;
+    for (uint32_t i = 1; slot < 0 && i < ndev(c); i++) {
+        vdi_dev_shm *d = &ctl->dev[i];
+        if (vdi_load_acquire(&d->bound) == 2 && d->name_len == len &&
+            memcmp(d->name, name, len) == 0)
+            slot = (int)i;
+    }
+    if (slot >= 0) {
+        uint32_t owner = vdi_load_acquire(&ctl->dev[slot].client_owner);
+        if (owner)
+            return leave(c, VD_E_PROTOCOL); /* this object's, or another client object's */
+    } else {
+        uint32_t held = 0;
+        for (uint32_t i = 0; i < ndev(c); i++)
+            held += vdi_load_acquire(&ctl->dev[i].client_owner) != 0;
+        if (held == ndev(c))
+            return leave(c, VD_E_OPEN);
+        if (vdi_dev_bind(ctl, name, c->name, ndev(c), &slot) != NOERROR)
+            return leave(c, VD_E_INVALID);
+    }
+    if (!vdi_cas(&ctl->dev[slot].client_owner, 0, c->owner))
+        return leave(c, VD_E_PROTOCOL); /* another client object won the race */
+    struct vdi_client_device *d = &c->dev[slot];
+    d->opened = 1;
+    d->closed_seen = 0;
+    c->state = C_ACTIVE;
+    *out = d;
+    return leave(c, NOERROR);
 }
 
 static int data_command(int32_t code) {
-  return code == VDC_Read || code == VDC_Write;
+    return code == VDC_Read || code == VDC_Write;
 }
 
 /* Take the next command out of the ring into a private view; 1 if one was
  * taken, 0 if none, -1 if the server wrote nonsense (the set is then aborted).
  */
-static int take_command(vdi_client_set *c, struct vdi_client_device *d,
-                        VDC_Command **out) {
-  vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
-  uint32_t tail = vdi_load_relaxed(&ds->cmd_tail);
-  uint32_t head = vdi_load_acquire(&ds->cmd_head); /* pairs with send_command */
-  if (head == tail)
-    return 0;
-  if (head - tail > VDI_RING)
-    return -1;
-  vdi_cmd_shm e = ds->cmd[tail % VDI_RING];
-  uint32_t k = e.tag & 0xffu;
-  if (k >= VDI_RING || d->delivered[k] || e.code < VDC_Read ||
-      e.code > VDC_Complete)
-    return -1;
-  if (data_command(e.code) &&
-      (e.size < 1 || (uint32_t)e.size > c->map.ctl->cfg.maxTransferSize ||
-       e.buf_off == VDI_NO_BUFFER))
-    return -1;
-  uint8_t *buf = NULL;
-  if (e.buf_off != VDI_NO_BUFFER) {
-    uint64_t len = data_command(e.code) ? (uint64_t)e.size : 1;
-    if (e.buf_off >= VDI_MAX_AREA || e.buf_off + len > VDI_MAX_AREA)
-      return -1;
-    if (e.buf_off + len > c->map.mapped && follow_area(c) != NOERROR)
-      return -1;
-    if (e.buf_off + len > c->map.mapped)
-      return -1;
-    buf = c->map.area + e.buf_off;
-  }
-  VDC_Command *v = &d->view[k];
-  v->commandCode = e.code;
-  v->size = e.size;
-  v->position = (int64_t)e.position;
-  v->buffer = buf;
-  d->tag[k] = e.tag;
-  d->delivered[k] = 1;
-  VDI_SCHED("client/get_command:before-consume");
-  vdi_store_release(&ds->cmd_tail, tail + 1);
-  *out = v;
-  return 1;
+static int take_command(vdi_client_set *c, struct vdi_client_device *d, VDC_Command **out) {
+    vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
+    uint32_t tail = vdi_load_relaxed(&ds->cmd_tail);
+    uint32_t head = vdi_load_acquire(&ds->cmd_head); /* pairs with send_command */
+    if (head == tail)
+        return 0;
+    if (head - tail > VDI_RING)
+        return -1;
+    vdi_cmd_shm e = ds->cmd[tail % VDI_RING];
+    uint32_t k = e.tag & 0xffu;
+    if (k >= VDI_RING || d->delivered[k] || e.code < VDC_Read || e.code > VDC_Complete)
+        return -1;
+    if (data_command(e.code) && (e.size < 1 || (uint32_t)e.size > c->map.ctl->cfg.maxTransferSize ||
+                                 e.buf_off == VDI_NO_BUFFER))
+        return -1;
+    uint8_t *buf = NULL;
+    if (e.buf_off != VDI_NO_BUFFER) {
+        uint64_t len = data_command(e.code) ? (uint64_t)e.size : 1;
+        if (e.buf_off >= VDI_MAX_AREA || e.buf_off + len > VDI_MAX_AREA)
+            return -1;
+        if (e.buf_off + len > c->map.mapped && follow_area(c) != NOERROR)
+            return -1;
+        if (e.buf_off + len > c->map.mapped)
+            return -1;
+        buf = c->map.area + e.buf_off;
+    }
+    VDC_Command *v = &d->view[k];
+    v->commandCode = e.code;
+    v->size = e.size;
+    v->position = (int64_t)e.position;
+    v->buffer = buf;
+    d->tag[k] = e.tag;
+    d->delivered[k] = 1;
+    VDI_SCHED("client/get_command:before-consume");
+    vdi_store_release(&ds->cmd_tail, tail + 1);
+    *out = v;
+    return 1;
 }
 
-int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms,
-                                  VDC_Command **cmd) {
-  if (cmd)
-    *cmd = NULL;
-  if (!d || !cmd)
-    VDI_BAIL(VD_E_INVALID);
-  vdi_client_set *c = d->set;
-  VDI_SCHED("client/get_command:enter");
-  enter(c);
-  if (aborted(c))
-    return leave(c, VD_E_ABORT);
-  if (!d->opened || c->state != C_ACTIVE)
-    return leave(c, VD_E_PROTOCOL);
-  if (d->getting)
-    return leave(c, VD_E_PROTOCOL);
-  d->getting = 1;
-  uint64_t deadline = deadline_of(timeout_ms);
-  int rc;
-  for (;;) {
-    if (aborted(c)) {
-      rc = VD_E_ABORT;
-      break;
+int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Command **cmd) {
+    if (cmd)
+        *cmd = NULL;
+    if (!d || !cmd)
+        VDI_BAIL(VD_E_INVALID);
+    vdi_client_set *c = d->set;
+    VDI_SCHED("client/get_command:enter");
+    enter(c);
+    if (aborted(c))
+        return leave(c, VD_E_ABORT);
+    if (!d->opened || c->state != C_ACTIVE)
+        return leave(c, VD_E_PROTOCOL);
+    if (d->getting)
+        return leave(c, VD_E_PROTOCOL);
+    d->getting = 1;
+    uint64_t deadline = deadline_of(timeout_ms);
+    int rc;
+    for (;;) {
+        if (aborted(c)) {
+            rc = VD_E_ABORT;
+            break;
+        }
+        if (d->closed_seen) {
+            rc = VD_E_CLOSE;
+            break;
+        }
+        vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
+        uint32_t seen = vdi_load_acquire(&ds->cmd_seq);
+        uint32_t closed = vdi_load_acquire(&ds->server_closed);
+        int t = take_command(c, d, cmd);
+        if (t < 0) {
+            abort_locked(c);
+            rc = VD_E_ABORT;
+            break;
+        }
+        if (t > 0) {
+            rc = NOERROR;
+            break;
+        }
+        if (closed) {
+            d->closed_seen = 1;
+            rc = VD_E_CLOSE;
+            break;
+        }
+        long left = left_until(deadline);
+        if (left == 0) {
+            rc = VD_E_TIMEOUT;
+            break;
+        }
+        learn_server(c);
+        VDI_SCHED("client/get_command:before-wait");
+        wait_on(c, &ds->cmd_seq, seen, left);
     }
-    if (d->closed_seen) {
-      rc = VD_E_CLOSE;
-      break;
-    }
-    vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
-    uint32_t seen = vdi_load_acquire(&ds->cmd_seq);
-    uint32_t closed = vdi_load_acquire(&ds->server_closed);
-    int t = take_command(c, d, cmd);
-    if (t < 0) {
-      abort_locked(c);
-      rc = VD_E_ABORT;
-      break;
-    }
-    if (t > 0) {
-      rc = NOERROR;
-      break;
-    }
-    if (closed) {
-      d->closed_seen = 1;
-      rc = VD_E_CLOSE;
-      break;
-    }
-    long left = left_until(deadline);
-    if (left == 0) {
-      rc = VD_E_TIMEOUT;
-      break;
-    }
-    learn_server(c);
-    VDI_SCHED("client/get_command:before-wait");
-    wait_on(c, &ds->cmd_seq, seen, left);
-  }
-  d->getting = 0;
-  VDI_SCHED("client/get_command:exit");
-  return leave(c, rc);
+    d->getting = 0;
+    VDI_SCHED("client/get_command:exit");
+    return leave(c, rc);
 }
 
 int vdi_client_device_complete_command(vdi_client_device *d, VDC_Command *cmd,
-                                       uint32_t completion_code,
-                                       uint32_t bytes_transferred,
+                                       uint32_t completion_code, uint32_t bytes_transferred,
                                        uint64_t position) {
-  if (!d || !cmd)
-    VDI_BAIL(VD_E_INVALID);
-  vdi_client_set *c = d->set;
-  VDI_SCHED("client/complete_command:enter");
-  enter(c);
-  if (aborted(c))
-    return leave(c, VD_E_ABORT);
-  if (!d->opened || c->state != C_ACTIVE)
-    return leave(c, VD_E_INVALID);
-  /* Identified by its address alone; the fields of *cmd are never read. */
-  uintptr_t p = (uintptr_t)cmd, base = (uintptr_t)d->view;
-  if (p < base || p >= base + sizeof d->view || (p - base) % sizeof d->view[0])
-    return leave(c, VD_E_INVALID);
-  uint32_t k = (uint32_t)((p - base) / sizeof d->view[0]);
-  if (!d->delivered[k])
-    return leave(c, VD_E_INVALID);
-  if (data_command(d->view[k].commandCode) &&
-      bytes_transferred > (uint32_t)d->view[k].size)
-    return leave(c, VD_E_INVALID);
-  vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
-  uint32_t head = vdi_load_relaxed(&ds->cpl_head);
-  if (head - vdi_load_acquire(&ds->cpl_tail) >=
-      VDI_RING) { /* impossible unless corrupt */
-    abort_locked(c);
-    return leave(c, VD_E_ABORT);
-  }
-  vdi_cpl_shm *e = &ds->cpl[head % VDI_RING];
-  e->tag = d->tag[k];
-  e->code = completion_code;
-  e->bytes = bytes_transferred;
-  e->position = position;
-  d->delivered[k] = 0;
-  VDI_SCHED("client/complete_command:before-publish");
-  vdi_store_release(&ds->cpl_head, head + 1); /* pairs with the agent's take */
-  bump(&c->map.ctl->agent_seq);
-  VDI_SCHED("client/complete_command:exit");
-  return leave(c, NOERROR);
+    if (!d || !cmd)
+        VDI_BAIL(VD_E_INVALID);
+    vdi_client_set *c = d->set;
+    VDI_SCHED("client/complete_command:enter");
+    enter(c);
+    if (aborted(c))
+        return leave(c, VD_E_ABORT);
+    if (!d->opened || c->state != C_ACTIVE)
+        return leave(c, VD_E_INVALID);
+    /* Identified by its address alone; the fields of *cmd are never read. */
+    uintptr_t p = (uintptr_t)cmd, base = (uintptr_t)d->view;
+    if (p < base || p >= base + sizeof d->view || (p - base) % sizeof d->view[0])
+        return leave(c, VD_E_INVALID);
+    uint32_t k = (uint32_t)((p - base) / sizeof d->view[0]);
+    if (!d->delivered[k])
+        return leave(c, VD_E_INVALID);
+    if (data_command(d->view[k].commandCode) && bytes_transferred > (uint32_t)d->view[k].size)
+        return leave(c, VD_E_INVALID);
+    vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
+    uint32_t head = vdi_load_relaxed(&ds->cpl_head);
+    if (head - vdi_load_acquire(&ds->cpl_tail) >= VDI_RING) { /* impossible unless corrupt */
+        abort_locked(c);
+        return leave(c, VD_E_ABORT);
+    }
+    vdi_cpl_shm *e = &ds->cpl[head % VDI_RING];
+    e->tag = d->tag[k];
+    e->code = completion_code;
+    e->bytes = bytes_transferred;
+    e->position = position;
+    d->delivered[k] = 0;
+    VDI_SCHED("client/complete_command:before-publish");
+    vdi_store_release(&ds->cpl_head, head + 1); /* pairs with the agent's take */
+    bump(&c->map.ctl->agent_seq);
+    VDI_SCHED("client/complete_command:exit");
+    return leave(c, NOERROR);
 }
 
 /* ---- secondaries and buffer handles
  * ------------------------------------------------------------ */
 
-int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance,
-                                        const char *name) {
-  int rc;
-  char shm_name[256];
-  if (!c)
-    VDI_BAIL(VD_E_INVALID);
-  enter(c);
-  if (c->state != C_DNE || c->closing)
-    return leave(c, VD_E_PROTOCOL);
-  if ((rc = vdi_check_instance(instance)) != NOERROR ||
-      (rc = vdi_check_name(name)) != NOERROR ||
-      (rc = vdi_shm_name(shm_name, sizeof shm_name, instance, name)) != NOERROR)
-    return leave(c, rc);
-  rc = vdi_map_open(&c->map, shm_name);
-  if (rc == VD_E_INVALID)
-    rc = VD_E_PROTOCOL;
-  if (rc != NOERROR)
-    return leave(c, rc);
-  vdi_ctl_shm *ctl = c->map.ctl;
-  rc = NOERROR;
-  if (vdi_load_acquire(&ctl->aborted))
-    rc = VD_E_ABORT;
-  else if (!vdi_load_acquire(&ctl->primary_ready) ||
-           vdi_load_acquire(&ctl->client_closed))
-    rc = VD_E_PROTOCOL;
-  else if (ctl->cfg.deviceCount == 0 || ctl->cfg.deviceCount > VDI_MAX_DEVICES)
-    rc = VD_E_ABORT;
-  else if ((rc = follow_area(c)) != NOERROR)
-    rc = rc == VD_E_ABORT ? VD_E_ABORT : rc;
-  if (rc != NOERROR) {
-    vdi_map_release(&c->map);
-    return leave(c, rc);
-  }
-  c->cfg = ctl->cfg;
-  c->cfg.blockSize = c->cfg.maxIODepth = c->cfg.maxTransferSize =
-      c->cfg.bufferAreaSize = 0;
-  c->owner = vdi_fetch_add(&ctl->next_owner, 1) + 1;
-  memcpy(c->name, name, strlen(name) + 1);
-  memcpy(c->shm_name, shm_name, sizeof shm_name);
-  memset(c->dev, 0, sizeof c->dev);
-  for (int i = 0; i < VDI_MAX_DEVICES; i++) {
-    c->dev[i].set = c;
-    c->dev[i].slot = i;
-  }
-  c->secondary = 1;
-  c->aborted = 0;
-  c->server_known = 0;
-  learn_server(c);
-  c->state = C_INITIALIZING;
-  return leave(c, NOERROR);
+int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance, const char *name) {
+    int rc;
+    char shm_name[256];
+    if (!c)
+        VDI_BAIL(VD_E_INVALID);
+    enter(c);
+    if (c->state != C_DNE || c->closing)
+        return leave(c, VD_E_PROTOCOL);
+    if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR ||
+        (rc = vdi_shm_name(shm_name, sizeof shm_name, instance, name)) != NOERROR)
+        return leave(c, rc);
+    rc = vdi_map_open(&c->map, shm_name);
+    if (rc == VD_E_INVALID)
+        rc = VD_E_PROTOCOL;
+    if (rc != NOERROR)
+        return leave(c, rc);
+    vdi_ctl_shm *ctl = c->map.ctl;
+    rc = NOERROR;
+    if (vdi_load_acquire(&ctl->aborted))
+        rc = VD_E_ABORT;
+    else if (!vdi_load_acquire(&ctl->primary_ready) || vdi_load_acquire(&ctl->client_closed))
+        rc = VD_E_PROTOCOL;
+    else if (ctl->cfg.deviceCount == 0 || ctl->cfg.deviceCount > VDI_MAX_DEVICES)
+        rc = VD_E_ABORT;
+    else if ((rc = follow_area(c)) != NOERROR)
+        rc = rc == VD_E_ABORT ? VD_E_ABORT : rc;
+    if (rc != NOERROR) {
+        vdi_map_release(&c->map);
+        return leave(c, rc);
+    }
+    c->cfg = ctl->cfg;
+    c->cfg.blockSize = c->cfg.maxIODepth = c->cfg.maxTransferSize = c->cfg.bufferAreaSize = 0;
+    c->owner = vdi_fetch_add(&ctl->next_owner, 1) + 1;
+    memcpy(c->name, name, strlen(name) + 1);
+    memcpy(c->shm_name, shm_name, sizeof shm_name);
+    memset(c->dev, 0, sizeof c->dev);
+    for (int i = 0; i < VDI_MAX_DEVICES; i++) {
+        c->dev[i].set = c;
+        c->dev[i].slot = i;
+    }
+    c->secondary = 1;
+    c->aborted = 0;
+    c->server_known = 0;
+    learn_server(c);
+    c->state = C_INITIALIZING;
+    return leave(c, NOERROR);
 }
 
 int vdi_client_set_open_in_secondary(vdi_client_set *c, const char *name) {
-  return vdi_client_set_open_in_secondary_ex(c, NULL, name);
+    return vdi_client_set_open_in_secondary_ex(c, NULL, name);
 }
 
-int vdi_client_set_get_buffer_handle(vdi_client_set *c, uint8_t *buffer,
-                                     uint32_t *handle) {
-  if (handle)
-    *handle = 0;
-  if (!c || !buffer || !handle)
-    VDI_BAIL(VD_E_INVALID);
-  enter(c);
-  if (c->state < C_INITIALIZING || c->closing)
-    return leave(c, VD_E_PROTOCOL);
-  if (buffer < c->map.area || buffer >= c->map.area + c->map.mapped)
-    return leave(c, VD_E_INVALID);
-  uint64_t off = (uint64_t)(buffer - c->map.area) + 1;
-  for (uint32_t i = 0; i < VDI_MAX_BUFFERS; i++) {
-    if (vdi_load64_relaxed(&c->map.ctl->buf[i].off) == off) {
-      *handle = i + 1;
-      return leave(c, NOERROR);
+int vdi_client_set_get_buffer_handle(vdi_client_set *c, uint8_t *buffer, uint32_t *handle) {
+    if (handle)
+        *handle = 0;
+    if (!c || !buffer || !handle)
+        VDI_BAIL(VD_E_INVALID);
+    enter(c);
+    if (c->state < C_INITIALIZING || c->closing)
+        return leave(c, VD_E_PROTOCOL);
+    if (buffer < c->map.area || buffer >= c->map.area + c->map.mapped)
+        return leave(c, VD_E_INVALID);
+    uint64_t off = (uint64_t)(buffer - c->map.area) + 1;
+    for (uint32_t i = 0; i < VDI_MAX_BUFFERS; i++) {
+        if (vdi_load64_relaxed(&c->map.ctl->buf[i].off) == off) {
+            *handle = i + 1;
+            return leave(c, NOERROR);
+        }
     }
-  }
-  return leave(c, VD_E_INVALID);
+    return leave(c, VD_E_INVALID);
 }
 
-int vdi_client_set_map_buffer_handle(vdi_client_set *c, uint32_t handle,
-                                     uint8_t **buffer) {
-  if (buffer)
-    *buffer = NULL;
-  if (!c || !buffer)
-    VDI_BAIL(VD_E_INVALID);
-  enter(c);
-  if (c->state < C_INITIALIZING || c->closing)
-    return leave(c, VD_E_PROTOCOL);
-  if (handle == 0 || handle > VDI_MAX_BUFFERS)
-    return leave(c, VD_E_INVALID);
-  uint64_t off = vdi_load64_relaxed(&c->map.ctl->buf[handle - 1].off);
-  if (off == 0 || off > VDI_MAX_AREA)
-    return leave(c, VD_E_INVALID);
-  if (off - 1 >= c->map.mapped && follow_area(c) != NOERROR)
-    return leave(c, VD_E_INVALID);
-  if (off - 1 >= c->map.mapped)
-    return leave(c, VD_E_INVALID);
-  *buffer = c->map.area + off - 1;
-  return leave(c, NOERROR);
+int vdi_client_set_map_buffer_handle(vdi_client_set *c, uint32_t handle, uint8_t **buffer) {
+    if (buffer)
+        *buffer = NULL;
+    if (!c || !buffer)
+        VDI_BAIL(VD_E_INVALID);
+    enter(c);
+    if (c->state < C_INITIALIZING || c->closing)
+        return leave(c, VD_E_PROTOCOL);
+    if (handle == 0 || handle > VDI_MAX_BUFFERS)
+        return leave(c, VD_E_INVALID);
+    uint64_t off = vdi_load64_relaxed(&c->map.ctl->buf[handle - 1].off);
+    if (off == 0 || off > VDI_MAX_AREA)
+        return leave(c, VD_E_INVALID);
+    if (off - 1 >= c->map.mapped && follow_area(c) != NOERROR)
+        return leave(c, VD_E_INVALID);
+    if (off - 1 >= c->map.mapped)
+        return leave(c, VD_E_INVALID);
+    *buffer = c->map.area + off - 1;
+    return leave(c, NOERROR);
 }
 
 /* ---- abort and close
@@ -586,72 +568,71 @@ int vdi_client_set_map_buffer_handle(vdi_client_set *c, uint32_t handle,
  */
 
 int vdi_client_set_signal_abort(vdi_client_set *c) {
-  if (!c)
-    VDI_BAIL(VD_E_INVALID);
-  VDI_SCHED("client/signal_abort:enter");
-  enter(c);
-  if (c->state == C_DNE)
-    return leave(c, VD_E_PROTOCOL);
-  if (!normal(c))
-    abort_locked(c);
-  return leave(c, NOERROR);
+    if (!c)
+        VDI_BAIL(VD_E_INVALID);
+    VDI_SCHED("client/signal_abort:enter");
+    enter(c);
+    if (c->state == C_DNE)
+        return leave(c, VD_E_PROTOCOL);
+    if (!normal(c))
+        abort_locked(c);
+    return leave(c, NOERROR);
 }
 
 int vdi_client_set_close(vdi_client_set *c) {
-  if (!c)
-    VDI_BAIL(VD_E_INVALID);
-  VDI_SCHED("client/close:enter");
-  enter(c);
-  if (c->state == C_DNE || c->closing)
-    return leave(c, VD_E_PROTOCOL);
-  observe(c);
-  vdi_ctl_shm *ctl = c->map.ctl;
-  int is_normal = normal(c), unfinished = 0;
-  for (uint32_t i = 0; i < ndev(c); i++) {
-    struct vdi_client_device *d = &c->dev[i];
-    if (!d->opened)
-      continue;
-    unfinished |= !d->closed_seen;
-    for (uint32_t k = 0; k < VDI_RING; k++)
-      unfinished |= d->delivered[k];
-  }
-  int rc = (!is_normal && !c->aborted && unfinished) ? VD_E_OPEN : NOERROR;
-  if (!c->secondary)
-    vdi_store_release(&ctl->client_closed, 1);
-  if (!is_normal && !c->aborted && (!c->secondary || rc == VD_E_OPEN))
-    abort_locked(c);
-  c->closing = 1;
-  bump_all(c); /* wake this object's waiters (and, harmlessly, the server's) */
-  VDI_SCHED("client/close:before-wait");
-  while (c->active > 1) {
-    uint32_t seen = c->ev;
+    if (!c)
+        VDI_BAIL(VD_E_INVALID);
+    VDI_SCHED("client/close:enter");
+    enter(c);
+    if (c->state == C_DNE || c->closing)
+        return leave(c, VD_E_PROTOCOL);
+    observe(c);
+    vdi_ctl_shm *ctl = c->map.ctl;
+    int is_normal = normal(c), unfinished = 0;
+    for (uint32_t i = 0; i < ndev(c); i++) {
+        struct vdi_client_device *d = &c->dev[i];
+        if (!d->opened)
+            continue;
+        unfinished |= !d->closed_seen;
+        for (uint32_t k = 0; k < VDI_RING; k++)
+            unfinished |= d->delivered[k];
+    }
+    int rc = (!is_normal && !c->aborted && unfinished) ? VD_E_OPEN : NOERROR;
+    if (!c->secondary)
+        vdi_store_release(&ctl->client_closed, 1);
+    if (!is_normal && !c->aborted && (!c->secondary || rc == VD_E_OPEN))
+        abort_locked(c);
+    c->closing = 1;
+    bump_all(c); /* wake this object's waiters (and, harmlessly, the server's) */
+    VDI_SCHED("client/close:before-wait");
+    while (c->active > 1) {
+        uint32_t seen = c->ev;
+        vdi_unlock(&c->mu);
+        vdi_wait(&c->ev, seen, -1, VDI_WAIT_PLAIN);
+        vdi_lock(&c->mu);
+    }
+    for (uint32_t i = 0; c->secondary && i < ndev(c); i++)
+        if (c->dev[i].opened)
+            vdi_cas(&ctl->dev[i].client_owner, c->owner, 0);
+    VDI_SCHED("client/close:before-unmap");
+    vdi_map_release(&c->map);
+    if (!c->secondary)
+        shm_unlink(c->shm_name); /* the creator's close unlinks the name (VDI-SPEC 8.4) */
+    c->state = C_DNE;
+    c->closing = 0;
+    c->aborted = 0;
+    c->server_known = 0;
+    memset(c->dev, 0, sizeof c->dev);
+    c->active--;
     vdi_unlock(&c->mu);
-    vdi_wait(&c->ev, seen, -1, VDI_WAIT_PLAIN);
-    vdi_lock(&c->mu);
-  }
-  for (uint32_t i = 0; c->secondary && i < ndev(c); i++)
-    if (c->dev[i].opened)
-      vdi_cas(&ctl->dev[i].client_owner, c->owner, 0);
-  VDI_SCHED("client/close:before-unmap");
-  vdi_map_release(&c->map);
-  if (!c->secondary)
-    shm_unlink(
-        c->shm_name); /* the creator's close unlinks the name (VDI-SPEC 8.4) */
-  c->state = C_DNE;
-  c->closing = 0;
-  c->aborted = 0;
-  c->server_known = 0;
-  memset(c->dev, 0, sizeof c->dev);
-  c->active--;
-  vdi_unlock(&c->mu);
-  VDI_SCHED("client/close:exit");
-  return rc;
+    VDI_SCHED("client/close:exit");
+    return rc;
 }
 
 void vdi_client_set_free(vdi_client_set *c) {
-  if (!c)
-    return;
-  if (c->state != C_DNE)
-    (void)vdi_client_set_close(c);
-  vdi_free(c);
+    if (!c)
+        return;
+    if (c->state != C_DNE)
+        (void)vdi_client_set_close(c);
+    vdi_free(c);
 }

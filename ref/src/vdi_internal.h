@@ -21,18 +21,18 @@ extern vdi_seams vdi_hooks;
 /* A schedule or fail point: the name is a string literal kept in a linker
  * section, so vdi_seam_points() can list every point compiled in without a list
  * kept by hand. */
-#define VDI_SCHED(lit)                                                         \
-  do {                                                                         \
-    static const char *const vdi_sp_name_                                      \
-        __attribute__((section("vdi_sched_points"), used)) = lit;              \
-    vdi_sched(vdi_sp_name_);                                                   \
-  } while (0)
-#define VDI_FAIL(lit)                                                          \
-  __extension__({                                                              \
-    static const char *const vdi_fp_name_                                      \
-        __attribute__((section("vdi_fail_points"), used)) = lit;               \
-    vdi_fail(vdi_fp_name_);                                                    \
-  })
+#define VDI_SCHED(lit)                                                                             \
+    do {                                                                                           \
+        static const char *const vdi_sp_name_ __attribute__((section("vdi_sched_points"), used)) = \
+            lit;                                                                                   \
+        vdi_sched(vdi_sp_name_);                                                                   \
+    } while (0)
+#define VDI_FAIL(lit)                                                                              \
+    __extension__({                                                                                \
+        static const char *const vdi_fp_name_ __attribute__((section("vdi_fail_points"), used)) =  \
+            lit;                                                                                   \
+        vdi_fail(vdi_fp_name_);                                                                    \
+    })
 
 void vdi_sched(const char *name);
 int vdi_fail(const char *name); /* 0 or the errno to fail with */
@@ -40,15 +40,13 @@ uint64_t vdi_now(void);
 uintptr_t vdi_self(void);
 /* Wait while *word == expected, at most timeout_ms (< 0: forever); 0 or
  * ETIMEDOUT. */
-int vdi_wait(uint32_t *word, uint32_t expected, long timeout_ms,
-             enum vdi_wait_kind kind);
+int vdi_wait(uint32_t *word, uint32_t expected, long timeout_ms, enum vdi_wait_kind kind);
 void vdi_wake_all(uint32_t *word);
 void *vdi_map(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int vdi_unmap(void *addr, size_t len);
 int vdi_peer_alive(const vdi_peer_id *peer);
 int vdi_self_id(vdi_peer_id *out);
-void *vdi_alloc(const char *why_lit_unused,
-                size_t size); /* zeroed; NULL when failing */
+void *vdi_alloc(const char *why_lit_unused, size_t size); /* zeroed; NULL when failing */
 void vdi_free(void *p);
 #define VDI_ALLOC(lit, size) (VDI_FAIL(lit) ? NULL : vdi_alloc(lit, size))
 
@@ -63,23 +61,23 @@ int vdi_note_error(int code, const char *file, int line);
 int vdi_errno_code(int err); /* VDI-SPEC 8.12 */
 
 #define VDI_BAIL(code) return vdi_note_error((code), __FILE__, __LINE__)
-#define VDI_ENSURE(cond, code)                                                 \
-  do {                                                                         \
-    if (!(cond))                                                               \
-      VDI_BAIL(code);                                                          \
-  } while (0)
-#define VDI_GUARD(expr)                                                        \
-  do {                                                                         \
-    int vdi_rc_ = (expr);                                                      \
-    if (vdi_rc_ != NOERROR)                                                    \
-      return vdi_rc_;                                                          \
-  } while (0)
+#define VDI_ENSURE(cond, code)                                                                     \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            VDI_BAIL(code);                                                                        \
+    } while (0)
+#define VDI_GUARD(expr)                                                                            \
+    do {                                                                                           \
+        int vdi_rc_ = (expr);                                                                      \
+        if (vdi_rc_ != NOERROR)                                                                    \
+            return vdi_rc_;                                                                        \
+    } while (0)
 
 /* ---- the private lock: a futex word through the wait seam (fibers can block
  * on it) ---- */
 
 typedef struct vdi_mutex {
-  uint32_t word; /* 0 free, 1 locked, 2 locked with waiters */
+    uint32_t word; /* 0 free, 1 locked, 2 locked with waiters */
 } vdi_mutex;
 void vdi_lock(vdi_mutex *m);
 void vdi_unlock(vdi_mutex *m);
@@ -87,8 +85,7 @@ void vdi_unlock(vdi_mutex *m);
 /* Wait on a sequence word with the set's liveness rules: slices of at most 500
  * ms, the peer checked after each. Returns 0 (woken or changed), ETIMEDOUT, or
  * -1 (peer dead). */
-int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms,
-                  const vdi_peer_id *peer);
+int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer_id *peer);
 
 /* ---- shared memory layout
  * -------------------------------------------------------------- */
@@ -102,83 +99,82 @@ int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms,
 
 typedef struct vdi_cmd_shm { /* written by the server before it publishes
                                 cmd_head */
-  uint32_t tag;              /* slot | generation << 8 */
-  int32_t code;
-  int32_t size;
-  uint32_t reserved;
-  uint64_t position;
-  uint64_t buf_off; /* offset of the data in the area, VDI_NO_BUFFER for none */
+    uint32_t tag;            /* slot | generation << 8 */
+    int32_t code;
+    int32_t size;
+    uint32_t reserved;
+    uint64_t position;
+    uint64_t buf_off; /* offset of the data in the area, VDI_NO_BUFFER for none */
 } vdi_cmd_shm;
 
 typedef struct vdi_cpl_shm { /* written by the client before it publishes
                                 cpl_head */
-  uint32_t tag;
-  uint32_t code;
-  uint32_t bytes;
-  uint32_t reserved;
-  uint64_t position;
+    uint32_t tag;
+    uint32_t code;
+    uint32_t bytes;
+    uint32_t reserved;
+    uint64_t position;
 } vdi_cpl_shm;
 
 typedef struct vdi_dev_shm {
-  uint32_t bound;    /* binder: 0 free, 1 being named, 2 named (release) */
-  uint32_t name_len; /* binder, before bound = 2 */
-  char name[128];    /* binder, before bound = 2 */
-  uint32_t
-      client_owner;     /* client: id of the client object holding it, 0 none */
-  uint32_t server_open; /* server: 1 once opened */
-  uint32_t server_closed; /* server: 1 after close_device, published after
-                             cmd_head */
-  uint32_t cmd_head;      /* server: commands published (free-running) */
-  uint32_t cmd_tail;      /* client: commands taken (free-running) */
-  uint32_t cpl_head;      /* client: completions published */
-  uint32_t cpl_tail;      /* server: completions taken */
-  uint32_t cmd_seq; /* futex; bumped by the server (send, close_device), by
-                       either on abort */
-  vdi_cmd_shm cmd[VDI_RING];
-  vdi_cpl_shm cpl[VDI_RING];
+    uint32_t bound;         /* binder: 0 free, 1 being named, 2 named (release) */
+    uint32_t name_len;      /* binder, before bound = 2 */
+    char name[128];         /* binder, before bound = 2 */
+    uint32_t client_owner;  /* client: id of the client object holding it, 0 none */
+    uint32_t server_open;   /* server: 1 once opened */
+    uint32_t server_closed; /* server: 1 after close_device, published after
+                               cmd_head */
+    uint32_t cmd_head;      /* server: commands published (free-running) */
+    uint32_t cmd_tail;      /* client: commands taken (free-running) */
+    uint32_t cpl_head;      /* client: completions published */
+    uint32_t cpl_tail;      /* server: completions taken */
+    uint32_t cmd_seq;       /* futex; bumped by the server (send, close_device), by
+                               either on abort */
+    vdi_cmd_shm cmd[VDI_RING];
+    vdi_cpl_shm cpl[VDI_RING];
 } vdi_dev_shm;
 
 typedef struct vdi_buf_shm { /* server: the live data zones, for buffer handles
                               */
-  uint64_t off; /* data-zone offset in the area; 0 = slot unused (off >= 1) */
-  uint64_t size;
+    uint64_t off;            /* data-zone offset in the area; 0 = slot unused (off >= 1) */
+    uint64_t size;
 } vdi_buf_shm;
 
 typedef struct vdi_ctl_shm {
-  uint64_t magic;    /* creator */
-  uint32_t version;  /* creator */
-  uint32_t ctl_size; /* creator: bytes before the area */
-  uint32_t
-      state_seq; /* futex; bumped by either side on configuration and abort */
-  uint32_t agent_seq; /* futex; bumped by the client on completion, by either on
-                         abort */
-  uint32_t aborted;   /* either: 0 -> 1, never back */
-  uint32_t server_attached; /* server: 0 -> 1 at open */
-  uint32_t configured;      /* server: 1 once end_configuration succeeded */
-  uint32_t
-      primary_ready; /* primary client: 1 after its first get_configuration */
-  uint32_t client_closed; /* primary client: 1 at the start of its close */
-  uint32_t server_closed; /* server: 1 at the start of its close */
-  uint32_t normal_end;    /* server: 1 once Normally Terminated */
-  uint32_t dev_lock;      /* either: futex mutex of the device table */
-  uint32_t next_owner;    /* client objects: id counter */
-  uint32_t area_size;     /* server: bytes of the area backed and valid */
-  vdi_peer_id client_id;  /* creator */
-  vdi_peer_id server_id;  /* server at open */
-  VDConfig cfg;           /* fields 0-6 creator; features and 7-10 server */
-  vdi_dev_shm dev[VDI_MAX_DEVICES];
-  vdi_buf_shm buf[VDI_MAX_BUFFERS];
+    uint64_t magic;           /* creator */
+    uint32_t version;         /* creator */
+    uint32_t ctl_size;        /* creator: bytes before the area */
+    uint32_t state_seq;       /* futex; bumped by either side on configuration and abort */
+    uint32_t agent_seq;       /* futex; bumped by the client on completion, by either on
+                                 abort */
+    uint32_t aborted;         /* either: 0 -> 1, never back */
+    uint32_t server_attached; /* server: 0 -> 1 at open */
+    uint32_t configured;      /* server: 1 once end_configuration succeeded */
+    uint32_t primary_ready;   /* primary client: 1 after its first get_configuration */
+    uint32_t client_closed;   /* primary client: 1 at the start of its close */
+    uint32_t server_closed;   /* server: 1 at the start of its close */
+    uint32_t normal_end;      /* server: 1 once Normally Terminated */
+    uint32_t dev_lock;        /* either: futex mutex of the device table */
+    uint32_t next_owner;      /* client objects: id counter */
+    uint32_t area_size;       /* server: bytes of the area backed and valid */
+    uint32_t features_out;    /* server: negotiated features (cfg.features stays the client's) */
+    uint32_t reserved0;
+    vdi_peer_id client_id; /* creator */
+    vdi_peer_id server_id; /* server at open */
+    VDConfig cfg;          /* fields 0-6 creator; features and 7-10 server */
+    vdi_dev_shm dev[VDI_MAX_DEVICES];
+    vdi_buf_shm buf[VDI_MAX_BUFFERS];
 } vdi_ctl_shm;
 
 /* One side's view of the object. */
 typedef struct vdi_view {
-  int fd;
-  uint8_t *reserve; /* PROT_NONE reservation: control block + VDI_MAX_AREA +
-                       alignment */
-  size_t reserve_len;
-  vdi_ctl_shm *ctl; /* at a 64 KiB-aligned address inside the reservation */
-  uint8_t *area;    /* ctl + ctl_size */
-  uint32_t mapped;  /* bytes of the area mapped by this side */
+    int fd;
+    uint8_t *reserve; /* PROT_NONE reservation: control block + VDI_MAX_AREA +
+                         alignment */
+    size_t reserve_len;
+    vdi_ctl_shm *ctl; /* at a 64 KiB-aligned address inside the reservation */
+    uint8_t *area;    /* ctl + ctl_size */
+    uint32_t mapped;  /* bytes of the area mapped by this side */
 } vdi_view;
 
 size_t vdi_ctl_size(void);
@@ -187,121 +183,113 @@ int vdi_check_instance(const char *instance);
 int vdi_check_name(const char *name);
 int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed);
 int vdi_map_open(vdi_view *m, const char *shm_name);
-int vdi_map_area(vdi_view *m,
-                 uint32_t size); /* map the area up to size bytes */
+int vdi_map_area(vdi_view *m, uint32_t size); /* map the area up to size bytes */
 void vdi_map_release(vdi_view *m);
-int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name,
-                 uint32_t ndev, int *slot);
+int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name, uint32_t ndev,
+                 int *slot);
 
 /* ---- private objects
  * ---------------------------------------------------------------- */
 
 enum vdi_cstate { C_DNE, C_CONFIGURABLE, C_INITIALIZING, C_ACTIVE };
-enum vdi_sstate {
-  S_DNE,
-  S_CONNECTED,
-  S_CONFIGURABLE,
-  S_INITIALIZING,
-  S_ACTIVE
-};
+enum vdi_sstate { S_DNE, S_CONNECTED, S_CONFIGURABLE, S_INITIALIZING, S_ACTIVE };
 
 struct vdi_client_device {
-  struct vdi_client_set *set;
-  int slot;
-  int opened;
-  int closed_seen;  /* get_command returned VD_E_CLOSE */
-  uint32_t getting; /* a get_command is running */
-  VDC_Command view[VDI_RING];
-  uint32_t tag[VDI_RING];
-  uint8_t delivered[VDI_RING]; /* delivered and not completed */
-  uint32_t last;               /* index of the last view handed out */
+    struct vdi_client_set *set;
+    int slot;
+    int opened;
+    int closed_seen;  /* get_command returned VD_E_CLOSE */
+    uint32_t getting; /* a get_command is running */
+    VDC_Command view[VDI_RING];
+    uint32_t tag[VDI_RING];
+    uint8_t delivered[VDI_RING]; /* delivered and not completed */
+    uint32_t last;               /* index of the last view handed out */
 };
 
 struct vdi_client_set {
-  vdi_mutex mu;
-  int state;
-  int secondary;
-  int aborted; /* observed abort: sticky */
-  int closing;
-  uint32_t owner;  /* this object's id in dev[].client_owner */
-  uint32_t active; /* threads inside calls of this object */
-  uint32_t ev;     /* private futex: bumped when active drops during close */
-  char name[VDI_MAX_NAME + 1];
-  char shm_name[256];
-  VDConfig cfg; /* as given at create */
-  vdi_view map;
-  vdi_peer_id server; /* read once when the server is known */
-  int server_known;
-  uint64_t last_check;
-  struct vdi_client_device dev[VDI_MAX_DEVICES];
+    vdi_mutex mu;
+    int state;
+    int secondary;
+    int aborted; /* observed abort: sticky */
+    int closing;
+    uint32_t owner;  /* this object's id in dev[].client_owner */
+    uint32_t active; /* threads inside calls of this object */
+    uint32_t ev;     /* private futex: bumped when active drops during close */
+    char name[VDI_MAX_NAME + 1];
+    char shm_name[256];
+    VDConfig cfg; /* as given at create */
+    vdi_view map;
+    vdi_peer_id server; /* read once when the server is known */
+    int server_known;
+    uint64_t last_check;
+    struct vdi_client_device dev[VDI_MAX_DEVICES];
 };
 
 typedef struct vdi_slot {
-  VDS_Command *cmd;
-  uint32_t gen;
-  uint8_t state; /* 0 free, 1 outstanding, 2 taken by the agent */
-  uint64_t seq;  /* send order */
+    VDS_Command *cmd;
+    uint32_t gen;
+    uint8_t state; /* 0 free, 1 outstanding, 2 taken by the agent */
+    uint64_t seq;  /* send order */
 } vdi_slot;
 
 struct vdi_server_device {
-  struct vdi_server_set *set;
-  int slot;
-  int opened;
-  int closed;
-  int io_error;
-  uint32_t outstanding;
-  vdi_slot s[VDI_RING];
+    struct vdi_server_set *set;
+    int slot;
+    int opened;
+    int closed;
+    int io_error;
+    uint32_t outstanding;
+    vdi_slot s[VDI_RING];
 };
 
 typedef struct vdi_taken {
-  int dev;
-  int slot;
-  uint32_t code;
-  uint32_t bytes;
-  uint64_t position;
+    int dev;
+    int slot;
+    uint32_t code;
+    uint32_t bytes;
+    uint64_t position;
 } vdi_taken;
 
 typedef struct vdi_buffer {
-  uint64_t zone; /* start of the reserved prefix zone (area offset) */
-  uint64_t data; /* data offset */
-  uint64_t end;  /* end of the data (exclusive) */
-  uint32_t size;
-  int live;
+    uint64_t zone; /* start of the reserved prefix zone (area offset) */
+    uint64_t data; /* data offset */
+    uint64_t end;  /* end of the data (exclusive) */
+    uint32_t size;
+    int live;
 } vdi_buffer;
 
 struct vdi_server_set {
-  vdi_mutex mu;
-  int state;
-  int aborted;  /* observed abort: sticky */
-  int closed;   /* close has started: the mapping is gone or going */
-  int normal;   /* Normally Terminated */
-  int agent;    /* an agent is running */
-  int draining; /* the agent is draining from private memory */
-  uintptr_t agent_self;
-  uintptr_t callback_self; /* thread inside a callback of this set, 0 none */
-  uint32_t active;         /* threads inside calls that may touch the mapping */
-  uint32_t ev; /* private futex: bumped when active or agent changes */
-  char name[VDI_MAX_NAME + 1];
-  char shm_name[256];
-  vdi_view map;
-  vdi_peer_id client;
-  uint64_t last_check;
-  /* configuration */
-  uint32_t features, block_size, alignment, max_transfer;
-  uint64_t requested; /* summed request_buffers during configuration */
-  uint32_t set_align;
-  uint32_t area_size;
-  vdi_buffer *bufs;
-  uint32_t nbufs, capbufs;
-  /* commands */
-  struct vdi_server_device dev[VDI_MAX_DEVICES];
-  uint32_t ndev;
-  uint64_t send_seq;
-  uint32_t outstanding;
-  uint64_t wd_start;
-  vdi_taken *taken;
-  uint32_t taken_head,
-      taken_n; /* FIFO of completions taken, capacity 64 * 64 */
+    vdi_mutex mu;
+    int state;
+    int aborted;  /* observed abort: sticky */
+    int closed;   /* close has started: the mapping is gone or going */
+    int normal;   /* Normally Terminated */
+    int agent;    /* an agent is running */
+    int draining; /* the agent is draining from private memory */
+    uintptr_t agent_self;
+    uintptr_t callback_self; /* thread inside a callback of this set, 0 none */
+    uint32_t active;         /* threads inside calls that may touch the mapping */
+    uint32_t ev;             /* private futex: bumped when active or agent changes */
+    char name[VDI_MAX_NAME + 1];
+    char shm_name[256];
+    vdi_view map;
+    vdi_peer_id client;
+    uint64_t last_check;
+    /* configuration */
+    uint32_t features, block_size, alignment, max_transfer;
+    uint64_t requested; /* summed request_buffers during configuration */
+    uint32_t set_align;
+    uint32_t area_size;
+    vdi_buffer *bufs;
+    uint32_t nbufs, capbufs;
+    /* commands */
+    struct vdi_server_device dev[VDI_MAX_DEVICES];
+    uint32_t ndev;
+    uint64_t send_seq;
+    uint32_t outstanding;
+    uint64_t wd_start;
+    vdi_taken *taken;
+    uint32_t taken_head, taken_n; /* FIFO of completions taken, capacity 64 * 64 */
 };
 
 #endif /* VDI_INTERNAL_H */
