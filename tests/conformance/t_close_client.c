@@ -191,7 +191,9 @@ static void case_unlink(void) {
     T_EXPECT_CODE(vdi_server_set_open(sv2, NULL, s.name), VD_E_INVALID);
     vdi_server_set_free(sv2);
     vdi_client_set *c2 = vdi_client_set_new();
-    T_EXPECT_OK(vdi_client_set_create(c2, s.name, &s.cfg));
+    VDConfig fresh; /* s.cfg now holds server outputs (WriteMedia): not a create input */
+    t_config_default(&fresh, 1);
+    T_EXPECT_OK(vdi_client_set_create(c2, s.name, &fresh));
     T_EXPECT_OK(t_set_join_agent(&s));
     T_EXPECT_OK(vdi_server_set_close(s.server));
     T_EXPECT_OK(vdi_client_set_close(c2));

@@ -127,13 +127,14 @@ static void case_restore(void) {
  * reads the bytes the server wrote. */
 static void case_handles(void) {
     snprintf(g_name, sizeof g_name, "%s", t_set_name("xp-h"));
-    int to_parent[2], a_to_b[2];
-    T_REQUIRE(pipe(to_parent) == 0 && pipe(a_to_b) == 0);
+    int to_parent[2], a_to_b[2], p_to_a[2];
+    T_REQUIRE(pipe(to_parent) == 0 && pipe(a_to_b) == 0 && pipe(p_to_a) == 0);
     pid_t a = fork();
     T_REQUIRE(a >= 0);
     if (a == 0) {
         close(to_parent[0]);
         close(a_to_b[0]);
+        close(p_to_a[1]);
         vdi_client_set *cl = vdi_client_set_new();
         VDConfig cfg;
         t_config_default(&cfg, 2);
@@ -151,6 +152,10 @@ static void case_handles(void) {
         t_must(vdi_client_device_complete_command(dev, c, ERROR_SUCCESS, (uint32_t)c->size, 0),
                NOERROR, "A complete");
         t_must(vdi_client_device_get_command(dev, VDI_INFINITE, &c), VD_E_CLOSE, "A end");
+        /* Normally Terminated needs every device closed by the server, d1 included:
+         * closing earlier would abort the set (5.2) */
+        if (t_get(p_to_a[0]) != 'z')
+            _exit(6);
         t_must(vdi_client_set_close(cl), NOERROR, "A close");
         vdi_client_set_free(cl);
         _exit(0);
@@ -160,6 +165,8 @@ static void case_handles(void) {
     if (b == 0) {
         close(to_parent[0]);
         close(a_to_b[1]);
+        close(p_to_a[0]);
+        close(p_to_a[1]);
         if (t_get(a_to_b[0]) != 'g')
             _exit(5);
         vdi_client_set *sec = vdi_client_set_new();
@@ -186,6 +193,7 @@ static void case_handles(void) {
     close(to_parent[1]);
     close(a_to_b[0]);
     close(a_to_b[1]);
+    close(p_to_a[0]);
     T_REQUIRE(t_get(to_parent[0]) == 'c');
     t_set s;
     t_set_init(&s, "unused", 2);
@@ -209,6 +217,8 @@ static void case_handles(void) {
     T_REQUIRE(t_send(s.sdev[1], &f) == NOERROR);
     t_ledger_wait(&s.ledger, 2);
     t_set_close_devices(&s);
+    t_put(p_to_a[1], 'z');
+    close(p_to_a[1]);
     T_EXPECT_OK(t_set_join_agent(&s));
     T_EXPECT_EQ(t_wait_child(a), 0);
     T_EXPECT_EQ(t_wait_child(b), 0);
