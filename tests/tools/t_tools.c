@@ -1,0 +1,348 @@
+/* t_tools: runs vdi-client and vdi-server as two processes, the way an operator would,
+ * and checks what they promise: a backup followed by a restore gives back the file byte
+ * for byte with one or several devices and whichever side starts first, and each failure
+ * (bad option, no peer, a peer killed mid-stream, an unreadable file) ends with its own
+ * documented exit code. Start order and mid-stream kills are sequenced through the tools'
+ * --ready-fd progress lines, never by sleeping.
+ *
+ * usage: t_tools VDI_CLIENT VDI_SERVER CASE */
+#include "t_test.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+/* The tools' exit codes (ref/tools/README.md). */
+enum { TX_OK = 0, TX_FAILURE = 1, TX_USAGE = 2, TX_TIMEOUT = 3, TX_ABORT = 4, TX_IO = 5 };
+
+#define READY_FD 3
+#define MAXARGS 32
+
+static const char *client_bin;
+static const char *server_bin;
+static char dir[256];
+static char set_name[96];
+
+typedef struct proc {
+    pid_t pid;
+    int ready; /* read end of the child's --ready-fd pipe, or -1 */
+} proc;
+
+/* Starts bin with args (NULL-terminated); with want_ready, the child gets --ready-fd 3 on
+ * a pipe whose read end comes back in proc.ready. */
+static proc spawn(const char *bin, const char *const *args, int want_ready) {
+    const char *argv[MAXARGS + 4];
+    int n = 0;
+    argv[n++] = bin;
+    for (int i = 0; args[i]; i++) {
+        T_REQUIRE(n < MAXARGS);
+        argv[n++] = args[i];
+    }
+    if (want_ready) {
+        argv[n++] = "--ready-fd";
+        argv[n++] = "3";
+    }
+    argv[n] = NULL;
+    int p[2] = {-1, -1};
+    if (want_ready)
+        T_REQUIRE(pipe2(p, O_CLOEXEC) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+        }
+        if (want_ready)
+            dup2(p[1], READY_FD); /* dup2 clears close-on-exec on the copy */
+        execv(bin, (char *const *)argv);
+        _exit(127);
+    }
+    proc pr = {pid, -1};
+    if (want_ready) {
+        close(p[1]);
+        pr.ready = p[0];
+    }
+    return pr;
+}
+
+/* Blocks until the child writes the line `want` on its --ready-fd; fails if it exits
+ * without doing so. */
+static void expect_line(proc *p, const char *want) {
+    char line[64];
+    size_t n = 0;
+    for (;;) {
+        char ch;
+        ssize_t r = read(p->ready, &ch, 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            T_FAILED_AT("child %ld closed its ready pipe before '%s'", (long)p->pid, want);
+            return;
+        }
+        if (ch == '\n')
+            break;
+        if (n + 1 < sizeof line)
+            line[n++] = ch;
+    }
+    line[n] = '\0';
+    if (strcmp(line, want) != 0)
+        T_FAILED_AT("child %ld said '%s', want '%s'", (long)p->pid, line, want);
+}
+
+/* The exit code of the child, or 128 + the signal that ended it. */
+static int reap(proc *p) {
+    int st;
+    while (waitpid(p->pid, &st, 0) < 0)
+        T_REQUIRE(errno == EINTR);
+    if (p->ready >= 0)
+        close(p->ready);
+    p->ready = -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int run_alone(const char *bin, const char *const *args) {
+    proc p = spawn(bin, args, 0);
+    return reap(&p);
+}
+
+static const char *path(const char *leaf) {
+    static char bufs[4][512];
+    static unsigned k;
+    char *b = bufs[k++ % 4];
+    snprintf(b, sizeof bufs[0], "%s/%s", dir, leaf);
+    return b;
+}
+
+/* Deterministic contents: a fixed multiplicative hash of the 4-byte word index, so that
+ * misplaced chunks, swapped devices and short writes all show. */
+static void make_data(const char *file, size_t size) {
+    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    T_REQUIRE(fd >= 0);
+    uint8_t buf[4096];
+    for (size_t off = 0; off < size; off += sizeof buf) {
+        size_t len = size - off < sizeof buf ? size - off : sizeof buf;
+        for (size_t i = 0; i < len; i++) {
+            uint64_t at = off + i;
+            uint32_t w = (uint32_t)(at / 4) * 2654435761u ^ 0x5bd1e995u;
+            buf[i] = (uint8_t)(w >> (8 * (at % 4)));
+        }
+        T_REQUIRE(write(fd, buf, len) == (ssize_t)len);
+    }
+    T_REQUIRE(close(fd) == 0);
+}
+
+static void expect_same(const char *a, const char *b) {
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    t_checks++;
+    if (!fa || !fb) {
+        T_FAILED_AT("cannot open %s or %s", a, b);
+    } else {
+        long long at = 0;
+        int ca, cb;
+        do {
+            ca = getc(fa);
+            cb = getc(fb);
+            if (ca != cb) {
+                T_FAILED_AT("%s and %s differ at byte %lld", a, b, at);
+                break;
+            }
+            at++;
+        } while (ca != EOF);
+    }
+    if (fa)
+        fclose(fa);
+    if (fb)
+        fclose(fb);
+}
+
+/* Appends the common arguments: mode SET FILE then the option string opts. */
+static void build_args(const char **args, const char *mode, const char *file,
+                       const char *const *opts) {
+    int n = 0;
+    args[n++] = mode;
+    args[n++] = set_name;
+    args[n++] = file;
+    for (int i = 0; opts && opts[i]; i++)
+        args[n++] = opts[i];
+    args[n] = NULL;
+}
+
+/* One transfer with both tools; client_first picks who starts, sequenced through the
+ * ready lines so that the second one really starts after the first is waiting. */
+static void transfer(const char *mode, const char *client_file, const char *server_file,
+                     const char *const *opts, int client_first) {
+    const char *cargs[MAXARGS], *sargs[MAXARGS];
+    build_args(cargs, mode, client_file, opts);
+    build_args(sargs, mode, server_file, opts);
+    proc c, s;
+    if (client_first) {
+        c = spawn(client_bin, cargs, 1);
+        expect_line(&c, "created");
+        s = spawn(server_bin, sargs, 0);
+    } else {
+        s = spawn(server_bin, sargs, 1);
+        expect_line(&s, "waiting");
+        c = spawn(client_bin, cargs, 0);
+    }
+    int sx = reap(&s), cx = reap(&c);
+    T_EXPECT_EQ(sx, TX_OK);
+    T_EXPECT_EQ(cx, TX_OK);
+}
+
+static void round_trip(size_t size, const char *const *opts, int client_first) {
+    make_data(path("db"), size);
+    transfer("backup", path("media"), path("db"), opts, client_first);
+    expect_same(path("db"), path("media"));
+    transfer("restore", path("media"), path("restored"), opts, client_first);
+    expect_same(path("db"), path("restored"));
+}
+
+static const char *const one_dev[] = {"--timeout", "30000", NULL};
+static const char *const four_dev[] = {
+    "--devices", "4", "--max-transfer", "64K", "--buffers", "3", "--timeout", "30000", NULL};
+static const char *const four_small[] = {"--devices",      "4",         "--block-size", "512",
+                                         "--max-transfer", "64K",       "--buffers",    "1",
+                                         "--no-complete",  "--timeout", "30000",        NULL};
+
+static void case_bad_options(void) {
+    static const char *const bad[][6] = {
+        {NULL},
+        {"backup", "s", NULL},
+        {"copy", "s", "f", NULL},
+        {"backup", "s", "f", "--frobnicate", NULL},
+        {"backup", "s", "f", "--devices", "0", NULL},
+        {"backup", "s", "f", "--devices", "65", NULL},
+        {"backup", "s", "f", "--block-size", "1000", NULL},
+        {"backup", "s", "f", "--max-transfer", "1000", NULL},
+        {"backup", "s", "f", "--buffers", "0", NULL},
+        {"backup", "s", "f", "--timeout", "soon", NULL},
+        {"backup", "s", "f", "--timeout", NULL},
+        {"backup", "a/b", "f", NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        T_EXPECT_EQ(run_alone(client_bin, bad[i]), TX_USAGE);
+        T_EXPECT_EQ(run_alone(server_bin, bad[i]), TX_USAGE);
+    }
+    static const char *const help[] = {"--help", NULL};
+    T_EXPECT_EQ(run_alone(client_bin, help), TX_OK);
+    T_EXPECT_EQ(run_alone(server_bin, help), TX_OK);
+}
+
+static void case_no_peer(void) {
+    static const char *const quick[] = {"--timeout", "200", NULL};
+    const char *args[MAXARGS];
+    build_args(args, "backup", path("media"), quick);
+    T_EXPECT_EQ(run_alone(client_bin, args), TX_TIMEOUT);
+    make_data(path("db"), 1000);
+    build_args(args, "backup", path("db"), quick);
+    proc s = spawn(server_bin, args, 1);
+    expect_line(&s, "waiting");
+    T_EXPECT_EQ(reap(&s), TX_TIMEOUT);
+}
+
+static void case_io_error(void) {
+    const char *args[MAXARGS];
+    build_args(args, "backup", path("missing"), one_dev);
+    T_EXPECT_EQ(run_alone(server_bin, args), TX_IO);
+    build_args(args, "restore", path("missing"), one_dev);
+    T_EXPECT_EQ(run_alone(client_bin, args), TX_IO);
+    build_args(args, "backup", path("no-such-dir/media"), one_dev);
+    T_EXPECT_EQ(run_alone(client_bin, args), TX_IO);
+}
+
+/* The client's backup meets a server doing a restore: the client refuses the
+ * configuration, and its close aborts the set for the server. */
+static void case_mode_mismatch(void) {
+    const char *cargs[MAXARGS], *sargs[MAXARGS];
+    build_args(cargs, "backup", path("media"), one_dev);
+    build_args(sargs, "restore", path("restored"), one_dev);
+    proc c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    proc s = spawn(server_bin, sargs, 0);
+    T_EXPECT_EQ(reap(&c), TX_FAILURE);
+    T_EXPECT_EQ(reap(&s), TX_ABORT);
+}
+
+/* One side stops answering mid-stream and is killed with SIGKILL; the other must see the
+ * abort (peer death, VDI-SPEC 5.3) rather than wait for its --timeout. */
+static void case_killed(int kill_client) {
+    static const char *const stall[] = {"--stall-after", "2", NULL};
+    const char *opts[] = {"--max-transfer", "64K", "--timeout", "60000", NULL};
+    const char *cargs[MAXARGS], *sargs[MAXARGS];
+    make_data(path("db"), 1u << 20);
+    build_args(cargs, "backup", path("media"), opts);
+    build_args(sargs, "backup", path("db"), opts);
+    int n = 0;
+    const char **victim = kill_client ? cargs : sargs;
+    while (victim[n])
+        n++;
+    victim[n++] = stall[0];
+    victim[n++] = stall[1];
+    victim[n] = NULL;
+
+    proc c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    proc s = spawn(server_bin, sargs, !kill_client);
+    proc *v = kill_client ? &c : &s, *other = kill_client ? &s : &c;
+    expect_line(v, "stalled");
+    T_REQUIRE(kill(v->pid, SIGKILL) == 0);
+    T_EXPECT_EQ(reap(v), 128 + SIGKILL);
+    T_EXPECT_EQ(reap(other), TX_ABORT);
+}
+
+static void cleanup(void) {
+    static const char *const leaves[] = {"db", "media", "restored", "missing"};
+    for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++)
+        unlink(path(leaves[i]));
+    rmdir(dir);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: t_tools VDI_CLIENT VDI_SERVER CASE\n");
+        return 2;
+    }
+    client_bin = argv[1];
+    server_bin = argv[2];
+    const char *name = argv[3];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/t-tools-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    T_REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(set_name, sizeof set_name, "%s", t_set_name(name));
+    /* A child killed on purpose must not take us with it through a broken pipe. */
+    signal(SIGPIPE, SIG_IGN);
+
+    const size_t odd = (3u << 20) + 777; /* not a multiple of any block or transfer size */
+    if (strcmp(name, "backup_restore_1dev_client_first") == 0)
+        round_trip(odd, one_dev, 1);
+    else if (strcmp(name, "backup_restore_1dev_server_first") == 0)
+        round_trip(odd, one_dev, 0);
+    else if (strcmp(name, "backup_restore_4dev_client_first") == 0)
+        round_trip(odd, four_dev, 1);
+    else if (strcmp(name, "backup_restore_4dev_server_first") == 0)
+        round_trip(odd, four_dev, 0);
+    else if (strcmp(name, "backup_restore_4dev_small_no_complete") == 0)
+        round_trip(odd, four_small, 1);
+    else if (strcmp(name, "backup_restore_empty") == 0)
+        round_trip(0, four_dev, 0);
+    else if (strcmp(name, "bad_options") == 0)
+        case_bad_options();
+    else if (strcmp(name, "no_peer") == 0)
+        case_no_peer();
+    else if (strcmp(name, "io_error") == 0)
+        case_io_error();
+    else if (strcmp(name, "mode_mismatch") == 0)
+        case_mode_mismatch();
+    else if (strcmp(name, "client_killed") == 0)
+        case_killed(1);
+    else if (strcmp(name, "server_killed") == 0)
+        case_killed(0);
+    else
+        T_FAILED_AT("unknown case '%s'", name);
+    cleanup();
+    return t_done();
+}
