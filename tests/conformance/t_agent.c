@@ -94,14 +94,16 @@ static void case_drain(void) {
     t_gate_init(&gate);
     for (int i = 0; i < N0; i++) {
         t_cmd_init(&d0[i], &s.ledger, VDC_Flush, 0, i, NULL);
+        if (i == 0) {
+            d0[0].hook = t_gate_hook;
+            d0[0].hook_ctx = &gate;
+        }
         T_REQUIRE(t_send(s.sdev[0], &d0[i]) == NOERROR);
     }
     for (int i = 0; i < N1; i++) {
         t_cmd_init(&d1[i], &s.ledger, VDC_Flush, 0, 10 + i, NULL);
         T_REQUIRE(t_send(s.sdev[1], &d1[i]) == NOERROR);
     }
-    d0[0].hook = t_gate_hook;
-    d0[0].hook_ctx = &gate;
     VDC_Command *c[N0];
     for (int i = 0; i < N0; i++)
         T_REQUIRE(vdi_client_device_get_command(s.cdev[0], VDI_INFINITE, &c[i]) == NOERROR);

@@ -133,12 +133,13 @@ static void nested(int do_close) {
     t_set_to_active(&s);
     enum { N = 4 };
     t_cmd tc[N];
+    /* hooks are set before the sends: the callback may run as soon as it completes */
+    cb_set = s.server;
     for (int i = 0; i < N; i++) {
         t_cmd_init(&tc[i], &s.ledger, VDC_Flush, 0, i, NULL);
+        tc[i].hook = i == 0 ? (do_close ? close_hook : signal_hook) : NULL;
         T_REQUIRE(t_send(s.sdev[0], &tc[i]) == NOERROR);
     }
-    tc[0].hook = do_close ? close_hook : signal_hook;
-    cb_set = s.server;
     VDC_Command *c = NULL;
     T_REQUIRE(vdi_client_device_get_command(s.cdev[0], VDI_INFINITE, &c) == NOERROR);
     T_REQUIRE(vdi_client_device_complete_command(s.cdev[0], c, ERROR_SUCCESS, 0, 0) == NOERROR);
