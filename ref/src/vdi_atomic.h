@@ -7,12 +7,43 @@
 
 #include <stdint.h>
 
+/* ThreadSanitizer keys synchronisation by address, but one process may map the same
+ * shared word at two addresses (the two sides of a set). So that a release through one
+ * view and an acquire through the other form the happens-before edge they really are,
+ * every atomic also releases/acquires an alias chosen by the word's offset inside a
+ * 1 MiB window; views are 1 MiB-aligned, so both addresses of a word share the alias.
+ * Unrelated words may share an alias too: that only adds edges, never a false report. */
+#if defined(__SANITIZE_THREAD__)
+#define VDI_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define VDI_TSAN 1
+#endif
+#endif
+#define VDI_VIEW_ALIGN (1u << 20)
+#ifdef VDI_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char vdi_tsan_alias[VDI_VIEW_ALIGN];
+static inline void *vdi_alias_(const void *p) {
+    return &vdi_tsan_alias[(uintptr_t)p & (VDI_VIEW_ALIGN - 1)];
+}
+#define VDI_ACQ_(p) __tsan_acquire(vdi_alias_(p))
+#define VDI_REL_(p) __tsan_release(vdi_alias_(p))
+#else
+#define VDI_ACQ_(p) ((void)(p))
+#define VDI_REL_(p) ((void)(p))
+#endif
+
 /* Acquire loads pair with the release stores (or RMWs) that published the data
  * they guard: ring heads/tails, state words, sequence words. */
 static inline uint32_t vdi_load_acquire(const uint32_t *p) {
-    return __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    uint32_t v = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    VDI_ACQ_(p);
+    return v;
 }
 static inline void vdi_store_release(uint32_t *p, uint32_t v) {
+    VDI_REL_(p);
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 static inline uint32_t vdi_load_relaxed(const uint32_t *p) {
@@ -25,14 +56,23 @@ static inline void vdi_store_relaxed(uint32_t *p, uint32_t v) {
  * see every state change made before the bump (pairs with vdi_load_acquire of
  * the word). */
 static inline uint32_t vdi_fetch_add(uint32_t *p, uint32_t v) {
-    return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+    VDI_REL_(p);
+    uint32_t r = __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+    VDI_ACQ_(p);
+    return r;
 }
 static inline uint32_t vdi_exchange(uint32_t *p, uint32_t v) {
-    return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+    VDI_REL_(p);
+    uint32_t r = __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
+    VDI_ACQ_(p);
+    return r;
 }
 static inline int vdi_cas(uint32_t *p, uint32_t expected, uint32_t desired) {
-    return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST,
-                                       __ATOMIC_SEQ_CST);
+    VDI_REL_(p);
+    int r =
+        __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    VDI_ACQ_(p);
+    return r;
 }
 /* Bytes copied in or out of shared memory: the peer may write them at any time,
  * so they are read with relaxed atomic loads of whole words (no torn or re-read

@@ -20,6 +20,9 @@
 #include "vdi_internal.h"
 
 vdi_seams vdi_hooks;
+#ifdef VDI_TSAN
+char vdi_tsan_alias[VDI_VIEW_ALIGN];
+#endif
 
 void vdi_seams_install(const vdi_seams *seams) {
     if (seams)
@@ -323,6 +326,8 @@ int vdi_shm_name(char *out, size_t cap, const char *instance, const char *name) 
     return n > 0 && (size_t)n < cap ? NOERROR : VD_E_INVALID;
 }
 
+_Static_assert(sizeof(vdi_ctl_shm) < VDI_VIEW_ALIGN, "the control block fits one alias window");
+
 size_t vdi_ctl_size(void) {
     return (sizeof(vdi_ctl_shm) + VDI_AREA_ALIGN - 1) & ~(size_t)(VDI_AREA_ALIGN - 1);
 }
@@ -333,7 +338,7 @@ size_t vdi_ctl_size(void) {
 
 static int map_reserve(vdi_view *m) {
     size_t ctl = vdi_ctl_size();
-    m->reserve_len = ctl + VDI_MAX_AREA + VDI_AREA_ALIGN;
+    m->reserve_len = ctl + VDI_MAX_AREA + VDI_VIEW_ALIGN;
     int err = VDI_FAIL("transport/map:reserve");
     if (err)
         return vdi_errno_code(err);
@@ -342,7 +347,8 @@ static int map_reserve(vdi_view *m) {
     if (p == MAP_FAILED)
         return vdi_errno_code(errno);
     m->reserve = p;
-    uintptr_t base = ((uintptr_t)p + VDI_AREA_ALIGN - 1) & ~(uintptr_t)(VDI_AREA_ALIGN - 1);
+    /* 1 MiB-aligned (VDI_VIEW_ALIGN, see vdi_atomic.h), hence 64 KiB-aligned too. */
+    uintptr_t base = ((uintptr_t)p + VDI_VIEW_ALIGN - 1) & ~(uintptr_t)(VDI_VIEW_ALIGN - 1);
     err = VDI_FAIL("transport/map:control");
     void *c =
         err ? MAP_FAILED
