@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The project benchmark, part one: the reference data path. Builds the release preset
+# and prints one table from one run: (a) backup throughput between two processes with
+# 1 MiB transfers as a ratio of memcpy bandwidth (target >= 0.7), (b) command round trips
+# per second with one command in flight as a ratio of a bare futex ping-pong between two
+# threads (target >= 0.4). Missing a target is reported, not failed: numbers on a shared
+# machine are noisy, and no test ever asserts a time.
+#
+# Usage: ci/bench.sh [--no-build] [--mib N (default 4096)] [--rounds N (default 20000)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+build=1
+mib=4096
+rounds=20000
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --no-build) build=0; shift ;;
+    --mib) mib=$2; shift 2 ;;
+    --rounds) rounds=$2; shift 2 ;;
+    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+    *) echo "ci/bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+if [ $build = 1 ]; then
+    cmake --preset release >/dev/null
+    cmake --build build/release -j2 --target bench_backup bench_roundtrip >/dev/null
+fi
+bin=build/release/ref/tools
+
+# Each program prints "key value" lines; keep them in an associative array.
+declare -A m
+while read -r k v; do m[$k]=$v; done < <("$bin/bench_backup" "$mib" 4)
+while read -r k v; do m[$k]=$v; done < <("$bin/bench_roundtrip" "$rounds")
+
+verdict() { # ratio target
+    awk -v r="$1" -v t="$2" 'BEGIN { print (r + 0 >= t + 0) ? "ok" : "BELOW TARGET" }'
+}
+
+printf '%-44s %-14s %-24s %-7s %-7s %s\n' benchmark measured baseline ratio target verdict
+printf '%-44s %-14s %-24s %-7s %-7s %s\n' \
+    "backup, 2 processes, 1 MiB x 4 in flight" "${m[vdi_backup_mibps]} MiB/s" \
+    "memcpy ${m[memcpy_mibps]} MiB/s" "${m[backup_ratio]}" ">=0.7" \
+    "$(verdict "${m[backup_ratio]}" 0.7)"
+printf '%-44s %-14s %-24s %-7s %-7s %s\n' \
+    "round trips, 2 processes, 1 in flight" "${m[vdi_roundtrip_per_s]} /s" \
+    "futex ping-pong ${m[futex_pingpong_per_s]} /s" "${m[roundtrip_ratio]}" ">=0.4" \
+    "$(verdict "${m[roundtrip_ratio]}" 0.4)"
+echo "(${m[backup_mib]} MiB and ${m[roundtrips]} round trips per run, best of 3 runs each side)"
