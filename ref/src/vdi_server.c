@@ -151,8 +151,10 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
     size_t n = strlen(name);
     memcpy(s->name, name, n + 1);
     s->ndev = ctl->cfg.deviceCount;
-    if (s->ndev == 0 || s->ndev > VDI_MAX_DEVICES) { /* untrusted */
-        vdi_store_release(&ctl->server_attached, 0);
+    if (s->ndev == 0 || s->ndev > VDI_MAX_DEVICES) { /* untrusted: abort the set */
+        vdi_store_release(&ctl->aborted, 1);
+        vdi_fetch_add(&ctl->state_seq, 1);
+        vdi_wake_all(&ctl->state_seq);
         vdi_map_release(&s->map);
         return leave(s, VD_E_ABORT);
     }
