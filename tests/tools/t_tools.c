@@ -8,6 +8,7 @@
  * usage: t_tools VDI_CLIENT VDI_SERVER CASE */
 #include "t_test.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -294,6 +295,19 @@ static void case_killed(int kill_client) {
     T_EXPECT_EQ(reap(other), TX_ABORT);
 }
 
+/* Nothing stays behind (VDI-SPEC 5.3), whoever died: every shared object of a set has
+ * the set name in its name (8.3), and POSIX shared memory lives in /dev/shm on Linux. */
+static void expect_no_leftovers(void) {
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, set_name))
+            T_FAILED_AT("shared-memory object %s left behind", e->d_name);
+    closedir(d);
+}
+
 static void cleanup(void) {
     static const char *const leaves[] = {"db", "media", "restored", "missing"};
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++)
@@ -343,6 +357,7 @@ int main(int argc, char **argv) {
         case_killed(0);
     else
         T_FAILED_AT("unknown case '%s'", name);
+    expect_no_leftovers();
     cleanup();
     return t_done();
 }
