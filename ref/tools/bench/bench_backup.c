@@ -44,7 +44,7 @@ int main(int argc, char **argv) {
 
     double base = memcpy_mibps(mib, depth);
     bench_server b;
-    bench_server_start(&b, name, XFER, depth, 1);
+    bench_server_start(&b, name, XFER, depth, 1, -1);
     double best = 0;
     for (int run = 0; run < 3; run++) {
         double r = (double)mib / bench_server_run(&b, VDC_Write, XFER, depth, mib);

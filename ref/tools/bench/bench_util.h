@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -23,6 +24,39 @@ static inline double bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Pins the calling thread (and the threads it creates later) to one CPU; -1 lets it
+ * run anywhere it was allowed to at the start. */
+static inline void bench_pin(int cpu) {
+    static cpu_set_t initial;
+    static int saved;
+    if (!saved) {
+        sched_getaffinity(0, sizeof initial, &initial);
+        saved = 1;
+    }
+    cpu_set_t set = initial;
+    if (cpu >= 0) {
+        CPU_ZERO(&set);
+        CPU_SET((size_t)cpu, &set);
+    }
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+        fprintf(stderr, "bench: cannot pin to CPU %d\n", cpu);
+}
+
+/* The first two CPUs this process may use; *b = -1 when there is only one. */
+static inline void bench_two_cpus(int *a, int *b) {
+    cpu_set_t set;
+    *a = *b = -1;
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return;
+    for (int i = 0; i < CPU_SETSIZE; i++)
+        if (CPU_ISSET((size_t)i, &set)) {
+            if (*a < 0)
+                *a = i;
+            else if (*b < 0)
+                *b = i;
+        }
 }
 
 static inline _Noreturn void bench_die(const char *what, int rc) {
@@ -119,10 +153,10 @@ static inline void bench_ignore(VDS_Command *cmd) {
     (void)cmd;
 }
 
-/* Forks the client, opens and configures the set for `depth` commands of `xfer` bytes,
- * starts the agent and waits until it runs. */
+/* Forks the client (pinned to client_cpu unless -1), opens and configures the set for
+ * `depth` commands of `xfer` bytes, starts the agent and waits until it runs. */
 static inline void bench_server_start(bench_server *b, const char *set_name, uint32_t xfer,
-                                      uint32_t depth, int copy) {
+                                      uint32_t depth, int copy, int client_cpu) {
     memset(b, 0, sizeof *b);
     pthread_mutex_init(&b->mu, NULL);
     pthread_cond_init(&b->cv, NULL);
@@ -134,6 +168,8 @@ static inline void bench_server_start(bench_server *b, const char *set_name, uin
         exit(1);
     if (b->client == 0) {
         close(p[0]);
+        if (client_cpu >= 0)
+            bench_pin(client_cpu);
         _exit(bench_client(set_name, copy, p[1]));
     }
     close(p[1]);
