@@ -308,6 +308,53 @@ static void expect_no_leftovers(void) {
     closedir(d);
 }
 
+/* A device that fails every write (ENOSPC) in the middle of the stream: the side that
+ * fails reports I/O (5); its peer sees either that code or the abort that follows (the
+ * server decides the outcome of each command, VDI-SPEC 5.3). */
+static void case_io_error_midstream(void) {
+    if (access("/dev/full", W_OK) != 0)
+        T_SKIP("no /dev/full");
+    const char *opts[] = {"--max-transfer", "64K", "--timeout", "30000", NULL};
+    const char *cargs[MAXARGS], *sargs[MAXARGS];
+    make_data(path("db"), 300000);
+
+    build_args(cargs, "backup", "/dev/full", opts);
+    build_args(sargs, "backup", path("db"), opts);
+    proc c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    proc s = spawn(server_bin, sargs, 0);
+    int sx = reap(&s);
+    T_EXPECT(sx == TX_IO || sx == TX_ABORT);
+    T_EXPECT_EQ(reap(&c), TX_IO);
+
+    transfer("backup", path("media"), path("db"), opts, 1);
+    build_args(cargs, "restore", path("media"), opts);
+    build_args(sargs, "restore", "/dev/full", opts);
+    c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    s = spawn(server_bin, sargs, 0);
+    T_EXPECT_EQ(reap(&s), TX_IO);
+    T_EXPECT_EQ(reap(&c), TX_ABORT);
+}
+
+/* Instances are separate namespaces: the same set name under two instances never meets. */
+static void case_instance(void) {
+    static const char *const inst[] = {"--instance", "tools1", "--devices", "2",
+                                       "--timeout",  "30000",  NULL};
+    round_trip(200000, inst, 1);
+    static const char *const in_a[] = {"--instance", "a", "--timeout", "300", NULL};
+    static const char *const in_b[] = {"--instance", "b", "--timeout", "300", NULL};
+    const char *cargs[MAXARGS], *sargs[MAXARGS];
+    build_args(cargs, "backup", path("media"), in_a);
+    build_args(sargs, "backup", path("db"), in_b);
+    proc c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    proc s = spawn(server_bin, sargs, 1);
+    expect_line(&s, "waiting");
+    T_EXPECT_EQ(reap(&s), TX_TIMEOUT);
+    T_EXPECT_EQ(reap(&c), TX_TIMEOUT);
+}
+
 static void cleanup(void) {
     static const char *const leaves[] = {"db", "media", "restored", "missing"};
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++)
@@ -349,6 +396,10 @@ int main(int argc, char **argv) {
         case_no_peer();
     else if (strcmp(name, "io_error") == 0)
         case_io_error();
+    else if (strcmp(name, "io_error_midstream") == 0)
+        case_io_error_midstream();
+    else if (strcmp(name, "instance") == 0)
+        case_instance();
     else if (strcmp(name, "mode_mismatch") == 0)
         case_mode_mismatch();
     else if (strcmp(name, "client_killed") == 0)
