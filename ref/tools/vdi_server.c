@@ -222,8 +222,12 @@ static int handle(sdev *d, slot *sl) {
                   code_name(what));
         return -1;
     }
-    if (what == VDC_Read && (code == ERROR_SUCCESS || code == ERROR_HANDLE_EOF) &&
-        bytes <= sl->len) {
+    if (what == VDC_Read && (code == ERROR_SUCCESS || code == ERROR_HANDLE_EOF)) {
+        if (bytes > sl->len) { /* the library refuses this; never trust it blindly */
+            tool_fail(TOOL_EXIT_FAILURE, "device '%s': VDC_Read of %u bytes answered %u", d->name,
+                      sl->len, bytes);
+            return -1;
+        }
         if (bytes < sl->len || code == ERROR_HANDLE_EOF)
             note_eof(s, sl->off + bytes);
         if (bytes > 0 && store(d, sl, bytes) != 0)
