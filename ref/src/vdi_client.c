@@ -74,10 +74,35 @@ static void observe(vdi_client_set *c) {
         abort_locked(c);
 }
 
-static void enter(vdi_client_set *c) {
+/* Enter a call. Returns 1 when a close of this object began after the call started and
+ * has finished by the time it gets the lock: the call overlapped the close, so it must
+ * answer as a call concurrent with close does (VD_E_ABORT), not as one on a closed
+ * object (VD_E_PROTOCOL). close_epoch is odd while a close runs. */
+static int enter_at(vdi_client_set *c, uint32_t epoch) {
     vdi_lock(&c->mu);
     c->active++;
+    return epoch != c->close_epoch;
 }
+
+static int enter(vdi_client_set *c) {
+    return enter_at(c, vdi_load_acquire(&c->close_epoch));
+}
+
+/* The epoch is read first of all: the call's invocation is its entry, before the
+ * schedule point that may let a whole close run. */
+#define ENTER_AT_POINT(x, point)                                                                   \
+    do {                                                                                           \
+        uint32_t epoch_ = vdi_load_acquire(&(x)->close_epoch);                                     \
+        VDI_SCHED(point);                                                                          \
+        if (enter_at((x), epoch_))                                                                 \
+            return leave((x), VD_E_ABORT);                                                         \
+    } while (0)
+
+#define ENTER_OR_ABORT(x)                                                                          \
+    do {                                                                                           \
+        if (enter(x))                                                                              \
+            return leave((x), VD_E_ABORT);                                                         \
+    } while (0)
 
 static int leave(vdi_client_set *c, int rc) {
     c->active--;
@@ -132,8 +157,7 @@ int vdi_client_set_create_ex(vdi_client_set *c, const char *instance, const char
     int rc, reclaimed;
     if (!c)
         VDI_BAIL(VD_E_INVALID);
-    VDI_SCHED("client/create:enter");
-    enter(c);
+    ENTER_AT_POINT(c, "client/create:enter");
     if (c->state != C_DNE || c->closing)
         return leave(c, VD_E_PROTOCOL);
     if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR)
@@ -213,8 +237,7 @@ static void fill_config(const vdi_client_set *c, VDConfig *out) {
 int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfig *cfg) {
     if (!c || !cfg)
         VDI_BAIL(VD_E_INVALID);
-    VDI_SCHED("client/get_configuration:enter");
-    enter(c);
+    ENTER_AT_POINT(c, "client/get_configuration:enter");
     uint64_t deadline = deadline_of(timeout_ms);
     for (;;) {
         if (aborted(c))
@@ -280,8 +303,7 @@ int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_d
         *out = NULL;
     if (!c || !name || !out)
         VDI_BAIL(VD_E_INVALID);
-    VDI_SCHED("client/open_device:enter");
-    enter(c);
+    ENTER_AT_POINT(c, "client/open_device:enter");
     if (aborted(c))
         return leave(c, VD_E_ABORT);
     if (c->state < C_INITIALIZING || normal(c))
@@ -375,8 +397,7 @@ int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Com
     if (!d || !cmd)
         VDI_BAIL(VD_E_INVALID);
     vdi_client_set *c = d->set;
-    VDI_SCHED("client/get_command:enter");
-    enter(c);
+    ENTER_AT_POINT(c, "client/get_command:enter");
     if (aborted(c))
         return leave(c, VD_E_ABORT);
     if (!d->opened || c->state != C_ACTIVE)
@@ -433,8 +454,7 @@ int vdi_client_device_complete_command(vdi_client_device *d, VDC_Command *cmd,
     if (!d || !cmd)
         VDI_BAIL(VD_E_INVALID);
     vdi_client_set *c = d->set;
-    VDI_SCHED("client/complete_command:enter");
-    enter(c);
+    ENTER_AT_POINT(c, "client/complete_command:enter");
     if (aborted(c))
         return leave(c, VD_E_ABORT);
     if (!d->opened || c->state != C_ACTIVE)
@@ -475,7 +495,7 @@ int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance,
     char shm_name[256];
     if (!c)
         VDI_BAIL(VD_E_INVALID);
-    enter(c);
+    ENTER_OR_ABORT(c);
     if (c->state != C_DNE || c->closing)
         return leave(c, VD_E_PROTOCOL);
     if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR ||
@@ -527,7 +547,7 @@ int vdi_client_set_get_buffer_handle(vdi_client_set *c, uint8_t *buffer, uint32_
         *handle = 0;
     if (!c || !buffer || !handle)
         VDI_BAIL(VD_E_INVALID);
-    enter(c);
+    ENTER_OR_ABORT(c);
     if (c->state < C_INITIALIZING || c->closing)
         return leave(c, VD_E_PROTOCOL);
     if (buffer < c->map.area || buffer >= c->map.area + c->map.mapped)
@@ -547,7 +567,7 @@ int vdi_client_set_map_buffer_handle(vdi_client_set *c, uint32_t handle, uint8_t
         *buffer = NULL;
     if (!c || !buffer)
         VDI_BAIL(VD_E_INVALID);
-    enter(c);
+    ENTER_OR_ABORT(c);
     if (c->state < C_INITIALIZING || c->closing)
         return leave(c, VD_E_PROTOCOL);
     if (handle == 0 || handle > VDI_MAX_BUFFERS)
@@ -571,7 +591,7 @@ int vdi_client_set_signal_abort(vdi_client_set *c) {
     if (!c)
         VDI_BAIL(VD_E_INVALID);
     VDI_SCHED("client/signal_abort:enter");
-    enter(c);
+    (void)enter(c);
     if (c->state == C_DNE)
         return leave(c, VD_E_PROTOCOL);
     if (!normal(c))
@@ -583,7 +603,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     if (!c)
         VDI_BAIL(VD_E_INVALID);
     VDI_SCHED("client/close:enter");
-    enter(c);
+    (void)enter(c);
     if (c->state == C_DNE || c->closing)
         return leave(c, VD_E_PROTOCOL);
     observe(c);
@@ -603,6 +623,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     if (!is_normal && !c->aborted && (!c->secondary || rc == VD_E_OPEN))
         abort_locked(c);
     c->closing = 1;
+    vdi_store_release(&c->close_epoch, c->close_epoch + 1); /* odd: a close runs */
     bump_all(c); /* wake this object's waiters (and, harmlessly, the server's) */
     VDI_SCHED("client/close:before-wait");
     while (c->active > 1) {
@@ -623,9 +644,11 @@ int vdi_client_set_close(vdi_client_set *c) {
     c->aborted = 0;
     c->server_known = 0;
     memset(c->dev, 0, sizeof c->dev);
+    VDI_SCHED("client/close:exit");
+    /* Last: a call that started before this point overlapped the close (see enter). */
+    vdi_store_release(&c->close_epoch, c->close_epoch + 1);
     c->active--;
     vdi_unlock(&c->mu);
-    VDI_SCHED("client/close:exit");
     return rc;
 }
 

@@ -31,10 +31,11 @@ void vdi_seams_install(const vdi_seams *seams) {
         memset(&vdi_hooks, 0, sizeof vdi_hooks);
 }
 
-extern const char *const __start_vdi_sched_points[];
-extern const char *const __stop_vdi_sched_points[];
-extern const char *const __start_vdi_fail_points[];
-extern const char *const __stop_vdi_fail_points[];
+/* Weak: a program that links no object with points of one kind has an empty list. */
+extern const char *const __start_vdi_sched_points[] __attribute__((weak));
+extern const char *const __stop_vdi_sched_points[] __attribute__((weak));
+extern const char *const __start_vdi_fail_points[] __attribute__((weak));
+extern const char *const __stop_vdi_fail_points[] __attribute__((weak));
 
 size_t vdi_seam_points(enum vdi_point_kind kind, const char *const **names) {
     const char *const *b =

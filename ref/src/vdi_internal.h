@@ -212,9 +212,10 @@ struct vdi_client_set {
     int secondary;
     int aborted; /* observed abort: sticky */
     int closing;
-    uint32_t owner;  /* this object's id in dev[].client_owner */
-    uint32_t active; /* threads inside calls of this object */
-    uint32_t ev;     /* private futex: bumped when active drops during close */
+    uint32_t owner;       /* this object's id in dev[].client_owner */
+    uint32_t active;      /* threads inside calls of this object */
+    uint32_t close_epoch; /* bumped when close starts and when it ends */
+    uint32_t ev;          /* private futex: bumped when active drops during close */
     char name[VDI_MAX_NAME + 1];
     char shm_name[256];
     VDConfig cfg; /* as given at create */
@@ -269,6 +270,7 @@ struct vdi_server_set {
     uintptr_t agent_self;
     uintptr_t callback_self; /* thread inside a callback of this set, 0 none */
     uint32_t active;         /* threads inside calls that may touch the mapping */
+    uint32_t close_epoch;    /* bumped when close starts and when it ends */
     uint32_t ev;             /* private futex: bumped when active or agent changes */
     char name[VDI_MAX_NAME + 1];
     char shm_name[256];

@@ -71,10 +71,35 @@ static void observe(vdi_server_set *s) {
         abort_locked(s);
 }
 
-static void enter(vdi_server_set *s) {
+/* Enter a call. Returns 1 when a close of this object began after the call started and
+ * has finished by the time it gets the lock: the call overlapped the close, so it must
+ * answer as a call concurrent with close does (VD_E_ABORT), not as one on a closed
+ * object (VD_E_PROTOCOL). close_epoch is odd while a close runs. */
+static int enter_at(vdi_server_set *s, uint32_t epoch) {
     vdi_lock(&s->mu);
     s->active++;
+    return epoch != s->close_epoch;
 }
+
+static int enter(vdi_server_set *s) {
+    return enter_at(s, vdi_load_acquire(&s->close_epoch));
+}
+
+/* The epoch is read first of all: the call's invocation is its entry, before the
+ * schedule point that may let a whole close run. */
+#define ENTER_AT_POINT(x, point)                                                                   \
+    do {                                                                                           \
+        uint32_t epoch_ = vdi_load_acquire(&(x)->close_epoch);                                     \
+        VDI_SCHED(point);                                                                          \
+        if (enter_at((x), epoch_))                                                                 \
+            return leave((x), VD_E_ABORT);                                                         \
+    } while (0)
+
+#define ENTER_OR_ABORT(x)                                                                          \
+    do {                                                                                           \
+        if (enter(x))                                                                              \
+            return leave((x), VD_E_ABORT);                                                         \
+    } while (0)
 
 static int leave(vdi_server_set *s, int rc) {
     s->active--;
@@ -117,8 +142,7 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
     int rc;
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    VDI_SCHED("server/open:enter");
-    enter(s);
+    ENTER_AT_POINT(s, "server/open:enter");
     if (s->state != S_DNE || s->closed || s->agent)
         return leave(s, vdi_note_error(VD_E_PROTOCOL, __FILE__, __LINE__));
     if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR ||
@@ -179,7 +203,7 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
 int vdi_server_set_get_configuration(vdi_server_set *s, VDConfig *cfg) {
     if (!s || !cfg)
         VDI_BAIL(VD_E_INVALID);
-    enter(s);
+    ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted || (s->closed && s->state != S_DNE))
         return leave(s, VD_E_ABORT);
@@ -200,8 +224,7 @@ int vdi_server_set_begin_configuration(vdi_server_set *s, uint32_t features, uin
     (void)timeout_ms; /* never blocks (VDI-SPEC 8.5) */
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    VDI_SCHED("server/begin_configuration:enter");
-    enter(s);
+    ENTER_AT_POINT(s, "server/begin_configuration:enter");
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -273,7 +296,7 @@ int vdi_server_set_request_buffers(vdi_server_set *s, uint32_t size, uint32_t al
                                    uint32_t count) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    enter(s);
+    ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -312,7 +335,7 @@ int vdi_server_set_query_available_buffers(vdi_server_set *s, uint32_t size, uin
         *count = 0;
     if (!s || !count)
         VDI_BAIL(VD_E_INVALID);
-    enter(s);
+    ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -340,8 +363,7 @@ int vdi_server_set_query_available_buffers(vdi_server_set *s, uint32_t size, uin
 int vdi_server_set_end_configuration(vdi_server_set *s) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    VDI_SCHED("server/end_configuration:enter");
-    enter(s);
+    ENTER_AT_POINT(s, "server/end_configuration:enter");
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -396,7 +418,7 @@ int vdi_server_set_allocate_buffer(vdi_server_set *s, uint8_t **buffer, uint32_t
         *buffer = NULL;
     if (!s || !buffer)
         VDI_BAIL(VD_E_INVALID);
-    enter(s);
+    ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -450,7 +472,7 @@ int vdi_server_set_allocate_buffer(vdi_server_set *s, uint8_t **buffer, uint32_t
 int vdi_server_set_free_buffer(vdi_server_set *s, uint8_t *buffer, uint32_t size) {
     if (!s || !buffer)
         VDI_BAIL(VD_E_INVALID);
-    enter(s);
+    ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -481,7 +503,8 @@ static const vdi_buffer *find_zone(const vdi_server_set *s, const uint8_t *p, ui
 int vdi_server_set_is_shared_buffer(vdi_server_set *s, const uint8_t *buffer) {
     if (!s || !buffer)
         return 0;
-    enter(s);
+    if (enter(s))
+        return leave(s, 0);
     int r = mapped(s) && s->state >= S_INITIALIZING && find_zone(s, buffer, 1) != NULL;
     return leave(s, r);
 }
@@ -495,8 +518,7 @@ int vdi_server_set_open_device(vdi_server_set *s, const char *name, vdi_server_d
         *out = NULL;
     if (!s || !name || !out)
         VDI_BAIL(VD_E_INVALID);
-    VDI_SCHED("server/open_device:enter");
-    enter(s);
+    ENTER_AT_POINT(s, "server/open_device:enter");
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -555,8 +577,10 @@ int vdi_server_device_send_command(vdi_server_device *d, VDS_Command *cmd) {
     if (!d || !cmd || !cmd->completionRoutine)
         VDI_BAIL(VD_E_INVALID);
     vdi_server_set *s = d->set;
+    uint32_t epoch = vdi_load_acquire(&s->close_epoch);
     VDI_SCHED("server/send_command:enter");
-    enter(s);
+    if (enter_at(s, epoch)) /* overlapped a close: as if concurrent with it */
+        return reject(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED);
     for (uint32_t i = 0; i < s->ndev; i++) /* row 2: already outstanding somewhere */
         for (uint32_t k = 0; s->dev[i].outstanding && k < VDI_RING; k++)
             if (s->dev[i].s[k].state != SLOT_FREE && s->dev[i].s[k].cmd == cmd)
@@ -612,8 +636,7 @@ int vdi_server_device_close(vdi_server_device *d) {
     if (!d)
         VDI_BAIL(VD_E_INVALID);
     vdi_server_set *s = d->set;
-    VDI_SCHED("server/close_device:enter");
-    enter(s);
+    ENTER_AT_POINT(s, "server/close_device:enter");
     observe(s);
     if (s->aborted || s->closed)
         return leave(s, VD_E_ABORT);
@@ -708,11 +731,16 @@ static void deliver(vdi_server_set *s, int dev, int k, uint32_t code, uint32_t b
 int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
+    uint32_t epoch = vdi_load_acquire(&s->close_epoch);
     VDI_SCHED("server/agent:enter");
     vdi_lock(&s->mu);
     if (s->agent) {
         vdi_unlock(&s->mu);
         VDI_BAIL(VD_E_PROTOCOL);
+    }
+    if (epoch != s->close_epoch) { /* overlapped a close (see enter) */
+        vdi_unlock(&s->mu);
+        VDI_BAIL(VD_E_ABORT);
     }
     observe(s);
     if (!s->aborted && !s->closed) {
@@ -833,7 +861,7 @@ int vdi_server_set_signal_abort(vdi_server_set *s) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
     VDI_SCHED("server/signal_abort:enter");
-    enter(s);
+    (void)enter(s);
     if (s->state == S_DNE && !s->closed)
         return leave(s, VD_E_PROTOCOL);
     if (!s->normal)
@@ -871,7 +899,7 @@ int vdi_server_set_close(vdi_server_set *s) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
     VDI_SCHED("server/close:enter");
-    enter(s);
+    (void)enter(s);
     uintptr_t self = vdi_self();
     int nested = in_callback(s, self);
     if (s->state == S_DNE || s->closed) {
@@ -890,6 +918,7 @@ int vdi_server_set_close(vdi_server_set *s) {
     for (uint32_t i = 0; i < s->ndev; i++)
         open_dev |= s->dev[i].opened && !s->dev[i].closed;
     int rc = (!s->aborted && !s->normal && (open_dev || s->outstanding)) ? VD_E_PROTOCOL : NOERROR;
+    vdi_store_release(&s->close_epoch, s->close_epoch + 1); /* odd: a close runs */
     /* (1) mark: closed, and aborted unless Normally Terminated; (2) wake every
      * waiter */
     vdi_store_release(&s->map.ctl->server_closed, 1);
@@ -925,6 +954,8 @@ int vdi_server_set_close(vdi_server_set *s) {
         s->state = S_DNE; /* the agent finishes the drain from private memory */
     }
     VDI_SCHED("server/close:exit");
+    /* Last: a call that started before this point overlapped the close (see enter). */
+    vdi_store_release(&s->close_epoch, s->close_epoch + 1);
     s->active--;
     bump(&s->ev);
     vdi_unlock(&s->mu);
