@@ -1,0 +1,116 @@
+/* chaos.h: the controlled-execution engine. A scenario is a set of actors, each a small
+ * program of VDI calls; the engine runs them as fibers in one thread, one at a time, and
+ * a strategy picks who runs at every schedule point of the reference. Time is virtual,
+ * faults come from a plan, and the whole run is determined by its decision list. */
+#ifndef CHAOS_CHAOS_H
+#define CHAOS_CHAOS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CHAOS_MAX_ACTORS 16
+
+typedef enum chaos_strategy {
+    CHAOS_RANDOM = 0, /* uniform among runnable actors, seeded */
+    CHAOS_PCT = 1,    /* probabilistic concurrency testing, depth d */
+    CHAOS_REPLAY = 2, /* a recorded decision list */
+    CHAOS_BYTES = 3   /* decisions read from bytes (fuzz input), then the lowest actor */
+} chaos_strategy;
+
+typedef enum chaos_outcome {
+    CHAOS_DONE = 0,       /* every actor returned */
+    CHAOS_HANG = 1,       /* every live actor blocked with no deadline to jump to */
+    CHAOS_STEP_LIMIT = 2, /* the step bound ended a runaway run */
+    CHAOS_FINDING = 3     /* an oracle reported (chaos_report) */
+} chaos_outcome;
+
+typedef enum chaos_fault_mode {
+    CHAOS_FAULT_NONE = 0,
+    CHAOS_FAULT_ONCE = 1,       /* fail the n-th fail-point call only */
+    CHAOS_FAULT_PERSISTENT = 2, /* fail the n-th call and every later one */
+    CHAOS_FAULT_RANDOM = 3      /* fail each call with probability 1/n, seeded */
+} chaos_fault_mode;
+
+typedef struct chaos_config {
+    chaos_strategy strategy;
+    uint64_t seed;
+    unsigned pct_depth;   /* PCT: bug depth d (>= 1) */
+    unsigned pct_steps;   /* PCT: estimated steps per run (change points fall in it) */
+    uint32_t max_steps;   /* 0: 100000 */
+    const uint8_t *bytes; /* CHAOS_BYTES */
+    size_t nbytes;
+    const uint32_t *decisions; /* CHAOS_REPLAY */
+    size_t ndecisions;
+    chaos_fault_mode fault_mode;
+    uint32_t fault_n;        /* which call (1-based), or 1/n probability */
+    int fault_errno;         /* the errno injected (default ENOMEM) */
+    const char *fault_point; /* only calls of this point count (NULL: every point) */
+} chaos_config;
+
+typedef struct chaos_engine chaos_engine;
+
+chaos_engine *chaos_engine_new(const chaos_config *cfg);
+void chaos_engine_free(chaos_engine *e);
+
+/* Add an actor before chaos_run; fn runs on a fiber of its own. Returns its id (1..). */
+int chaos_spawn(chaos_engine *e, const char *name, void (*fn)(void *), void *arg);
+
+/* Run every actor to completion under the strategy; install the seams first. */
+chaos_outcome chaos_run(chaos_engine *e);
+
+/* Route the reference's seams (vdi_seams.h) to this engine; NULL restores the defaults.
+ * Outside chaos_run the hooks behave like the real system. */
+void chaos_seams_install(chaos_engine *e);
+
+/* A schedule point of the scenario itself (the reference's come through the seams). */
+void chaos_point(chaos_engine *e, const char *name);
+
+/* The engine running on this thread, or NULL. */
+chaos_engine *chaos_current(void);
+/* The running actor's id (0 outside actors) and name. */
+int chaos_actor_id(const chaos_engine *e);
+const char *chaos_actor_name(const chaos_engine *e, int id);
+
+/* The engine's blocking, as the reference's wait/wake seam sees it: block while *word ==
+ * expected, at most timeout_ms of virtual time (< 0: forever); 0 woken, ETIMEDOUT. */
+int chaos_wait(chaos_engine *e, uint32_t *word, uint32_t expected, long timeout_ms);
+void chaos_wake(chaos_engine *e, uint32_t *word);
+
+/* Virtual time in ms; starts at 1,000,000 so that "now - 0" is never small. */
+uint64_t chaos_now(const chaos_engine *e);
+
+/* Declare the peer dead: peer_alive answers 0 and liveness slices expire. */
+void chaos_kill_peer(chaos_engine *e);
+
+/* An oracle found something: the run ends as CHAOS_FINDING after this actor's step.
+ * The first report is kept. */
+void chaos_report(chaos_engine *e, const char *oracle, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* After a run. */
+uint64_t chaos_trace_hash(const chaos_engine *e);
+uint32_t chaos_steps(const chaos_engine *e);
+size_t chaos_decisions(const chaos_engine *e, const uint32_t **out);
+const char *chaos_finding(const chaos_engine *e); /* "" when none */
+uint32_t chaos_faults_injected(const chaos_engine *e);
+uint32_t chaos_fault_calls(const chaos_engine *e); /* fail-point calls that counted */
+/* The blocked actors of a hang, one line each, into buf. */
+void chaos_describe_blocked(const chaos_engine *e, char *buf, size_t cap);
+
+/* ---- the unmap guard (chaos_guard.c) ---- */
+/* Unmapped views stay reserved PROT_NONE and poisoned; a touch reports use-after-unmap
+ * with the stack that unmapped them. Installed by chaos_seams_install. */
+void chaos_guard_install(void);
+int chaos_guard_unmap(void *addr, size_t len);
+void chaos_guard_release_all(void);
+size_t chaos_guard_quarantined(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CHAOS_CHAOS_H */

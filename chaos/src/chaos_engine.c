@@ -1,0 +1,716 @@
+/* chaos_engine.c: actors as fibers (ucontext) in one OS thread, a strategy choosing the
+ * next actor at every schedule point, virtual time that jumps to the next deadline when
+ * every actor is blocked, the seam table that routes the reference into all of this, and
+ * the fault plan. Exactly one actor runs at a time; the run is a function of its
+ * decision list.
+ *
+ * Sanitizers: every switch is announced to ASan (stack bounds) and to TSan as a switch
+ * WITHOUT synchronisation, so two actors racing on plain memory are still reported. The
+ * engine's own bookkeeping touched from actor context is hidden from TSan (ignore
+ * annotations), since it is ordered by the switches that TSan is told not to see. */
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "chaos/chaos.h"
+#include "vdi/vdi_seams.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CHAOS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHAOS_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CHAOS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CHAOS_TSAN 1
+#endif
+#endif
+
+#ifdef CHAOS_ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
+                                     size_t *size_old);
+#endif
+#ifdef CHAOS_TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+void AnnotateIgnoreReadsBegin(const char *file, int line);
+void AnnotateIgnoreReadsEnd(const char *file, int line);
+void AnnotateIgnoreWritesBegin(const char *file, int line);
+void AnnotateIgnoreWritesEnd(const char *file, int line);
+#define TSAN_NO_SYNC 1u
+#define ENGINE_BEGIN()                                                                             \
+    do {                                                                                           \
+        AnnotateIgnoreReadsBegin(__FILE__, __LINE__);                                              \
+        AnnotateIgnoreWritesBegin(__FILE__, __LINE__);                                             \
+    } while (0)
+#define ENGINE_END()                                                                               \
+    do {                                                                                           \
+        AnnotateIgnoreWritesEnd(__FILE__, __LINE__);                                               \
+        AnnotateIgnoreReadsEnd(__FILE__, __LINE__);                                                \
+    } while (0)
+#else
+#define ENGINE_BEGIN() ((void)0)
+#define ENGINE_END() ((void)0)
+#endif
+
+#ifdef CHAOS_ASAN
+#define STACK_SIZE (1u << 20)
+#else
+#define STACK_SIZE (256u << 10)
+#endif
+#define MAIN_SELF ((uintptr_t)0x10000)
+#define START_TIME 1000000u
+
+enum { A_RUNNABLE, A_BLOCKED, A_DONE };
+
+/* A futex word is identified the way the kernel does it: by the shared object and offset
+ * when it lives in a shared mapping (the two sides of a set map it at two addresses), by
+ * its address otherwise. */
+typedef struct word_key {
+    uint64_t object; /* 0 for private memory */
+    uint64_t where;  /* offset in the object, or the address */
+} word_key;
+
+#define MAX_MAPPINGS 256
+
+typedef struct mapping {
+    uintptr_t start;
+    size_t len;
+    uint64_t object;
+    uint64_t off;
+} mapping;
+
+typedef struct actor {
+    int id;
+    const char *name;
+    void (*fn)(void *);
+    void *arg;
+    ucontext_t ctx;
+    uint8_t *stack; /* mapping, including one guard page */
+    size_t stack_len;
+    int state;
+    const char *point; /* the last schedule point, or where it blocks */
+    uint32_t *word;
+    word_key key;
+    uint64_t deadline;
+    int has_deadline;
+    int liveness;
+    int wake_rc;
+    unsigned prio;
+    void *fake_stack;
+    void *tsan_fiber;
+} actor;
+
+struct chaos_engine {
+    chaos_config cfg;
+    actor a[CHAOS_MAX_ACTORS];
+    int n;
+    int cur; /* index of the running actor, -1 in the scheduler */
+    int last;
+    ucontext_t sched;
+    const void *sched_bottom;
+    size_t sched_size;
+    void *sched_fake;
+    void *sched_fiber;
+    uint64_t now;
+    uint32_t steps;
+    uint64_t rng;
+    uint32_t change[16];
+    unsigned nchange;
+    uint32_t *dec;
+    size_t ndec, capdec, replay_pos, byte_pos;
+    uint64_t hash;
+    int peer_dead;
+    int has_finding;
+    char finding[1024];
+    uint32_t fault_calls, faults;
+    int faulting;
+    mapping maps[MAX_MAPPINGS];
+    int nmaps;
+};
+
+static word_key key_of(const chaos_engine *e, const uint32_t *word) {
+    uintptr_t p = (uintptr_t)word;
+    for (int i = 0; i < e->nmaps; i++) {
+        const mapping *m = &e->maps[i];
+        if (p >= m->start && p < m->start + m->len)
+            return (word_key){m->object, m->off + (p - m->start)};
+    }
+    return (word_key){0, p};
+}
+
+static _Thread_local chaos_engine *g_engine;
+
+chaos_engine *chaos_current(void) {
+    return g_engine;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void hash_in(chaos_engine *e, const void *p, size_t n) {
+    const uint8_t *b = p;
+    for (size_t i = 0; i < n; i++) {
+        e->hash ^= b[i];
+        e->hash *= 0x100000001b3ull; /* FNV-1a */
+    }
+}
+
+chaos_engine *chaos_engine_new(const chaos_config *cfg) {
+    chaos_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->cfg = *cfg;
+    if (!e->cfg.max_steps)
+        e->cfg.max_steps = 100000;
+    if (!e->cfg.fault_errno)
+        e->cfg.fault_errno = ENOMEM;
+    e->cur = -1;
+    e->last = -1;
+    e->now = START_TIME;
+    e->rng = cfg->seed;
+    e->hash = 0xcbf29ce484222325ull;
+    return e;
+}
+
+void chaos_engine_free(chaos_engine *e) {
+    if (!e)
+        return;
+    for (int i = 0; i < e->n; i++) {
+        if (e->a[i].stack)
+            munmap(e->a[i].stack, e->a[i].stack_len);
+#ifdef CHAOS_TSAN
+        if (e->a[i].tsan_fiber)
+            __tsan_destroy_fiber(e->a[i].tsan_fiber);
+#endif
+    }
+    if (g_engine == e)
+        g_engine = NULL;
+    free(e->dec);
+    free(e);
+}
+
+/* ---- switching ---------------------------------------------------------------------- */
+
+static void to_scheduler(chaos_engine *e, actor *a, int dying) {
+    /* Engine fields are read with TSan looking away, but no ignore is held across the
+     * switch: a suspended fiber may be destroyed without ever resuming (a hang). */
+    ENGINE_BEGIN();
+    ucontext_t *from = &a->ctx, *to = &e->sched;
+    const void *bottom = e->sched_bottom;
+    size_t size = e->sched_size;
+#ifdef CHAOS_TSAN
+    void *fiber = e->sched_fiber;
+#endif
+    ENGINE_END();
+#ifdef CHAOS_ASAN
+    __sanitizer_start_switch_fiber(dying ? NULL : &a->fake_stack, bottom, size);
+#endif
+#ifdef CHAOS_TSAN
+    /* A finished actor synchronises with the scheduler, like a joined thread, so what
+     * the scenario checks after the run is ordered after every actor's work. */
+    __tsan_switch_to_fiber(fiber, dying ? 0u : TSAN_NO_SYNC);
+#endif
+    (void)dying;
+    (void)bottom;
+    (void)size;
+    swapcontext(from, to);
+#ifdef CHAOS_ASAN
+    __sanitizer_finish_switch_fiber(a->fake_stack, &e->sched_bottom, &e->sched_size);
+#endif
+}
+
+static void trampoline(void) {
+    ENGINE_BEGIN();
+    chaos_engine *e = g_engine;
+    actor *a = &e->a[e->cur];
+#ifdef CHAOS_ASAN
+    __sanitizer_finish_switch_fiber(NULL, &e->sched_bottom, &e->sched_size);
+#endif
+    void (*fn)(void *) = a->fn;
+    void *arg = a->arg;
+    ENGINE_END();
+    fn(arg);
+    ENGINE_BEGIN();
+    a->state = A_DONE;
+    a->point = "chaos/actor:done";
+    ENGINE_END();
+    to_scheduler(e, a, 1);
+    abort(); /* a finished actor is never resumed */
+}
+
+static void run_actor(chaos_engine *e, int i) {
+    actor *a = &e->a[i];
+    e->cur = i;
+#ifdef CHAOS_ASAN
+    __sanitizer_start_switch_fiber(&e->sched_fake, a->stack + getpagesize(),
+                                   a->stack_len - (size_t)getpagesize());
+#endif
+#ifdef CHAOS_TSAN
+    __tsan_switch_to_fiber(a->tsan_fiber, TSAN_NO_SYNC);
+#endif
+    swapcontext(&e->sched, &a->ctx);
+#ifdef CHAOS_ASAN
+    __sanitizer_finish_switch_fiber(e->sched_fake, NULL, NULL);
+#endif
+    e->cur = -1;
+    e->last = i;
+}
+
+int chaos_spawn(chaos_engine *e, const char *name, void (*fn)(void *), void *arg) {
+    if (e->n >= CHAOS_MAX_ACTORS)
+        return -1;
+    actor *a = &e->a[e->n];
+    memset(a, 0, sizeof *a);
+    a->id = e->n + 1;
+    a->name = name;
+    a->fn = fn;
+    a->arg = arg;
+    a->stack_len = STACK_SIZE + (size_t)getpagesize();
+    void *st = mmap(NULL, a->stack_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (st == MAP_FAILED)
+        return -1;
+    a->stack = st;
+    mprotect(a->stack, (size_t)getpagesize(), PROT_NONE); /* guard page below the stack */
+    getcontext(&a->ctx);
+    a->ctx.uc_stack.ss_sp = a->stack + getpagesize();
+    a->ctx.uc_stack.ss_size = a->stack_len - (size_t)getpagesize();
+    a->ctx.uc_link = NULL;
+    makecontext(&a->ctx, trampoline, 0);
+#ifdef CHAOS_TSAN
+    a->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    a->state = A_RUNNABLE;
+    a->point = "chaos/actor:start";
+    e->n++;
+    return a->id;
+}
+
+/* ---- strategies ------------------------------------------------------------------------ */
+
+static void record(chaos_engine *e, uint32_t d) {
+    if (e->ndec == e->capdec) {
+        size_t cap = e->capdec ? e->capdec * 2 : 256;
+        uint32_t *nd = realloc(e->dec, cap * sizeof *nd);
+        if (!nd)
+            abort();
+        e->dec = nd;
+        e->capdec = cap;
+    }
+    e->dec[e->ndec++] = d;
+}
+
+static void pct_setup(chaos_engine *e) {
+    unsigned d = e->cfg.pct_depth ? e->cfg.pct_depth : 1;
+    unsigned k = e->cfg.pct_steps ? e->cfg.pct_steps : 1000;
+    /* Distinct random initial priorities above d; d - 1 change points in [1, k]. */
+    unsigned perm[CHAOS_MAX_ACTORS];
+    for (int i = 0; i < e->n; i++)
+        perm[i] = (unsigned)i;
+    for (int i = e->n - 1; i > 0; i--) {
+        int j = (int)(splitmix(&e->rng) % (uint64_t)(i + 1));
+        unsigned t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (int i = 0; i < e->n; i++)
+        e->a[i].prio = d + perm[i];
+    e->nchange = d - 1 < 16 ? d - 1 : 16;
+    for (unsigned i = 0; i < e->nchange; i++)
+        e->change[i] = 1 + (uint32_t)(splitmix(&e->rng) % k);
+}
+
+/* Choose among the runnable actors (their indexes in list[0..n)). */
+static int choose(chaos_engine *e, const int *list, int n) {
+    uint32_t pick = 0;
+    switch (e->cfg.strategy) {
+    case CHAOS_RANDOM:
+        pick = (uint32_t)(splitmix(&e->rng) % (uint64_t)n);
+        break;
+    case CHAOS_PCT: {
+        for (unsigned i = 0; i < e->nchange; i++)
+            if (e->change[i] == e->steps && e->last >= 0)
+                e->a[e->last].prio = i + 1; /* below every initial priority */
+        for (int i = 1; i < n; i++)
+            if (e->a[list[i]].prio > e->a[list[pick]].prio)
+                pick = (uint32_t)i;
+        break;
+    }
+    case CHAOS_REPLAY:
+        if (e->replay_pos < e->cfg.ndecisions)
+            pick = e->cfg.decisions[e->replay_pos++] % (uint32_t)n;
+        break;
+    case CHAOS_BYTES:
+        if (e->byte_pos < e->cfg.nbytes)
+            pick = e->cfg.bytes[e->byte_pos++] % (uint32_t)n;
+        break;
+    }
+    record(e, pick);
+    return list[pick];
+}
+
+/* ---- the run ------------------------------------------------------------------------------ */
+
+/* Every live actor blocked: jump to the earliest deadline, or it is a hang. */
+static int advance_time(chaos_engine *e) {
+    uint64_t next = UINT64_MAX;
+    for (int i = 0; i < e->n; i++) {
+        actor *a = &e->a[i];
+        if (a->state == A_BLOCKED && a->has_deadline && (!a->liveness || e->peer_dead) &&
+            a->deadline < next)
+            next = a->deadline;
+    }
+    if (next == UINT64_MAX)
+        return 0;
+    if (next > e->now)
+        e->now = next;
+    for (int i = 0; i < e->n; i++) {
+        actor *a = &e->a[i];
+        if (a->state == A_BLOCKED && a->has_deadline && (!a->liveness || e->peer_dead) &&
+            a->deadline <= e->now) {
+            a->state = A_RUNNABLE;
+            a->wake_rc = ETIMEDOUT;
+        }
+    }
+    return 1;
+}
+
+chaos_outcome chaos_run(chaos_engine *e) {
+    g_engine = e;
+    if (e->cfg.strategy == CHAOS_PCT)
+        pct_setup(e);
+#ifdef CHAOS_TSAN
+    e->sched_fiber = __tsan_get_current_fiber();
+#endif
+    chaos_outcome out = CHAOS_DONE;
+    for (;;) {
+        if (e->has_finding) {
+            out = CHAOS_FINDING;
+            break;
+        }
+        int list[CHAOS_MAX_ACTORS], n = 0, live = 0;
+        for (int i = 0; i < e->n; i++) {
+            live += e->a[i].state != A_DONE;
+            if (e->a[i].state == A_RUNNABLE)
+                list[n++] = i;
+        }
+        if (!live)
+            break;
+        if (!n) {
+            if (advance_time(e))
+                continue;
+            out = CHAOS_HANG;
+            break;
+        }
+        if (e->steps >= e->cfg.max_steps) {
+            out = CHAOS_STEP_LIMIT;
+            break;
+        }
+        int i = n == 1 ? list[0] : choose(e, list, n);
+        e->steps++;
+        uint32_t id = (uint32_t)e->a[i].id;
+        hash_in(e, &id, sizeof id);
+        run_actor(e, i);
+        const char *p = e->a[i].point ? e->a[i].point : "";
+        hash_in(e, p, strlen(p));
+    }
+    if (out == CHAOS_HANG && !e->has_finding) {
+        char buf[768];
+        chaos_describe_blocked(e, buf, sizeof buf);
+        snprintf(e->finding, sizeof e->finding, "hang: every actor blocked with no deadline\n%s",
+                 buf);
+    } else if (out == CHAOS_STEP_LIMIT && !e->has_finding) {
+        snprintf(e->finding, sizeof e->finding, "step-limit: %u steps", e->steps);
+    }
+    g_engine = NULL;
+    return out;
+}
+
+void chaos_describe_blocked(const chaos_engine *e, char *buf, size_t cap) {
+    size_t used = 0;
+    buf[0] = 0;
+    for (int i = 0; i < e->n && used < cap; i++) {
+        const actor *a = &e->a[i];
+        if (a->state == A_DONE)
+            continue;
+        int w = snprintf(buf + used, cap - used, "  actor %d (%s) %s at %s\n", a->id, a->name,
+                         a->state == A_BLOCKED ? "blocked" : "runnable", a->point ? a->point : "?");
+        if (w < 0)
+            break;
+        used += (size_t)w;
+    }
+}
+
+static actor *running(chaos_engine *e) {
+    ENGINE_BEGIN();
+    actor *a = e && g_engine == e && e->cur >= 0 ? &e->a[e->cur] : NULL;
+    ENGINE_END();
+    return a;
+}
+
+void chaos_point(chaos_engine *e, const char *name) {
+    actor *a = running(e);
+    if (!a)
+        return;
+    ENGINE_BEGIN();
+    a->point = name;
+    ENGINE_END();
+    to_scheduler(e, a, 0);
+}
+
+int chaos_actor_id(const chaos_engine *e) {
+    ENGINE_BEGIN();
+    int id = e && g_engine == e && e->cur >= 0 ? e->a[e->cur].id : 0;
+    ENGINE_END();
+    return id;
+}
+
+const char *chaos_actor_name(const chaos_engine *e, int id) {
+    return id >= 1 && id <= e->n ? e->a[id - 1].name : "main";
+}
+
+uint64_t chaos_now(const chaos_engine *e) {
+    ENGINE_BEGIN();
+    uint64_t t = e->now;
+    ENGINE_END();
+    return t;
+}
+
+void chaos_kill_peer(chaos_engine *e) {
+    ENGINE_BEGIN();
+    e->peer_dead = 1;
+    ENGINE_END();
+}
+
+void chaos_report(chaos_engine *e, const char *oracle, const char *fmt, ...) {
+    ENGINE_BEGIN();
+    if (!e->has_finding) {
+        e->has_finding = 1;
+        int id = chaos_actor_id(e);
+        int w = snprintf(e->finding, sizeof e->finding, "%s: actor %d (%s), step %u: ", oracle, id,
+                         chaos_actor_name(e, id), e->steps);
+        if (w > 0 && (size_t)w < sizeof e->finding) {
+            va_list ap;
+            va_start(ap, fmt);
+            vsnprintf(e->finding + w, sizeof e->finding - (size_t)w, fmt, ap);
+            va_end(ap);
+        }
+    }
+    ENGINE_END();
+}
+
+uint64_t chaos_trace_hash(const chaos_engine *e) {
+    return e->hash;
+}
+uint32_t chaos_steps(const chaos_engine *e) {
+    return e->steps;
+}
+size_t chaos_decisions(const chaos_engine *e, const uint32_t **out) {
+    *out = e->dec;
+    return e->ndec;
+}
+const char *chaos_finding(const chaos_engine *e) {
+    return e->has_finding || e->finding[0] ? e->finding : "";
+}
+uint32_t chaos_faults_injected(const chaos_engine *e) {
+    return e->faults;
+}
+uint32_t chaos_fault_calls(const chaos_engine *e) {
+    return e->fault_calls;
+}
+
+/* ---- the seams ------------------------------------------------------------------------------ */
+
+static void h_sched(void *ctx, const char *name) {
+    chaos_point(ctx, name);
+}
+
+static int h_wait(void *ctx, uint32_t *word, uint32_t expected, long timeout_ms,
+                  enum vdi_wait_kind kind) {
+    chaos_engine *e = ctx;
+    actor *a = running(e);
+    if (!a) { /* outside the run: the real futex */
+        struct timespec ts = {timeout_ms / 1000, (timeout_ms % 1000) * 1000000L};
+        if (syscall(SYS_futex, word, FUTEX_WAIT, expected, timeout_ms < 0 ? NULL : &ts, NULL, 0) ==
+                -1 &&
+            errno == ETIMEDOUT)
+            return ETIMEDOUT;
+        return 0;
+    }
+    if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != expected)
+        return 0;
+    if (timeout_ms == 0) {
+        chaos_point(e, "chaos/wait:poll");
+        return ETIMEDOUT;
+    }
+    ENGINE_BEGIN();
+    a->state = A_BLOCKED;
+    a->word = word;
+    a->key = key_of(e, word);
+    a->has_deadline = timeout_ms > 0;
+    a->deadline = timeout_ms > 0 ? e->now + (uint64_t)timeout_ms : 0;
+    a->liveness = kind == VDI_WAIT_LIVENESS;
+    a->wake_rc = 0;
+    ENGINE_END();
+    to_scheduler(e, a, 0);
+    ENGINE_BEGIN();
+    int rc = a->wake_rc;
+    a->word = NULL;
+    ENGINE_END();
+    return rc;
+}
+
+static void h_wake(void *ctx, uint32_t *word, int n) {
+    chaos_engine *e = ctx;
+    if (!running(e)) {
+        syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+        if (g_engine != e)
+            return;
+    }
+    ENGINE_BEGIN();
+    word_key k = key_of(e, word);
+    for (int i = 0; i < e->n && n > 0; i++) {
+        actor *a = &e->a[i];
+        if (a->state == A_BLOCKED && a->key.object == k.object && a->key.where == k.where) {
+            a->state = A_RUNNABLE;
+            a->wake_rc = 0;
+            n--;
+        }
+    }
+    ENGINE_END();
+}
+
+int chaos_wait(chaos_engine *e, uint32_t *word, uint32_t expected, long timeout_ms) {
+    return h_wait(e, word, expected, timeout_ms, VDI_WAIT_PLAIN);
+}
+
+void chaos_wake(chaos_engine *e, uint32_t *word) {
+    h_wake(e, word, INT_MAX);
+}
+
+static uint64_t h_now(void *ctx) {
+    chaos_engine *e = ctx;
+    ENGINE_BEGIN();
+    uint64_t t = e->now;
+    ENGINE_END();
+    return t;
+}
+
+static uintptr_t h_self(void *ctx) {
+    int id = chaos_actor_id(ctx);
+    return id ? (uintptr_t)id : MAIN_SELF;
+}
+
+static int h_fail(void *ctx, const char *name) {
+    chaos_engine *e = ctx;
+    int err = 0;
+    ENGINE_BEGIN();
+    if (e->cfg.fault_mode != CHAOS_FAULT_NONE &&
+        (!e->cfg.fault_point || strcmp(e->cfg.fault_point, name) == 0)) {
+        uint32_t k = ++e->fault_calls;
+        switch (e->cfg.fault_mode) {
+        case CHAOS_FAULT_ONCE:
+            err = k == e->cfg.fault_n;
+            break;
+        case CHAOS_FAULT_PERSISTENT:
+            err = k >= e->cfg.fault_n;
+            break;
+        case CHAOS_FAULT_RANDOM:
+            err = e->cfg.fault_n && splitmix(&e->rng) % e->cfg.fault_n == 0;
+            break;
+        default:
+            break;
+        }
+        if (err) {
+            e->faults++;
+            err = e->cfg.fault_errno;
+        }
+    }
+    ENGINE_END();
+    return err;
+}
+
+static void forget_range(chaos_engine *e, uintptr_t start, size_t len) {
+    for (int i = 0; i < e->nmaps;) {
+        mapping *m = &e->maps[i];
+        if (m->start < start + len && start < m->start + m->len)
+            *m = e->maps[--e->nmaps];
+        else
+            i++;
+    }
+}
+
+static void *h_map(void *ctx, void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    chaos_engine *e = ctx;
+    void *p = mmap(addr, len, prot, flags, fd, off);
+    if (p == MAP_FAILED)
+        return p;
+    ENGINE_BEGIN();
+    forget_range(e, (uintptr_t)p, len);
+    struct stat st;
+    if ((flags & MAP_SHARED) && fd >= 0 && fstat(fd, &st) == 0 && e->nmaps < MAX_MAPPINGS)
+        e->maps[e->nmaps++] =
+            (mapping){(uintptr_t)p, len, (((uint64_t)st.st_dev << 40) ^ (uint64_t)st.st_ino) | 1u,
+                      (uint64_t)off};
+    ENGINE_END();
+    return p;
+}
+
+static int h_unmap(void *ctx, void *addr, size_t len) {
+    chaos_engine *e = ctx;
+    ENGINE_BEGIN();
+    forget_range(e, (uintptr_t)addr, len);
+    ENGINE_END();
+    return chaos_guard_unmap(addr, len);
+}
+
+static int h_alive(void *ctx, const vdi_peer_id *peer) {
+    chaos_engine *e = ctx;
+    (void)peer;
+    ENGINE_BEGIN();
+    int dead = e->peer_dead;
+    ENGINE_END();
+    return !dead;
+}
+
+void chaos_seams_install(chaos_engine *e) {
+    if (!e) {
+        vdi_seams_install(NULL);
+        return;
+    }
+    chaos_guard_install();
+    vdi_seams s = {
+        .ctx = e,
+        .sched_point = h_sched,
+        .wait = h_wait,
+        .wake = h_wake,
+        .now_ms = h_now,
+        .fail_point = h_fail,
+        .map = h_map,
+        .unmap = h_unmap,
+        .self = h_self,
+        .peer_alive = h_alive,
+    };
+    vdi_seams_install(&s);
+}

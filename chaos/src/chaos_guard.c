@@ -1,0 +1,166 @@
+/* chaos_guard.c: the unmap guard. ASan does not track munmap, and a real munmap lets the
+ * address be reused, so a late touch of an unmapped view may silently succeed. Instead
+ * the view is replaced by a PROT_NONE reservation and poisoned, kept in a quarantine, and
+ * a SIGSEGV inside it is reported as use-after-unmap with the stack that unmapped it. */
+#include <execinfo.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "chaos/chaos.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define GUARD_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GUARD_ASAN 1
+#endif
+#endif
+#ifdef GUARD_ASAN
+void __asan_poison_memory_region(void const volatile *addr, size_t size);
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
+void __asan_set_error_report_callback(void (*cb)(const char *));
+void *__asan_get_report_address(void);
+#endif
+
+/* Poisoning costs shadow memory in proportion to the length, and a view reserves 1 GiB of
+ * address space of which tests map a few MiB: the first POISON_MAX bytes are poisoned (the
+ * control block and the start of the area), the rest relies on PROT_NONE alone. */
+#define POISON_MAX ((size_t)16 << 20)
+
+#define QUARANTINE 64
+#define FRAMES 24
+
+typedef struct view {
+    uintptr_t start;
+    size_t len;
+    void *frames[FRAMES];
+    int nframes;
+} view;
+
+/* Written only by the thread that runs the engine; read by the signal handler, which
+ * runs on that thread when it touches a quarantined view. */
+static view quarantine[QUARANTINE];
+static int qhead, qn;
+static int installed;
+static struct sigaction previous;
+static uint8_t altstack[1 << 16];
+
+static void report(const view *v, uintptr_t addr) {
+    char line[256];
+    int n =
+        snprintf(line, sizeof line,
+                 "==chaos== use-after-unmap: touch of %#lx inside the unmapped view "
+                 "[%#lx, %#lx)\n==chaos== the view was unmapped here:\n",
+                 (unsigned long)addr, (unsigned long)v->start, (unsigned long)(v->start + v->len));
+    if (n > 0)
+        (void)!write(2, line, (size_t)n);
+    backtrace_symbols_fd(v->frames, v->nframes, 2);
+}
+
+static const view *find(uintptr_t addr) {
+    for (int i = 0; i < qn; i++) {
+        const view *v = &quarantine[(qhead + i) % QUARANTINE];
+        if (addr >= v->start && addr < v->start + v->len)
+            return v;
+    }
+    return NULL;
+}
+
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+    uintptr_t addr = (uintptr_t)si->si_addr;
+    const view *v = find(addr);
+    if (v) {
+        report(v, addr);
+        signal(SIGABRT, SIG_DFL);
+        abort();
+    }
+    /* Not ours: hand it to whoever was there before (ASan's handler, or the default). */
+    if (previous.sa_flags & SA_SIGINFO) {
+        previous.sa_sigaction(sig, si, uc);
+    } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+        previous.sa_handler(sig);
+    } else {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+
+#ifdef GUARD_ASAN
+/* ASan sees an instrumented touch first (use-after-poison): name it and add the stack
+ * that unmapped the view. */
+static void on_asan_report(const char *text) {
+    (void)text;
+    const view *v = find((uintptr_t)__asan_get_report_address());
+    if (v)
+        report(v, (uintptr_t)__asan_get_report_address());
+}
+#endif
+
+void chaos_guard_install(void) {
+    if (installed)
+        return;
+#ifdef GUARD_ASAN
+    __asan_set_error_report_callback(on_asan_report);
+#endif
+    stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+    sigaltstack(&ss, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_segv;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &previous);
+    installed = 1;
+}
+
+#ifdef GUARD_ASAN
+static size_t poisoned(size_t len) {
+    return len < POISON_MAX ? len : POISON_MAX;
+}
+#endif
+
+static void release(view *v) {
+#ifdef GUARD_ASAN
+    __asan_unpoison_memory_region((void *)v->start, poisoned(v->len));
+#endif
+    munmap((void *)v->start, v->len);
+}
+
+int chaos_guard_unmap(void *addr, size_t len) {
+    /* The range stays reserved: a fixed PROT_NONE anonymous mapping replaces the view. */
+    void *p =
+        mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return munmap(addr, len);
+#ifdef GUARD_ASAN
+    __asan_poison_memory_region(addr, poisoned(len));
+#endif
+    if (qn == QUARANTINE) { /* the oldest view leaves the quarantine for real */
+        release(&quarantine[qhead]);
+        qhead = (qhead + 1) % QUARANTINE;
+        qn--;
+    }
+    view *v = &quarantine[(qhead + qn) % QUARANTINE];
+    v->start = (uintptr_t)addr;
+    v->len = len;
+    v->nframes = backtrace(v->frames, FRAMES);
+    qn++;
+    return 0;
+}
+
+void chaos_guard_release_all(void) {
+    while (qn) {
+        release(&quarantine[qhead]);
+        qhead = (qhead + 1) % QUARANTINE;
+        qn--;
+    }
+}
+
+size_t chaos_guard_quarantined(void) {
+    return (size_t)qn;
+}
