@@ -240,12 +240,13 @@ int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfi
     ENTER_AT_POINT(c, "client/get_configuration:enter");
     uint64_t deadline = deadline_of(timeout_ms);
     for (;;) {
+        /* The sequence is read before any check of what it guards (no lost wake-up). */
+        uint32_t seen = c->map.ctl ? vdi_load_acquire(&c->map.ctl->state_seq) : 0;
         if (aborted(c))
             return leave(c, VD_E_ABORT);
         if (c->state == C_DNE)
             return leave(c, VD_E_PROTOCOL);
         vdi_ctl_shm *ctl = c->map.ctl;
-        uint32_t seen = vdi_load_acquire(&ctl->state_seq);
         if (vdi_load_acquire(&ctl->configured)) { /* pairs with end_configuration */
             int rc = follow_area(c);
             if (rc == VD_E_ABORT) {
@@ -408,6 +409,10 @@ int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Com
     uint64_t deadline = deadline_of(timeout_ms);
     int rc;
     for (;;) {
+        vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
+        /* The sequence is read before any check of what it guards: an abort published
+         * between the check and the wait would otherwise be slept through. */
+        uint32_t seen = vdi_load_acquire(&ds->cmd_seq);
         if (aborted(c)) {
             rc = VD_E_ABORT;
             break;
@@ -416,8 +421,6 @@ int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Com
             rc = VD_E_CLOSE;
             break;
         }
-        vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
-        uint32_t seen = vdi_load_acquire(&ds->cmd_seq);
         uint32_t closed = vdi_load_acquire(&ds->server_closed);
         int t = take_command(c, d, cmd);
         if (t < 0) {

@@ -815,7 +815,11 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
                 wait_ms = (long)(deadline - now);
             }
             uint32_t *word = &s->map.ctl->agent_seq;
+            /* Read the sequence first, then look at the shared state it guards: an abort
+             * or completion published after this read changes the word, so the wait
+             * returns at once (found by the chaos engine: a lost wake-up on abort). */
             uint32_t seen = vdi_load_acquire(word);
+            observe(s);
             take_completions(s);
             if (s->taken_n || s->aborted || s->normal)
                 continue;
