@@ -144,6 +144,8 @@ struct chaos_engine {
     int faulting;
     mapping maps[MAX_MAPPINGS];
     int nmaps;
+    chaos_event *ev;
+    size_t nev, capev;
 };
 
 static word_key key_of(const chaos_engine *e, const uint32_t *word) {
@@ -208,6 +210,7 @@ void chaos_engine_free(chaos_engine *e) {
     if (g_engine == e)
         g_engine = NULL;
     free(e->dec);
+    free(e->ev);
     free(e);
 }
 
@@ -434,6 +437,17 @@ chaos_outcome chaos_run(chaos_engine *e) {
         run_actor(e, i);
         const char *p = e->a[i].point ? e->a[i].point : "";
         hash_in(e, p, strlen(p));
+        if (e->cfg.record_events) {
+            if (e->nev == e->capev) {
+                size_t cap = e->capev ? e->capev * 2 : 256;
+                chaos_event *ne = realloc(e->ev, cap * sizeof *ne);
+                if (!ne)
+                    abort();
+                e->ev = ne;
+                e->capev = cap;
+            }
+            e->ev[e->nev++] = (chaos_event){e->steps, e->a[i].id, p, e->now};
+        }
     }
     if (out == CHAOS_HANG && !e->has_finding) {
         char buf[768];
@@ -532,6 +546,13 @@ size_t chaos_decisions(const chaos_engine *e, const uint32_t **out) {
 }
 const char *chaos_finding(const chaos_engine *e) {
     return e->has_finding || e->finding[0] ? e->finding : "";
+}
+size_t chaos_events(const chaos_engine *e, const chaos_event **out) {
+    *out = e->ev;
+    return e->nev;
+}
+int chaos_actor_count(const chaos_engine *e) {
+    return e->n;
 }
 uint32_t chaos_faults_injected(const chaos_engine *e) {
     return e->faults;

@@ -49,7 +49,16 @@ typedef struct chaos_config {
     uint32_t fault_n;        /* which call (1-based), or 1/n probability */
     int fault_errno;         /* the errno injected (default ENOMEM) */
     const char *fault_point; /* only calls of this point count (NULL: every point) */
+    int record_events;       /* keep the timeline (chaos_events) */
 } chaos_config;
+
+/* One step of the timeline: which actor ran, and the schedule point where it stopped. */
+typedef struct chaos_event {
+    uint32_t step;
+    int actor;
+    const char *point;
+    uint64_t now;
+} chaos_event;
 
 typedef struct chaos_engine chaos_engine;
 
@@ -98,6 +107,8 @@ size_t chaos_decisions(const chaos_engine *e, const uint32_t **out);
 const char *chaos_finding(const chaos_engine *e); /* "" when none */
 uint32_t chaos_faults_injected(const chaos_engine *e);
 uint32_t chaos_fault_calls(const chaos_engine *e); /* fail-point calls that counted */
+size_t chaos_events(const chaos_engine *e, const chaos_event **out);
+int chaos_actor_count(const chaos_engine *e);
 /* The blocked actors of a hang, one line each, into buf. */
 void chaos_describe_blocked(const chaos_engine *e, char *buf, size_t cap);
 

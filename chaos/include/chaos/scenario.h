@@ -1,0 +1,50 @@
+/* scenario.h: the library of scenarios aimed at the hazards of Close and abort, and the
+ * one function that runs any of them under a strategy and judges the run with the
+ * oracles. The vdichaos CLI, the tests and the fuzz targets all go through it. */
+#ifndef CHAOS_SCENARIO_H
+#define CHAOS_SCENARIO_H
+
+#include "chaos/chaos.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct chaos_scenario {
+    const char *name;
+    const char *summary;
+    /* Build the set (seams already installed) and spawn the actors. */
+    void (*setup)(chaos_engine *e);
+    /* After a run that finished: the final oracles (they report with chaos_report). */
+    void (*check)(chaos_engine *e);
+    /* Release what setup built; clean is 0 when the run ended in a finding, leaving
+     * actors stopped mid-call (then the objects are abandoned, not closed). */
+    void (*cleanup)(int clean);
+} chaos_scenario;
+
+typedef struct chaos_result {
+    chaos_outcome outcome;
+    int finding;     /* 1 when the run ended in any finding */
+    char text[1024]; /* the finding, "" when none */
+    uint64_t hash;   /* trace hash */
+    uint32_t steps;
+    int actors;
+    uint32_t *decisions; /* the run's decision list (replays it) */
+    size_t ndecisions;
+    chaos_event *events; /* with cfg.record_events */
+    size_t nevents;
+    const char *actor_names[CHAOS_MAX_ACTORS + 1]; /* [id] */
+} chaos_result;
+
+const chaos_scenario *chaos_scenarios(size_t *count);
+const chaos_scenario *chaos_scenario_find(const char *name);
+
+/* Run the scenario once; returns 1 when the run ended in a finding. */
+int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_result *r);
+void chaos_result_free(chaos_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CHAOS_SCENARIO_H */

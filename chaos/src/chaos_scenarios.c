@@ -1,0 +1,303 @@
+/* chaos_scenarios.c: scenarios and the ledger oracle. Every scenario builds one set with
+ * the real reference, runs client device actors, the completion agent and a server actor
+ * under the engine, and checks after every callback and at the end: exactly one callback
+ * per command, a real code only for a command the client completed, nothing after the
+ * agent or Close returned, data as sent, return codes the contract allows. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "chaos/scenario.h"
+#include "vdi/vdi.h"
+
+#define NDEV 2
+#define NCMD 3
+#define NALL (NDEV * NCMD + NDEV) /* data commands and one flush per device */
+#define BUF 4096
+
+/* Shared by the actors on purpose: relaxed atomics keep the oracle out of TSan's view
+ * without adding happens-before edges that could hide the reference's own races. */
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+/* How the session ends: the server closes the set prematurely, or the server ends
+ * normally (a flush and close_device on each device) while the client aborts. Sends may
+ * come before the agent runs; they are then rejected with their callback (code 6), which
+ * the ledger accepts like any other single callback. */
+enum { END_CLOSE, END_CLIENT_ABORT };
+
+typedef struct {
+    chaos_engine *e;
+    int end; /* how the server side ends the session */
+    vdi_client_set *client;
+    vdi_server_set *server;
+    vdi_client_device *cdev[NDEV];
+    vdi_server_device *sdev[NDEV];
+    uint8_t *buf[NALL];
+    VDS_Command cmd[NALL];
+    int ncmd;
+    int calls[NALL];
+    int client_ok[NALL];
+    int agent_rc, agent_returned, agent_late;
+    int close_rc, close_returned;
+    int in_send; /* the server actor is inside send_command: a callback now is synchronous */
+    int client_rc[NDEV];
+    int setup_failed;
+} session;
+
+static session S;
+
+static void routine(VDS_Command *cmd) {
+    int i = (int)(cmd - S.cmd);
+    ST(S.calls[i], LD(S.calls[i]) + 1);
+    if (LD(S.calls[i]) > 1)
+        chaos_report(S.e, "ledger", "command %d got a second callback (code %u)", i,
+                     cmd->completionCode);
+    if (LD(S.agent_returned) && !LD(S.in_send)) /* a rejected send calls back by itself */
+        chaos_report(S.e, "ledger", "callback of command %d after the agent returned", i);
+    if (LD(S.close_returned))
+        chaos_report(S.e, "ledger", "callback of command %d after Close returned", i);
+    if (cmd->completionCode == ERROR_SUCCESS && !LD(S.client_ok[i]))
+        chaos_report(S.e, "ledger", "command %d completed with a code the client never gave", i);
+    if (cmd->completionCode != ERROR_SUCCESS && cmd->completionCode != ERROR_OPERATION_ABORTED &&
+        cmd->completionCode != ERROR_INVALID_HANDLE)
+        chaos_report(S.e, "ledger", "command %d got unexpected code %u", i, cmd->completionCode);
+    if (cmd->completionCode != ERROR_SUCCESS && cmd->bytesTransferred != 0)
+        chaos_report(S.e, "ledger", "failed command %d reports %u bytes", i, cmd->bytesTransferred);
+}
+
+static void agent_actor(void *arg) {
+    (void)arg;
+    ST(S.agent_late, LD(S.close_returned)); /* started on a closed set: PROTOCOL is right */
+    ST(S.agent_rc, vdi_server_set_execute_completion_agent(S.server));
+    ST(S.agent_returned, 1);
+}
+
+static void client_actor(void *arg) {
+    int d = (int)(intptr_t)arg;
+    VDC_Command *c;
+    int rc;
+    while ((rc = vdi_client_device_get_command(S.cdev[d], VDI_INFINITE, &c)) == NOERROR) {
+        int i = (int)c->position;
+        if (i < 0 || i >= S.ncmd) {
+            chaos_report(S.e, "data", "device %d got a command that was not sent", d);
+            break;
+        }
+        if (c->commandCode == VDC_Write &&
+            (c->buffer == NULL || c->buffer[0] != (uint8_t)i || c->buffer[BUF - 1] != (uint8_t)i))
+            chaos_report(S.e, "data", "command %d carries other data than was sent", i);
+        ST(S.client_ok[i], 1); /* before the call: the agent may take it at once */
+        rc = vdi_client_device_complete_command(
+            S.cdev[d], c, ERROR_SUCCESS, c->commandCode == VDC_Write ? (uint32_t)c->size : 0, 0);
+        if (rc != NOERROR)
+            ST(S.client_ok[i], 0);
+        if (rc != NOERROR && rc != VD_E_ABORT)
+            chaos_report(S.e, "model", "complete_command returned %s", vdi_strerror(rc));
+    }
+    ST(S.client_rc[d], rc);
+    if (rc != VD_E_ABORT && rc != VD_E_CLOSE)
+        chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
+}
+
+static void client_abort_actor(void *arg) {
+    (void)arg;
+    chaos_point(S.e, "scenario/client:before-abort");
+    if (vdi_client_set_signal_abort(S.client) != NOERROR)
+        chaos_report(S.e, "model", "client signal_abort failed");
+}
+
+static void send(int d, int i) {
+    ST(S.in_send, 1);
+    int rc = vdi_server_device_send_command(S.sdev[d], &S.cmd[i]);
+    ST(S.in_send, 0);
+    if (rc != NOERROR && rc != VD_E_PROTOCOL && rc != VD_E_ABORT)
+        chaos_report(S.e, "model", "send_command returned %s", vdi_strerror(rc));
+}
+
+static void server_actor(void *arg) {
+    (void)arg;
+    for (int k = 0; k < NCMD; k++)
+        for (int d = 0; d < NDEV; d++)
+            send(d, k * NDEV + d);
+    if (S.end == END_CLOSE) {
+        ST(S.close_rc, vdi_server_set_close(S.server)); /* premature: devices still open */
+        ST(S.close_returned, 1);
+        if (LD(S.close_rc) != VD_E_PROTOCOL)
+            chaos_report(S.e, "model", "premature close returned %s", vdi_strerror(S.close_rc));
+        return;
+    }
+    for (int d = 0; d < NDEV; d++) {
+        send(d, NDEV * NCMD + d); /* a flush on each device, then the normal end */
+        int rc = vdi_server_device_close(S.sdev[d]);
+        if (rc != NOERROR && rc != VD_E_ABORT)
+            chaos_report(S.e, "model", "close_device returned %s", vdi_strerror(rc));
+    }
+}
+
+/* One set of NDEV devices up to Active, buffers allocated, commands filled in. */
+static int setup_set(chaos_engine *e, int end) {
+    memset(&S, 0, sizeof S);
+    S.e = e;
+    S.end = end;
+    static char name[64];
+    static unsigned seq;
+    snprintf(name, sizeof name, "chaos-%ld-%u", (long)getpid(), seq++);
+    S.client = vdi_client_set_new();
+    S.server = vdi_server_set_new();
+    VDConfig cfg = {.deviceCount = NDEV};
+    if (!S.client || !S.server || vdi_client_set_create(S.client, name, &cfg) ||
+        vdi_server_set_open(S.server, NULL, name) ||
+        vdi_server_set_begin_configuration(S.server, VDF_WriteMedia, BUF, 0, 65536, 0) ||
+        vdi_server_set_request_buffers(S.server, BUF, 0, NDEV * NCMD) ||
+        vdi_server_set_end_configuration(S.server) ||
+        vdi_client_set_get_configuration(S.client, 0, &cfg))
+        return -1;
+    for (int d = 0; d < NDEV; d++) {
+        const char *n = d == 0 ? name : "dev1";
+        if (vdi_server_set_open_device(S.server, n, &S.sdev[d]) ||
+            vdi_client_set_open_device(S.client, n, &S.cdev[d]))
+            return -1;
+    }
+    for (int i = 0; i < NDEV * NCMD; i++) {
+        if (vdi_server_set_allocate_buffer(S.server, &S.buf[i], BUF, 0))
+            return -1;
+        memset(S.buf[i], i, BUF);
+        S.cmd[i] = (VDS_Command){.commandCode = VDC_Write,
+                                 .size = BUF,
+                                 .inPosition = i,
+                                 .buffer = S.buf[i],
+                                 .completionRoutine = routine};
+    }
+    for (int d = 0; d < NDEV; d++)
+        S.cmd[NDEV * NCMD + d] = (VDS_Command){
+            .commandCode = VDC_Flush, .inPosition = NDEV * NCMD + d, .completionRoutine = routine};
+    S.ncmd = end == END_CLOSE ? NDEV * NCMD : NALL;
+    return 0;
+}
+
+static void spawn_common(chaos_engine *e) {
+    chaos_spawn(e, "agent", agent_actor, NULL);
+    chaos_spawn(e, "client-dev0", client_actor, (void *)0);
+    chaos_spawn(e, "client-dev1", client_actor, (void *)1);
+    chaos_spawn(e, "server", server_actor, NULL);
+}
+
+static void setup_close_race(chaos_engine *e) {
+    if (setup_set(e, END_CLOSE)) {
+        S.setup_failed = 1;
+        chaos_report(e, "setup", "could not build the set");
+        return;
+    }
+    spawn_common(e);
+}
+
+static void setup_client_abort(chaos_engine *e) {
+    if (setup_set(e, END_CLIENT_ABORT)) {
+        S.setup_failed = 1;
+        chaos_report(e, "setup", "could not build the set");
+        return;
+    }
+    spawn_common(e);
+    chaos_spawn(e, "client-main", client_abort_actor, NULL);
+}
+
+static void check_common(chaos_engine *e) {
+    int aborted = 0;
+    for (int i = 0; i < S.ncmd; i++) {
+        if (LD(S.calls[i]) != 1)
+            chaos_report(e, "ledger", "command %d got %d callbacks", i, LD(S.calls[i]));
+        aborted |= S.cmd[i].completionCode == ERROR_OPERATION_ABORTED;
+    }
+    int agent = LD(S.agent_rc);
+    if (S.end == END_CLOSE) {
+        if (agent != (LD(S.agent_late) ? VD_E_PROTOCOL : VD_E_ABORT))
+            chaos_report(e, "model", "the agent returned %s", vdi_strerror(agent));
+        for (int d = 0; d < NDEV; d++)
+            if (LD(S.client_rc[d]) != VD_E_ABORT)
+                chaos_report(e, "model", "device %d ended with %s, not VD_E_ABORT", d,
+                             vdi_strerror(LD(S.client_rc[d])));
+    } else if (aborted && agent != VD_E_ABORT) {
+        chaos_report(e, "model", "a 995 was delivered but the agent returned %s",
+                     vdi_strerror(agent));
+    } else if (agent != NOERROR && agent != VD_E_ABORT) {
+        chaos_report(e, "model", "the agent returned %s", vdi_strerror(agent));
+    }
+}
+
+static void cleanup_common(int clean) {
+    if (clean && !S.setup_failed) {
+        if (S.end != END_CLOSE)
+            (void)vdi_server_set_close(S.server);
+        (void)vdi_client_set_close(S.client);
+        vdi_client_set_free(S.client);
+        vdi_server_set_free(S.server);
+    }
+    /* after a finding, actors stopped mid-call: the objects are abandoned */
+    memset(&S, 0, sizeof S);
+}
+
+static const chaos_scenario scenarios[] = {
+    {"close-race",
+     "premature server close racing two devices of three commands, their completions and "
+     "the agent's callbacks",
+     setup_close_race, check_common, cleanup_common},
+    {"client-abort",
+     "client signal_abort racing completions, device closes and the agent's normal end",
+     setup_client_abort, check_common, cleanup_common},
+};
+
+const chaos_scenario *chaos_scenarios(size_t *count) {
+    *count = sizeof scenarios / sizeof scenarios[0];
+    return scenarios;
+}
+
+const chaos_scenario *chaos_scenario_find(const char *name) {
+    for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
+        if (strcmp(scenarios[i].name, name) == 0)
+            return &scenarios[i];
+    return NULL;
+}
+
+int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_result *r) {
+    memset(r, 0, sizeof *r);
+    chaos_engine *e = chaos_engine_new(cfg);
+    if (!e)
+        abort();
+    chaos_seams_install(e);
+    sc->setup(e);
+    chaos_outcome out = chaos_run(e);
+    if (out == CHAOS_DONE) {
+        sc->check(e);
+        if (chaos_finding(e)[0])
+            out = CHAOS_FINDING;
+    }
+    chaos_seams_install(NULL);
+    sc->cleanup(out == CHAOS_DONE);
+    r->outcome = out;
+    r->finding = out != CHAOS_DONE;
+    snprintf(r->text, sizeof r->text, "%s", chaos_finding(e));
+    r->hash = chaos_trace_hash(e);
+    r->steps = chaos_steps(e);
+    r->actors = chaos_actor_count(e);
+    for (int id = 0; id <= r->actors; id++)
+        r->actor_names[id] = chaos_actor_name(e, id);
+    const uint32_t *d;
+    r->ndecisions = chaos_decisions(e, &d);
+    r->decisions = malloc((r->ndecisions + 1) * sizeof *d);
+    if (r->decisions && r->ndecisions)
+        memcpy(r->decisions, d, r->ndecisions * sizeof *d);
+    const chaos_event *ev;
+    r->nevents = chaos_events(e, &ev);
+    r->events = malloc((r->nevents + 1) * sizeof *ev);
+    if (r->events && r->nevents)
+        memcpy(r->events, ev, r->nevents * sizeof *ev);
+    chaos_engine_free(e);
+    return r->finding;
+}
+
+void chaos_result_free(chaos_result *r) {
+    free(r->decisions);
+    free(r->events);
+    memset(r, 0, sizeof *r);
+}
