@@ -52,3 +52,18 @@ for place in 1cpu 2cpu; do
 done
 echo "(${m[backup_mib]} MiB and ${m[roundtrips]} round trips per run, best of 3 runs each side;"
 echo " round trips pinned: both parties on one CPU (1cpu), or one per CPU (2cpu), same for both sides)"
+
+# ---- part two: the harness -------------------------------------------------------------
+# Runs per second of the standard close race (2 devices x 3 commands, premature close)
+# under the controlled engine with ASan+UBSan, pinned to one core (target >= 2000).
+if [ $build = 1 ]; then
+    cmake --preset asan >/dev/null
+    cmake --build build/asan -j2 --target vdichaos >/dev/null
+fi
+chaos_runs=3000
+t0=$(date +%s%N)
+taskset -c 0 build/asan/chaos/vdichaos run close-race --strategy random --runs $chaos_runs >/dev/null 2>&1
+t1=$(date +%s%N)
+rate=$(awk -v n=$chaos_runs -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
+printf '%-44s %-14s %-26s %-7s %-7s %s\n' "close race under the engine, ASan, 1 core" \
+    "$rate runs/s" "-" "-" ">=2000" "$(awk -v r="$rate" 'BEGIN { print (r >= 2000) ? "ok" : "BELOW TARGET" }')"
