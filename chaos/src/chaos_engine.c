@@ -701,9 +701,16 @@ static void *h_map(void *ctx, void *addr, size_t len, int prot, int flags, int f
 static int h_unmap(void *ctx, void *addr, size_t len) {
     chaos_engine *e = ctx;
     ENGINE_BEGIN();
-    forget_range(e, (uintptr_t)addr, len);
+    /* Only the part that was really mapped needs poisoning (a view reserves 1 GiB). */
+    uintptr_t start = (uintptr_t)addr, used = start;
+    for (int i = 0; i < e->nmaps; i++) {
+        const mapping *m = &e->maps[i];
+        if (m->start >= start && m->start < start + len && m->start + m->len > used)
+            used = m->start + m->len;
+    }
+    forget_range(e, start, len);
     ENGINE_END();
-    return chaos_guard_unmap(addr, len);
+    return chaos_guard_unmap_used(addr, len, used > start ? used - start : len);
 }
 
 static int h_alive(void *ctx, const vdi_peer_id *peer) {

@@ -38,6 +38,7 @@ void *__asan_get_report_address(void);
 typedef struct view {
     uintptr_t start;
     size_t len;
+    size_t used; /* the poisoned prefix */
     void *frames[FRAMES];
     int nframes;
 } view;
@@ -126,19 +127,23 @@ static size_t poisoned(size_t len) {
 
 static void release(view *v) {
 #ifdef GUARD_ASAN
-    __asan_unpoison_memory_region((void *)v->start, poisoned(v->len));
+    __asan_unpoison_memory_region((void *)v->start, poisoned(v->used));
 #endif
     munmap((void *)v->start, v->len);
 }
 
 int chaos_guard_unmap(void *addr, size_t len) {
+    return chaos_guard_unmap_used(addr, len, len);
+}
+
+int chaos_guard_unmap_used(void *addr, size_t len, size_t used) {
     /* The range stays reserved: a fixed PROT_NONE anonymous mapping replaces the view. */
     void *p =
         mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return munmap(addr, len);
 #ifdef GUARD_ASAN
-    __asan_poison_memory_region(addr, poisoned(len));
+    __asan_poison_memory_region(addr, poisoned(used < len ? used : len));
 #endif
     if (qn == QUARANTINE) { /* the oldest view leaves the quarantine for real */
         release(&quarantine[qhead]);
@@ -148,6 +153,7 @@ int chaos_guard_unmap(void *addr, size_t len) {
     view *v = &quarantine[(qhead + qn) % QUARANTINE];
     v->start = (uintptr_t)addr;
     v->len = len;
+    v->used = used < len ? used : len;
     v->nframes = backtrace(v->frames, FRAMES);
     qn++;
     return 0;

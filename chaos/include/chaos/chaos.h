@@ -117,6 +117,8 @@ void chaos_describe_blocked(const chaos_engine *e, char *buf, size_t cap);
  * with the stack that unmapped them. Installed by chaos_seams_install. */
 void chaos_guard_install(void);
 int chaos_guard_unmap(void *addr, size_t len);
+/* The same, when only the first `used` bytes were ever mapped (only they are poisoned). */
+int chaos_guard_unmap_used(void *addr, size_t len, size_t used);
 void chaos_guard_release_all(void);
 size_t chaos_guard_quarantined(void);
 
