@@ -36,7 +36,7 @@ fi
 
 # ---- before fuzz targets exist: the reference's end-to-end demo ----------------------------
 demo() {
-    echo "no fuzz targets yet: running the reference demo (backup and restore through VDI)"
+    echo "no fuzz targets yet: the reference demo, then vdichaos on every scenario"
     cmake --preset asan >"$out/configure.log" 2>&1 && cmake --build build/asan -j2 >"$out/build.log" 2>&1 ||
         { tail -n 30 "$out/build.log"; return 1; }
     local bin=build/asan/ref/tools set="demo-$$" data="$out/demo.dat"
@@ -54,7 +54,20 @@ demo() {
     c=$!
     "$bin/vdi-server" restore "$set" "$data.out" --timeout 20000 || { wait $c; return 1; }
     wait $c || return 1
-    cmp "$data.in" "$data.out" && echo "demo: 16 MiB backed up and restored, byte-identical"
+    cmp "$data.in" "$data.out" || return 1
+    echo "demo: 16 MiB backed up and restored, byte-identical"
+    # Schedule exploration of every scenario for the budget, PCT and random in turn.
+    local chaos=build/asan/chaos/vdichaos runs sc status=0
+    [ -x "$chaos" ] || return 0
+    runs=$(awk -v m="$minutes" 'BEGIN { r = int(m * 60 * 300 / 4); print (r < 200 ? 200 : r) }')
+    [ $smoke = 1 ] && runs=200
+    for sc in $("$chaos" list | awk '{print $1}'); do
+        for strategy in pct random; do
+            "$chaos" run "$sc" --strategy "$strategy" --runs "$runs" --out "$out" 2>/dev/null |
+                tail -n 6 || status=1
+        done
+    done
+    return $status
 }
 
 targets() {
