@@ -50,6 +50,8 @@ void *__tsan_get_current_fiber(void);
 void *__tsan_create_fiber(unsigned flags);
 void __tsan_destroy_fiber(void *fiber);
 void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
 void AnnotateIgnoreReadsBegin(const char *file, int line);
 void AnnotateIgnoreReadsEnd(const char *file, int line);
 void AnnotateIgnoreWritesBegin(const char *file, int line);
@@ -233,6 +235,10 @@ static void to_scheduler(chaos_engine *e, actor *a, int dying) {
 #ifdef CHAOS_TSAN
     /* A finished actor synchronises with the scheduler, like a joined thread, so what
      * the scenario checks after the run is ordered after every actor's work. */
+    /* Each switch orders this actor's work before the scheduler (never before the next
+     * actor, which starts without synchronisation), so what the main thread does after
+     * a run, even one that ended with actors suspended, races with none of it. */
+    __tsan_release(a);
     __tsan_switch_to_fiber(fiber, dying ? 0u : TSAN_NO_SYNC);
 #endif
     (void)dying;
@@ -276,6 +282,9 @@ static void run_actor(chaos_engine *e, int i) {
     swapcontext(&e->sched, &a->ctx);
 #ifdef CHAOS_ASAN
     __sanitizer_finish_switch_fiber(e->sched_fake, NULL, NULL);
+#endif
+#ifdef CHAOS_TSAN
+    __tsan_acquire(a);
 #endif
     e->cur = -1;
     e->last = i;
