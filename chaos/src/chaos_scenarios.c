@@ -25,7 +25,9 @@
  * normally (a flush and close_device on each device) while the client aborts. Sends may
  * come before the agent runs; they are then rejected with their callback (code 6), which
  * the ledger accepts like any other single callback. */
-enum { END_CLOSE, END_CLIENT_ABORT };
+enum { END_CLOSE, END_CLIENT_ABORT, END_CLOSE_IN_CALLBACK, END_WATCHDOG };
+
+#define WATCHDOG_MS 50u
 
 typedef struct {
     chaos_engine *e;
@@ -41,7 +43,10 @@ typedef struct {
     int client_ok[NALL];
     int agent_rc, agent_returned, agent_late;
     int close_rc, close_returned;
-    int in_send; /* the server actor is inside send_command: a callback now is synchronous */
+    int in_send;       /* the server actor is inside send_command: a callback now is synchronous */
+    int accepted;      /* sends that returned NOERROR */
+    uint32_t nested;   /* 1 once the server closed from inside a callback (a futex word) */
+    uint64_t start_ms; /* virtual time at the start of the run */
     int client_rc[NDEV];
     int setup_failed;
 } session;
@@ -69,6 +74,18 @@ static void routine(VDS_Command *cmd) {
         chaos_report(S.e, "ledger", "command %d got unexpected code %u", i, cmd->completionCode);
     if (cmd->completionCode != ERROR_SUCCESS && cmd->bytesTransferred != 0)
         chaos_report(S.e, "ledger", "failed command %d reports %u bytes", i, cmd->bytesTransferred);
+    if (S.end == END_WATCHDOG && cmd->completionCode == ERROR_SUCCESS)
+        chaos_report(S.e, "ledger", "command %d completed although the client never did", i);
+    if (S.end == END_CLOSE_IN_CALLBACK && !LD(S.in_send) && !LD(S.nested)) {
+        /* Close from inside the agent's callback: it must not wait for this callback
+         * (VDI-SPEC 5.1.4); the drain goes on when the routine returns. */
+        ST(S.nested, 1u);
+        ST(S.close_rc, vdi_server_set_close(S.server));
+        if (LD(S.close_rc) != VD_E_PROTOCOL)
+            chaos_report(S.e, "model", "close in a callback returned %s",
+                         vdi_strerror(LD(S.close_rc)));
+        chaos_wake(S.e, &S.nested);
+    }
 }
 
 static void agent_actor(void *arg) {
@@ -91,6 +108,8 @@ static void client_actor(void *arg) {
         if (c->commandCode == VDC_Write &&
             (c->buffer == NULL || c->buffer[0] != (uint8_t)i || c->buffer[BUF - 1] != (uint8_t)i))
             chaos_report(S.e, "data", "command %d carries other data than was sent", i);
+        if (S.end == END_WATCHDOG)
+            continue;          /* a hung client: takes commands, never completes them */
         ST(S.client_ok[i], 1); /* before the call: the agent may take it at once */
         rc = vdi_client_device_complete_command(
             S.cdev[d], c, ERROR_SUCCESS, c->commandCode == VDC_Write ? (uint32_t)c->size : 0, 0);
@@ -115,16 +134,42 @@ static void send(int d, int i) {
     ST(S.in_send, 1);
     int rc = vdi_server_device_send_command(S.sdev[d], &S.cmd[i]);
     ST(S.in_send, 0);
+    if (rc == NOERROR)
+        ST(S.accepted, LD(S.accepted) + 1);
     if (rc != NOERROR && rc != VD_E_PROTOCOL && rc != VD_E_ABORT)
         chaos_report(S.e, "model", "send_command returned %s", vdi_strerror(rc));
 }
 
+static void probe_routine(VDS_Command *cmd) {
+    (void)cmd;
+}
+
+/* Nothing in the API says when the agent runs; a command with an unknown code is rejected
+ * with VD_E_PROTOCOL before it does and VD_E_INVALID after (send_command rows 4 and 5).
+ * Between probes the server sleeps 1 ms of virtual time, so the agent gets to run. */
+static void await_agent(void) {
+    uint32_t never = 0;
+    VDS_Command probe = {.commandCode = 0, .completionRoutine = probe_routine};
+    while (vdi_server_device_send_command(S.sdev[0], &probe) == VD_E_PROTOCOL)
+        chaos_wait(S.e, &never, 0u, 1);
+}
+
 static void server_actor(void *arg) {
     (void)arg;
+    if (S.end == END_WATCHDOG)
+        await_agent(); /* commands must be outstanding for the watchdog to matter */
     for (int k = 0; k < NCMD; k++)
         for (int d = 0; d < NDEV; d++)
             send(d, k * NDEV + d);
-    if (S.end == END_CLOSE) {
+    if (S.end == END_WATCHDOG)
+        return; /* the agent's watchdog must end the session */
+    if (S.end == END_CLOSE_IN_CALLBACK && LD(S.accepted)) {
+        /* wait for the callback that closes the set */
+        while (!LD(S.nested))
+            chaos_wait(S.e, &S.nested, 0u, -1);
+        return;
+    }
+    if (S.end == END_CLOSE || S.end == END_CLOSE_IN_CALLBACK) {
         ST(S.close_rc, vdi_server_set_close(S.server)); /* premature: devices still open */
         ST(S.close_returned, 1);
         if (LD(S.close_rc) != VD_E_PROTOCOL)
@@ -149,7 +194,7 @@ static int setup_set(chaos_engine *e, int end) {
     snprintf(name, sizeof name, "chaos-%ld-%u", (long)getpid(), seq++);
     S.client = vdi_client_set_new();
     S.server = vdi_server_set_new();
-    VDConfig cfg = {.deviceCount = NDEV};
+    VDConfig cfg = {.deviceCount = NDEV, .serverTimeOut = end == END_WATCHDOG ? WATCHDOG_MS : 0};
     if (!S.client || !S.server || vdi_client_set_create(S.client, name, &cfg) ||
         vdi_server_set_open(S.server, NULL, name) ||
         vdi_server_set_begin_configuration(S.server, VDF_WriteMedia, BUF, 0, 65536, 0) ||
@@ -176,7 +221,8 @@ static int setup_set(chaos_engine *e, int end) {
     for (int d = 0; d < NDEV; d++)
         S.cmd[NDEV * NCMD + d] = (VDS_Command){
             .commandCode = VDC_Flush, .inPosition = NDEV * NCMD + d, .completionRoutine = routine};
-    S.ncmd = end == END_CLOSE ? NDEV * NCMD : NALL;
+    S.ncmd = end == END_CLIENT_ABORT ? NALL : NDEV * NCMD;
+    S.start_ms = chaos_now(e);
     return 0;
 }
 
@@ -194,6 +240,23 @@ static void setup_close_race(chaos_engine *e) {
         return;
     }
     spawn_common(e);
+}
+
+static void setup_end(chaos_engine *e, int end) {
+    if (setup_set(e, end)) {
+        S.setup_failed = 1;
+        chaos_report(e, "setup", "could not build the set");
+        return;
+    }
+    spawn_common(e);
+}
+
+static void setup_close_in_callback(chaos_engine *e) {
+    setup_end(e, END_CLOSE_IN_CALLBACK);
+}
+
+static void setup_watchdog(chaos_engine *e) {
+    setup_end(e, END_WATCHDOG);
 }
 
 static void setup_client_abort(chaos_engine *e) {
@@ -214,7 +277,15 @@ static void check_common(chaos_engine *e) {
         aborted |= S.cmd[i].completionCode == ERROR_OPERATION_ABORTED;
     }
     int agent = LD(S.agent_rc);
-    if (S.end == END_CLOSE) {
+    if (S.end == END_WATCHDOG) {
+        if (LD(S.accepted) && agent != VD_E_ABORT)
+            chaos_report(e, "model", "the watchdog did not abort: agent %s", vdi_strerror(agent));
+        if (LD(S.accepted) && chaos_now(e) - S.start_ms < 2 * WATCHDOG_MS)
+            chaos_report(e, "model", "aborted after %llu ms, before 2T",
+                         (unsigned long long)(chaos_now(e) - S.start_ms));
+        return;
+    }
+    if (S.end == END_CLOSE || S.end == END_CLOSE_IN_CALLBACK) {
         if (agent != (LD(S.agent_late) ? VD_E_PROTOCOL : VD_E_ABORT))
             chaos_report(e, "model", "the agent returned %s", vdi_strerror(agent));
         for (int d = 0; d < NDEV; d++)
@@ -231,7 +302,7 @@ static void check_common(chaos_engine *e) {
 
 static void cleanup_common(int clean) {
     if (clean && !S.setup_failed) {
-        if (S.end != END_CLOSE)
+        if (S.end == END_CLIENT_ABORT || S.end == END_WATCHDOG)
             (void)vdi_server_set_close(S.server);
         (void)vdi_client_set_close(S.client);
         vdi_client_set_free(S.client);
@@ -251,6 +322,14 @@ static const chaos_scenario scenarios[] = {
      "premature server close racing two devices of three commands, their completions and "
      "the agent's callbacks",
      setup_close_race, check_common, cleanup_common},
+    {"close-in-callback",
+     "the server closes the set from inside the agent's first callback while commands are "
+     "outstanding on two devices",
+     setup_close_in_callback, check_common, cleanup_common},
+    {"watchdog",
+     "a client that takes commands and never completes them; the serverTimeOut watchdog "
+     "must abort in virtual time",
+     setup_watchdog, check_common, cleanup_common},
     {"client-abort",
      "client signal_abort racing completions, device closes and the agent's normal end",
      setup_client_abort, check_common, cleanup_common},
