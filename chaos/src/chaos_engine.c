@@ -148,6 +148,8 @@ struct chaos_engine {
     int nmaps;
     chaos_event *ev;
     size_t nev, capev;
+    const char *fail_seen[128]; /* distinct fail points asked during the run */
+    size_t nfail_seen;
 };
 
 static word_key key_of(const chaos_engine *e, const uint32_t *word) {
@@ -566,6 +568,13 @@ int chaos_actor_count(const chaos_engine *e) {
 uint32_t chaos_faults_injected(const chaos_engine *e) {
     return e->faults;
 }
+int chaos_faults_armed(const chaos_engine *e) {
+    return e->cfg.fault_mode != CHAOS_FAULT_NONE;
+}
+size_t chaos_fail_points_seen(const chaos_engine *e, const char *const **names) {
+    *names = e->fail_seen;
+    return e->nfail_seen;
+}
 uint32_t chaos_fault_calls(const chaos_engine *e) {
     return e->fault_calls;
 }
@@ -656,6 +665,11 @@ static int h_fail(void *ctx, const char *name) {
     chaos_engine *e = ctx;
     int err = 0;
     ENGINE_BEGIN();
+    size_t k0 = 0;
+    while (k0 < e->nfail_seen && strcmp(e->fail_seen[k0], name) != 0)
+        k0++;
+    if (k0 == e->nfail_seen && e->nfail_seen < 128)
+        e->fail_seen[e->nfail_seen++] = name;
     if (e->cfg.fault_mode != CHAOS_FAULT_NONE &&
         (!e->cfg.fault_point || strcmp(e->cfg.fault_point, name) == 0)) {
         uint32_t k = ++e->fault_calls;

@@ -14,7 +14,8 @@ static int usage(void) {
     fprintf(stderr, "usage: vdichaos list\n"
                     "       vdichaos run SCENARIO [--strategy random|pct] [--depth D] [--seed S]\n"
                     "                             [--runs N] [--out DIR]\n"
-                    "       vdichaos replay FILE\n");
+                    "       vdichaos replay FILE\n"
+                    "       vdichaos faults SCENARIO [--seed S]\n");
     return 2;
 }
 
@@ -209,6 +210,46 @@ static int cmd_replay(int argc, char **argv) {
     return found ? 1 : 0;
 }
 
+/* SQLite-style sweep: fail the n-th fail-point call, n = 1, 2, ... until a run sees no
+ * fault, once and then persistently; every run must end clean under the oracles. */
+static int cmd_faults(int argc, char **argv) {
+    if (argc != 1 && argc != 3)
+        return usage();
+    const chaos_scenario *sc = chaos_scenario_find(argv[0]);
+    unsigned long long seed = 1;
+    if (!sc || (argc == 3 && (strcmp(argv[1], "--seed") || parse_u64(argv[2], &seed))))
+        return usage();
+    static const chaos_fault_mode modes[] = {CHAOS_FAULT_ONCE, CHAOS_FAULT_PERSISTENT};
+    static const char *mode_names[] = {"once", "persistent"};
+    unsigned total = 0;
+    for (int m = 0; m < 2; m++) {
+        unsigned n;
+        for (n = 1;; n++) {
+            chaos_config cfg = {.strategy = CHAOS_RANDOM,
+                                .seed = seed,
+                                .fault_mode = modes[m],
+                                .fault_n = n,
+                                .fault_errno = ENOMEM};
+            chaos_result r;
+            int found = chaos_scenario_run(sc, &cfg, &r);
+            total++;
+            if (found) {
+                printf("FINDING with the fault at call %u (%s): %s\n", n, mode_names[m], r.text);
+                chaos_result_free(&r);
+                return 1;
+            }
+            uint32_t injected = r.faults_injected;
+            chaos_result_free(&r);
+            if (!injected)
+                break;
+        }
+        printf("%s: %u fail-point calls failed %s, each run clean\n", sc->name, n - 1,
+               mode_names[m]);
+    }
+    printf("%u runs\n", total);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return usage();
@@ -218,5 +259,7 @@ int main(int argc, char **argv) {
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "replay") == 0)
         return cmd_replay(argc - 2, argv + 2);
+    if (strcmp(argv[1], "faults") == 0)
+        return cmd_faults(argc - 2, argv + 2);
     return usage();
 }

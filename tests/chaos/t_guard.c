@@ -48,6 +48,8 @@ static void server_touches_buffer(void) {
     _exit(0);
 }
 
+static pid_t g_child;
+
 static int child(void (*fn)(void), char *out, size_t cap) {
     int p[2];
     T_REQUIRE(pipe(p) == 0);
@@ -58,6 +60,7 @@ static int child(void (*fn)(void), char *out, size_t cap) {
         close(p[0]);
         fn();
     }
+    g_child = pid;
     close(p[1]);
     size_t n = 0;
     ssize_t r;
@@ -79,6 +82,10 @@ int main(void) {
         T_EXPECT(strstr(out, "was unmapped here") != NULL);
     }
     int st = child(server_touches_buffer, out, sizeof out);
+    /* the child died by design before its client could close: remove its set's name */
+    char path[160];
+    snprintf(path, sizeof path, "/vdichaos-%u-.-t-guard-%ld-0", (unsigned)getuid(), (long)g_child);
+    T_EXPECT_EQ(shm_unlink(path), 0);
     T_EXPECT(!(WIFEXITED(st) && WEXITSTATUS(st) == 0));
     if (!strstr(out, "use-after-unmap"))
         fprintf(stderr, "child said:\n%s\n", out);

@@ -9,6 +9,7 @@
 
 #include "chaos/scenario.h"
 #include "t_test.h"
+#include "vdi/vdi_seams.h"
 
 int main(int argc, char **argv) {
     unsigned runs = argc > 1 ? (unsigned)atoi(argv[1]) : 200;
@@ -47,6 +48,25 @@ int main(int argc, char **argv) {
         chaos_result_free(&a);
         chaos_result_free(&b);
         chaos_result_free(&c);
+    }
+    /* Every fail point of the reference is asked during the scenarios (so the fault sweep
+     * of `vdichaos faults` can reach each one). */
+    const char *const *all;
+    size_t nall = vdi_seam_points(VDI_POINT_FAIL, &all);
+    T_EXPECT(nall > 0);
+    for (size_t p = 0; p < nall; p++) {
+        int seen = 0;
+        for (size_t i = 0; i < n && !seen; i++) {
+            chaos_config cfg = {.strategy = CHAOS_RANDOM, .seed = 1};
+            chaos_result r;
+            chaos_scenario_run(&sc[i], &cfg, &r);
+            for (size_t k = 0; k < r.nfail_points; k++)
+                seen |= strcmp(r.fail_points[k], all[p]) == 0;
+            chaos_result_free(&r);
+        }
+        if (!seen)
+            fprintf(stderr, "fail point %s is never asked under the scenarios\n", all[p]);
+        T_EXPECT(seen);
     }
     chaos_guard_release_all();
     return t_done();

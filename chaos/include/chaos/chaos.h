@@ -107,6 +107,9 @@ size_t chaos_decisions(const chaos_engine *e, const uint32_t **out);
 const char *chaos_finding(const chaos_engine *e); /* "" when none */
 uint32_t chaos_faults_injected(const chaos_engine *e);
 uint32_t chaos_fault_calls(const chaos_engine *e); /* fail-point calls that counted */
+int chaos_faults_armed(const chaos_engine *e);
+/* The distinct fail points the library asked during the run (setup included). */
+size_t chaos_fail_points_seen(const chaos_engine *e, const char *const **names);
 size_t chaos_events(const chaos_engine *e, const chaos_event **out);
 int chaos_actor_count(const chaos_engine *e);
 /* The blocked actors of a hang, one line each, into buf. */

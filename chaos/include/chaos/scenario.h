@@ -29,6 +29,9 @@ typedef struct chaos_result {
     uint64_t hash;   /* trace hash */
     uint32_t steps;
     int actors;
+    uint32_t faults_injected;
+    const char *fail_points[128]; /* the distinct fail points the run asked */
+    size_t nfail_points;
     uint32_t *decisions; /* the run's decision list (replays it) */
     size_t ndecisions;
     chaos_event *events; /* with cfg.record_events */
