@@ -72,7 +72,8 @@ demo() {
 
 targets() {
     [ -d build/fuzz/fuzz ] || return 0
-    find build/fuzz/fuzz -maxdepth 1 -type f -name 'fuzz_*' -perm -u+x -printf '%f\n' | sort |
+    find build/fuzz/fuzz -maxdepth 1 -type f -name 'fuzz_*' ! -name '*_replay' -perm -u+x \
+        -printf '%f\n' | sort |
         { if [ -n "$only" ]; then grep -x "$only"; else cat; fi; }
 }
 
@@ -110,8 +111,9 @@ for t in $list; do
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work/fuzz.log" | grep -oE '[0-9]+$' || echo 0)
     rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$work/fuzz.log" | grep -oE '[0-9]+$' || echo 0)
     cov=$(grep -oE 'cov: [0-9]+' "$work/fuzz.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
-    # Merge new coverage back into the seed corpus (set cover: only inputs that add edges).
-    "build/fuzz/fuzz/$t" -merge=1 "$seed" "$work/corpus" >"$work/merge.log" 2>&1
+    # Merge new coverage back into the seed corpus (set cover: only inputs that add edges);
+    # a smoke run (from ci/test.sh) leaves the tree as it found it.
+    [ $smoke = 1 ] || "build/fuzz/fuzz/$t" -merge=1 "$seed" "$work/corpus" >"$work/merge.log" 2>&1
     after=$(ls "$seed" | wc -l)
     found=0
     for a in "$work"/artifacts/crash-* "$work"/artifacts/timeout-* "$work"/artifacts/leak-* "$work"/artifacts/oom-*; do
@@ -121,7 +123,10 @@ for t in $list; do
             >"$work/minimize.log" 2>&1 || true
         [ -f "$min" ] || min=$a
         name=$(sha1sum "$min" | cut -c1-16)
-        if [ ! -f "$crash/$name" ]; then
+        if [ $smoke = 1 ]; then
+            echo "$t: crash found by the smoke run: $a"
+            found=$((found + 1))
+        elif [ ! -f "$crash/$name" ]; then
             cp "$min" "$crash/$name"
             found=$((found + 1))
             echo "$t: new crash stored as $crash/$name"
