@@ -82,6 +82,66 @@ void AnnotateIgnoreWritesEnd(const char *file, int line);
 
 enum { A_RUNNABLE, A_BLOCKED, A_DONE };
 
+/* The context switch. On x86-64 a few instructions that save the callee-saved registers
+ * and swap stacks: swapcontext() costs a sigprocmask system call per switch, and under
+ * ASan its interceptor releases the shadow of the whole stack each time (two more system
+ * calls), which made a run several times slower. Elsewhere, ucontext. */
+#if defined(__x86_64__)
+typedef struct fiber_ctx {
+    void *sp;
+} fiber_ctx;
+void chaos_fiber_switch(void **save_sp, void *load_sp);
+__asm__(".text\n"
+        ".globl chaos_fiber_switch\n"
+        ".type chaos_fiber_switch,@function\n"
+        "chaos_fiber_switch:\n"
+        "    pushq %rbp\n"
+        "    pushq %rbx\n"
+        "    pushq %r12\n"
+        "    pushq %r13\n"
+        "    pushq %r14\n"
+        "    pushq %r15\n"
+        "    movq %rsp, (%rdi)\n"
+        "    movq %rsi, %rsp\n"
+        "    popq %r15\n"
+        "    popq %r14\n"
+        "    popq %r13\n"
+        "    popq %r12\n"
+        "    popq %rbx\n"
+        "    popq %rbp\n"
+        "    ret\n"
+        ".size chaos_fiber_switch, .-chaos_fiber_switch\n"
+        ".section .note.GNU-stack,\"\",@progbits\n"
+        ".text\n");
+static void ctx_switch(fiber_ctx *from, fiber_ctx *to) {
+    chaos_fiber_switch(&from->sp, to->sp);
+}
+/* A new fiber starts in entry(): its stack holds six zero registers and entry as the
+ * return address, placed so that entry sees the stack alignment of a called function. */
+static void ctx_make(fiber_ctx *c, uint8_t *stack, size_t size, void (*entry)(void)) {
+    uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
+    /* The return address sits at a 16-aligned slot, so after ret rsp % 16 == 8, as
+     * right after a call. */
+    void **sp = (void **)(top - 16);
+    *sp = (void *)(uintptr_t)entry;
+    for (int i = 0; i < 6; i++)
+        *--sp = NULL;
+    c->sp = sp;
+}
+#else
+typedef ucontext_t fiber_ctx;
+static void ctx_switch(fiber_ctx *from, fiber_ctx *to) {
+    ctx_switch(from, to);
+}
+static void ctx_make(fiber_ctx *c, uint8_t *stack, size_t size, void (*entry)(void)) {
+    getcontext(c);
+    c->uc_stack.ss_sp = stack;
+    c->uc_stack.ss_size = size;
+    c->uc_link = NULL;
+    makecontext(c, entry, 0);
+}
+#endif
+
 /* A futex word is identified the way the kernel does it: by the shared object and offset
  * when it lives in a shared mapping (the two sides of a set map it at two addresses), by
  * its address otherwise. */
@@ -104,7 +164,7 @@ typedef struct actor {
     const char *name;
     void (*fn)(void *);
     void *arg;
-    ucontext_t ctx;
+    fiber_ctx ctx;
     uint8_t *stack; /* mapping, including one guard page */
     size_t stack_len;
     int state;
@@ -126,7 +186,7 @@ struct chaos_engine {
     int n;
     int cur; /* index of the running actor, -1 in the scheduler */
     int last;
-    ucontext_t sched;
+    fiber_ctx sched;
     const void *sched_bottom;
     size_t sched_size;
     void *sched_fake;
@@ -163,6 +223,29 @@ static word_key key_of(const chaos_engine *e, const uint32_t *word) {
 }
 
 static _Thread_local chaos_engine *g_engine;
+
+/* Fiber stacks are reused across engines: mapping, guarding and unmapping four stacks per
+ * run cost more than the run itself. */
+#define STACK_POOL 32
+static _Thread_local uint8_t *stack_pool[STACK_POOL];
+static _Thread_local int nstack_pool;
+
+static uint8_t *stack_get(size_t len) {
+    if (nstack_pool)
+        return stack_pool[--nstack_pool];
+    void *st = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (st == MAP_FAILED)
+        return NULL;
+    mprotect(st, (size_t)getpagesize(), PROT_NONE); /* guard page below the stack */
+    return st;
+}
+
+static void stack_put(uint8_t *st, size_t len) {
+    if (nstack_pool < STACK_POOL)
+        stack_pool[nstack_pool++] = st;
+    else
+        munmap(st, len);
+}
 
 chaos_engine *chaos_current(void) {
     return g_engine;
@@ -205,7 +288,7 @@ void chaos_engine_free(chaos_engine *e) {
         return;
     for (int i = 0; i < e->n; i++) {
         if (e->a[i].stack)
-            munmap(e->a[i].stack, e->a[i].stack_len);
+            stack_put(e->a[i].stack, e->a[i].stack_len);
 #ifdef CHAOS_TSAN
         if (e->a[i].tsan_fiber)
             __tsan_destroy_fiber(e->a[i].tsan_fiber);
@@ -224,7 +307,7 @@ static void to_scheduler(chaos_engine *e, actor *a, int dying) {
     /* Engine fields are read with TSan looking away, but no ignore is held across the
      * switch: a suspended fiber may be destroyed without ever resuming (a hang). */
     ENGINE_BEGIN();
-    ucontext_t *from = &a->ctx, *to = &e->sched;
+    fiber_ctx *from = &a->ctx, *to = &e->sched;
     const void *bottom = e->sched_bottom;
     size_t size = e->sched_size;
 #ifdef CHAOS_TSAN
@@ -246,7 +329,7 @@ static void to_scheduler(chaos_engine *e, actor *a, int dying) {
     (void)dying;
     (void)bottom;
     (void)size;
-    swapcontext(from, to);
+    ctx_switch(from, to);
 #ifdef CHAOS_ASAN
     __sanitizer_finish_switch_fiber(a->fake_stack, &e->sched_bottom, &e->sched_size);
 #endif
@@ -281,7 +364,7 @@ static void run_actor(chaos_engine *e, int i) {
 #ifdef CHAOS_TSAN
     __tsan_switch_to_fiber(a->tsan_fiber, TSAN_NO_SYNC);
 #endif
-    swapcontext(&e->sched, &a->ctx);
+    ctx_switch(&e->sched, &a->ctx);
 #ifdef CHAOS_ASAN
     __sanitizer_finish_switch_fiber(e->sched_fake, NULL, NULL);
 #endif
@@ -302,16 +385,10 @@ int chaos_spawn(chaos_engine *e, const char *name, void (*fn)(void *), void *arg
     a->fn = fn;
     a->arg = arg;
     a->stack_len = STACK_SIZE + (size_t)getpagesize();
-    void *st = mmap(NULL, a->stack_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (st == MAP_FAILED)
+    a->stack = stack_get(a->stack_len);
+    if (!a->stack)
         return -1;
-    a->stack = st;
-    mprotect(a->stack, (size_t)getpagesize(), PROT_NONE); /* guard page below the stack */
-    getcontext(&a->ctx);
-    a->ctx.uc_stack.ss_sp = a->stack + getpagesize();
-    a->ctx.uc_stack.ss_size = a->stack_len - (size_t)getpagesize();
-    a->ctx.uc_link = NULL;
-    makecontext(&a->ctx, trampoline, 0);
+    ctx_make(&a->ctx, a->stack + getpagesize(), a->stack_len - (size_t)getpagesize(), trampoline);
 #ifdef CHAOS_TSAN
     a->tsan_fiber = __tsan_create_fiber(0);
 #endif
