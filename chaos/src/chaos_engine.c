@@ -197,6 +197,8 @@ struct chaos_engine {
     uint32_t change[16];
     unsigned nchange;
     uint32_t *dec;
+    uint8_t *alts; /* per decision: how many actors were runnable */
+    int8_t *stay;  /* per decision: the index that would not preempt, or -1 */
     size_t ndec, capdec, replay_pos, byte_pos;
     uint64_t hash;
     int peer_dead;
@@ -297,6 +299,8 @@ void chaos_engine_free(chaos_engine *e) {
     if (g_engine == e)
         g_engine = NULL;
     free(e->dec);
+    free(e->alts);
+    free(e->stay);
     free(e->ev);
     free(e);
 }
@@ -400,15 +404,21 @@ int chaos_spawn(chaos_engine *e, const char *name, void (*fn)(void *), void *arg
 
 /* ---- strategies ------------------------------------------------------------------------ */
 
-static void record(chaos_engine *e, uint32_t d) {
+static void record(chaos_engine *e, uint32_t d, int n, int stay) {
     if (e->ndec == e->capdec) {
         size_t cap = e->capdec ? e->capdec * 2 : 256;
         uint32_t *nd = realloc(e->dec, cap * sizeof *nd);
-        if (!nd)
+        uint8_t *na = realloc(e->alts, cap);
+        int8_t *ns = realloc(e->stay, cap);
+        if (!nd || !na || !ns)
             abort();
         e->dec = nd;
+        e->alts = na;
+        e->stay = ns;
         e->capdec = cap;
     }
+    e->alts[e->ndec] = (uint8_t)n;
+    e->stay[e->ndec] = (int8_t)stay;
     e->dec[e->ndec++] = d;
 }
 
@@ -435,7 +445,17 @@ static void pct_setup(chaos_engine *e) {
 /* Choose among the runnable actors (their indexes in list[0..n)). */
 static int choose(chaos_engine *e, const int *list, int n) {
     uint32_t pick = 0;
+    int stay = -1; /* the choice that would not preempt the actor that ran last */
+    for (int i = 0; i < n; i++)
+        if (list[i] == e->last)
+            stay = i;
     switch (e->cfg.strategy) {
+    case CHAOS_DFS:
+        if (e->replay_pos < e->cfg.ndecisions)
+            pick = e->cfg.decisions[e->replay_pos++] % (uint32_t)n;
+        else if (stay >= 0)
+            pick = (uint32_t)stay;
+        break;
     case CHAOS_RANDOM:
         pick = (uint32_t)(splitmix(&e->rng) % (uint64_t)n);
         break;
@@ -457,7 +477,7 @@ static int choose(chaos_engine *e, const int *list, int n) {
             pick = e->cfg.bytes[e->byte_pos++] % (uint32_t)n;
         break;
     }
-    record(e, pick);
+    record(e, pick, n, stay);
     return list[pick];
 }
 
@@ -639,6 +659,44 @@ size_t chaos_events(const chaos_engine *e, const chaos_event **out) {
     *out = e->ev;
     return e->nev;
 }
+/* The alternatives at decision i in search order: the non-preempting one first. */
+static uint32_t alt_at(const chaos_engine *e, size_t i, uint32_t rank) {
+    int stay = e->stay[i];
+    if (stay < 0)
+        return rank;
+    if (rank == 0)
+        return (uint32_t)stay;
+    return rank - 1 < (uint32_t)stay ? rank - 1 : rank;
+}
+
+static uint32_t rank_of(const chaos_engine *e, size_t i, uint32_t choice) {
+    int stay = e->stay[i];
+    if (stay < 0)
+        return choice;
+    if (choice == (uint32_t)stay)
+        return 0;
+    return choice < (uint32_t)stay ? choice + 1 : choice;
+}
+
+size_t chaos_dfs_next(const chaos_engine *e, uint32_t *out, size_t cap) {
+    unsigned bound = e->cfg.dfs_preemptions;
+    for (size_t i = e->ndec; i-- > 0;) {
+        uint32_t r = rank_of(e, i, e->dec[i]) + 1;
+        if (r >= e->alts[i])
+            continue;     /* every alternative at this point explored */
+        unsigned pre = 0; /* preemptions in the prefix before i, plus the new choice */
+        for (size_t j = 0; j < i; j++)
+            pre += e->stay[j] >= 0 && e->dec[j] != (uint32_t)e->stay[j];
+        pre += e->stay[i] >= 0; /* any rank >= 1 preempts when staying was possible */
+        if (pre > bound || i + 1 > cap)
+            continue;
+        memcpy(out, e->dec, i * sizeof *out);
+        out[i] = alt_at(e, i, r);
+        return i + 1;
+    }
+    return 0;
+}
+
 int chaos_actor_count(const chaos_engine *e) {
     return e->n;
 }

@@ -421,6 +421,15 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     r->events = malloc((r->nevents + 1) * sizeof *ev);
     if (r->events && r->nevents)
         memcpy(r->events, ev, r->nevents * sizeof *ev);
+    if (cfg->strategy == CHAOS_DFS) {
+        size_t cap = r->ndecisions + 1;
+        r->dfs_next = malloc(cap * sizeof *r->dfs_next);
+        r->ndfs_next = r->dfs_next ? chaos_dfs_next(e, r->dfs_next, cap) : 0;
+        if (!r->ndfs_next) {
+            free(r->dfs_next);
+            r->dfs_next = NULL;
+        }
+    }
     chaos_engine_free(e);
     return r->finding;
 }
@@ -428,5 +437,6 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
 void chaos_result_free(chaos_result *r) {
     free(r->decisions);
     free(r->events);
+    free(r->dfs_next);
     memset(r, 0, sizeof *r);
 }

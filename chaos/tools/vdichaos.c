@@ -11,11 +11,12 @@
 #include "chaos/scenario.h"
 
 static int usage(void) {
-    fprintf(stderr, "usage: vdichaos list\n"
-                    "       vdichaos run SCENARIO [--strategy random|pct] [--depth D] [--seed S]\n"
-                    "                             [--runs N] [--out DIR]\n"
-                    "       vdichaos replay FILE\n"
-                    "       vdichaos faults SCENARIO [--seed S]\n");
+    fprintf(stderr,
+            "usage: vdichaos list\n"
+            "       vdichaos run SCENARIO [--strategy random|pct|dfs] [--depth D] [--seed S]\n"
+            "                             [--runs N] [--preemptions P] [--out DIR]\n"
+            "       vdichaos replay FILE\n"
+            "       vdichaos faults SCENARIO [--seed S]\n");
     return 2;
 }
 
@@ -54,6 +55,48 @@ static int save(const char *dir, const char *scenario, const char *strategy,
     return fclose(f);
 }
 
+/* Bounded exhaustive search: every schedule with at most P preemptions, once each. */
+static int run_dfs(const chaos_scenario *sc, unsigned long long runs, unsigned preemptions,
+                   const char *dir) {
+    uint32_t *prefix = NULL;
+    size_t nprefix = 0;
+    unsigned long long k;
+    for (k = 0; k < runs; k++) {
+        chaos_config cfg = {.strategy = CHAOS_DFS,
+                            .decisions = prefix,
+                            .ndecisions = nprefix,
+                            .dfs_preemptions = preemptions};
+        chaos_result r;
+        if (chaos_scenario_run(sc, &cfg, &r)) {
+            char path[4096];
+            printf("FINDING in schedule %llu of the search:\n%s\n", k + 1, r.text);
+            if (save(dir, sc->name, "dfs", k + 1, &r, path, sizeof path) == 0)
+                printf("replay: vdichaos replay %s\n", path);
+            chaos_result_free(&r);
+            free(prefix);
+            return 1;
+        }
+        free(prefix);
+        prefix = r.dfs_next;
+        nprefix = r.ndfs_next;
+        r.dfs_next = NULL;
+        chaos_result_free(&r);
+        if (!prefix) {
+            printf("%s: search complete: all %llu schedules with at most %u preemptions, no "
+                   "finding\n",
+                   sc->name, k + 1, preemptions);
+            return 0;
+        }
+        if ((k + 1) % 1000 == 0)
+            fprintf(stderr, "\r%s: %llu schedules, no finding", sc->name, k + 1);
+    }
+    free(prefix);
+    printf("%s: %llu schedules with at most %u preemptions, no finding; the search is not "
+           "complete (raise --runs)\n",
+           sc->name, k, preemptions);
+    return 0;
+}
+
 static int cmd_run(int argc, char **argv) {
     if (argc < 1)
         return usage();
@@ -63,13 +106,14 @@ static int cmd_run(int argc, char **argv) {
         return 2;
     }
     const char *strategy = "random", *dir = ".";
-    unsigned long long depth = 3, seed = 1, runs = 1000;
+    unsigned long long depth = 3, seed = 1, runs = 1000, preemptions = 2;
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!val)
             return usage();
         i++;
-        if (strcmp(opt, "--strategy") == 0 && (!strcmp(val, "random") || !strcmp(val, "pct")))
+        if (strcmp(opt, "--strategy") == 0 &&
+            (!strcmp(val, "random") || !strcmp(val, "pct") || !strcmp(val, "dfs")))
             strategy = val;
         else if (strcmp(opt, "--depth") == 0 && parse_u64(val, &depth) == 0 && depth >= 1 &&
                  depth <= 16)
@@ -77,6 +121,9 @@ static int cmd_run(int argc, char **argv) {
         else if (strcmp(opt, "--seed") == 0 && parse_u64(val, &seed) == 0)
             ;
         else if (strcmp(opt, "--runs") == 0 && parse_u64(val, &runs) == 0 && runs >= 1)
+            ;
+        else if (strcmp(opt, "--preemptions") == 0 && parse_u64(val, &preemptions) == 0 &&
+                 preemptions <= 64)
             ;
         else if (strcmp(opt, "--out") == 0)
             dir = val;
@@ -86,6 +133,8 @@ static int cmd_run(int argc, char **argv) {
         }
     }
     int pct = strcmp(strategy, "pct") == 0;
+    if (strcmp(strategy, "dfs") == 0)
+        return run_dfs(sc, runs, (unsigned)preemptions, dir);
     uint32_t max_steps = 0;
     int max_actors = 0;
     /* PCT needs an estimate of the steps per run: measure one run first. */

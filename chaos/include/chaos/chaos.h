@@ -18,7 +18,8 @@ typedef enum chaos_strategy {
     CHAOS_RANDOM = 0, /* uniform among runnable actors, seeded */
     CHAOS_PCT = 1,    /* probabilistic concurrency testing, depth d */
     CHAOS_REPLAY = 2, /* a recorded decision list */
-    CHAOS_BYTES = 3   /* decisions read from bytes (fuzz input), then the lowest actor */
+    CHAOS_BYTES = 3,  /* decisions read from bytes (fuzz input), then the lowest actor */
+    CHAOS_DFS = 4     /* bounded exhaustive: a prefix, then no preemption (chaos_dfs_next) */
 } chaos_strategy;
 
 typedef enum chaos_outcome {
@@ -46,10 +47,11 @@ typedef struct chaos_config {
     const uint32_t *decisions; /* CHAOS_REPLAY */
     size_t ndecisions;
     chaos_fault_mode fault_mode;
-    uint32_t fault_n;        /* which call (1-based), or 1/n probability */
-    int fault_errno;         /* the errno injected (default ENOMEM) */
-    const char *fault_point; /* only calls of this point count (NULL: every point) */
-    int record_events;       /* keep the timeline (chaos_events) */
+    uint32_t fault_n;         /* which call (1-based), or 1/n probability */
+    int fault_errno;          /* the errno injected (default ENOMEM) */
+    const char *fault_point;  /* only calls of this point count (NULL: every point) */
+    int record_events;        /* keep the timeline (chaos_events) */
+    unsigned dfs_preemptions; /* CHAOS_DFS: at most this many preemptions per run */
 } chaos_config;
 
 /* One step of the timeline: which actor ran, and the schedule point where it stopped. */
@@ -111,6 +113,10 @@ int chaos_faults_armed(const chaos_engine *e);
 /* The distinct fail points the library asked during the run (setup included). */
 size_t chaos_fail_points_seen(const chaos_engine *e, const char *const **names);
 size_t chaos_events(const chaos_engine *e, const chaos_event **out);
+/* CHAOS_DFS: after a run, the decision prefix of the next schedule to explore (written to
+ * out, at most cap entries); returns its length, or 0 when the search is complete. A
+ * preemption is a switch away from an actor that could have gone on. */
+size_t chaos_dfs_next(const chaos_engine *e, uint32_t *out, size_t cap);
 int chaos_actor_count(const chaos_engine *e);
 /* The blocked actors of a hang, one line each, into buf. */
 void chaos_describe_blocked(const chaos_engine *e, char *buf, size_t cap);

@@ -30,6 +30,8 @@ typedef struct chaos_result {
     uint32_t steps;
     int actors;
     uint32_t faults_injected;
+    uint32_t *dfs_next; /* CHAOS_DFS: the next prefix to explore (NULL when complete) */
+    size_t ndfs_next;
     const char *fail_points[128]; /* the distinct fail points the run asked */
     size_t nfail_points;
     uint32_t *decisions; /* the run's decision list (replays it) */
