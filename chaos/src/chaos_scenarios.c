@@ -26,7 +26,14 @@
  * normally (a flush and close_device on each device) while the client aborts. Sends may
  * come before the agent runs; they are then rejected with their callback (code 6), which
  * the ledger accepts like any other single callback. */
-enum { END_CLOSE, END_CLIENT_ABORT, END_CLOSE_IN_CALLBACK, END_WATCHDOG };
+enum {
+    END_CLOSE,
+    END_CLIENT_ABORT,
+    END_CLOSE_IN_CALLBACK,
+    END_WATCHDOG,
+    END_SERVER_ABORT,
+    END_OUT_OF_ORDER
+};
 
 #define WATCHDOG_MS 50u
 
@@ -51,6 +58,10 @@ typedef struct {
     int client_rc[NDEV];
     int setup_failed;
     int setup_rc;
+    int cb_order[NDEV][NALL]; /* per device: commands in callback order (real completions) */
+    int ncb[NDEV];
+    int cp_order[NDEV][NALL]; /* per device: commands in the order the client completed */
+    int ncp[NDEV];
     char name[64];
 } session;
 
@@ -77,6 +88,12 @@ static void routine(VDS_Command *cmd) {
         chaos_report(S.e, "ledger", "command %d got unexpected code %u", i, cmd->completionCode);
     if (cmd->completionCode != ERROR_SUCCESS && cmd->bytesTransferred != 0)
         chaos_report(S.e, "ledger", "failed command %d reports %u bytes", i, cmd->bytesTransferred);
+    if (cmd->completionCode == ERROR_SUCCESS) {
+        int d = i < NDEV * NCMD ? i % NDEV : i - NDEV * NCMD;
+        int k = LD(S.ncb[d]);
+        ST(S.cb_order[d][k], i);
+        ST(S.ncb[d], k + 1);
+    }
     if (S.end == END_WATCHDOG && cmd->completionCode == ERROR_SUCCESS)
         chaos_report(S.e, "ledger", "command %d completed although the client never did", i);
     if (S.end == END_CLOSE_IN_CALLBACK && !LD(S.in_send) && !LD(S.nested)) {
@@ -98,10 +115,27 @@ static void agent_actor(void *arg) {
     ST(S.agent_returned, 1);
 }
 
+static int complete(int d, VDC_Command *c) {
+    int i = (int)c->position;
+    ST(S.client_ok[i], 1); /* before the call: the agent may take it at once */
+    int k = LD(S.ncp[d]);
+    ST(S.cp_order[d][k], i);
+    ST(S.ncp[d], k + 1);
+    int rc = vdi_client_device_complete_command(
+        S.cdev[d], c, ERROR_SUCCESS, c->commandCode == VDC_Write ? (uint32_t)c->size : 0, 0);
+    if (rc != NOERROR) {
+        ST(S.client_ok[i], 0);
+        ST(S.ncp[d], k);
+    }
+    if (rc != NOERROR && rc != VD_E_ABORT)
+        chaos_report(S.e, "model", "complete_command returned %s", vdi_strerror(rc));
+    return rc;
+}
+
 static void client_actor(void *arg) {
     int d = (int)(intptr_t)arg;
-    VDC_Command *c;
-    int rc;
+    VDC_Command *c, *held[NCMD];
+    int nheld = 0, rc;
     while ((rc = vdi_client_device_get_command(S.cdev[d], VDI_INFINITE, &c)) == NOERROR) {
         int i = (int)c->position;
         if (i < 0 || i >= S.ncmd) {
@@ -112,18 +146,27 @@ static void client_actor(void *arg) {
             (c->buffer == NULL || c->buffer[0] != (uint8_t)i || c->buffer[BUF - 1] != (uint8_t)i))
             chaos_report(S.e, "data", "command %d carries other data than was sent", i);
         if (S.end == END_WATCHDOG)
-            continue;          /* a hung client: takes commands, never completes them */
-        ST(S.client_ok[i], 1); /* before the call: the agent may take it at once */
-        rc = vdi_client_device_complete_command(
-            S.cdev[d], c, ERROR_SUCCESS, c->commandCode == VDC_Write ? (uint32_t)c->size : 0, 0);
-        if (rc != NOERROR)
-            ST(S.client_ok[i], 0);
-        if (rc != NOERROR && rc != VD_E_ABORT)
-            chaos_report(S.e, "model", "complete_command returned %s", vdi_strerror(rc));
+            continue; /* a hung client: takes commands, never completes them */
+        if (S.end == END_OUT_OF_ORDER && c->commandCode == VDC_Write) {
+            held[nheld++] = c; /* views stay valid until completed (VDI-SPEC 4) */
+            if (nheld < NCMD)
+                continue;
+            while (nheld) /* all of them, last received first */
+                complete(d, held[--nheld]);
+            continue;
+        }
+        complete(d, c);
     }
     ST(S.client_rc[d], rc);
     if (rc != VD_E_ABORT && rc != VD_E_CLOSE)
         chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
+}
+
+static void server_abort_actor(void *arg) {
+    (void)arg;
+    chaos_point(S.e, "scenario/server:before-abort");
+    if (vdi_server_set_signal_abort(S.server) != NOERROR)
+        chaos_report(S.e, "model", "server signal_abort failed");
 }
 
 static void client_abort_actor(void *arg) {
@@ -160,8 +203,8 @@ static void await_agent(void) {
 
 static void server_actor(void *arg) {
     (void)arg;
-    if (S.end == END_WATCHDOG)
-        await_agent(); /* commands must be outstanding for the watchdog to matter */
+    if (S.end == END_WATCHDOG || S.end == END_OUT_OF_ORDER)
+        await_agent(); /* the commands must be accepted for these scenarios to mean much */
     for (int k = 0; k < NCMD; k++)
         for (int d = 0; d < NDEV; d++)
             send(d, k * NDEV + d);
@@ -238,7 +281,9 @@ static int setup_set(chaos_engine *e, int end) {
     for (int d = 0; d < NDEV; d++)
         S.cmd[NDEV * NCMD + d] = (VDS_Command){
             .commandCode = VDC_Flush, .inPosition = NDEV * NCMD + d, .completionRoutine = routine};
-    S.ncmd = end == END_CLIENT_ABORT ? NALL : NDEV * NCMD;
+    S.ncmd = end == END_CLIENT_ABORT || end == END_SERVER_ABORT || end == END_OUT_OF_ORDER
+                 ? NALL
+                 : NDEV * NCMD;
     S.start_ms = chaos_now(e);
     return 0;
 }
@@ -286,6 +331,17 @@ static void setup_close_in_callback(chaos_engine *e) {
     setup_end(e, END_CLOSE_IN_CALLBACK);
 }
 
+static void setup_server_abort(chaos_engine *e) {
+    if (setup_or_report(e, END_SERVER_ABORT) == 0) {
+        spawn_common(e);
+        chaos_spawn(e, "server-aborter", server_abort_actor, NULL);
+    }
+}
+
+static void setup_out_of_order(chaos_engine *e) {
+    setup_end(e, END_OUT_OF_ORDER);
+}
+
 static void setup_watchdog(chaos_engine *e) {
     setup_end(e, END_WATCHDOG);
 }
@@ -307,6 +363,22 @@ static void check_common(chaos_engine *e) {
             chaos_report(e, "ledger", "command %d got %d callbacks", i, LD(S.calls[i]));
         aborted |= S.cmd[i].completionCode == ERROR_OPERATION_ABORTED;
     }
+    for (int d = 0; d < NDEV; d++) { /* per device, callbacks in completion order */
+        int ncb = LD(S.ncb[d]), ncp = LD(S.ncp[d]);
+        for (int k = 0; k < ncb; k++)
+            if (k >= ncp || LD(S.cb_order[d][k]) != LD(S.cp_order[d][k])) {
+                chaos_report(e, "ledger",
+                             "device %d: callback %d is command %d, but the client "
+                             "completed command %d at that rank",
+                             d, k, LD(S.cb_order[d][k]), k < ncp ? LD(S.cp_order[d][k]) : -1);
+                break;
+            }
+    }
+    if (S.end == END_OUT_OF_ORDER && agent == NOERROR)
+        for (int d = 0; d < NDEV; d++)
+            if (LD(S.ncb[d]) != NCMD + 1)
+                chaos_report(e, "ledger", "device %d: %d real completions of %d", d, LD(S.ncb[d]),
+                             NCMD + 1);
     if (chaos_faults_armed(e) && documented_fault(agent))
         return; /* the agent could not start (an injected fault); the ledger held */
     if (S.end == END_WATCHDOG) {
@@ -334,7 +406,7 @@ static void check_common(chaos_engine *e) {
 
 static void cleanup_common(int clean) {
     if (clean && !S.setup_failed) {
-        if (S.end == END_CLIENT_ABORT || S.end == END_WATCHDOG)
+        if (S.end != END_CLOSE && S.end != END_CLOSE_IN_CALLBACK)
             (void)vdi_server_set_close(S.server);
         (void)vdi_client_set_close(S.client);
         vdi_client_set_free(S.client);
@@ -367,6 +439,14 @@ static const chaos_scenario scenarios[] = {
      "a client that takes commands and never completes them; the serverTimeOut watchdog "
      "must abort in virtual time",
      setup_watchdog, check_common, cleanup_common},
+    {"server-abort",
+     "server signal_abort from a thread of its own racing sends, completions, device closes "
+     "and the agent's normal end",
+     setup_server_abort, check_common, cleanup_common},
+    {"out-of-order",
+     "clients hold every write of a device and complete them last first; the agent must "
+     "deliver each device's completions in the order the client made them",
+     setup_out_of_order, check_common, cleanup_common},
     {"client-abort",
      "client signal_abort racing completions, device closes and the agent's normal end",
      setup_client_abort, check_common, cleanup_common},
