@@ -3,6 +3,8 @@
  * under the engine, and checks after every callback and at the end: exactly one callback
  * per command, a real code only for a command the client completed, nothing after the
  * agent or Close returned, data as sent, return codes the contract allows. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -464,11 +466,41 @@ const chaos_scenario *chaos_scenario_find(const char *name) {
     return NULL;
 }
 
+static int count_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    int n = 0;
+    if (!d)
+        return -1;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* The resources oracle: after a run that ended clean (or a setup that failed under an
+ * injected fault), no file descriptor, thread or shared-memory name is left behind. */
+static void check_resources(chaos_engine *e, int fds, int threads, const char *name) {
+    int fds_after = count_entries("/proc/self/fd"),
+        threads_after = count_entries("/proc/self/task");
+    if (fds >= 0 && fds_after > fds)
+        chaos_report(e, "resources", "%d file descriptors left open", fds_after - fds);
+    if (threads >= 0 && threads_after > threads)
+        chaos_report(e, "resources", "%d threads left running", threads_after - threads);
+    char path[160];
+    snprintf(path, sizeof path, "/vdichaos-%u-.-%s", (unsigned)getuid(), name);
+    int fd = shm_open(path, O_RDONLY, 0);
+    if (fd >= 0) {
+        close(fd);
+        chaos_report(e, "resources", "the set's name %s is left in /dev/shm", path);
+    }
+}
+
 int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_result *r) {
     memset(r, 0, sizeof *r);
     chaos_engine *e = chaos_engine_new(cfg);
     if (!e)
         abort();
+    int fds = count_entries("/proc/self/fd"), threads = count_entries("/proc/self/task");
     chaos_seams_install(e);
     sc->setup(e);
     chaos_outcome out = chaos_run(e);
@@ -478,7 +510,14 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
             out = CHAOS_FINDING;
     }
     chaos_seams_install(NULL);
+    char name[sizeof S.name];
+    memcpy(name, S.name, sizeof name);
     sc->cleanup(out == CHAOS_DONE);
+    if (out == CHAOS_DONE) {
+        check_resources(e, fds, threads, name);
+        if (chaos_finding(e)[0])
+            out = CHAOS_FINDING;
+    }
     r->outcome = out;
     r->finding = out != CHAOS_DONE;
     snprintf(r->text, sizeof r->text, "%s", chaos_finding(e));
