@@ -59,8 +59,11 @@ run_ctest() { # $1 = preset
     local preset=$1 log="$logdir/ctest-$1.log" junit="$here/$logdir/ctest-$1.xml"
     local prefix=()
     [ "$preset" = tsan ] && prefix=("${tsan_prefix[@]}")
+    # A failed test is run once more; one that then passes is reported as flaky (below),
+    # with the output of its failed attempt in the log, rather than silently forgiven.
     "${prefix[@]}" ctest --test-dir "build/$preset" -j "$jobs" --output-on-failure \
-        --no-tests=error -LE known-failure --output-junit "$junit" >"$log" 2>&1
+        --repeat until-pass:2 --no-tests=error -LE known-failure --output-junit "$junit" \
+        >"$log" 2>&1
     local rc=$?
     local total fail_n skip_n attr
     attr() { grep -m1 -oE "^[[:space:]]*$1=\"[0-9]+\"" "$junit" 2>/dev/null | grep -oE '[0-9]+' || echo 0; }
@@ -80,6 +83,10 @@ run_ctest() { # $1 = preset
         failures+=("$preset/$t")
     done < <(sed -n '/The following tests FAILED:/,$p' "$log" | grep -oE '^[[:space:]]+[0-9]+ - [^ ]+' | awk '{print $3}')
     echo "ctest/$preset: $((total - fail_n - skip_n)) passed, $fail_n failed, $skip_n skipped (log: $log)"
+    local flaky
+    flaky=$(grep -E '^[0-9]+/[0-9]+ Test +#[0-9]+: [^ ]+ \.+\*\*\*' "$log" | awk '{print $4}' | sort -u |
+        while read -r t; do grep -qE "^[[:space:]]+[0-9]+ - $t " <(sed -n '/The following tests FAILED:/,$p' "$log") || echo "$t"; done)
+    [ -n "$flaky" ] && echo "ctest/$preset: FLAKY (failed, then passed on retry): $(echo $flaky)"
     local known
     known=$(ctest --test-dir "build/$preset" -N -L known-failure 2>/dev/null | grep -c 'Test *#')
     [ "$known" -gt 0 ] && echo "ctest/$preset: $known known failures excluded (label known-failure)"
