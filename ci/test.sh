@@ -84,7 +84,7 @@ run_ctest() { # $1 = preset
     done < <(sed -n '/The following tests FAILED:/,$p' "$log" | grep -oE '^[[:space:]]+[0-9]+ - [^ ]+' | awk '{print $3}')
     echo "ctest/$preset: $((total - fail_n - skip_n)) passed, $fail_n failed, $skip_n skipped (log: $log)"
     local flaky
-    flaky=$(grep -E '^[0-9]+/[0-9]+ Test +#[0-9]+: [^ ]+ \.+\*\*\*' "$log" | awk '{print $4}' | sort -u |
+    flaky=$(grep -E '^[0-9]+/[0-9]+ Test +#[0-9]+: [^ ]+ \.+\*\*\*(Failed|Timeout|Exception)' "$log" | awk '{print $4}' | sort -u |
         while read -r t; do grep -qE "^[[:space:]]+[0-9]+ - $t " <(sed -n '/The following tests FAILED:/,$p' "$log") || echo "$t"; done)
     [ -n "$flaky" ] && echo "ctest/$preset: FLAKY (failed, then passed on retry): $(echo $flaky)"
     local known

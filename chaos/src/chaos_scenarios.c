@@ -34,7 +34,8 @@ enum {
     END_CLOSE_IN_CALLBACK,
     END_WATCHDOG,
     END_SERVER_ABORT,
-    END_OUT_OF_ORDER
+    END_OUT_OF_ORDER,
+    END_CLIENT_DEATH
 };
 
 #define WATCHDOG_MS 50u
@@ -60,6 +61,7 @@ typedef struct {
     int client_rc[NDEV];
     int setup_failed;
     int setup_rc;
+    int dead;                 /* the client process "died": its actors stop where they are */
     int cb_order[NDEV][NALL]; /* per device: commands in callback order (real completions) */
     int ncb[NDEV];
     int cp_order[NDEV][NALL]; /* per device: commands in the order the client completed */
@@ -139,6 +141,8 @@ static void client_actor(void *arg) {
     VDC_Command *c, *held[NCMD];
     int nheld = 0, rc;
     while ((rc = vdi_client_device_get_command(S.cdev[d], VDI_INFINITE, &c)) == NOERROR) {
+        if (LD(S.dead))
+            return; /* a dead process makes no more calls */
         int i = (int)c->position;
         if (i < 0 || i >= S.ncmd) {
             chaos_report(S.e, "data", "device %d got a command that was not sent", d);
@@ -162,6 +166,15 @@ static void client_actor(void *arg) {
     ST(S.client_rc[d], rc);
     if (rc != VD_E_ABORT && rc != VD_E_CLOSE)
         chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
+}
+
+/* The client process dies at a random point: its threads stop, it never closes, and the
+ * server must notice through the liveness checks (VDI-SPEC 5.3) and abort. */
+static void killer_actor(void *arg) {
+    (void)arg;
+    chaos_point(S.e, "scenario/killer:before");
+    ST(S.dead, 1);
+    chaos_kill_peer(S.e);
 }
 
 static void server_abort_actor(void *arg) {
@@ -283,7 +296,8 @@ static int setup_set(chaos_engine *e, int end) {
     for (int d = 0; d < NDEV; d++)
         S.cmd[NDEV * NCMD + d] = (VDS_Command){
             .commandCode = VDC_Flush, .inPosition = NDEV * NCMD + d, .completionRoutine = routine};
-    S.ncmd = end == END_CLIENT_ABORT || end == END_SERVER_ABORT || end == END_OUT_OF_ORDER
+    S.ncmd = end == END_CLIENT_ABORT || end == END_SERVER_ABORT || end == END_OUT_OF_ORDER ||
+                     end == END_CLIENT_DEATH
                  ? NALL
                  : NDEV * NCMD;
     S.start_ms = chaos_now(e);
@@ -337,6 +351,13 @@ static void setup_server_abort(chaos_engine *e) {
     if (setup_or_report(e, END_SERVER_ABORT) == 0) {
         spawn_common(e);
         chaos_spawn(e, "server-aborter", server_abort_actor, NULL);
+    }
+}
+
+static void setup_client_death(chaos_engine *e) {
+    if (setup_or_report(e, END_CLIENT_DEATH) == 0) {
+        spawn_common(e);
+        chaos_spawn(e, "killer", killer_actor, NULL);
     }
 }
 
@@ -449,6 +470,10 @@ static const chaos_scenario scenarios[] = {
      "clients hold every write of a device and complete them last first; the agent must "
      "deliver each device's completions in the order the client made them",
      setup_out_of_order, check_common, cleanup_common},
+    {"client-death",
+     "the client process dies at a random point (simulated: its actors stop and the "
+     "liveness seam says it is gone); the server must notice and drain with 995",
+     setup_client_death, check_common, cleanup_common},
     {"client-abort",
      "client signal_abort racing completions, device closes and the agent's normal end",
      setup_client_abort, check_common, cleanup_common},
