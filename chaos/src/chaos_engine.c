@@ -9,6 +9,8 @@
  * engine's own bookkeeping touched from actor context is hidden from TSan (ignore
  * annotations), since it is ordered by the switches that TSan is told not to see. */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <limits.h>
 #include <linux/futex.h>
 #include <stdarg.h>
@@ -212,7 +214,15 @@ struct chaos_engine {
     size_t nev, capev;
     const char *fail_seen[128]; /* distinct fail points asked during the run */
     size_t nfail_seen;
+    pthread_mutex_t free_mu; /* free-running mode: findings and the fault plan */
+    uint64_t free_start;
 };
+
+static uint64_t real_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 static word_key key_of(const chaos_engine *e, const uint32_t *word) {
     uintptr_t p = (uintptr_t)word;
@@ -225,6 +235,8 @@ static word_key key_of(const chaos_engine *e, const uint32_t *word) {
 }
 
 static _Thread_local chaos_engine *g_engine;
+static _Thread_local int t_free_actor;    /* free-running mode: this thread's actor id */
+static _Thread_local uint64_t t_free_rng; /* free-running mode: this thread's delays */
 
 /* Fiber stacks are reused across engines: mapping, guarding and unmapping four stacks per
  * run cost more than the run itself. */
@@ -282,6 +294,7 @@ chaos_engine *chaos_engine_new(const chaos_config *cfg) {
     e->now = START_TIME;
     e->rng = cfg->seed;
     e->hash = 0xcbf29ce484222325ull;
+    pthread_mutex_init(&e->free_mu, NULL);
     return e;
 }
 
@@ -298,6 +311,7 @@ void chaos_engine_free(chaos_engine *e) {
     }
     if (g_engine == e)
         g_engine = NULL;
+    pthread_mutex_destroy(&e->free_mu);
     free(e->dec);
     free(e->alts);
     free(e->stay);
@@ -507,7 +521,45 @@ static int advance_time(chaos_engine *e) {
     return 1;
 }
 
+typedef struct free_arg {
+    chaos_engine *e;
+    int i;
+} free_arg;
+
+static void *free_thread(void *p) {
+    free_arg *fa = p;
+    chaos_engine *e = fa->e;
+    actor *a = &e->a[fa->i];
+    g_engine = e;
+    t_free_actor = a->id;
+    t_free_rng = e->cfg.seed ^ ((uint64_t)(unsigned)a->id * 0x9e3779b97f4a7c15ull);
+    a->fn(a->arg);
+    return NULL;
+}
+
+static chaos_outcome run_free(chaos_engine *e) {
+    pthread_t th[CHAOS_MAX_ACTORS];
+    free_arg fa[CHAOS_MAX_ACTORS];
+    int started = 0;
+    e->free_start = real_ms();
+    for (int i = 0; i < e->n; i++) {
+        fa[i] = (free_arg){e, i};
+        if (pthread_create(&th[i], NULL, free_thread, &fa[i]) != 0) {
+            chaos_report(e, "setup", "cannot start a thread for actor %s", e->a[i].name);
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(th[i], NULL);
+        e->a[i].state = A_DONE;
+    }
+    return e->has_finding ? CHAOS_FINDING : CHAOS_DONE;
+}
+
 chaos_outcome chaos_run(chaos_engine *e) {
+    if (e->cfg.free_running)
+        return run_free(e);
     g_engine = e;
     if (e->cfg.strategy == CHAOS_PCT)
         pct_setup(e);
@@ -592,6 +644,15 @@ static actor *running(chaos_engine *e) {
 }
 
 void chaos_point(chaos_engine *e, const char *name) {
+    if (e && e->cfg.free_running) {
+        if (e->cfg.free_delays && t_free_actor) { /* a seeded, real-time perturbation */
+            uint64_t r = splitmix(&t_free_rng);
+            for (unsigned k = (r & 3) == 0 ? 1u + (unsigned)((r >> 2) & 3) : 0u; k; k--)
+                sched_yield();
+        }
+        (void)name;
+        return;
+    }
     actor *a = running(e);
     if (!a)
         return;
@@ -602,6 +663,8 @@ void chaos_point(chaos_engine *e, const char *name) {
 }
 
 int chaos_actor_id(const chaos_engine *e) {
+    if (e && e->cfg.free_running)
+        return t_free_actor;
     ENGINE_BEGIN();
     int id = e && g_engine == e && e->cur >= 0 ? e->a[e->cur].id : 0;
     ENGINE_END();
@@ -613,6 +676,8 @@ const char *chaos_actor_name(const chaos_engine *e, int id) {
 }
 
 uint64_t chaos_now(const chaos_engine *e) {
+    if (e->cfg.free_running)
+        return START_TIME + (e->free_start ? real_ms() - e->free_start : 0);
     ENGINE_BEGIN();
     uint64_t t = e->now;
     ENGINE_END();
@@ -626,6 +691,8 @@ void chaos_kill_peer(chaos_engine *e) {
 }
 
 void chaos_report(chaos_engine *e, const char *oracle, const char *fmt, ...) {
+    if (e->cfg.free_running)
+        pthread_mutex_lock(&e->free_mu);
     ENGINE_BEGIN();
     if (!e->has_finding) {
         e->has_finding = 1;
@@ -640,6 +707,8 @@ void chaos_report(chaos_engine *e, const char *oracle, const char *fmt, ...) {
         }
     }
     ENGINE_END();
+    if (e->cfg.free_running)
+        pthread_mutex_unlock(&e->free_mu);
 }
 
 uint64_t chaos_trace_hash(const chaos_engine *e) {
@@ -799,6 +868,8 @@ static uintptr_t h_self(void *ctx) {
 static int h_fail(void *ctx, const char *name) {
     chaos_engine *e = ctx;
     int err = 0;
+    if (e->cfg.free_running)
+        pthread_mutex_lock(&e->free_mu);
     ENGINE_BEGIN();
     size_t k0 = 0;
     while (k0 < e->nfail_seen && strcmp(e->fail_seen[k0], name) != 0)
@@ -827,6 +898,8 @@ static int h_fail(void *ctx, const char *name) {
         }
     }
     ENGINE_END();
+    if (e->cfg.free_running)
+        pthread_mutex_unlock(&e->free_mu);
     return err;
 }
 
@@ -883,6 +956,14 @@ static int h_alive(void *ctx, const vdi_peer_id *peer) {
 void chaos_seams_install(chaos_engine *e) {
     if (!e) {
         vdi_seams_install(NULL);
+        return;
+    }
+    if (e->cfg.free_running) {
+        /* Real threads, real time, real futexes and mappings: only the schedule points
+         * (for the seeded delays), the fault plan and liveness go through the engine. */
+        vdi_seams f = {
+            .ctx = e, .sched_point = h_sched, .fail_point = h_fail, .peer_alive = h_alive};
+        vdi_seams_install(&f);
         return;
     }
     chaos_guard_install();

@@ -15,6 +15,7 @@ static int usage(void) {
             "usage: vdichaos list\n"
             "       vdichaos run SCENARIO [--strategy random|pct|dfs] [--depth D] [--seed S]\n"
             "                             [--runs N] [--preemptions P] [--out DIR]\n"
+            "                             [--free | --free-nodelay]\n"
             "       vdichaos replay FILE\n"
             "       vdichaos faults SCENARIO [--seed S]\n");
     return 2;
@@ -107,7 +108,12 @@ static int cmd_run(int argc, char **argv) {
     }
     const char *strategy = "random", *dir = ".";
     unsigned long long depth = 3, seed = 1, runs = 1000, preemptions = 2;
+    int free_mode = 0; /* 1: real threads with seeded delays, 2: real threads as they are */
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--free") == 0 || strcmp(argv[i], "--free-nodelay") == 0) {
+            free_mode = argv[i][6] ? 2 : 1;
+            continue;
+        }
         const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!val)
             return usage();
@@ -152,7 +158,9 @@ static int cmd_run(int argc, char **argv) {
         chaos_config cfg = {.strategy = pct ? CHAOS_PCT : CHAOS_RANDOM,
                             .seed = s,
                             .pct_depth = (unsigned)depth,
-                            .pct_steps = steps_estimate};
+                            .pct_steps = steps_estimate,
+                            .free_running = free_mode != 0,
+                            .free_delays = free_mode == 1};
         chaos_result r;
         if (chaos_scenario_run(sc, &cfg, &r)) {
             char path[4096];

@@ -52,6 +52,12 @@ typedef struct chaos_config {
     const char *fault_point;  /* only calls of this point count (NULL: every point) */
     int record_events;        /* keep the timeline (chaos_events) */
     unsigned dfs_preemptions; /* CHAOS_DFS: at most this many preemptions per run */
+    /* Free-running mode: actors are real threads in real time, for what a serialising
+     * engine cannot show; at schedule points each may yield the CPU a few times, decided
+     * by a PRNG seeded from (seed, actor) when free_delays is set. Not replayable step by
+     * step, and no hang detection (a deadlock is a test timeout). */
+    int free_running;
+    int free_delays;
 } chaos_config;
 
 /* One step of the timeline: which actor ran, and the schedule point where it stopped. */
