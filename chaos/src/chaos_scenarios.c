@@ -54,7 +54,7 @@ typedef struct {
     int client_ok[NALL];
     int agent_rc, agent_returned, agent_late;
     int close_rc, close_returned;
-    int in_send;       /* the server actor is inside send_command: a callback now is synchronous */
+    int server_actor;  /* its id: a routine running on it is a rejected send's callback */
     int accepted;      /* sends that returned NOERROR */
     uint32_t nested;   /* 1 once the server closed from inside a callback (a futex word) */
     uint64_t start_ms; /* virtual time at the start of the run */
@@ -81,7 +81,8 @@ static void routine(VDS_Command *cmd) {
     if (LD(S.calls[i]) > 1)
         chaos_report(S.e, "ledger", "command %d got a second callback (code %u)", i,
                      cmd->completionCode);
-    if (LD(S.agent_returned) && !LD(S.in_send)) /* a rejected send calls back by itself */
+    int sync = chaos_actor_id(S.e) == LD(S.server_actor); /* a rejected send calls back itself */
+    if (LD(S.agent_returned) && !sync)
         chaos_report(S.e, "ledger", "callback of command %d after the agent returned", i);
     if (LD(S.close_returned))
         chaos_report(S.e, "ledger", "callback of command %d after Close returned", i);
@@ -100,7 +101,7 @@ static void routine(VDS_Command *cmd) {
     }
     if (S.end == END_WATCHDOG && cmd->completionCode == ERROR_SUCCESS)
         chaos_report(S.e, "ledger", "command %d completed although the client never did", i);
-    if (S.end == END_CLOSE_IN_CALLBACK && !LD(S.in_send) && !LD(S.nested)) {
+    if (S.end == END_CLOSE_IN_CALLBACK && !sync && !LD(S.nested)) {
         /* Close from inside the agent's callback: it must not wait for this callback
          * (VDI-SPEC 5.1.4); the drain goes on when the routine returns. */
         ST(S.nested, 1u);
@@ -192,9 +193,7 @@ static void client_abort_actor(void *arg) {
 }
 
 static void send(int d, int i) {
-    ST(S.in_send, 1);
     int rc = vdi_server_device_send_command(S.sdev[d], &S.cmd[i]);
-    ST(S.in_send, 0);
     if (rc == NOERROR)
         ST(S.accepted, LD(S.accepted) + 1);
     if (rc != NOERROR && rc != VD_E_PROTOCOL && rc != VD_E_ABORT)
@@ -330,7 +329,7 @@ static void spawn_common(chaos_engine *e) {
     chaos_spawn(e, "agent", agent_actor, NULL);
     chaos_spawn(e, "client-dev0", client_actor, (void *)0);
     chaos_spawn(e, "client-dev1", client_actor, (void *)1);
-    chaos_spawn(e, "server", server_actor, NULL);
+    ST(S.server_actor, chaos_spawn(e, "server", server_actor, NULL));
 }
 
 static void setup_close_race(chaos_engine *e) {

@@ -45,7 +45,8 @@ static void abort_locked(vdi_client_set *c) {
 
 /* Learn whether the server is known yet; its identity is read once and kept. */
 static void learn_server(vdi_client_set *c) {
-    if (!c->server_known && vdi_load_acquire(&c->map.ctl->server_attached)) {
+    /* 1 means a server has claimed the set but not yet written its identity. */
+    if (!c->server_known && vdi_load_acquire(&c->map.ctl->server_attached) == 2) {
         c->server = c->map.ctl->server_id;
         c->server_known = 1;
         c->last_check = vdi_now();

@@ -148,7 +148,7 @@ typedef struct vdi_ctl_shm {
     uint32_t agent_seq;       /* futex; bumped by the client on completion, by either on
                                  abort */
     uint32_t aborted;         /* either: 0 -> 1, never back */
-    uint32_t server_attached; /* server: 0 -> 1 at open */
+    uint32_t server_attached; /* server: 0 -> 1 (claimed) -> 2 (server_id written) */
     uint32_t configured;      /* server: 1 once end_configuration succeeded */
     uint32_t primary_ready;   /* primary client: 1 after its first get_configuration */
     uint32_t client_closed;   /* primary client: 1 at the start of its close */

@@ -168,6 +168,8 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         vdi_store_release(&ctl->server_attached, 0);
     if (rc == NOERROR && (rc = vdi_self_id(&ctl->server_id)) != NOERROR)
         vdi_store_release(&ctl->server_attached, 0);
+    if (rc == NOERROR) /* 2: the identity is written (pairs with the client's learn_server) */
+        vdi_store_release(&ctl->server_attached, 2);
     if (rc != NOERROR) {
         vdi_map_release(&s->map);
         return leave(s, rc);
