@@ -75,56 +75,26 @@ static void observe(vdi_client_set *c) {
         abort_locked(c);
 }
 
-/* Enter a call. Returns 1 when a close of this object began after the call started and
- * has finished by the time it gets the lock: the call overlapped the close, so it must
- * answer as a call concurrent with close does (VD_E_ABORT), not as one on a closed
- * object (VD_E_PROTOCOL). close_epoch is odd while a close runs. */
-static int enter_at(vdi_client_set *c, uint32_t epoch) {
-    vdi_lock(&c->mu);
-    c->active++;
-    return epoch != c->close_epoch;
-}
-
 static int enter(vdi_client_set *c) {
-    return enter_at(c, vdi_load_acquire(&c->close_epoch));
+    return vdi_gate_enter(&c->g, vdi_load_acquire(&c->g.close_epoch));
 }
-
-/* The epoch is read first of all: the call's invocation is its entry, before the
- * schedule point that may let a whole close run. */
-#define ENTER_AT_POINT(x, point)                                                                   \
-    do {                                                                                           \
-        uint32_t epoch_ = vdi_load_acquire(&(x)->close_epoch);                                     \
-        VDI_SCHED(point);                                                                          \
-        if (enter_at((x), epoch_))                                                                 \
-            return leave((x), VD_E_ABORT);                                                         \
-    } while (0)
-
-#define ENTER_OR_ABORT(x)                                                                          \
-    do {                                                                                           \
-        if (enter(x))                                                                              \
-            return leave((x), VD_E_ABORT);                                                         \
-    } while (0)
 
 static int leave(vdi_client_set *c, int rc) {
-    c->active--;
-    if (c->closing)
-        bump(&c->ev);
-    vdi_unlock(&c->mu);
-    return rc;
+    return vdi_gate_leave(&c->g, rc);
 }
 
 /* Abort observed, or this object is being closed: only Close is useful. */
 static int aborted(vdi_client_set *c) {
     observe(c);
-    return c->aborted || c->closing;
+    return c->aborted || c->g.closing;
 }
 
 /* Wait on a shared word with the lock released; -1 means the server died. */
 static int wait_on(vdi_client_set *c, uint32_t *word, uint32_t seen, long timeout_ms) {
-    vdi_unlock(&c->mu);
+    vdi_unlock(&c->g.mu);
     int w = vdi_wait_live(word, seen, timeout_ms, c->server_known ? &c->server : NULL);
-    vdi_lock(&c->mu);
-    if (w == -1 && !c->closing && server_dead(c))
+    vdi_lock(&c->g.mu);
+    if (w == -1 && !c->g.closing && server_dead(c))
         abort_locked(c);
     return w;
 }
@@ -158,8 +128,8 @@ int vdi_client_set_create_ex(vdi_client_set *c, const char *instance, const char
     int rc, reclaimed;
     if (!c)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_AT_POINT(c, "client/create:enter");
-    if (c->state != C_DNE || c->closing)
+    VDI_ENTER_AT_POINT(c, "client/create:enter");
+    if (c->state != C_DNE || c->g.closing)
         return leave(c, VD_E_PROTOCOL);
     if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR)
         return leave(c, rc);
@@ -238,7 +208,7 @@ static void fill_config(const vdi_client_set *c, VDConfig *out) {
 int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfig *cfg) {
     if (!c || !cfg)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_AT_POINT(c, "client/get_configuration:enter");
+    VDI_ENTER_AT_POINT(c, "client/get_configuration:enter");
     uint64_t deadline = deadline_of(timeout_ms);
     for (;;) {
         /* The sequence is read before any check of what it guards (no lost wake-up). */
@@ -305,7 +275,7 @@ int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_d
         *out = NULL;
     if (!c || !name || !out)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_AT_POINT(c, "client/open_device:enter");
+    VDI_ENTER_AT_POINT(c, "client/open_device:enter");
     if (aborted(c))
         return leave(c, VD_E_ABORT);
     if (c->state < C_INITIALIZING || normal(c))
@@ -399,7 +369,7 @@ int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Com
     if (!d || !cmd)
         VDI_BAIL(VD_E_INVALID);
     vdi_client_set *c = d->set;
-    ENTER_AT_POINT(c, "client/get_command:enter");
+    VDI_ENTER_AT_POINT(c, "client/get_command:enter");
     if (aborted(c))
         return leave(c, VD_E_ABORT);
     if (!d->opened || c->state != C_ACTIVE)
@@ -458,7 +428,7 @@ int vdi_client_device_complete_command(vdi_client_device *d, VDC_Command *cmd,
     if (!d || !cmd)
         VDI_BAIL(VD_E_INVALID);
     vdi_client_set *c = d->set;
-    ENTER_AT_POINT(c, "client/complete_command:enter");
+    VDI_ENTER_AT_POINT(c, "client/complete_command:enter");
     if (aborted(c))
         return leave(c, VD_E_ABORT);
     if (!d->opened || c->state != C_ACTIVE)
@@ -499,8 +469,8 @@ int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance,
     char shm_name[256];
     if (!c)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_OR_ABORT(c);
-    if (c->state != C_DNE || c->closing)
+    VDI_ENTER_OR_ABORT(c);
+    if (c->state != C_DNE || c->g.closing)
         return leave(c, VD_E_PROTOCOL);
     if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR ||
         (rc = vdi_shm_name(shm_name, sizeof shm_name, instance, name)) != NOERROR)
@@ -551,8 +521,8 @@ int vdi_client_set_get_buffer_handle(vdi_client_set *c, uint8_t *buffer, uint32_
         *handle = 0;
     if (!c || !buffer || !handle)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_OR_ABORT(c);
-    if (c->state < C_INITIALIZING || c->closing)
+    VDI_ENTER_OR_ABORT(c);
+    if (c->state < C_INITIALIZING || c->g.closing)
         return leave(c, VD_E_PROTOCOL);
     if (buffer < c->map.area || buffer >= c->map.area + c->map.mapped)
         return leave(c, VD_E_INVALID);
@@ -571,8 +541,8 @@ int vdi_client_set_map_buffer_handle(vdi_client_set *c, uint32_t handle, uint8_t
         *buffer = NULL;
     if (!c || !buffer)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_OR_ABORT(c);
-    if (c->state < C_INITIALIZING || c->closing)
+    VDI_ENTER_OR_ABORT(c);
+    if (c->state < C_INITIALIZING || c->g.closing)
         return leave(c, VD_E_PROTOCOL);
     if (handle == 0 || handle > VDI_MAX_BUFFERS)
         return leave(c, VD_E_INVALID);
@@ -608,7 +578,7 @@ int vdi_client_set_close(vdi_client_set *c) {
         VDI_BAIL(VD_E_INVALID);
     VDI_SCHED("client/close:enter");
     (void)enter(c);
-    if (c->state == C_DNE || c->closing)
+    if (c->state == C_DNE || c->g.closing)
         return leave(c, VD_E_PROTOCOL);
     observe(c);
     vdi_ctl_shm *ctl = c->map.ctl;
@@ -626,15 +596,15 @@ int vdi_client_set_close(vdi_client_set *c) {
         vdi_store_release(&ctl->client_closed, 1);
     if (!is_normal && !c->aborted && (!c->secondary || rc == VD_E_OPEN))
         abort_locked(c);
-    c->closing = 1;
-    vdi_store_release(&c->close_epoch, c->close_epoch + 1); /* odd: a close runs */
+    c->g.closing = 1;
+    vdi_store_release(&c->g.close_epoch, c->g.close_epoch + 1); /* odd: a close runs */
     bump_all(c); /* wake this object's waiters (and, harmlessly, the server's) */
     VDI_SCHED("client/close:before-wait");
-    while (c->active > 1) {
-        uint32_t seen = c->ev;
-        vdi_unlock(&c->mu);
-        vdi_wait(&c->ev, seen, -1, VDI_WAIT_PLAIN);
-        vdi_lock(&c->mu);
+    while (c->g.active > 1) {
+        uint32_t seen = c->g.ev;
+        vdi_unlock(&c->g.mu);
+        vdi_wait(&c->g.ev, seen, -1, VDI_WAIT_PLAIN);
+        vdi_lock(&c->g.mu);
     }
     for (uint32_t i = 0; c->secondary && i < ndev(c); i++)
         if (c->dev[i].opened)
@@ -644,15 +614,15 @@ int vdi_client_set_close(vdi_client_set *c) {
     if (!c->secondary)
         shm_unlink(c->shm_name); /* the creator's close unlinks the name (VDI-SPEC 8.4) */
     c->state = C_DNE;
-    c->closing = 0;
+    c->g.closing = 0;
     c->aborted = 0;
     c->server_known = 0;
     memset(c->dev, 0, sizeof c->dev);
     VDI_SCHED("client/close:exit");
     /* Last: a call that started before this point overlapped the close (see enter). */
-    vdi_store_release(&c->close_epoch, c->close_epoch + 1);
-    c->active--;
-    vdi_unlock(&c->mu);
+    vdi_store_release(&c->g.close_epoch, c->g.close_epoch + 1);
+    c->g.active--;
+    vdi_unlock(&c->g.mu);
     return rc;
 }
 

@@ -271,6 +271,22 @@ void vdi_unlock(vdi_mutex *m) {
         vdi_wake_all(&m->word);
 }
 
+int vdi_gate_enter(vdi_gate *g, uint32_t epoch) {
+    vdi_lock(&g->mu);
+    g->active++;
+    return epoch != g->close_epoch;
+}
+
+int vdi_gate_leave(vdi_gate *g, int rc) {
+    g->active--;
+    if (g->closing) { /* a close waits for the threads inside to leave */
+        vdi_fetch_add(&g->ev, 1);
+        vdi_wake_all(&g->ev);
+    }
+    vdi_unlock(&g->mu);
+    return rc;
+}
+
 int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer_id *peer) {
     uint64_t start = vdi_now();
     for (;;) {

@@ -82,6 +82,37 @@ typedef struct vdi_mutex {
 void vdi_lock(vdi_mutex *m);
 void vdi_unlock(vdi_mutex *m);
 
+/* The gate every call of one side passes: the private lock, the threads inside calls
+ * (a close waits for them to leave), the word that wakes that close, and the close epoch.
+ * vdi_gate_enter returns 1 when a close began after the call started (epoch read at its
+ * very entry) and has finished by the time it gets the lock: the call overlapped the close
+ * and must answer as one concurrent with it does (VD_E_ABORT), not as one on a closed
+ * object (VD_E_PROTOCOL). */
+typedef struct vdi_gate {
+    vdi_mutex mu;
+    uint32_t active;      /* threads inside calls of this side */
+    uint32_t ev;          /* private futex: bumped when a thread leaves during a close */
+    uint32_t close_epoch; /* odd while a close runs: bumped at its start and at its end */
+    int closing;          /* a close (or the drain it left to the agent) is under way */
+} vdi_gate;
+int vdi_gate_enter(vdi_gate *g, uint32_t epoch);
+int vdi_gate_leave(vdi_gate *g, int rc);
+
+/* Enter a call of set x (a struct with a gate g). The epoch is read first of all: the
+ * call's invocation is its entry, before the schedule point that may let a close run. */
+#define VDI_ENTER_AT_POINT(x, point)                                                               \
+    do {                                                                                           \
+        uint32_t epoch_ = vdi_load_acquire(&(x)->g.close_epoch);                                   \
+        VDI_SCHED(point);                                                                          \
+        if (vdi_gate_enter(&(x)->g, epoch_))                                                       \
+            return vdi_gate_leave(&(x)->g, VD_E_ABORT);                                            \
+    } while (0)
+#define VDI_ENTER_OR_ABORT(x)                                                                      \
+    do {                                                                                           \
+        if (vdi_gate_enter(&(x)->g, vdi_load_acquire(&(x)->g.close_epoch)))                        \
+            return vdi_gate_leave(&(x)->g, VD_E_ABORT);                                            \
+    } while (0)
+
 /* Wait on a sequence word with the set's liveness rules: slices of at most 500
  * ms, the peer checked after each. Returns 0 (woken or changed), ETIMEDOUT, or
  * -1 (peer dead). */
@@ -207,11 +238,10 @@ struct vdi_client_device {
 };
 
 struct vdi_client_set {
-    vdi_mutex mu;
+    vdi_gate g;
     int state;
     int secondary;
-    int aborted; /* observed abort: sticky */
-    int closing;
+    int aborted;          /* observed abort: sticky */
     uint32_t owner;       /* this object's id in dev[].client_owner */
     uint32_t active;      /* threads inside calls of this object */
     uint32_t close_epoch; /* bumped when close starts and when it ends */
@@ -260,18 +290,14 @@ typedef struct vdi_buffer {
 } vdi_buffer;
 
 struct vdi_server_set {
-    vdi_mutex mu;
+    vdi_gate g;
     int state;
     int aborted;  /* observed abort: sticky */
-    int closed;   /* close has started: the mapping is gone or going */
     int normal;   /* Normally Terminated */
     int agent;    /* an agent is running */
     int draining; /* the agent is draining from private memory */
     uintptr_t agent_self;
     uintptr_t callback_self; /* thread inside a callback of this set, 0 none */
-    uint32_t active;         /* threads inside calls that may touch the mapping */
-    uint32_t close_epoch;    /* bumped when close starts and when it ends */
-    uint32_t ev;             /* private futex: bumped when active or agent changes */
     char name[VDI_MAX_NAME + 1];
     char shm_name[256];
     vdi_view map;

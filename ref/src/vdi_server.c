@@ -21,11 +21,11 @@ vdi_server_set *vdi_server_set_new(void) {
     return s;
 }
 
-/* ---- small helpers (called with s->mu held)
+/* ---- small helpers (called with s->g.mu held)
  * -------------------------------------------- */
 
 static int mapped(const vdi_server_set *s) {
-    return s->map.ctl != NULL && !s->closed;
+    return s->map.ctl != NULL && !s->g.closing;
 }
 
 static void bump(uint32_t *word) {
@@ -50,7 +50,7 @@ static void abort_locked(vdi_server_set *s) {
         vdi_store_release(&s->map.ctl->aborted, 1);
         bump_all(s);
     }
-    bump(&s->ev);
+    bump(&s->g.ev);
 }
 
 /* Learn about an abort published by the peer, or the peer's death
@@ -71,42 +71,12 @@ static void observe(vdi_server_set *s) {
         abort_locked(s);
 }
 
-/* Enter a call. Returns 1 when a close of this object began after the call started and
- * has finished by the time it gets the lock: the call overlapped the close, so it must
- * answer as a call concurrent with close does (VD_E_ABORT), not as one on a closed
- * object (VD_E_PROTOCOL). close_epoch is odd while a close runs. */
-static int enter_at(vdi_server_set *s, uint32_t epoch) {
-    vdi_lock(&s->mu);
-    s->active++;
-    return epoch != s->close_epoch;
-}
-
 static int enter(vdi_server_set *s) {
-    return enter_at(s, vdi_load_acquire(&s->close_epoch));
+    return vdi_gate_enter(&s->g, vdi_load_acquire(&s->g.close_epoch));
 }
-
-/* The epoch is read first of all: the call's invocation is its entry, before the
- * schedule point that may let a whole close run. */
-#define ENTER_AT_POINT(x, point)                                                                   \
-    do {                                                                                           \
-        uint32_t epoch_ = vdi_load_acquire(&(x)->close_epoch);                                     \
-        VDI_SCHED(point);                                                                          \
-        if (enter_at((x), epoch_))                                                                 \
-            return leave((x), VD_E_ABORT);                                                         \
-    } while (0)
-
-#define ENTER_OR_ABORT(x)                                                                          \
-    do {                                                                                           \
-        if (enter(x))                                                                              \
-            return leave((x), VD_E_ABORT);                                                         \
-    } while (0)
 
 static int leave(vdi_server_set *s, int rc) {
-    s->active--;
-    if (s->closed)
-        bump(&s->ev);
-    vdi_unlock(&s->mu);
-    return rc;
+    return vdi_gate_leave(&s->g, rc);
 }
 
 static int in_callback(const vdi_server_set *s, uintptr_t self) {
@@ -124,7 +94,7 @@ static void update_normal(vdi_server_set *s) {
         vdi_store_release(&s->map.ctl->normal_end, 1);
         bump(&s->map.ctl->agent_seq);
     }
-    bump(&s->ev);
+    bump(&s->g.ev);
 }
 
 static int is_pow2(uint32_t v) {
@@ -142,8 +112,8 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
     int rc;
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_AT_POINT(s, "server/open:enter");
-    if (s->state != S_DNE || s->closed || s->agent)
+    VDI_ENTER_AT_POINT(s, "server/open:enter");
+    if (s->state != S_DNE || s->g.closing || s->agent)
         return leave(s, vdi_note_error(VD_E_PROTOCOL, __FILE__, __LINE__));
     if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR ||
         (rc = vdi_shm_name(s->shm_name, sizeof s->shm_name, instance, name)) != NOERROR)
@@ -205,9 +175,9 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
 int vdi_server_set_get_configuration(vdi_server_set *s, VDConfig *cfg) {
     if (!s || !cfg)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_OR_ABORT(s);
+    VDI_ENTER_OR_ABORT(s);
     observe(s);
-    if (s->aborted || (s->closed && s->state != S_DNE))
+    if (s->aborted || (s->g.closing && s->state != S_DNE))
         return leave(s, VD_E_ABORT);
     if (s->state == S_DNE)
         return leave(s, VD_E_PROTOCOL);
@@ -226,7 +196,7 @@ int vdi_server_set_begin_configuration(vdi_server_set *s, uint32_t features, uin
     (void)timeout_ms; /* never blocks (VDI-SPEC 8.5) */
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_AT_POINT(s, "server/begin_configuration:enter");
+    VDI_ENTER_AT_POINT(s, "server/begin_configuration:enter");
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -298,7 +268,7 @@ int vdi_server_set_request_buffers(vdi_server_set *s, uint32_t size, uint32_t al
                                    uint32_t count) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_OR_ABORT(s);
+    VDI_ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -337,7 +307,7 @@ int vdi_server_set_query_available_buffers(vdi_server_set *s, uint32_t size, uin
         *count = 0;
     if (!s || !count)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_OR_ABORT(s);
+    VDI_ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -365,7 +335,7 @@ int vdi_server_set_query_available_buffers(vdi_server_set *s, uint32_t size, uin
 int vdi_server_set_end_configuration(vdi_server_set *s) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_AT_POINT(s, "server/end_configuration:enter");
+    VDI_ENTER_AT_POINT(s, "server/end_configuration:enter");
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -420,7 +390,7 @@ int vdi_server_set_allocate_buffer(vdi_server_set *s, uint8_t **buffer, uint32_t
         *buffer = NULL;
     if (!s || !buffer)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_OR_ABORT(s);
+    VDI_ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -474,7 +444,7 @@ int vdi_server_set_allocate_buffer(vdi_server_set *s, uint8_t **buffer, uint32_t
 int vdi_server_set_free_buffer(vdi_server_set *s, uint8_t *buffer, uint32_t size) {
     if (!s || !buffer)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_OR_ABORT(s);
+    VDI_ENTER_OR_ABORT(s);
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -520,7 +490,7 @@ int vdi_server_set_open_device(vdi_server_set *s, const char *name, vdi_server_d
         *out = NULL;
     if (!s || !name || !out)
         VDI_BAIL(VD_E_INVALID);
-    ENTER_AT_POINT(s, "server/open_device:enter");
+    VDI_ENTER_AT_POINT(s, "server/open_device:enter");
     observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
@@ -559,19 +529,19 @@ static int reject(vdi_server_set *s, VDS_Command *cmd, int rc, uint32_t code) {
     uintptr_t self = vdi_self(), prev = s->callback_self;
     cmd->completionCode = code;
     cmd->bytesTransferred = 0;
-    s->active--;
-    if (s->closed)
-        bump(&s->ev);
+    s->g.active--;
+    if (s->g.closing)
+        bump(&s->g.ev);
     if (!s->agent || s->agent_self != self)
         s->callback_self = self;
-    vdi_unlock(&s->mu);
+    vdi_unlock(&s->g.mu);
     VDI_SCHED("server/send_command:reject-callback-enter");
     cmd->completionRoutine(cmd);
     VDI_SCHED("server/send_command:reject-callback-exit");
-    vdi_lock(&s->mu);
+    vdi_lock(&s->g.mu);
     if (s->callback_self == self)
         s->callback_self = prev;
-    vdi_unlock(&s->mu);
+    vdi_unlock(&s->g.mu);
     return rc;
 }
 
@@ -579,16 +549,16 @@ int vdi_server_device_send_command(vdi_server_device *d, VDS_Command *cmd) {
     if (!d || !cmd || !cmd->completionRoutine)
         VDI_BAIL(VD_E_INVALID);
     vdi_server_set *s = d->set;
-    uint32_t epoch = vdi_load_acquire(&s->close_epoch);
+    uint32_t epoch = vdi_load_acquire(&s->g.close_epoch);
     VDI_SCHED("server/send_command:enter");
-    if (enter_at(s, epoch)) /* overlapped a close: as if concurrent with it */
+    if (vdi_gate_enter(&s->g, epoch)) /* overlapped a close: as if concurrent with it */
         return reject(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED);
     for (uint32_t i = 0; i < s->ndev; i++) /* row 2: already outstanding somewhere */
         for (uint32_t k = 0; s->dev[i].outstanding && k < VDI_RING; k++)
             if (s->dev[i].s[k].state != SLOT_FREE && s->dev[i].s[k].cmd == cmd)
                 return leave(s, VD_E_INVALID);
     observe(s);
-    if (s->aborted || s->closed)
+    if (s->aborted || s->g.closing)
         return reject(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED);
     if (s->state != S_ACTIVE || s->normal || !d->opened || d->closed || !s->agent)
         return reject(s, cmd, VD_E_PROTOCOL, ERROR_INVALID_HANDLE);
@@ -638,9 +608,9 @@ int vdi_server_device_close(vdi_server_device *d) {
     if (!d)
         VDI_BAIL(VD_E_INVALID);
     vdi_server_set *s = d->set;
-    ENTER_AT_POINT(s, "server/close_device:enter");
+    VDI_ENTER_AT_POINT(s, "server/close_device:enter");
     observe(s);
-    if (s->aborted || s->closed)
+    if (s->aborted || s->g.closing)
         return leave(s, VD_E_ABORT);
     if (d->closed || s->normal)
         return leave(s, VD_E_CLOSE);
@@ -718,67 +688,67 @@ static void deliver(vdi_server_set *s, int dev, int k, uint32_t code, uint32_t b
     update_normal(s);
     s->callback_self = s->agent_self;
     if (counted) {
-        s->active--;
-        if (s->closed)
-            bump(&s->ev);
+        s->g.active--;
+        if (s->g.closing)
+            bump(&s->g.ev);
     }
-    vdi_unlock(&s->mu);
+    vdi_unlock(&s->g.mu);
     VDI_SCHED("server/agent:callback-enter");
     cmd->completionRoutine(cmd);
     VDI_SCHED("server/agent:callback-exit");
-    vdi_lock(&s->mu);
+    vdi_lock(&s->g.mu);
     s->callback_self = 0;
 }
 
 int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    uint32_t epoch = vdi_load_acquire(&s->close_epoch);
+    uint32_t epoch = vdi_load_acquire(&s->g.close_epoch);
     VDI_SCHED("server/agent:enter");
-    vdi_lock(&s->mu);
+    vdi_lock(&s->g.mu);
     if (s->agent) {
-        vdi_unlock(&s->mu);
+        vdi_unlock(&s->g.mu);
         VDI_BAIL(VD_E_PROTOCOL);
     }
-    if (epoch != s->close_epoch) { /* overlapped a close (see enter) */
-        vdi_unlock(&s->mu);
+    if (epoch != s->g.close_epoch) { /* overlapped a close (see enter) */
+        vdi_unlock(&s->g.mu);
         VDI_BAIL(VD_E_ABORT);
     }
     observe(s);
-    if (!s->aborted && !s->closed) {
+    if (!s->aborted && !s->g.closing) {
         if (s->state < S_INITIALIZING) {
-            vdi_unlock(&s->mu);
+            vdi_unlock(&s->g.mu);
             VDI_BAIL(VD_E_PROTOCOL);
         }
         if (s->normal) {
-            vdi_unlock(&s->mu);
+            vdi_unlock(&s->g.mu);
             return NOERROR;
         }
         s->state = S_ACTIVE;
-    } else if (s->state == S_DNE && !s->closed) {
-        vdi_unlock(&s->mu);
+    } else if (s->state == S_DNE && !s->g.closing) {
+        vdi_unlock(&s->g.mu);
         VDI_BAIL(VD_E_PROTOCOL);
     }
     if (!s->taken) {
         s->taken = VDI_ALLOC("server/agent:alloc", VDI_RING * VDI_MAX_DEVICES * sizeof *s->taken);
         if (!s->taken) {
-            vdi_unlock(&s->mu);
+            vdi_unlock(&s->g.mu);
             VDI_BAIL(VD_E_MEMORY);
         }
     }
     s->agent = 1;
     s->agent_self = vdi_self();
     int counted = 1; /* this thread counts as inside the set until it drains */
-    s->active++;
+    s->g.active++;
     int rc = NOERROR;
     for (;;) {
         if (counted && !s->draining)
             observe(s);
-        if (counted && (s->aborted || s->closed)) {
+        if (counted && (s->aborted || s->g.closing)) {
             counted = 0; /* from here on, nothing but private memory */
             s->draining = 1;
-            s->active--;
-            bump(&s->ev);
+            s->g.active--;
+            bump(&s->g.ev);
         }
         if (counted)
             take_completions(s);
@@ -825,11 +795,11 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
             take_completions(s);
             if (s->taken_n || s->aborted || s->normal)
                 continue;
-            vdi_unlock(&s->mu);
+            vdi_unlock(&s->g.mu);
             VDI_SCHED("server/agent:before-wait");
             int w = vdi_wait_live(word, seen, wait_ms, &s->client);
-            vdi_lock(&s->mu);
-            if (w == -1 && !s->aborted && !s->closed &&
+            vdi_lock(&s->g.mu);
+            if (w == -1 && !s->aborted && !s->g.closing &&
                 !vdi_load_acquire(&s->map.ctl->client_closed))
                 abort_locked(s); /* the primary client died */
             continue;
@@ -837,26 +807,26 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
         /* Back from a callback: count as inside again, unless an abort or a close
          * came meanwhile, in which case the rest is a drain from private memory. */
         if (was_counted) {
-            if (s->aborted || s->closed) {
+            if (s->aborted || s->g.closing) {
                 counted = 0;
                 s->draining = 1;
-                bump(&s->ev);
+                bump(&s->g.ev);
             } else {
-                s->active++;
+                s->g.active++;
             }
         }
     }
     if (counted)
-        s->active--;
+        s->g.active--;
     s->agent = 0;
     s->agent_self = 0;
     s->draining = 0;
-    if (s->closed && s->state == S_DNE) { /* a nested close left the rest to the agent */
+    if (s->g.closing && s->state == S_DNE) { /* a nested close left the rest to the agent */
         reset(s);
-        s->closed = 0;
+        s->g.closing = 0;
     }
-    bump(&s->ev);
-    vdi_unlock(&s->mu);
+    bump(&s->g.ev);
+    vdi_unlock(&s->g.mu);
     return rc;
 }
 
@@ -868,7 +838,7 @@ int vdi_server_set_signal_abort(vdi_server_set *s) {
         VDI_BAIL(VD_E_INVALID);
     VDI_SCHED("server/signal_abort:enter");
     (void)enter(s);
-    if (s->state == S_DNE && !s->closed)
+    if (s->state == S_DNE && !s->g.closing)
         return leave(s, VD_E_PROTOCOL);
     if (!s->normal)
         abort_locked(s);
@@ -908,14 +878,14 @@ int vdi_server_set_close(vdi_server_set *s) {
     (void)enter(s);
     uintptr_t self = vdi_self();
     int nested = in_callback(s, self);
-    if (s->state == S_DNE || s->closed) {
-        while (s->closed && s->agent && !nested) { /* a second close waits for the first drain */
-            uint32_t seen = s->ev;
-            s->active--;
-            vdi_unlock(&s->mu);
-            vdi_wait(&s->ev, seen, -1, VDI_WAIT_PLAIN);
-            vdi_lock(&s->mu);
-            s->active++;
+    if (s->state == S_DNE || s->g.closing) {
+        while (s->g.closing && s->agent && !nested) { /* a second close waits for the first drain */
+            uint32_t seen = s->g.ev;
+            s->g.active--;
+            vdi_unlock(&s->g.mu);
+            vdi_wait(&s->g.ev, seen, -1, VDI_WAIT_PLAIN);
+            vdi_lock(&s->g.mu);
+            s->g.active++;
         }
         return leave(s, VD_E_PROTOCOL);
     }
@@ -924,22 +894,22 @@ int vdi_server_set_close(vdi_server_set *s) {
     for (uint32_t i = 0; i < s->ndev; i++)
         open_dev |= s->dev[i].opened && !s->dev[i].closed;
     int rc = (!s->aborted && !s->normal && (open_dev || s->outstanding)) ? VD_E_PROTOCOL : NOERROR;
-    vdi_store_release(&s->close_epoch, s->close_epoch + 1); /* odd: a close runs */
+    vdi_store_release(&s->g.close_epoch, s->g.close_epoch + 1); /* odd: a close runs */
     /* (1) mark: closed, and aborted unless Normally Terminated; (2) wake every
      * waiter */
     vdi_store_release(&s->map.ctl->server_closed, 1);
     if (!s->normal)
         abort_locked(s);
     bump_all(s);
-    s->closed = 1;
-    bump(&s->ev);
+    s->g.closing = 1;
+    bump(&s->g.ev);
     /* (3) wait until every other thread has left its call on this side */
     VDI_SCHED("server/close:before-wait");
-    while (s->active > 1) {
-        uint32_t seen = s->ev;
-        vdi_unlock(&s->mu);
-        vdi_wait(&s->ev, seen, -1, VDI_WAIT_PLAIN);
-        vdi_lock(&s->mu);
+    while (s->g.active > 1) {
+        uint32_t seen = s->g.ev;
+        vdi_unlock(&s->g.mu);
+        vdi_wait(&s->g.ev, seen, -1, VDI_WAIT_PLAIN);
+        vdi_lock(&s->g.mu);
     }
     /* Only now: unmap (before any further abort callback can run) and release. */
     VDI_SCHED("server/close:before-unmap");
@@ -948,23 +918,23 @@ int vdi_server_set_close(vdi_server_set *s) {
     VDI_SCHED("server/close:after-unmap");
     /* (4) a close outside a callback returns only after the agent's drain */
     while (s->agent && !nested) {
-        uint32_t seen = s->ev;
-        vdi_unlock(&s->mu);
-        vdi_wait(&s->ev, seen, -1, VDI_WAIT_PLAIN);
-        vdi_lock(&s->mu);
+        uint32_t seen = s->g.ev;
+        vdi_unlock(&s->g.mu);
+        vdi_wait(&s->g.ev, seen, -1, VDI_WAIT_PLAIN);
+        vdi_lock(&s->g.mu);
     }
     if (!s->agent) {
         reset(s);
-        s->closed = 0;
+        s->g.closing = 0;
     } else {
         s->state = S_DNE; /* the agent finishes the drain from private memory */
     }
     VDI_SCHED("server/close:exit");
     /* Last: a call that started before this point overlapped the close (see enter). */
-    vdi_store_release(&s->close_epoch, s->close_epoch + 1);
-    s->active--;
-    bump(&s->ev);
-    vdi_unlock(&s->mu);
+    vdi_store_release(&s->g.close_epoch, s->g.close_epoch + 1);
+    s->g.active--;
+    bump(&s->g.ev);
+    vdi_unlock(&s->g.mu);
     return rc;
 }
 
