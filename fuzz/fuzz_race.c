@@ -38,17 +38,8 @@ static void feed_interleavings(const chaos_result *r) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    size_t n;
-    const chaos_scenario *sc = chaos_scenarios(&n);
-    const chaos_scenario *s = &sc[size > 0 ? data[0] % n : 0];
-    chaos_config cfg = {.strategy = CHAOS_BYTES, .record_events = 1, .max_steps = 20000};
-    if (size > 2 && (data[1] & 0x80)) { /* a fault plan: once or persistent, at call n */
-        cfg.fault_mode = (data[1] & 1) ? CHAOS_FAULT_PERSISTENT : CHAOS_FAULT_ONCE;
-        cfg.fault_n = 1u + data[2] % 32u;
-        cfg.fault_errno = 12; /* ENOMEM */
-    }
-    cfg.bytes = size > 3 ? data + 3 : NULL;
-    cfg.nbytes = size > 3 ? size - 3 : 0;
+    chaos_config cfg;
+    const chaos_scenario *s = chaos_decode_input(data, size, &cfg);
     chaos_result r;
     int found = chaos_scenario_run(s, &cfg, &r);
     feed_interleavings(&r);

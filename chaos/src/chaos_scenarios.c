@@ -4,6 +4,7 @@
  * per command, a real code only for a command the client completed, nothing after the
  * agent or Close returned, data as sent, return codes the contract allows. */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -481,6 +482,22 @@ static const chaos_scenario scenarios[] = {
 const chaos_scenario *chaos_scenarios(size_t *count) {
     *count = sizeof scenarios / sizeof scenarios[0];
     return scenarios;
+}
+
+const chaos_scenario *chaos_decode_input(const uint8_t *data, size_t size, chaos_config *cfg) {
+    size_t n = sizeof scenarios / sizeof scenarios[0];
+    memset(cfg, 0, sizeof *cfg);
+    cfg->strategy = CHAOS_BYTES;
+    cfg->record_events = 1;
+    cfg->max_steps = 20000;
+    if (size > 2 && (data[1] & 0x80)) {
+        cfg->fault_mode = (data[1] & 1) ? CHAOS_FAULT_PERSISTENT : CHAOS_FAULT_ONCE;
+        cfg->fault_n = 1u + data[2] % 32u;
+        cfg->fault_errno = ENOMEM;
+    }
+    cfg->bytes = size > 3 ? data + 3 : NULL;
+    cfg->nbytes = size > 3 ? size - 3 : 0;
+    return &scenarios[size > 0 ? data[0] % n : 0];
 }
 
 const chaos_scenario *chaos_scenario_find(const char *name) {

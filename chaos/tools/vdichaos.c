@@ -201,6 +201,45 @@ static int cmd_run(int argc, char **argv) {
     return 0;
 }
 
+static void print_timeline(const chaos_result *r) {
+    printf("%6s %-8s %-14s %s\n", "step", "time", "actor", "stopped at");
+    for (size_t i = 0; i < r->nevents; i++) {
+        const chaos_event *ev = &r->events[i];
+        printf("%6u %-8llu %-14s %s\n", ev->step, (unsigned long long)(ev->now - 1000000u),
+               r->actor_names[ev->actor], ev->point);
+    }
+    printf("trace hash %016llx\n", (unsigned long long)r->hash);
+}
+
+/* A crash file (or any input) of fuzz_race: decoded exactly as the target decodes it. */
+static int replay_input(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "vdichaos: cannot open %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    static uint8_t buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    chaos_config cfg;
+    const chaos_scenario *sc = chaos_decode_input(buf, n, &cfg);
+    chaos_result r;
+    int found = chaos_scenario_run(sc, &cfg, &r);
+    printf("fuzz_race input %s: scenario %s, fault plan %s, %zu decision bytes, %u steps\n", path,
+           sc->name,
+           cfg.fault_mode == CHAOS_FAULT_NONE   ? "none"
+           : cfg.fault_mode == CHAOS_FAULT_ONCE ? "once"
+                                                : "persistent",
+           cfg.nbytes, r.steps);
+    print_timeline(&r);
+    if (found)
+        printf("FINDING reproduced:\n%s\n", r.text);
+    else
+        printf("no finding\n");
+    chaos_result_free(&r);
+    return found ? 1 : 0;
+}
+
 static int cmd_replay(int argc, char **argv) {
     if (argc != 1)
         return usage();
@@ -212,9 +251,8 @@ static int cmd_replay(int argc, char **argv) {
     char name[128];
     int version;
     if (fscanf(f, "vdichaos-replay %d %127s", &version, name) != 2 || version != 1) {
-        fprintf(stderr, "vdichaos: %s is not a replay file\n", argv[0]);
         fclose(f);
-        return 2;
+        return replay_input(argv[0]); /* not a replay file: a fuzz_race input */
     }
     const chaos_scenario *sc = chaos_scenario_find(name);
     if (!sc) {
@@ -251,13 +289,7 @@ static int cmd_replay(int argc, char **argv) {
     chaos_result r;
     int found = chaos_scenario_run(sc, &cfg, &r);
     printf("scenario %s, %zu decisions, %u steps\n", name, n, r.steps);
-    printf("%6s %-8s %-14s %s\n", "step", "time", "actor", "stopped at");
-    for (size_t i = 0; i < r.nevents; i++) {
-        const chaos_event *ev = &r.events[i];
-        printf("%6u %-8llu %-14s %s\n", ev->step, (unsigned long long)(ev->now - 1000000u),
-               r.actor_names[ev->actor], ev->point);
-    }
-    printf("trace hash %016llx\n", (unsigned long long)r.hash);
+    print_timeline(&r);
     if (found)
         printf("FINDING reproduced:\n%s\n", r.text);
     else

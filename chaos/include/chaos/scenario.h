@@ -44,6 +44,11 @@ typedef struct chaos_result {
 const chaos_scenario *chaos_scenarios(size_t *count);
 const chaos_scenario *chaos_scenario_find(const char *name);
 
+/* Decode a fuzz input (any byte string): byte 0 picks the scenario, bytes 1-2 an optional
+ * fault plan (0x80 in byte 1; bit 0 persistent; byte 2 the call), the rest the scheduling
+ * decisions of CHAOS_BYTES. cfg->bytes points into data. */
+const chaos_scenario *chaos_decode_input(const uint8_t *data, size_t size, chaos_config *cfg);
+
 /* Run the scenario once; returns 1 when the run ended in a finding. */
 int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_result *r);
 void chaos_result_free(chaos_result *r);
