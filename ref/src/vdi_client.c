@@ -126,15 +126,13 @@ static int is_pow2(uint32_t v) {
 int vdi_client_set_create_ex(vdi_client_set *c, const char *instance, const char *name,
                              VDConfig *cfg) {
     int rc, reclaimed;
-    if (!c)
+    if (!c || !name || !cfg) /* NULL required pointers first (VDI-SPEC 8.1) */
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_AT_POINT(c, "client/create:enter");
     if (c->state != C_DNE || c->g.closing)
         return leave(c, VD_E_PROTOCOL);
     if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR)
         return leave(c, rc);
-    if (!cfg)
-        return leave(c, VD_E_INVALID);
     if (cfg->deviceCount == 0 || cfg->deviceCount > VDI_MAX_DEVICES ||
         (cfg->features & ~VDF_ClientRequestable) ||
         (cfg->alignment && (!is_pow2(cfg->alignment) || cfg->alignment > VDI_MAX_ALIGNMENT)) ||
@@ -467,7 +465,7 @@ int vdi_client_device_complete_command(vdi_client_device *d, VDC_Command *cmd,
 int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance, const char *name) {
     int rc;
     char shm_name[256];
-    if (!c)
+    if (!c || !name)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_OR_ABORT(c);
     if (c->state != C_DNE || c->g.closing)

@@ -110,7 +110,7 @@ static uint64_t round_up(uint64_t v, uint64_t a) {
 
 int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *name) {
     int rc;
-    if (!s)
+    if (!s || !name) /* NULL required pointer first (VDI-SPEC 8.1) */
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_AT_POINT(s, "server/open:enter");
     if (s->state != S_DNE || s->g.closing || s->agent)
@@ -123,9 +123,13 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         return leave(s, rc);
     vdi_ctl_shm *ctl = s->map.ctl;
     VDI_SCHED("server/open:mapped");
-    if (!vdi_cas(&ctl->server_attached, 0, 1))
-        rc = VD_E_BUSY; /* even when the set is aborted (VDI-SPEC 8.4) */
-    else if (vdi_load_acquire(&ctl->aborted))
+    int claimed = vdi_cas(&ctl->server_attached, 0, 1);
+    if (!claimed) {
+        /* Attached: BUSY, even when the set is aborted (VDI-SPEC 8.4). A server that
+         * began its close is detached; its premature close aborted the set: ABORT. */
+        int gone = vdi_load_acquire(&ctl->server_closed) && vdi_load_acquire(&ctl->aborted);
+        rc = gone ? VD_E_ABORT : VD_E_BUSY;
+    } else if (vdi_load_acquire(&ctl->aborted))
         rc = VD_E_ABORT;
     else if (vdi_load_acquire(&ctl->client_closed))
         rc = VD_E_INVALID;
@@ -134,7 +138,7 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         if (!vdi_peer_alive(&s->client))
             rc = VD_E_INVALID; /* the creator died before any server came */
     }
-    if (rc != NOERROR && rc != VD_E_BUSY)
+    if (rc != NOERROR && claimed)
         vdi_store_release(&ctl->server_attached, 0);
     if (rc == NOERROR && (rc = vdi_self_id(&ctl->server_id)) != NOERROR)
         vdi_store_release(&ctl->server_attached, 0);

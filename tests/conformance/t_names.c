@@ -153,6 +153,30 @@ static void case_busy(void) {
     T_EXPECT_EQ(t_shm_count(s.name), 0);
 }
 
+/* 8.1 before 8.2: a NULL required pointer is INVALID before the state and before a bad
+ * instance name; 8.4: a server whose premature close aborted the set is detached, so the
+ * next server's open answers ABORT, not BUSY. (Both found by fuzz_api.) */
+static void case_null_first_and_detached(void) {
+    t_set s;
+    t_set_init(&s, "nullfirst", 1);
+    t_set_create(&s);
+    T_EXPECT_CODE(vdi_client_set_create_ex(s.client, NULL, s.name, NULL), VD_E_INVALID);
+    T_EXPECT_CODE(vdi_client_set_open_in_secondary(s.client, NULL), VD_E_INVALID);
+    vdi_client_set *c2 = vdi_client_set_new();
+    T_EXPECT_CODE(vdi_client_set_create_ex(c2, "", NULL, &s.cfg), VD_E_INVALID);
+    vdi_client_set_free(c2);
+    t_set_server_open(&s);
+    T_EXPECT_CODE(vdi_server_set_open(s.server, "", NULL), VD_E_INVALID);
+    T_EXPECT_CODE(vdi_server_set_close(s.server), NOERROR); /* premature: aborts the set */
+    vdi_server_set *s2 = vdi_server_set_new();
+    T_EXPECT_CODE(vdi_server_set_open(s2, NULL, s.name), VD_E_ABORT);
+    VDConfig cfg;
+    T_EXPECT_CODE(vdi_server_set_get_configuration(s2, &cfg), VD_E_PROTOCOL);
+    vdi_server_set_free(s2);
+    t_set_teardown(&s);
+    T_EXPECT_EQ(t_shm_count(s.name), 0);
+}
+
 /* 7: open and open_in_secondary refuse an object whose mode is not 0600 (SECURITY). */
 static void case_security_mode(void) {
     t_set s;
@@ -261,7 +285,7 @@ int main(int argc, char **argv) {
         {"set_names", case_set_names},           {"instances", case_instances},
         {"case_sensitive", case_case_sensitive}, {"busy", case_busy},
         {"security_mode", case_security_mode},   {"security_owner", case_security_owner},
-        {"dead_creator", case_dead_creator},
+        {"dead_creator", case_dead_creator},     {"null_first", case_null_first_and_detached},
     };
     int rc = t_run_cases(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     return rc ? rc : t_done();
