@@ -503,7 +503,7 @@ static void op_client(fz *f, int op, fuzz_input *in, uint8_t flags) {
                 cp = f->junk;
                 k.buf = CHAOS_MODEL_OTHER;
             } else {
-                cp = sp + f->delta[ci];
+                cp = (uint8_t *)((uintptr_t)sp + (uintptr_t)f->delta[ci]);
             }
         }
         k.offset = off;
@@ -535,10 +535,12 @@ static void op_client(fz *f, int op, fuzz_input *in, uint8_t flags) {
         uint8_t *p = f->junk;
         MODEL_OR_SKIP(f, &k, &o);
         rc = vdi_client_set_map_buffer_handle(cs, h, null_out ? NULL : &p);
+        /* Integer arithmetic: the buffer may be freed (addr NULL) while its handle lives. */
+        uintptr_t want = (uintptr_t)f->bufs[k.buf >= 0 ? k.buf : 0].addr + (uintptr_t)f->delta[ci];
         if (rc == NOERROR && k.buf >= 0 && f->delta_known[ci] && !null_handle &&
-            p != f->bufs[k.buf].addr + f->delta[ci])
+            (uintptr_t)p != want)
             fail(f, "map_buffer_handle gave %p, the client's address is %p", (void *)p,
-                 (void *)(f->bufs[k.buf].addr + f->delta[ci]));
+                 (void *)want);
         if (rc != NOERROR && !null_out && p != NULL)
             fail(f, "a failed map_buffer_handle left *buffer non-NULL");
         break;
