@@ -535,10 +535,10 @@ static void op_client(fz *f, int op, fuzz_input *in, uint8_t flags) {
         uint8_t *p = f->junk;
         MODEL_OR_SKIP(f, &k, &o);
         rc = vdi_client_set_map_buffer_handle(cs, h, null_out ? NULL : &p);
-        /* Integer arithmetic: the buffer may be freed (addr NULL) while its handle lives. */
-        uintptr_t want = (uintptr_t)f->bufs[k.buf >= 0 ? k.buf : 0].addr + (uintptr_t)f->delta[ci];
-        if (rc == NOERROR && k.buf >= 0 && f->delta_known[ci] && !null_handle &&
-            (uintptr_t)p != want)
+        /* A freed buffer (addr NULL) may still have a live handle: no address to compare. */
+        const uint8_t *sa = k.buf >= 0 ? f->bufs[k.buf].addr : NULL;
+        uintptr_t want = (uintptr_t)sa + (uintptr_t)f->delta[ci];
+        if (rc == NOERROR && sa && f->delta_known[ci] && !null_handle && (uintptr_t)p != want)
             fail(f, "map_buffer_handle gave %p, the client's address is %p", (void *)p,
                  (void *)want);
         if (rc != NOERROR && !null_out && p != NULL)

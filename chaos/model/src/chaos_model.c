@@ -71,6 +71,7 @@ typedef struct cm_cmd {
 
 typedef struct cm_buf {
     int live, set;
+    int kept; /* live when the server closed: the client's view of it stays (4) */
     uint32_t size, align;
 } cm_buf;
 
@@ -277,6 +278,15 @@ static uint64_t live_sum(const chaos_model *m, int set) {
 
 static const cm_buf *live_buf(const chaos_model *m, int id, int set) {
     if (id < 0 || id >= m->nbufs || !m->bufs[id].live || m->bufs[id].set != set)
+        return NULL;
+    return &m->bufs[id];
+}
+
+/* A buffer as the client's buffer-handle calls see it: live, or live when the server
+ * closed (the server's close frees nothing in the client's view of the area). */
+static const cm_buf *client_buf(const chaos_model *m, int id, int set) {
+    if (id < 0 || id >= m->nbufs || m->bufs[id].set != set ||
+        !(m->bufs[id].live || m->bufs[id].kept))
         return NULL;
     return &m->bufs[id];
 }
@@ -564,7 +574,7 @@ static void c_get_buffer_handle(chaos_model *m, const chaos_model_call *k, chaos
             EITHER(o, VD_E_PROTOCOL, VD_E_INVALID, "3 buffer handle, aborted unmapped");
         VERDICT(o, VD_E_PROTOCOL, "3 buffer handle in DNE or Configurable");
     }
-    if (!live_buf(m, k->buf, c->set) || k->offset != 0)
+    if (!client_buf(m, k->buf, c->set) || k->offset != 0)
         VERDICT(o, VD_E_INVALID, "4 not the start of a live data zone");
     verdict(o, NOERROR, "4 get_buffer_handle");
 }
@@ -580,7 +590,7 @@ static void c_map_buffer_handle(chaos_model *m, const chaos_model_call *k, chaos
     }
     if (k->buf == CHAOS_MODEL_OTHER || k->buf == CHAOS_MODEL_NULL)
         EITHER(o, VD_E_INVALID, NOERROR, "4 a handle never given out (may collide)");
-    if (!live_buf(m, k->buf, c->set))
+    if (!client_buf(m, k->buf, c->set))
         VERDICT(o, VD_E_INVALID, "4 the handle's buffer is not live");
     verdict(o, NOERROR, "4 map_buffer_handle");
 }
@@ -943,6 +953,7 @@ static void s_allocate(chaos_model *m, const chaos_model_call *k, chaos_model_ou
         VERDICT(o, VD_E_MEMORY, "4 allocate_buffer: the area cannot hold it");
     cm_buf *b = &m->bufs[m->nbufs];
     b->live = 1;
+    b->kept = 0;
     b->set = sv->set;
     b->size = k->size;
     b->align = k->alignment;
@@ -1014,8 +1025,10 @@ static void s_close(chaos_model *m, const chaos_model_call *k, chaos_model_outco
         abort_set(m, set, o, 1); /* close waits for the agent's drain (5.1.4) */
     }
     for (int b = 0; b < m->nbufs; b++)
-        if (m->bufs[b].set == set)
+        if (m->bufs[b].set == set && m->bufs[b].live) {
             m->bufs[b].live = 0;
+            m->bufs[b].kept = 1;
+        }
     s->server = -1;
     s->server_closed = 1;
     memset(sv, 0, sizeof *sv);
