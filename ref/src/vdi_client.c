@@ -604,7 +604,7 @@ int vdi_client_set_close(vdi_client_set *c) {
         vdi_wait(&c->g.ev, seen, -1, VDI_WAIT_PLAIN);
         vdi_lock(&c->g.mu);
     }
-    for (uint32_t i = 0; c->secondary && i < ndev(c); i++)
+    for (uint32_t i = 0; i < ndev(c); i++) /* close frees everything: holds too (5.2) */
         if (c->dev[i].opened)
             vdi_cas(&ctl->dev[i].client_owner, c->owner, 0);
     VDI_SCHED("client/close:before-unmap");
