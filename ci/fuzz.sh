@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
-# The main job (README): builds the fuzz targets, replays the corpora, fuzzes every target
-# for a time budget with libFuzzer, merges new coverage back into corpora/<target>/seed/,
-# stores new crashes under corpora/<target>/crash/ and prints a table. Exits non-zero on a
-# new crash. Until fuzz targets exist it runs the reference's end-to-end demo instead.
+# The main job (README): builds every fuzz target for libFuzzer (preset fuzz) and, where
+# AFL++ is installed, for AFL++ (preset afl); replays the stored corpora; fuzzes each
+# target for its share of the budget with each engine; merges new coverage back into
+# corpora/<target>/seed/ (libFuzzer's set-cover merge); minimizes each crash, names it by
+# its signature (ci/crash_signature.py: oracle kind, protocol state, top frames outside
+# the harness) and stores one file per new signature under corpora/<target>/crash/;
+# prints a table and exits 1 on a new crash (0 clean, 2 usage or build error).
 #
-# Usage: ci/fuzz.sh [--minutes M] [--target NAME] [--smoke] [--no-setup]
+# Usage: ci/fuzz.sh [--minutes M] [--target NAME] [--engine libfuzzer|afl|both]
+#                   [--corpora DIR] [--build-dir DIR] [--smoke] [--no-setup]
+#   --minutes M    total budget over all targets and engines (default 3)
+#   --corpora DIR  where the seed/ and crash/ folders live (default corpora)
+#   --build-dir D  use the libFuzzer binaries in D (default build/fuzz, configured here)
+#   --smoke        a few seconds per target and engine; leaves the tree as it was
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,19 +20,26 @@ cd "$here" || exit 2
 
 minutes=3
 only=""
+engine=both
+corpora=corpora
+lfdir=""
 smoke=0
 do_setup=1
 while [ $# -gt 0 ]; do
     case "$1" in
-    --minutes) minutes=$2; shift 2 ;;
-    --target) only=$2; shift 2 ;;
+    --minutes) minutes=${2:-}; shift 2 ;;
+    --target) only=${2:-}; shift 2 ;;
+    --engine) engine=${2:-}; shift 2 ;;
+    --corpora) corpora=${2:-}; shift 2 ;;
+    --build-dir) lfdir=${2:-}; shift 2 ;;
     --smoke) smoke=1; shift ;;
     --no-setup) do_setup=0; shift ;;
-    -h | --help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "ci/fuzz.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-case "$minutes" in '' | *[!0-9.]*) echo "ci/fuzz.sh: --minutes wants a number" >&2; exit 2 ;; esac
+case "$minutes" in '' | *[!0-9.]* | .*) echo "ci/fuzz.sh: --minutes wants a number" >&2; exit 2 ;; esac
+case "$engine" in libfuzzer | afl | both) ;; *) echo "ci/fuzz.sh: --engine is libfuzzer, afl or both" >&2; exit 2 ;; esac
 
 out=build/fuzz-out
 mkdir -p "$out"
@@ -34,110 +49,154 @@ if [ $do_setup = 1 ]; then
     vdi_setup "$out" || exit 2
 fi
 
-# ---- before fuzz targets exist: the reference's end-to-end demo ----------------------------
-demo() {
-    echo "no fuzz targets yet: the reference demo, then vdichaos on every scenario"
-    cmake --preset asan >"$out/configure.log" 2>&1 && cmake --build build/asan -j2 >"$out/build.log" 2>&1 ||
-        { tail -n 30 "$out/build.log"; return 1; }
-    local bin=build/asan/ref/tools set="demo-$$" data="$out/demo.dat"
-    if [ ! -x "$bin/vdi-client" ] || [ ! -x "$bin/vdi-server" ]; then
-        echo "vdi-client/vdi-server not built yet; running the test suite instead"
-        ctest --test-dir build/asan -j2 --output-on-failure -LE known-failure
-        return $?
-    fi
-    head -c $((16 << 20)) /dev/zero | tr '\0' 'v' >"$data.in"
-    "$bin/vdi-client" backup "$set" "$data.bak" --timeout 20000 &
-    local c=$!
-    "$bin/vdi-server" backup "$set" "$data.in" --timeout 20000 || { wait $c; return 1; }
-    wait $c || return 1
-    "$bin/vdi-client" restore "$set" "$data.bak" --timeout 20000 &
-    c=$!
-    "$bin/vdi-server" restore "$set" "$data.out" --timeout 20000 || { wait $c; return 1; }
-    wait $c || return 1
-    cmp "$data.in" "$data.out" || return 1
-    echo "demo: 16 MiB backed up and restored, byte-identical"
-    # Schedule exploration of every scenario for the budget, PCT and random in turn.
-    local chaos=build/asan/chaos/vdichaos runs sc status=0
-    [ -x "$chaos" ] || return 0
-    runs=$(awk -v m="$minutes" 'BEGIN { r = int(m * 60 * 300 / 4); print (r < 200 ? 200 : r) }')
-    [ $smoke = 1 ] && runs=200
-    for sc in $("$chaos" list | awk '{print $1}'); do
-        for strategy in pct random; do
-            "$chaos" run "$sc" --strategy "$strategy" --runs "$runs" --out "$out" 2>/dev/null |
-                tail -n 6 || status=1
-        done
-    done
-    return $status
+# ---- build ----------------------------------------------------------------------------------
+build() { # preset
+    cmake --preset "$1" >"$out/configure-$1.log" 2>&1 && cmake --build "build/$1" -j2 \
+        --target fuzz_targets >"$out/build-$1.log" 2>&1 ||
+        { tail -n 30 "$out/build-$1.log" "$out/configure-$1.log" >&2; return 1; }
 }
-
-targets() {
-    [ -d build/fuzz/fuzz ] || return 0
-    find build/fuzz/fuzz -maxdepth 1 -type f -name 'fuzz_*' ! -name '*_replay' -perm -u+x \
-        -printf '%f\n' | sort |
-        { if [ -n "$only" ]; then grep -x "$only"; else cat; fi; }
-}
-
-if [ ! -f fuzz/CMakeLists.txt ]; then
-    demo
-    exit $?
+if [ -z "$lfdir" ]; then
+    build fuzz || exit 2
+    lfdir=build/fuzz
 fi
+afl=0
+if [ "$engine" != libfuzzer ]; then
+    if command -v afl-fuzz >/dev/null 2>&1 && command -v afl-clang-fast >/dev/null 2>&1; then
+        build afl && afl=1 || echo "ci/fuzz.sh: the AFL++ build failed; AFL++ runs skipped" >&2
+    else
+        echo "ci/fuzz.sh: AFL++ is not installed; AFL++ runs skipped"
+    fi
+fi
+engines=""
+[ "$engine" != afl ] && engines="libfuzzer"
+[ $afl = 1 ] && engines="$engines afl"
+[ -n "$engines" ] || { echo "ci/fuzz.sh: no engine to run" >&2; exit 2; }
 
-cmake --preset fuzz >"$out/configure.log" 2>&1 && cmake --build build/fuzz -j2 >"$out/build.log" 2>&1 ||
-    { tail -n 30 "$out/build.log"; exit 2; }
-list=$(targets)
+list=$(find "$lfdir/fuzz" -maxdepth 1 -type f -name 'fuzz_*' ! -name '*_replay' ! -name '*_afl' \
+    -perm -u+x -printf '%f\n' 2>/dev/null | sort | { if [ -n "$only" ]; then grep -x "$only"; else cat; fi; })
 [ -n "$list" ] || { echo "ci/fuzz.sh: no target matches '${only:-*}'" >&2; exit 2; }
-n=$(echo "$list" | wc -l)
+nt=$(echo "$list" | wc -l)
+ne=$(echo $engines | wc -w)
 if [ $smoke = 1 ]; then
-    per=10
+    per=5
 else
-    per=$(awk -v m="$minutes" -v n="$n" 'BEGIN { s = int(m * 60 / n); print (s < 5 ? 5 : s) }')
+    per=$(awk -v m="$minutes" -v n=$((nt * ne)) 'BEGIN { s = int(m * 60 / n); print (s < 5 ? 5 : s) }')
 fi
 
+# ---- crashes --------------------------------------------------------------------------------
 new_crashes=0
-printf '%-14s %-10s %10s %8s %8s %6s %8s\n' target engine runs runs/s cov new crashes >"$out/table.txt"
-for t in $list; do
-    seed=corpora/$t/seed crash=corpora/$t/crash work=$out/$t
-    mkdir -p "$seed" "$crash" "$work/corpus" "$work/artifacts"
-    # Replay every stored input first: an old crash that reappears is a regression.
-    if ls "$crash"/* >/dev/null 2>&1 || ls "$seed"/* >/dev/null 2>&1; then
-        "build/fuzz/fuzz/$t" -runs=0 $(ls -d "$seed" "$crash" 2>/dev/null) >"$work/replay.log" 2>&1 ||
-            { echo "$t: a stored input fails on replay (see $work/replay.log)"; new_crashes=$((new_crashes + 1)); }
+declare -A seen_sig
+# store_crash TARGET FILE: minimize, sign, store under $corpora/TARGET/crash/<signature>
+# unless that signature is already stored. Prints one line; returns 0 when it was new.
+store_crash() {
+    local t=$1 file=$2 bin=$lfdir/fuzz/$1 work=$out/$1 min sig
+    min="$work/min-$(basename "$file")"
+    case "$(basename "$file")" in
+    timeout-* | *hang*) cp "$file" "$min" ;; # a hang does not minimize in reasonable time
+    *)
+        "$bin" -minimize_crash=1 -max_total_time=$([ $smoke = 1 ] && echo 10 || echo 60) \
+            -exact_artifact_path="$min" "$file" >"$work/minimize.log" 2>&1 || true
+        [ -s "$min" ] || cp "$file" "$min" ;;
+    esac
+    "$bin" -runs=1 -timeout=30 "$min" >"$work/signature.log" 2>&1
+    sig=$(python3 ci/crash_signature.py "$work/signature.log")
+    if [ -n "${seen_sig[$t/$sig]:-}" ] || [ -f "$corpora/$t/crash/$sig" ]; then
+        echo "$t: crash $(basename "$file") is known as $sig"
+        return 1
     fi
-    before=$(ls "$seed" | wc -l)
-    dict=()
+    seen_sig[$t/$sig]=1
+    if [ $smoke = 1 ]; then
+        echo "$t: NEW crash $sig found by the smoke run ($file)"
+    else
+        cp "$min" "$corpora/$t/crash/$sig"
+        echo "$t: NEW crash stored as $corpora/$t/crash/$sig ($(wc -c <"$min") bytes after minimization)"
+    fi
+    return 0
+}
+
+# ---- engines --------------------------------------------------------------------------------
+row() { printf '%-13s %-9s %10s %8s %9s %5s %7s\n' "$@" >>"$out/table.txt"; }
+: >"$out/table.txt"
+row target engine runs runs/s coverage new crashes
+
+run_libfuzzer() { # target
+    local t=$1 bin=$lfdir/fuzz/$1 work=$out/$1 seed=$corpora/$1/seed runs rate cov before after found=0 a
+    local dict=()
     [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
-    "build/fuzz/fuzz/$t" "$work/corpus" "$seed" "${dict[@]}" -max_total_time="$per" \
-        -artifact_prefix="$work/artifacts/" -print_final_stats=1 >"$work/fuzz.log" 2>&1
-    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work/fuzz.log" | grep -oE '[0-9]+$' || echo 0)
-    rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$work/fuzz.log" | grep -oE '[0-9]+$' || echo 0)
-    cov=$(grep -oE 'cov: [0-9]+' "$work/fuzz.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
-    # Merge new coverage back into the seed corpus (set cover: only inputs that add edges);
-    # a smoke run (from ci/test.sh) leaves the tree as it found it.
-    [ $smoke = 1 ] || "build/fuzz/fuzz/$t" -merge=1 "$seed" "$work/corpus" >"$work/merge.log" 2>&1
-    after=$(ls "$seed" | wc -l)
-    found=0
-    for a in "$work"/artifacts/crash-* "$work"/artifacts/timeout-* "$work"/artifacts/leak-* "$work"/artifacts/oom-*; do
+    before=$(ls "$work/lf-corpus" | wc -l)
+    "$bin" "$work/lf-corpus" "$seed" "${dict[@]}" -max_total_time="$per" -timeout=30 \
+        -artifact_prefix="$work/lf-artifacts/" -print_final_stats=1 >"$work/libfuzzer.log" 2>&1
+    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' || echo 0)
+    rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' || echo 0)
+    cov=$(grep -oE 'cov: [0-9]+' "$work/libfuzzer.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+    after=$(ls "$work/lf-corpus" | wc -l)
+    for a in "$work"/lf-artifacts/*; do
         [ -f "$a" ] || continue
-        min="$work/min-$(basename "$a")"
-        "build/fuzz/fuzz/$t" -minimize_crash=1 -max_total_time=30 -exact_artifact_path="$min" "$a" \
-            >"$work/minimize.log" 2>&1 || true
-        [ -f "$min" ] || min=$a
-        name=$(sha1sum "$min" | cut -c1-16)
-        if [ $smoke = 1 ]; then
-            echo "$t: crash found by the smoke run: $a"
-            found=$((found + 1))
-        elif [ ! -f "$crash/$name" ]; then
-            cp "$min" "$crash/$name"
-            found=$((found + 1))
-            echo "$t: new crash stored as $crash/$name"
-        fi
+        store_crash "$t" "$a" && found=$((found + 1))
     done
     new_crashes=$((new_crashes + found))
-    printf '%-14s %-10s %10s %8s %8s %6s %8s\n' "$t" libfuzzer "$runs" "$rate" "$cov" \
-        $((after - before)) "$found" >>"$out/table.txt"
+    row "$t" libfuzzer "${runs:-0}" "${rate:-0}" "${cov:-0}edges" $((after - before)) "$found"
+}
+
+run_afl() { # target
+    local t=$1 bin=build/afl/fuzz/$1_afl work=$out/$1 seed=$corpora/$1/seed st runs rate cov newq found=0 a
+    [ -x "$bin" ] || { row "$t" afl - - - - -; return 0; }
+    local dict=()
+    [ -f "fuzz/$t.dict" ] && dict=(-x "fuzz/$t.dict")
+    rm -rf "$work/afl-out" "$work/afl-in"
+    mkdir -p "$work/afl-in"
+    find "$seed" -maxdepth 1 -type f ! -name '*.md' -exec cp {} "$work/afl-in/" \;
+    [ -n "$(ls "$work/afl-in")" ] || printf '\0' >"$work/afl-in/empty"
+    AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
+        AFL_SKIP_CRASHES=1 AFL_NO_STARTUP_CALIBRATION=1 \
+        timeout $((per + 60)) afl-fuzz -i "$work/afl-in" -o "$work/afl-out" -V "$per" -m none \
+        -t 30000 "${dict[@]}" -- "$bin" >"$work/afl.log" 2>&1 </dev/null
+    st=$work/afl-out/default/fuzzer_stats
+    if [ ! -f "$st" ]; then
+        echo "$t: AFL++ did not start (see $work/afl.log)"
+        row "$t" afl 0 0 - 0 0
+        return 0
+    fi
+    stat() { awk -F' *: *' -v k="$1" '$1 == k { print $2 }' "$st"; }
+    runs=$(stat execs_done)
+    rate=$(stat execs_per_sec)
+    cov=$(stat bitmap_cvg)
+    newq=$(find "$work/afl-out/default/queue" -maxdepth 1 -type f -name 'id:*' ! -name '*orig:*' | wc -l)
+    # AFL's new inputs join the libFuzzer corpus, so the merge below sees both engines' finds.
+    find "$work/afl-out/default/queue" -maxdepth 1 -type f -name 'id:*' ! -name '*orig:*' \
+        -exec cp {} "$work/lf-corpus/" \; 2>/dev/null
+    for a in "$work"/afl-out/default/crashes/id:* "$work"/afl-out/default/hangs/id:*; do
+        [ -f "$a" ] || continue
+        case "$a" in */hangs/*) cp "$a" "$work/afl-hang-$(basename "$a" | tr ':,' '__')"; a="$work/afl-hang-$(basename "$a" | tr ':,' '__')" ;; esac
+        store_crash "$t" "$a" && found=$((found + 1))
+    done
+    new_crashes=$((new_crashes + found))
+    row "$t" afl "${runs:-0}" "${rate%.*}" "${cov:-0}" "$newq" "$found"
+}
+
+for t in $list; do
+    work=$out/$t
+    rm -rf "$work"
+    mkdir -p "$corpora/$t/seed" "$corpora/$t/crash" "$work/lf-corpus" "$work/lf-artifacts"
+    # Every stored input first: a stored crash that fails again is a regression.
+    if ! "$lfdir/fuzz/$t" -runs=0 "$corpora/$t/seed" "$corpora/$t/crash" >"$work/replay.log" 2>&1; then
+        echo "$t: a stored input fails on replay (see $work/replay.log)"
+        new_crashes=$((new_crashes + 1))
+    fi
+    for e in $engines; do
+        "run_$e" "$t"
+    done
+    # Set cover: only the inputs that add coverage join the seeds; a smoke run adds none.
+    if [ $smoke = 0 ]; then
+        before=$(ls "$corpora/$t/seed" | wc -l)
+        "$lfdir/fuzz/$t" -merge=1 "$corpora/$t/seed" "$work/lf-corpus" >"$work/merge.log" 2>&1
+        echo "$t: $(($(ls "$corpora/$t/seed" | wc -l) - before)) new seed(s) merged into $corpora/$t/seed"
+    fi
 done
 cat "$out/table.txt"
 if [ $new_crashes -gt 0 ]; then
-    echo "$new_crashes new crash(es): see corpora/*/crash/"
+    echo "$new_crashes new crash(es): see $corpora/*/crash/ and $out/"
     exit 1
 fi
+echo "no new crash"
+exit 0
