@@ -721,6 +721,10 @@ size_t chaos_decisions(const chaos_engine *e, const uint32_t **out) {
     *out = e->dec;
     return e->ndec;
 }
+size_t chaos_stays(const chaos_engine *e, const int8_t **out) {
+    *out = e->stay;
+    return e->ndec;
+}
 const char *chaos_finding(const chaos_engine *e) {
     return e->has_finding || e->finding[0] ? e->finding : "";
 }

@@ -578,6 +578,13 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     r->decisions = malloc((r->ndecisions + 1) * sizeof *d);
     if (r->decisions && r->ndecisions)
         memcpy(r->decisions, d, r->ndecisions * sizeof *d);
+    const int8_t *st;
+    (void)chaos_stays(e, &st);
+    r->stays = malloc(r->ndecisions + 1);
+    for (size_t i = 0; r->stays && i < r->ndecisions; i++) {
+        r->stays[i] = st[i];
+        r->preemptions += st[i] >= 0 && (uint32_t)st[i] != d[i];
+    }
     const chaos_event *ev;
     r->nevents = chaos_events(e, &ev);
     r->events = malloc((r->nevents + 1) * sizeof *ev);
@@ -598,6 +605,7 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
 
 void chaos_result_free(chaos_result *r) {
     free(r->decisions);
+    free(r->stays);
     free(r->events);
     free(r->dfs_next);
     memset(r, 0, sizeof *r);

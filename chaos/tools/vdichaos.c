@@ -1,9 +1,11 @@
 /* vdichaos: the command users drive the engine with. `list` the scenarios, `run` one under
  * a strategy for many seeds (a finding is saved as a replay file and the command to replay
- * it is printed), `replay` a file with a readable timeline. Exit status: 0 clean, 1 finding,
- * 2 usage error. */
+ * it is printed), `replay` a file with a readable timeline, `shrink` a finding to fewer
+ * preemptions and a shorter schedule, `faults` sweeps the fail points. Exit status: 0 clean, 1
+ * finding, 2 usage error. */
 #include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@ static int usage(void) {
             "                             [--runs N] [--preemptions P] [--out DIR]\n"
             "                             [--free | --free-nodelay]\n"
             "       vdichaos replay FILE\n"
+            "       vdichaos shrink FILE [--out FILE] [--budget RUNS]\n"
             "       vdichaos faults SCENARIO [--seed S]\n");
     return 2;
 }
@@ -39,21 +42,16 @@ static int cmd_list(void) {
     return 0;
 }
 
+static int save_file(const char *path, const chaos_scenario *sc, const chaos_config *cfg,
+                     const char *comment, const chaos_result *r);
+
 static int save(const char *dir, const char *scenario, const char *strategy,
                 unsigned long long seed, const chaos_result *r, char *path, size_t cap) {
     snprintf(path, cap, "%s/vdichaos-%s-%s-%llu.replay", dir, scenario, strategy, seed);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "vdichaos-replay 1 %s\n", scenario);
-    fprintf(f, "# %s %s seed %llu\n# ", scenario, strategy, seed);
-    for (const char *c = r->text; *c; c++) /* the finding, as comment lines */
-        fputs(*c == '\n' ? "\n# " : (char[2]){*c, 0}, f);
-    fprintf(f, "\n");
-    for (size_t i = 0; i < r->ndecisions; i++)
-        fprintf(f, "%u%c", r->decisions[i], (i + 1) % 32 == 0 ? '\n' : ' ');
-    fprintf(f, "\n");
-    return fclose(f);
+    char comment[256];
+    snprintf(comment, sizeof comment, "%s %s seed %llu", scenario, strategy, seed);
+    chaos_config none = {.strategy = CHAOS_REPLAY};
+    return save_file(path, chaos_scenario_find(scenario), &none, comment, r);
 }
 
 /* Bounded exhaustive search: every schedule with at most P preemptions, once each. */
@@ -211,92 +209,322 @@ static void print_timeline(const chaos_result *r) {
     printf("trace hash %016llx\n", (unsigned long long)r->hash);
 }
 
-/* A crash file (or any input) of fuzz_race: decoded exactly as the target decodes it. */
-static int replay_input(const char *path) {
+/* A loaded reproducer: a replay file (scenario, optional fault plan, decisions) or a
+ * fuzz_race input (decoded exactly as the target decodes it). */
+typedef struct loaded {
+    const chaos_scenario *sc;
+    chaos_config cfg;
+    uint32_t *dec; /* replay file: its decisions (cfg points at them) */
+    uint8_t *bytes;
+    int is_input; /* a fuzz_race input */
+} loaded;
+
+static const char *fault_name(chaos_fault_mode m) {
+    return m == CHAOS_FAULT_NONE ? "none" : m == CHAOS_FAULT_ONCE ? "once" : "persistent";
+}
+
+static void unload(loaded *l) {
+    free(l->dec);
+    free(l->bytes);
+    memset(l, 0, sizeof *l);
+}
+
+/* 0 loaded, 2 error (printed). */
+static int load(const char *path, loaded *l) {
+    memset(l, 0, sizeof *l);
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "vdichaos: cannot open %s: %s\n", path, strerror(errno));
         return 2;
     }
-    static uint8_t buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf, f);
+    char line[4096], name[128];
+    int version;
+    if (!fgets(line, sizeof line, f) ||
+        sscanf(line, "vdichaos-replay %d %127s", &version, name) != 2 || version != 1) {
+        /* Not a replay file: a fuzz_race input. */
+        rewind(f);
+        size_t cap = 1 << 20;
+        l->bytes = malloc(cap);
+        size_t n = l->bytes ? fread(l->bytes, 1, cap, f) : 0;
+        fclose(f);
+        l->sc = chaos_decode_input(l->bytes, n, &l->cfg);
+        l->is_input = 1;
+        return 0;
+    }
+    l->sc = chaos_scenario_find(name);
+    if (!l->sc) {
+        fprintf(stderr, "vdichaos: %s names an unknown scenario '%s'\n", path, name);
+        fclose(f);
+        return 2;
+    }
+    size_t n = 0, cap = 256;
+    l->dec = malloc(cap * sizeof *l->dec);
+    l->cfg.strategy = CHAOS_REPLAY;
+    l->cfg.record_events = 1;
+    while (l->dec && fgets(line, sizeof line, f)) {
+        char mode[16];
+        unsigned fn, fe, ms;
+        if (line[0] == '#')
+            continue;
+        if (sscanf(line, "faults %15s %u %u", mode, &fn, &fe) == 3) {
+            l->cfg.fault_mode = !strcmp(mode, "once")         ? CHAOS_FAULT_ONCE
+                                : !strcmp(mode, "persistent") ? CHAOS_FAULT_PERSISTENT
+                                                              : CHAOS_FAULT_NONE;
+            l->cfg.fault_n = fn;
+            l->cfg.fault_errno = (int)fe;
+            continue;
+        }
+        if (sscanf(line, "max-steps %u", &ms) == 1) {
+            l->cfg.max_steps = ms;
+            continue;
+        }
+        for (char *c = line, *end; *c;) {
+            unsigned long v = strtoul(c, &end, 10);
+            if (end == c) {
+                c++;
+                continue;
+            }
+            c = end;
+            if (n == cap) {
+                uint32_t *nd = realloc(l->dec, (cap *= 2) * sizeof *nd);
+                if (!nd)
+                    break;
+                l->dec = nd;
+            }
+            l->dec[n++] = (uint32_t)v;
+        }
+    }
     fclose(f);
-    chaos_config cfg;
-    const chaos_scenario *sc = chaos_decode_input(buf, n, &cfg);
-    chaos_result r;
-    int found = chaos_scenario_run(sc, &cfg, &r);
-    printf("fuzz_race input %s: scenario %s, fault plan %s, %zu decision bytes, %u steps\n", path,
-           sc->name,
-           cfg.fault_mode == CHAOS_FAULT_NONE   ? "none"
-           : cfg.fault_mode == CHAOS_FAULT_ONCE ? "once"
-                                                : "persistent",
-           cfg.nbytes, r.steps);
-    print_timeline(&r);
-    if (found)
-        printf("FINDING reproduced:\n%s\n", r.text);
-    else
-        printf("no finding\n");
-    chaos_result_free(&r);
-    return found ? 1 : 0;
+    if (!l->dec) {
+        fprintf(stderr, "vdichaos: out of memory reading %s\n", path);
+        return 2;
+    }
+    l->cfg.decisions = l->dec;
+    l->cfg.ndecisions = n;
+    return 0;
+}
+
+/* Write a replay file: scenario, fault plan, the finding as comments, the decisions. */
+static int save_file(const char *path, const chaos_scenario *sc, const chaos_config *cfg,
+                     const char *comment, const chaos_result *r) {
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "vdichaos-replay 1 %s\n# %s\n# ", sc->name, comment);
+    for (const char *c = r->text; *c; c++) /* the finding, as comment lines */
+        fputs(*c == '\n' ? "\n# " : (char[2]){*c, 0}, f);
+    fprintf(f, "\n");
+    if (cfg->fault_mode != CHAOS_FAULT_NONE)
+        fprintf(f, "faults %s %u %d\n", fault_name(cfg->fault_mode), cfg->fault_n,
+                cfg->fault_errno);
+    if (cfg->max_steps)
+        fprintf(f, "max-steps %u\n", cfg->max_steps);
+    for (size_t i = 0; i < r->ndecisions; i++)
+        fprintf(f, "%u%c", r->decisions[i], (i + 1) % 32 == 0 ? '\n' : ' ');
+    fprintf(f, "\n");
+    return fclose(f);
 }
 
 static int cmd_replay(int argc, char **argv) {
     if (argc != 1)
         return usage();
-    FILE *f = fopen(argv[0], "r");
-    if (!f) {
-        fprintf(stderr, "vdichaos: cannot open %s: %s\n", argv[0], strerror(errno));
-        return 2;
-    }
-    char name[128];
-    int version;
-    if (fscanf(f, "vdichaos-replay %d %127s", &version, name) != 2 || version != 1) {
-        fclose(f);
-        return replay_input(argv[0]); /* not a replay file: a fuzz_race input */
-    }
-    const chaos_scenario *sc = chaos_scenario_find(name);
-    if (!sc) {
-        fprintf(stderr, "vdichaos: %s names an unknown scenario '%s'\n", argv[0], name);
-        fclose(f);
-        return 2;
-    }
-    size_t n = 0, cap = 256;
-    uint32_t *dec = malloc(cap * sizeof *dec);
-    int c;
-    while (dec && (c = fgetc(f)) != EOF) {
-        if (c == '#') { /* comment to the end of the line */
-            while ((c = fgetc(f)) != EOF && c != '\n')
-                ;
-            continue;
-        }
-        if (c < '0' || c > '9')
-            continue;
-        ungetc(c, f);
-        unsigned v;
-        if (fscanf(f, "%u", &v) != 1)
-            break;
-        if (n == cap) {
-            uint32_t *nd = realloc(dec, (cap *= 2) * sizeof *nd);
-            if (!nd)
-                break;
-            dec = nd;
-        }
-        dec[n++] = v;
-    }
-    fclose(f);
-    chaos_config cfg = {
-        .strategy = CHAOS_REPLAY, .decisions = dec, .ndecisions = n, .record_events = 1};
+    loaded l;
+    int rc = load(argv[0], &l);
+    if (rc)
+        return rc;
     chaos_result r;
-    int found = chaos_scenario_run(sc, &cfg, &r);
-    printf("scenario %s, %zu decisions, %u steps\n", name, n, r.steps);
+    int found = chaos_scenario_run(l.sc, &l.cfg, &r);
+    if (l.is_input)
+        printf("fuzz_race input %s: scenario %s, fault plan %s, %zu decision bytes, %u steps\n",
+               argv[0], l.sc->name, fault_name(l.cfg.fault_mode), l.cfg.nbytes, r.steps);
+    else
+        printf("scenario %s, fault plan %s, %zu decisions, %u steps\n", l.sc->name,
+               fault_name(l.cfg.fault_mode), l.cfg.ndecisions, r.steps);
     print_timeline(&r);
     if (found)
         printf("FINDING reproduced:\n%s\n", r.text);
     else
         printf("no finding\n");
     chaos_result_free(&r);
-    free(dec);
+    unload(&l);
     return found ? 1 : 0;
+}
+
+/* ---- shrink: the same finding with fewer preemptions and a shorter schedule ---------------
+ * A candidate is a decision prefix run under CHAOS_DFS: the prefix is replayed, then every
+ * actor runs on without preemption. It is kept when the run ends in a finding of the same
+ * oracle with fewer preemptions (or as many and a shorter prefix). */
+typedef struct shrinker {
+    const chaos_scenario *sc;
+    chaos_config base;
+    char oracle[64];
+    unsigned long long runs, budget;
+    uint32_t *best; /* the kept prefix */
+    size_t nbest;
+    uint32_t best_preemptions, best_steps;
+    chaos_result last; /* the run of the last kept candidate */
+} shrinker;
+
+static void oracle_of(const char *text, char *out, size_t cap) {
+    size_t n = strcspn(text, ":\n");
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(out, text, n);
+    out[n] = 0;
+}
+
+/* Run a candidate; 1 (and it becomes the best) when it keeps the finding and is smaller. */
+static int try_prefix(shrinker *k, const uint32_t *pre, size_t n) {
+    if (k->runs >= k->budget)
+        return 0;
+    chaos_config cfg = k->base;
+    cfg.strategy = CHAOS_DFS;
+    cfg.decisions = pre;
+    cfg.ndecisions = n;
+    cfg.bytes = NULL;
+    cfg.nbytes = 0;
+    cfg.dfs_preemptions = 0;
+    chaos_result r;
+    int found = chaos_scenario_run(k->sc, &cfg, &r);
+    k->runs++;
+    char o[64];
+    oracle_of(r.text, o, sizeof o);
+    int better = found && strcmp(o, k->oracle) == 0 &&
+                 (r.preemptions < k->best_preemptions ||
+                  (r.preemptions == k->best_preemptions && n < k->nbest));
+    if (!better) {
+        chaos_result_free(&r);
+        return 0;
+    }
+    uint32_t *copy = malloc((n + 1) * sizeof *copy);
+    if (!copy) {
+        chaos_result_free(&r);
+        return 0;
+    }
+    memcpy(copy, pre, n * sizeof *copy);
+    free(k->best);
+    k->best = copy;
+    k->nbest = n;
+    k->best_preemptions = r.preemptions;
+    k->best_steps = r.steps;
+    chaos_result_free(&k->last);
+    k->last = r;
+    return 1;
+}
+
+static void shrink_pass(shrinker *k) {
+    /* 1. The shortest prefix (bisection over lengths, then a linear walk back). */
+    size_t lo = 0, hi = k->nbest;
+    while (lo < hi && k->runs < k->budget) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (try_prefix(k, k->best, mid))
+            hi = k->nbest;
+        else
+            lo = mid + 1;
+    }
+    /* 2. Each remaining preemption, last first: let the previous actor go on instead. */
+    uint32_t *cand = malloc((k->nbest + 1) * sizeof *cand);
+    for (size_t i = k->nbest; cand && i-- > 0 && k->runs < k->budget;) {
+        if (i >= k->nbest || i >= k->last.ndecisions)
+            continue;
+        int8_t st = k->last.stays[i];
+        if (st < 0 || (uint32_t)st == k->best[i])
+            continue;
+        memcpy(cand, k->best, k->nbest * sizeof *cand);
+        cand[i] = (uint32_t)st;
+        (void)try_prefix(k, cand, k->nbest);
+    }
+    /* 3. Drop chunks of decisions, halving the chunk size down to one. */
+    for (size_t chunk = k->nbest / 2; cand && chunk >= 1 && k->runs < k->budget; chunk /= 2) {
+        for (size_t at = 0; at + chunk <= k->nbest && k->runs < k->budget;) {
+            size_t n = k->nbest - chunk;
+            memcpy(cand, k->best, at * sizeof *cand);
+            memcpy(cand + at, k->best + at + chunk, (k->nbest - at - chunk) * sizeof *cand);
+            if (!try_prefix(k, cand, n))
+                at += chunk;
+        }
+    }
+    free(cand);
+}
+
+static int cmd_shrink(int argc, char **argv) {
+    if (argc != 1 && argc != 3 && argc != 5)
+        return usage();
+    const char *out = NULL;
+    unsigned long long budget = 5000;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--out") == 0)
+            out = argv[i + 1];
+        else if (strcmp(argv[i], "--budget") != 0 || parse_u64(argv[i + 1], &budget) || !budget)
+            return usage();
+    }
+    loaded l;
+    int rc = load(argv[0], &l);
+    if (rc)
+        return rc;
+    shrinker k = {.sc = l.sc, .base = l.cfg, .budget = budget};
+    chaos_result r0;
+    if (!chaos_scenario_run(l.sc, &l.cfg, &r0)) {
+        printf("%s: no finding to shrink (the run is clean)\n", argv[0]);
+        chaos_result_free(&r0);
+        unload(&l);
+        return 2;
+    }
+    oracle_of(r0.text, k.oracle, sizeof k.oracle);
+    printf("%s: %s finding, %u steps, %u preemptions, %zu decisions\n", argv[0], k.oracle, r0.steps,
+           r0.preemptions, r0.ndecisions);
+    /* The starting point: the run's own decisions, as a DFS prefix. */
+    k.best_preemptions = UINT32_MAX;
+    k.nbest = SIZE_MAX;
+    if (!try_prefix(&k, r0.decisions, r0.ndecisions)) {
+        printf("%s: the finding does not reproduce from its own decisions; nothing shrunk\n",
+               argv[0]);
+        chaos_result_free(&r0);
+        unload(&l);
+        return 1;
+    }
+    for (;;) {
+        uint32_t p = k.best_preemptions;
+        size_t n = k.nbest;
+        shrink_pass(&k);
+        if ((k.best_preemptions == p && k.nbest == n) || k.runs >= k.budget)
+            break;
+    }
+    char path[4096];
+    if (out)
+        snprintf(path, sizeof path, "%s", out);
+    else
+        snprintf(path, sizeof path, "%s.shrunk", argv[0]);
+    char comment[256];
+    snprintf(comment, sizeof comment, "shrunk from %s: %u -> %u preemptions, %u -> %u steps",
+             argv[0], r0.preemptions, k.best_preemptions, r0.steps, k.best_steps);
+    chaos_config saved = k.base;
+    rc = save_file(path, l.sc, &saved, comment, &k.last);
+    /* The saved file must replay to the same finding and trace. */
+    loaded back;
+    int ok = rc == 0 && load(path, &back) == 0;
+    if (ok) {
+        chaos_result r;
+        char o[64] = "";
+        ok = chaos_scenario_run(back.sc, &back.cfg, &r) && r.hash == k.last.hash;
+        oracle_of(r.text, o, sizeof o);
+        ok = ok && strcmp(o, k.oracle) == 0;
+        chaos_result_free(&r);
+        unload(&back);
+    }
+    printf("shrunk in %llu runs: preemptions %u -> %u, steps %u -> %u, schedule prefix %zu -> "
+           "%zu decisions\n%s\n",
+           k.runs, r0.preemptions, k.best_preemptions, r0.steps, k.best_steps, r0.ndecisions,
+           k.nbest, k.last.text);
+    if (!ok)
+        fprintf(stderr, "vdichaos: %s does not replay to the same finding\n", path);
+    else
+        printf("replay: vdichaos replay %s\n", path);
+    chaos_result_free(&r0);
+    chaos_result_free(&k.last);
+    free(k.best);
+    unload(&l);
+    return ok ? 1 : 2;
 }
 
 /* SQLite-style sweep: fail the n-th fail-point call, n = 1, 2, ... until a run sees no
@@ -348,6 +576,8 @@ int main(int argc, char **argv) {
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(argv[1], "replay") == 0)
         return cmd_replay(argc - 2, argv + 2);
+    if (strcmp(argv[1], "shrink") == 0)
+        return cmd_shrink(argc - 2, argv + 2);
     if (strcmp(argv[1], "faults") == 0)
         return cmd_faults(argc - 2, argv + 2);
     return usage();

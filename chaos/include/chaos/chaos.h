@@ -112,6 +112,9 @@ void chaos_report(chaos_engine *e, const char *oracle, const char *fmt, ...)
 uint64_t chaos_trace_hash(const chaos_engine *e);
 uint32_t chaos_steps(const chaos_engine *e);
 size_t chaos_decisions(const chaos_engine *e, const uint32_t **out);
+/* For each decision, the choice that would have let the previous actor go on (-1 when it
+ * could not); a decision that differs from it is a preemption. Same length as decisions. */
+size_t chaos_stays(const chaos_engine *e, const int8_t **out);
 const char *chaos_finding(const chaos_engine *e); /* "" when none */
 uint32_t chaos_faults_injected(const chaos_engine *e);
 uint32_t chaos_fault_calls(const chaos_engine *e); /* fail-point calls that counted */

@@ -36,7 +36,9 @@ typedef struct chaos_result {
     size_t nfail_points;
     uint32_t *decisions; /* the run's decision list (replays it) */
     size_t ndecisions;
-    chaos_event *events; /* with cfg.record_events */
+    int8_t *stays;        /* [ndecisions]: the choice that would not have preempted, or -1 */
+    uint32_t preemptions; /* decisions that switched away from an actor that could go on */
+    chaos_event *events;  /* with cfg.record_events */
     size_t nevents;
     const char *actor_names[CHAOS_MAX_ACTORS + 1]; /* [id] */
 } chaos_result;

@@ -1,0 +1,29 @@
+#!/bin/sh
+# vdichaos shrink on a real finding: a seeded bug's vdichaos finds it under PCT, shrink
+# must keep the same oracle with strictly fewer preemptions (the PCT schedule has some),
+# and the shrunk file must replay to the same finding and trace hash, twice.
+# Usage: t_shrink.sh VDICHAOS SCENARIO ORACLE WORKDIR
+set -u
+v=$1 sc=$2 oracle=$3 dir=$4
+rm -rf "$dir" && mkdir -p "$dir" || exit 1
+fail() { echo "t_shrink: $*"; exit 1; }
+"$v" run "$sc" --strategy pct --runs 3000 --out "$dir" >"$dir/run.log" 2>&1
+[ $? = 1 ] || fail "no finding to shrink: $(tail -n 3 "$dir/run.log")"
+f=$(sed -n 's/^replay: vdichaos replay //p' "$dir/run.log")
+[ -f "$f" ] || fail "no replay file in: $(cat "$dir/run.log")"
+"$v" shrink "$f" --out "$dir/shrunk" >"$dir/shrink.log" 2>&1
+[ $? = 1 ] || fail "shrink did not end in the finding: $(cat "$dir/shrink.log")"
+cat "$dir/shrink.log"
+grep -q "^$f: $oracle finding" "$dir/shrink.log" || fail "the finding is not '$oracle'"
+set -- $(sed -n 's/.*preemptions \([0-9]*\) -> \([0-9]*\),.*/\1 \2/p' "$dir/shrink.log")
+[ $# = 2 ] || fail "no preemption counts printed"
+[ "$1" -gt 0 ] || fail "the PCT schedule had no preemption: nothing to show"
+[ "$2" -lt "$1" ] || fail "preemptions not reduced ($1 -> $2)"
+for i in 1 2; do
+    "$v" replay "$dir/shrunk" >"$dir/replay$i.log" 2>&1
+    [ $? = 1 ] || fail "the shrunk file does not reproduce: $(tail -n 3 "$dir/replay$i.log")"
+    grep -q "^$oracle:" "$dir/replay$i.log" || fail "replay $i: another oracle"
+done
+h1=$(grep '^trace hash' "$dir/replay1.log") h2=$(grep '^trace hash' "$dir/replay2.log")
+[ -n "$h1" ] && [ "$h1" = "$h2" ] || fail "replays differ: '$h1' vs '$h2'"
+echo "t_shrink: $oracle kept, preemptions $1 -> $2, replays identical ($h1)"
