@@ -37,12 +37,23 @@ static void feed_interleavings(const chaos_result *r) {
     }
 }
 
+/* VDICHAOS_NO_PAIR_FEEDBACK=1 turns the ordering feedback off (to measure what it buys). */
+static int pair_feedback(void) {
+    static int on = -1;
+    if (on < 0) {
+        const char *v = getenv("VDICHAOS_NO_PAIR_FEEDBACK");
+        on = !(v && *v && strcmp(v, "0") != 0);
+    }
+    return on;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     chaos_config cfg;
     const chaos_scenario *s = chaos_decode_input(data, size, &cfg);
     chaos_result r;
     int found = chaos_scenario_run(s, &cfg, &r);
-    feed_interleavings(&r);
+    if (pair_feedback())
+        feed_interleavings(&r);
     if (found) {
         fprintf(stderr, "==vdichaos== finding in scenario %s after %u steps:\n%s\n", s->name,
                 r.steps, r.text);
