@@ -8,10 +8,12 @@
 # prints a table and exits 1 on a new crash (0 clean, 2 usage or build error).
 #
 # Usage: ci/fuzz.sh [--minutes M] [--target NAME] [--engine libfuzzer|afl|both]
-#                   [--corpora DIR] [--build-dir DIR] [--smoke] [--no-setup]
+#                   [--corpora DIR] [--build-dir DIR] [--plant BUG] [--smoke] [--no-setup]
 #   --minutes M    total budget over all targets and engines (default 3)
 #   --corpora DIR  where the seed/ and crash/ folders live (default corpora)
 #   --build-dir D  use the libFuzzer binaries in D (default build/fuzz, configured here)
+#   --plant BUG    fuzz_race built against a seeded bug of tests/meta (libFuzzer only);
+#                  use with --corpora on a scratch folder: shows the whole crash path
 #   --smoke        a few seconds per target and engine; leaves the tree as it was
 set -uo pipefail
 
@@ -23,6 +25,7 @@ only=""
 engine=both
 corpora=corpora
 lfdir=""
+plant=""
 smoke=0
 do_setup=1
 while [ $# -gt 0 ]; do
@@ -32,9 +35,10 @@ while [ $# -gt 0 ]; do
     --engine) engine=${2:-}; shift 2 ;;
     --corpora) corpora=${2:-}; shift 2 ;;
     --build-dir) lfdir=${2:-}; shift 2 ;;
+    --plant) plant=${2:-}; engine=libfuzzer; only=fuzz_race; shift 2 ;;
     --smoke) smoke=1; shift ;;
     --no-setup) do_setup=0; shift ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "ci/fuzz.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -50,14 +54,20 @@ if [ $do_setup = 1 ]; then
 fi
 
 # ---- build ----------------------------------------------------------------------------------
-build() { # preset
+build() { # preset [target]
     cmake --preset "$1" >"$out/configure-$1.log" 2>&1 && cmake --build "build/$1" -j2 \
-        --target fuzz_targets >"$out/build-$1.log" 2>&1 ||
+        --target "${2:-fuzz_targets}" >"$out/build-$1.log" 2>&1 ||
         { tail -n 30 "$out/build-$1.log" "$out/configure-$1.log" >&2; return 1; }
 }
 if [ -z "$lfdir" ]; then
     build fuzz || exit 2
     lfdir=build/fuzz
+fi
+# The libFuzzer binary of a target: fuzz/<target>, or the planted fuzz_race.
+lfbin() { if [ -n "$plant" ]; then echo "$lfdir/tests/meta/fuzz_race_$plant"; else echo "$lfdir/fuzz/$1"; fi; }
+if [ -n "$plant" ]; then
+    build fuzz fuzz_plants || exit 2
+    [ -x "$(lfbin fuzz_race)" ] || { echo "ci/fuzz.sh: no seeded bug '$plant' (tests/meta)" >&2; exit 2; }
 fi
 afl=0
 if [ "$engine" != libfuzzer ]; then
@@ -89,12 +99,13 @@ declare -A seen_sig
 # store_crash TARGET FILE: minimize, sign, store under $corpora/TARGET/crash/<signature>
 # unless that signature is already stored. Prints one line; returns 0 when it was new.
 store_crash() {
-    local t=$1 file=$2 bin=$lfdir/fuzz/$1 work=$out/$1 min sig
+    local t=$1 file=$2 bin work=$out/$1 min sig
+    bin=$(lfbin "$t")
     min="$work/min-$(basename "$file")"
     case "$(basename "$file")" in
     timeout-* | *hang*) cp "$file" "$min" ;; # a hang does not minimize in reasonable time
     *)
-        "$bin" -minimize_crash=1 -max_total_time=$([ $smoke = 1 ] && echo 10 || echo 60) \
+        "$bin" -minimize_crash=1 -max_total_time=$((per < 60 ? per : 60)) \
             -exact_artifact_path="$min" "$file" >"$work/minimize.log" 2>&1 || true
         [ -s "$min" ] || cp "$file" "$min" ;;
     esac
@@ -120,7 +131,8 @@ row() { printf '%-13s %-9s %10s %8s %9s %5s %7s\n' "$@" >>"$out/table.txt"; }
 row target engine runs runs/s coverage new crashes
 
 run_libfuzzer() { # target
-    local t=$1 bin=$lfdir/fuzz/$1 work=$out/$1 seed=$corpora/$1/seed runs rate cov before after found=0 a
+    local t=$1 bin work=$out/$1 seed=$corpora/$1/seed runs rate cov before after found=0 a
+    bin=$(lfbin "$t")
     local dict=()
     [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
     before=$(ls "$work/lf-corpus" | wc -l)
@@ -179,7 +191,7 @@ for t in $list; do
     rm -rf "$work"
     mkdir -p "$corpora/$t/seed" "$corpora/$t/crash" "$work/lf-corpus" "$work/lf-artifacts"
     # Every stored input first: a stored crash that fails again is a regression.
-    if ! "$lfdir/fuzz/$t" -runs=0 "$corpora/$t/seed" "$corpora/$t/crash" >"$work/replay.log" 2>&1; then
+    if ! "$(lfbin "$t")" -runs=0 "$corpora/$t/seed" "$corpora/$t/crash" >"$work/replay.log" 2>&1; then
         echo "$t: a stored input fails on replay (see $work/replay.log)"
         new_crashes=$((new_crashes + 1))
     fi
@@ -189,7 +201,7 @@ for t in $list; do
     # Set cover: only the inputs that add coverage join the seeds; a smoke run adds none.
     if [ $smoke = 0 ]; then
         before=$(ls "$corpora/$t/seed" | wc -l)
-        "$lfdir/fuzz/$t" -merge=1 "$corpora/$t/seed" "$work/lf-corpus" >"$work/merge.log" 2>&1
+        "$(lfbin "$t")" -merge=1 "$corpora/$t/seed" "$work/lf-corpus" >"$work/merge.log" 2>&1
         echo "$t: $(($(ls "$corpora/$t/seed" | wc -l) - before)) new seed(s) merged into $corpora/$t/seed"
     fi
 done

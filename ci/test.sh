@@ -125,6 +125,16 @@ if [ $do_fuzz = 1 ] && [ -x ci/fuzz.sh ] && [ -d fuzz ]; then
         tail -n 40 "$logdir/fuzz-smoke.log"
         fail "fuzz-smoke"
     fi
+    cat "$logdir/fuzz-smoke.log" | sed -n '/^target /,$p'
+    # The crash path end to end, on a bug planted in a copy of the reference.
+    echo "== fuzz crash path (planted bug)"
+    if sh tests/fuzz/t_plant.sh drain_skips_last ledger >"$logdir/fuzz-plant.log" 2>&1; then
+        pass
+        tail -n 1 "$logdir/fuzz-plant.log"
+    else
+        tail -n 40 "$logdir/fuzz-plant.log"
+        fail "fuzz-plant"
+    fi
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then

@@ -1,0 +1,31 @@
+#!/bin/sh
+# The whole crash path on a planted bug: ci/fuzz.sh fuzzes fuzz_race built against a seeded
+# bug (tests/meta) from an empty scratch corpus; the crash must be found, minimized, stored
+# once under its signature, reproduce under the planted target with that signature, replay
+# in vdichaos to the same trace twice, and pass against the clean reference (so ctest's
+# corpus replay, which uses the clean reference, would keep it as a regression input).
+# Usage: t_plant.sh BUG ORACLE   (from the top of the tree, after the fuzz preset built)
+set -u
+bug=${1:-drain_skips_last} oracle=${2:-ledger}
+tmp=build/plant-test
+fail() { echo "t_plant: $*"; exit 1; }
+rm -rf "$tmp" && mkdir -p "$tmp/fuzz_race/seed" || exit 1
+ci/fuzz.sh --no-setup --plant "$bug" --corpora "$tmp" --minutes 0.25 >"$tmp/fuzz.log" 2>&1
+rc=$?
+cat "$tmp/fuzz.log"
+[ $rc = 1 ] || fail "ci/fuzz.sh exited $rc, expected 1 (a new crash)"
+n=$(ls "$tmp/fuzz_race/crash" | wc -l)
+[ "$n" = 1 ] || fail "$n crash files stored, expected 1"
+f=$(ls "$tmp/fuzz_race/crash/"*)
+case "$(basename "$f")" in "$oracle"-*) ;; *) fail "stored as $(basename "$f"), not a $oracle signature" ;; esac
+orig=$(ls build/fuzz-out/fuzz_race/lf-artifacts/crash-* | head -n 1)
+[ "$(wc -c <"$f")" -le "$(wc -c <"$orig")" ] || fail "the stored file is larger than the crash"
+build/fuzz/tests/meta/fuzz_race_"$bug" -runs=1 "$f" >"$tmp/again.log" 2>&1 && fail "the planted target passes the crash file"
+[ "$(python3 ci/crash_signature.py "$tmp/again.log")" = "$(basename "$f")" ] || fail "the signature changed on replay"
+v=build/fuzz/tests/meta/vdichaos_"$bug"
+$v replay "$f" >"$tmp/r1.log" 2>&1; r1=$?
+$v replay "$f" >"$tmp/r2.log" 2>&1; r2=$?
+[ $r1 = 1 ] && [ $r2 = 1 ] || fail "vdichaos replay did not reproduce ($r1, $r2)"
+[ "$(grep '^trace hash' "$tmp/r1.log")" = "$(grep '^trace hash' "$tmp/r2.log")" ] || fail "replays differ"
+build/fuzz/fuzz/fuzz_race_replay "$f" >"$tmp/clean.log" 2>&1 || fail "the clean reference fails the planted crash"
+echo "t_plant: $bug found, stored as $(basename "$f") ($(wc -c <"$f") of $(wc -c <"$orig") bytes), reproduced, replayed twice the same, clean on the reference"
