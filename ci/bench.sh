@@ -6,6 +6,8 @@
 # threads (target >= 0.4). Missing a target is reported, not failed: numbers on a shared
 # machine are noisy, and no test ever asserts a time.
 #
+# Part two: the close race under the engine; part three: every fuzz target under each engine.
+#
 # Usage: ci/bench.sh [--no-build] [--mib N (default 4096)] [--rounds N (default 20000)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +20,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --mib) mib=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "ci/bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -75,3 +77,15 @@ ratio=$(awk -v a="$rate" -v b="$bare" 'BEGIN { printf "%.2f", a / b }')
 printf '%-44s %-14s %-26s %-7s %-7s %s\n' "close race under the engine, ASan, 1 core" \
     "$rate runs/s" "no engine $bare runs/s" "$ratio" ">=2000" \
     "$(awk -v r="$rate" 'BEGIN { print (r >= 2000) ? "ok" : "BELOW TARGET" }')"
+
+# ---- part three: the fuzz targets --------------------------------------------------------
+# Runs per second of every target under libFuzzer and, where installed, AFL++: one short
+# session each (ci/fuzz.sh --smoke, which leaves the tree as it was), from the seed corpora.
+echo
+echo "fuzz targets, 30 s per target and engine, ASan+UBSan (runs/s as each engine reports it):"
+if ci/fuzz.sh --smoke --seconds-each 30 --no-setup >build/bench-fuzz.log 2>&1; then
+    sed -n '/^target /,/^no new crash/p' build/bench-fuzz.log | grep -v '^no new crash'
+else
+    echo "ci/fuzz.sh failed (see build/bench-fuzz.log)"
+    tail -n 5 build/bench-fuzz.log
+fi

@@ -15,6 +15,7 @@
 #   --plant BUG    fuzz_race built against a seeded bug of tests/meta (libFuzzer only);
 #                  use with --corpora on a scratch folder: shows the whole crash path
 #   --smoke        a few seconds per target and engine; leaves the tree as it was
+#   --seconds-each S  exactly S seconds per target and engine (instead of --minutes)
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,6 +27,7 @@ engine=both
 corpora=corpora
 lfdir=""
 plant=""
+each=""
 smoke=0
 do_setup=1
 while [ $# -gt 0 ]; do
@@ -38,11 +40,13 @@ while [ $# -gt 0 ]; do
     --plant) plant=${2:-}; engine=libfuzzer; only=fuzz_race; shift 2 ;;
     --smoke) smoke=1; shift ;;
     --no-setup) do_setup=0; shift ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    --seconds-each) each=${2:-}; shift 2 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "ci/fuzz.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
 case "$minutes" in '' | *[!0-9.]* | .*) echo "ci/fuzz.sh: --minutes wants a number" >&2; exit 2 ;; esac
+case "$each" in *[!0-9]*) echo "ci/fuzz.sh: --seconds-each wants an integer" >&2; exit 2 ;; esac
 case "$engine" in libfuzzer | afl | both) ;; *) echo "ci/fuzz.sh: --engine is libfuzzer, afl or both" >&2; exit 2 ;; esac
 
 out=build/fuzz-out
@@ -87,7 +91,9 @@ list=$(find "$lfdir/fuzz" -maxdepth 1 -type f -name 'fuzz_*' ! -name '*_replay' 
 [ -n "$list" ] || { echo "ci/fuzz.sh: no target matches '${only:-*}'" >&2; exit 2; }
 nt=$(echo "$list" | wc -l)
 ne=$(echo $engines | wc -w)
-if [ $smoke = 1 ]; then
+if [ -n "$each" ]; then
+    per=$each
+elif [ $smoke = 1 ]; then
     per=5
 else
     per=$(awk -v m="$minutes" -v n=$((nt * ne)) 'BEGIN { s = int(m * 60 / n); print (s < 5 ? 5 : s) }')
