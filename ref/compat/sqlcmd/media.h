@@ -1,0 +1,48 @@
+/* media.h: what vdi-sqlcmd backs up and how it lays it out on the virtual devices.
+ * A database (or its log) is an image file in the data directory, generated from its name
+ * when missing so that every run of a test sees the same bytes. On the devices the image
+ * is striped in chunks behind a one-block media header per device, which lets a restore
+ * find each stripe whatever order the devices are listed in. */
+#ifndef VDI_SQLCMD_MEDIA_H
+#define VDI_SQLCMD_MEDIA_H
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+constexpr uint32_t media_page = 8192;       /* SQL Server's page: messages count pages */
+constexpr uint32_t media_header_size = 512; /* the header's bytes at the start of a stripe */
+constexpr size_t media_max_name = 256;      /* database name bytes kept in the header */
+
+struct media_header {
+    uint32_t log = 0;         /* 1: a log backup */
+    uint32_t stripe = 0;      /* this device's place in the stripe set, from 0 */
+    uint32_t stripes = 0;     /* devices in the backup */
+    uint32_t data_offset = 0; /* where the data starts on each device: the block size */
+    uint32_t chunk = 0;       /* stripe unit: chunk i is on stripe i % stripes */
+    uint64_t image_size = 0;
+    uint64_t checksum = 0; /* media_checksum of the image */
+    std::string database;
+};
+
+/* The image file of a database (or its log) and the file a restore writes. */
+std::string media_image_path(const std::string &dir, const std::string &db, bool log);
+std::string media_restored_path(const std::string &dir, const std::string &db, bool log);
+
+/* Reads the image, generating it first when the file does not exist: gen_size bytes, or a
+ * size derived from the name when gen_size is 0. "" on success, else what went wrong. */
+std::string media_load_image(const std::string &path, const std::string &db, bool log,
+                             uint64_t gen_size, std::vector<uint8_t> *out);
+std::string media_read_file(const std::string &path, std::vector<uint8_t> *out, bool *missing);
+std::string media_write_file(const std::string &path, const std::vector<uint8_t> &data);
+
+uint64_t media_checksum(const uint8_t *p, size_t n);
+
+void media_encode(const media_header &h, uint8_t out[media_header_size]);
+/* false when the block is not a vdi-sqlcmd media header (or is damaged). */
+bool media_decode(const uint8_t in[media_header_size], media_header *h);
+
+/* Bytes of the image that stripe s of n holds with chunk size c. */
+uint64_t media_stripe_bytes(uint64_t image_size, uint32_t chunk, uint32_t s, uint32_t n);
+
+#endif /* VDI_SQLCMD_MEDIA_H */

@@ -1,0 +1,763 @@
+/* session.cpp: the server side of one BACKUP or RESTORE, on the reference C API. Each
+ * device has a thread that keeps up to its share of BUFFERCOUNT commands in flight; the
+ * completion routine (on the agent's thread) only queues the finished command for its
+ * device thread, which does all the work. Any failure aborts the set, as SQL Server does. */
+#include "session.h"
+
+#include "media.h"
+#include "vdi/vdi.h"
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <sys/resource.h>
+#include <thread>
+#include <time.h>
+#include <unistd.h>
+#include <vector>
+
+void sqlcmd_output::line(const std::string &text) {
+    std::lock_guard<std::mutex> lk(mu_);
+    fprintf(stdout, "%s\n", text.c_str());
+    fflush(stdout);
+}
+
+void sqlcmd_output::error(const tsql_error &e) {
+    std::lock_guard<std::mutex> lk(mu_);
+    fprintf(stdout, "Msg %d, Level %d, State %d, Server %s, Line %d\n%s\n", e.number, e.level,
+            e.state, server_.c_str(), e.line, e.text.c_str());
+    fflush(stdout);
+}
+
+namespace {
+
+constexpr uint32_t default_block = 65536;
+constexpr uint32_t default_transfer = 1048576;
+constexpr uint32_t default_buffers_per_device = 3;
+constexpr unsigned ring_cap = 2 * VDI_MAX_OUTSTANDING + 2;
+
+double now_s() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+/* The text Windows gives the codes a client is likely to report. */
+std::string win32_text(uint32_t code) {
+    switch (code) {
+    case 0:
+        return "The operation completed successfully.";
+    case 6:
+        return "The handle is invalid.";
+    case 38:
+        return "Reached the end of the file.";
+    case 39:
+        return "The disk is full.";
+    case 50:
+        return "The request is not supported.";
+    case 87:
+        return "The parameter is incorrect.";
+    case 112:
+        return "There is not enough space on the disk.";
+    case 995:
+        return "The I/O operation has been aborted because of either a thread exit or an "
+               "application request.";
+    case 1117:
+        return "The request could not be performed because of an I/O device error.";
+    default:
+        return "Unknown error.";
+    }
+}
+
+std::string hex_code(int rc) {
+    char b[16];
+    snprintf(b, sizeof b, "0x%08x", static_cast<unsigned>(rc));
+    return b;
+}
+
+[[noreturn]] void die(const sqlcmd_knobs &k, const char *where) {
+    fprintf(stderr, "vdi-sqlcmd: chaos: dying %s\n", where);
+    if (k.die_how == sqlcmd_knobs::DIE_KILL)
+        raise(SIGKILL);
+    if (k.die_how == sqlcmd_knobs::DIE_ABORT) {
+        struct rlimit none = {0, 0}; /* a crash to observe, not a core file to keep */
+        setrlimit(RLIMIT_CORE, &none);
+        abort();
+    }
+    _exit(99);
+}
+
+class session;
+
+enum op_kind { OP_HEADER, OP_DATA, OP_CONTROL };
+
+struct op {
+    op_kind kind;
+    int32_t code;
+    int64_t pos;      /* position on the device */
+    uint32_t len;     /* bytes (data commands) */
+    uint64_t img_off; /* OP_DATA: offset in the image */
+};
+
+struct device;
+
+struct slot {
+    VDS_Command cmd;
+    device *d;
+    uint8_t *buf;
+    op what;
+    bool busy;
+    bool queued; /* the routine ran (under d->mu) */
+};
+
+struct device {
+    session *s;
+    size_t index;
+    std::string name;
+    vdi_server_device *dev = nullptr;
+    std::thread thread;
+    std::mutex mu;
+    std::condition_variable cv;
+    slot *ring[ring_cap]; /* completed slots, queued by the routine */
+    unsigned head = 0, tail = 0;
+    std::vector<slot> slots;           /* sized once: the VDS_Commands never move */
+    unsigned inflight = 0;             /* this device's thread only */
+    uint8_t header[media_header_size]; /* restore: the stripe's media header */
+};
+
+enum stop_kind { RUNNING = 0, STOP_ABORT = 1, STOP_CLOSE = 2 };
+
+class session {
+  public:
+    session(const tsql_statement &st, const sqlcmd_config &cfg, sqlcmd_output *out)
+        : st_(st), cfg_(cfg), k_(cfg.knobs), out_(out) {}
+    ~session() {
+        if (set_)
+            vdi_server_set_free(set_);
+    }
+    bool run();
+    static void on_done(VDS_Command *cmd);
+
+  private:
+    void fail(int number, const std::string &text);
+    void fail_vdi(const std::string &what, int rc);
+    void stop(stop_kind why);
+    bool stopped() const {
+        return stop_.load() != RUNNING;
+    }
+    bool open_set();
+    bool configure();
+    bool start_agent();
+    void device_main(device *d);
+    bool run_ops(device *d, const std::vector<op> &ops, unsigned window);
+    bool send(device *d, slot *sl);
+    slot *wait_done(device *d, bool until_stopped);
+    bool handle(device *d, slot *sl);
+    bool restore_header(device *d, const uint8_t *block, std::vector<op> *ops);
+    void progress(uint64_t bytes);
+    bool finish_restore();
+    std::string verb_noun() const {
+        return st_.restore ? "Read" : "Write";
+    }
+
+    const tsql_statement &st_;
+    const sqlcmd_config &cfg_;
+    const sqlcmd_knobs &k_;
+    sqlcmd_output *out_;
+    vdi_server_set *set_ = nullptr;
+    bool set_closed_ = false;
+    uint32_t block_ = default_block, transfer_ = default_transfer, per_device_ = 1;
+    bool send_complete_ = false;
+    std::vector<std::unique_ptr<device>> devs_;
+    std::thread agent_;
+    int agent_rc_ = NOERROR;
+    std::atomic<int> stop_{RUNNING};
+    std::atomic<long> sent_{0}, completed_{0};
+    std::mutex fail_mu_;
+    bool failed_ = false;
+
+    std::vector<uint8_t> image_; /* backup: the source; restore: what comes back */
+    media_header master_;        /* restore: the first stripe's header */
+    bool have_master_ = false;
+    std::vector<bool> stripe_seen_;
+    std::mutex hdr_mu_;
+    std::mutex progress_mu_;
+    uint64_t done_bytes_ = 0;
+    int next_percent_ = 0;
+};
+
+void session::fail(int number, const std::string &text) {
+    {
+        std::lock_guard<std::mutex> lk(fail_mu_);
+        if (failed_)
+            return; /* the first failure is the story; the rest are its consequences */
+        failed_ = true;
+    }
+    tsql_error e;
+    e.number = number;
+    e.line = st_.line;
+    e.text = text;
+    out_->error(e);
+}
+
+void session::fail_vdi(const std::string &what, int rc) {
+    fail(3201, "Cannot open backup device '" + st_.devices[0] + "'. " + what +
+                   " failed: " + hex_code(rc) + " (" + vdi_strerror(rc) + ").");
+}
+
+/* Stops every device thread; an abort also aborts the set (its drain wakes them), a
+ * premature close leaves the set alone: run() closes it once every thread is out. */
+void session::stop(stop_kind why) {
+    int expected = RUNNING;
+    if (!stop_.compare_exchange_strong(expected, why))
+        return;
+    if (why == STOP_ABORT)
+        (void)vdi_server_set_signal_abort(set_);
+    for (auto &d : devs_) {
+        std::lock_guard<std::mutex> lk(d->mu);
+        d->cv.notify_all();
+    }
+}
+
+void session::on_done(VDS_Command *cmd) {
+    auto *sl = static_cast<slot *>(cmd->completionContext);
+    device *d = sl->d;
+    std::lock_guard<std::mutex> lk(d->mu);
+    sl->queued = true;
+    d->ring[d->tail++ % ring_cap] = sl;
+    d->cv.notify_all();
+}
+
+/* The set exists once the client created it; retry for a while in case the client starts
+ * this program first. */
+bool session::open_set() {
+    set_ = vdi_server_set_new();
+    if (!set_) {
+        fail(701, "There is insufficient system memory to run this query.");
+        return false;
+    }
+    double start = now_s();
+    for (;;) {
+        int rc = vdi_server_set_open(set_, nullptr, st_.devices[0].c_str());
+        if (rc == NOERROR)
+            return true;
+        bool waited_out =
+            k_.timeout_ms >= 0 && (now_s() - start) * 1000.0 >= static_cast<double>(k_.timeout_ms);
+        if (rc != VD_E_INVALID || waited_out) {
+            fail(3201, "Cannot open backup device '" + st_.devices[0] +
+                           "'. Operating system error " + hex_code(rc) + "(" + vdi_strerror(rc) +
+                           (rc == VD_E_INVALID ? ": no virtual device set of that name" : "") +
+                           ").");
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+bool session::configure() {
+    VDConfig cfg;
+    int rc = vdi_server_set_get_configuration(set_, &cfg);
+    if (rc != NOERROR) {
+        fail_vdi("GetConfiguration", rc);
+        return false;
+    }
+    size_t n = st_.devices.size();
+    if (cfg.deviceCount != n) {
+        fail(3201, "Cannot open backup device '" + st_.devices[0] +
+                       "'. The virtual device set was created with " +
+                       std::to_string(cfg.deviceCount) + " device(s); the statement names " +
+                       std::to_string(n) + ".");
+        return false;
+    }
+    if (st_.block_size)
+        block_ = st_.block_size;
+    if (st_.max_transfer)
+        transfer_ = st_.max_transfer;
+    uint32_t total =
+        st_.buffer_count ? st_.buffer_count : static_cast<uint32_t>(n) * default_buffers_per_device;
+    per_device_ = (total + static_cast<uint32_t>(n) - 1) / static_cast<uint32_t>(n);
+    if (per_device_ > VDI_MAX_OUTSTANDING)
+        per_device_ = VDI_MAX_OUTSTANDING;
+    uint32_t features = st_.restore ? VDF_ReadMedia : VDF_WriteMedia | VDF_CompleteEnabled;
+    bool negotiated = !st_.restore && (cfg.features & VDF_RequestComplete);
+    send_complete_ = k_.complete == 1 || (k_.complete == -1 && negotiated);
+    rc = vdi_server_set_begin_configuration(set_, features, block_, 0, transfer_, k_.timeout_ms);
+    if (rc == NOERROR)
+        rc = vdi_server_set_request_buffers(set_, transfer_, 0,
+                                            per_device_ * static_cast<uint32_t>(n));
+    if (rc == NOERROR)
+        rc = vdi_server_set_end_configuration(set_);
+    if (rc == VD_E_MEMORY) {
+        fail(701, "There is insufficient system memory in resource pool 'default' to run this "
+                  "query (BUFFERCOUNT x MAXTRANSFERSIZE).");
+        return false;
+    }
+    if (rc != NOERROR) {
+        fail_vdi("Configuring the virtual device set", rc);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        auto d = std::make_unique<device>();
+        d->s = this;
+        d->index = i;
+        d->name = st_.devices[i];
+        d->slots.resize(per_device_);
+        for (auto &sl : d->slots) {
+            sl = slot{};
+            sl.d = d.get();
+        }
+        devs_.push_back(std::move(d));
+    }
+    for (auto &d : devs_) {
+        rc = vdi_server_set_open_device(set_, d->name.c_str(), &d->dev);
+        if (rc != NOERROR) {
+            fail(3201, "Cannot open backup device '" + d->name + "'. Operating system error " +
+                           hex_code(rc) + "(" + vdi_strerror(rc) + ").");
+            return false;
+        }
+        for (auto &sl : d->slots) {
+            rc = vdi_server_set_allocate_buffer(set_, &sl.buf, transfer_, 0);
+            if (rc != NOERROR) {
+                fail_vdi("AllocateBuffer", rc);
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+void ignore_routine(VDS_Command *) {}
+
+/* Nothing tells when the agent runs: a malformed command (code 999) is answered
+ * VD_E_PROTOCOL while none runs and VD_E_INVALID once one does, queuing nothing. */
+bool session::start_agent() {
+    agent_ = std::thread([this] { agent_rc_ = vdi_server_set_execute_completion_agent(set_); });
+    for (int tries = 0; tries < 5000; tries++) {
+        VDS_Command probe;
+        memset(&probe, 0, sizeof probe);
+        probe.commandCode = 999;
+        probe.completionRoutine = ignore_routine;
+        int rc = vdi_server_device_send_command(devs_[0]->dev, &probe);
+        if (rc == VD_E_INVALID)
+            return true;
+        if (rc != VD_E_PROTOCOL) {
+            fail_vdi("Starting the completion agent", rc);
+            return false;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    fail(3201, "The completion agent did not start.");
+    return false;
+}
+
+bool session::send(device *d, slot *sl) {
+    if (k_.delay_ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(k_.delay_ms));
+    if (stopped())
+        return false;
+    memset(&sl->cmd, 0, sizeof sl->cmd);
+    sl->cmd.commandCode = sl->what.code;
+    sl->cmd.size = static_cast<int32_t>(sl->what.len);
+    sl->cmd.inPosition = sl->what.pos;
+    sl->cmd.buffer = sl->what.kind == OP_CONTROL ? nullptr : sl->buf;
+    sl->cmd.completionRoutine = on_done;
+    sl->cmd.completionContext = sl;
+    if (!st_.restore && sl->what.kind == OP_DATA)
+        memcpy(sl->buf, image_.data() + sl->what.img_off, sl->what.len);
+    if (!st_.restore && sl->what.kind == OP_HEADER) {
+        media_header h;
+        h.log = st_.log;
+        h.stripe = static_cast<uint32_t>(d->index);
+        h.stripes = static_cast<uint32_t>(devs_.size());
+        h.data_offset = block_;
+        h.chunk = transfer_;
+        h.image_size = image_.size();
+        h.checksum = media_checksum(image_.data(), image_.size());
+        h.database = st_.database;
+        memset(sl->buf, 0, sl->what.len);
+        media_encode(h, sl->buf);
+    }
+    sl->busy = true;
+    sl->queued = false;
+    d->inflight++;
+    int rc = vdi_server_device_send_command(d->dev, &sl->cmd);
+    if (rc != NOERROR) {
+        bool called_back;
+        {
+            std::lock_guard<std::mutex> lk(d->mu);
+            called_back = sl->queued;
+        }
+        if (!called_back) { /* refused before any callback: nothing will come */
+            d->inflight--;
+            sl->busy = false;
+        }
+        if (rc == VD_E_ABORT)
+            fail(st_.restore ? 3203 : 3202,
+                 verb_noun() + " on \"" + d->name + "\" failed: " + "995(" + win32_text(995) + ")");
+        else
+            fail(st_.restore ? 3203 : 3202, verb_noun() + " on \"" + d->name +
+                                                "\" failed: SendCommand returned " + hex_code(rc) +
+                                                " (" + vdi_strerror(rc) + ").");
+        stop(STOP_ABORT);
+        return false;
+    }
+    long n = ++sent_;
+    if (k_.die_at == sqlcmd_knobs::DIE_COMMAND && n == k_.die_command)
+        die(k_, ("after sending command " + std::to_string(n)).c_str());
+    return true;
+}
+
+/* The next completed slot; NULL after timeout_ms without one, or at once when stopped and
+ * until_stopped is false (a premature close does not wait for its commands). */
+slot *session::wait_done(device *d, bool until_stopped) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(k_.timeout_ms);
+    std::unique_lock<std::mutex> lk(d->mu);
+    for (;;) {
+        if (d->head != d->tail)
+            break;
+        if (stop_.load() == STOP_CLOSE || (stopped() && !until_stopped))
+            return nullptr;
+        if (k_.timeout_ms < 0) {
+            d->cv.wait(lk);
+        } else if (d->cv.wait_until(lk, deadline) == std::cv_status::timeout &&
+                   d->head == d->tail) {
+            return nullptr;
+        }
+    }
+    slot *sl = d->ring[d->head++ % ring_cap];
+    lk.unlock();
+    d->inflight--;
+    sl->busy = false;
+    return sl;
+}
+
+void session::progress(uint64_t bytes) {
+    std::lock_guard<std::mutex> lk(progress_mu_);
+    done_bytes_ += bytes;
+    uint64_t size = st_.restore ? master_.image_size : image_.size();
+    if (st_.stats <= 0 || size == 0)
+        return;
+    int pct = static_cast<int>(done_bytes_ * 100 / size);
+    while (next_percent_ + st_.stats <= pct) {
+        next_percent_ += st_.stats;
+        out_->line(std::to_string(next_percent_) + " percent processed.");
+    }
+}
+
+/* Acts on one completion; false stops the device. */
+bool session::handle(device *d, slot *sl) {
+    if (stopped())
+        return false;
+    uint32_t code = sl->cmd.completionCode;
+    uint32_t bytes = sl->cmd.bytesTransferred;
+    long n = ++completed_;
+    if (n == k_.fail_at) {
+        fprintf(stderr, "vdi-sqlcmd: chaos: command %ld taken as failed with code %u\n", n,
+                k_.fail_code);
+        code = k_.fail_code;
+        bytes = 0;
+    }
+    const char *cmd = sl->what.code == VDC_Flush      ? "Flush"
+                      : sl->what.code == VDC_Complete ? "Complete"
+                                                      : nullptr;
+    std::string verb = cmd ? std::string(cmd) : verb_noun();
+    if (code != ERROR_SUCCESS) {
+        fail(st_.restore ? 3203 : 3202, verb + " on \"" + d->name + "\" failed: " +
+                                            std::to_string(code) + "(" + win32_text(code) + ")");
+        stop(STOP_ABORT);
+        return false;
+    }
+    if (sl->what.kind != OP_CONTROL && bytes != sl->what.len) {
+        fail(st_.restore ? 3203 : 3202, verb + " on \"" + d->name +
+                                            "\" failed: " + std::to_string(bytes) + " of " +
+                                            std::to_string(sl->what.len) + " bytes transferred.");
+        stop(STOP_ABORT);
+        return false;
+    }
+    if (st_.restore && sl->what.kind == OP_HEADER)
+        memcpy(d->header, sl->buf, media_header_size);
+    if (sl->what.kind == OP_DATA) {
+        if (st_.restore)
+            memcpy(image_.data() + sl->what.img_off, sl->buf, bytes);
+        progress(bytes);
+    }
+    if (n == k_.abort_after) {
+        fprintf(stderr, "vdi-sqlcmd: chaos: SignalAbort after %ld commands\n", n);
+        fail(3271, "A nonrecoverable I/O error occurred on file \"" + d->name +
+                       ":\" The virtual device set was aborted (chaos: abort after " +
+                       std::to_string(n) + " commands).");
+        stop(STOP_ABORT);
+        return false;
+    }
+    if (n == k_.close_after) {
+        fprintf(stderr, "vdi-sqlcmd: chaos: closing the set after %ld commands\n", n);
+        fail(3271, "A nonrecoverable I/O error occurred on file \"" + d->name +
+                       ":\" The server closed the virtual device set early (chaos: close "
+                       "after " +
+                       std::to_string(n) + " commands).");
+        stop(STOP_CLOSE);
+        return false;
+    }
+    return true;
+}
+
+/* Sends ops in order with at most `window` in flight; true when all completed. */
+bool session::run_ops(device *d, const std::vector<op> &ops, unsigned window) {
+    size_t next = 0;
+    bool ok = true;
+    while (ok && !stopped()) {
+        for (auto &sl : d->slots) {
+            if (next >= ops.size() || d->inflight >= window || stopped())
+                break;
+            if (sl.busy)
+                continue;
+            sl.what = ops[next++];
+            if (!send(d, &sl))
+                break;
+        }
+        if (d->inflight == 0)
+            break;
+        slot *sl = wait_done(d, false);
+        if (!sl) {
+            if (!stopped()) {
+                fail(st_.restore ? 3203 : 3202,
+                     verb_noun() + " on \"" + d->name + "\" failed: the client completed " +
+                         "nothing within " + std::to_string(k_.timeout_ms) + " ms.");
+                stop(STOP_ABORT);
+            }
+            break;
+        }
+        ok = handle(d, sl);
+    }
+    /* After an abort the drain answers every outstanding command at once: wait for them,
+     * so that no slot is still in a command when the thread leaves. */
+    while (stop_.load() == STOP_ABORT && d->inflight > 0 && wait_done(d, true)) {
+    }
+    return ok && !stopped() && next == ops.size();
+}
+
+bool session::restore_header(device *d, const uint8_t *block, std::vector<op> *ops) {
+    media_header h;
+    if (!media_decode(block, &h)) {
+        fail(3241, "The media family on device '" + d->name +
+                       "' is incorrectly formed. SQL Server cannot process this media family.");
+        return false;
+    }
+    {
+        std::lock_guard<std::mutex> lk(hdr_mu_);
+        if (!have_master_) {
+            if (h.image_size > (uint64_t{1} << 33)) {
+                fail(3241, "The media family on device '" + d->name +
+                               "' holds an image too large for vdi-sqlcmd.");
+                return false;
+            }
+            master_ = h;
+            have_master_ = true;
+            image_.assign(h.image_size, 0);
+            stripe_seen_.assign(h.stripes, false);
+        }
+        if (h.stripes != devs_.size()) {
+            fail(3132, "The media set has " + std::to_string(h.stripes) +
+                           " media families but only " + std::to_string(devs_.size()) +
+                           " are provided. All members must be provided.");
+            return false;
+        }
+        if (h.stripes != master_.stripes || h.image_size != master_.image_size ||
+            h.chunk != master_.chunk || h.checksum != master_.checksum ||
+            h.database != master_.database || h.log != master_.log ||
+            h.data_offset != master_.data_offset) {
+            fail(3231, "The media loaded on \"" + d->name +
+                           "\" does not belong to the same media set as the other devices.");
+            return false;
+        }
+        if (stripe_seen_[h.stripe]) {
+            fail(3227, "The volume on device \"" + d->name +
+                           "\" is a duplicate of stripe set member " +
+                           std::to_string(h.stripe + 1) + ".");
+            return false;
+        }
+        stripe_seen_[h.stripe] = true;
+    }
+    if (h.log != static_cast<uint32_t>(st_.log)) {
+        fail(3117, std::string("The backup set on \"") + d->name + "\" holds a " +
+                       (h.log ? "log" : "database") + " backup; the statement is " +
+                       tsql_verb(st_) + ".");
+        return false;
+    }
+    uint64_t stride = static_cast<uint64_t>(h.chunk) * h.stripes;
+    uint64_t k = 0;
+    for (uint64_t off = static_cast<uint64_t>(h.stripe) * h.chunk; off < h.image_size;
+         off += stride, k++) {
+        uint64_t len = h.image_size - off < h.chunk ? h.image_size - off : h.chunk;
+        for (uint64_t piece = 0; piece < len; piece += transfer_) {
+            uint64_t plen = len - piece < transfer_ ? len - piece : transfer_;
+            ops->push_back({OP_DATA, VDC_Read,
+                            static_cast<int64_t>(h.data_offset + k * h.chunk + piece),
+                            static_cast<uint32_t>(plen), off + piece});
+        }
+    }
+    return true;
+}
+
+void session::device_main(device *d) {
+    unsigned window = per_device_;
+    if (!st_.restore) {
+        std::vector<op> ops;
+        ops.push_back({OP_HEADER, VDC_Write, 0, block_, 0});
+        uint64_t n = devs_.size(), k = 0;
+        for (uint64_t off = d->index * uint64_t{transfer_}; off < image_.size();
+             off += n * transfer_, k++) {
+            uint64_t len = image_.size() - off < transfer_ ? image_.size() - off : transfer_;
+            ops.push_back({OP_DATA, VDC_Write, static_cast<int64_t>(block_ + k * transfer_),
+                           static_cast<uint32_t>(len), off});
+        }
+        if (!run_ops(d, ops, window))
+            return;
+        if (k_.die_at == sqlcmd_knobs::DIE_END)
+            die(k_, ("after the data on device '" + d->name + "'").c_str());
+        std::vector<op> end;
+        for (int i = 0; i < k_.flushes; i++)
+            end.push_back({OP_CONTROL, VDC_Flush, 0, 0, 0});
+        if (send_complete_)
+            end.push_back({OP_CONTROL, VDC_Complete, 0, 0, 0});
+        if (!run_ops(d, end, 1))
+            return;
+    } else {
+        std::vector<op> hdr{{OP_HEADER, VDC_Read, 0, media_header_size, 0}};
+        if (!run_ops(d, hdr, 1))
+            return;
+        std::vector<op> ops;
+        if (!restore_header(d, d->header, &ops)) {
+            stop(STOP_ABORT);
+            return;
+        }
+        if (!run_ops(d, ops, window))
+            return;
+        if (k_.die_at == sqlcmd_knobs::DIE_END)
+            die(k_, ("after the data on device '" + d->name + "'").c_str());
+    }
+    int rc = vdi_server_device_close(d->dev);
+    if (rc != NOERROR && !stopped()) {
+        fail_vdi("CloseDevice", rc);
+        stop(STOP_ABORT);
+    }
+}
+
+bool session::finish_restore() {
+    uint64_t sum = media_checksum(image_.data(), image_.size());
+    std::string restored = media_restored_path(cfg_.data_dir, st_.database, st_.log);
+    std::string e = media_write_file(restored, image_);
+    if (!e.empty()) {
+        fail(3634,
+             "The operating system returned an error while writing the restored file: " + e + ".");
+        return false;
+    }
+    if (sum != master_.checksum) {
+        fail(3183, "RESTORE detected an error in the data of database '" + st_.database +
+                       "' as read from the backup set: checksum mismatch.");
+        return false;
+    }
+    /* The source database's image, when it is here, must come back byte for byte. */
+    std::vector<uint8_t> original;
+    bool missing = false;
+    std::string path = media_image_path(cfg_.data_dir, master_.database, st_.log);
+    e = media_read_file(path, &original, &missing);
+    if (missing)
+        return true;
+    if (!e.empty() || original != image_) {
+        size_t at = 0;
+        while (at < original.size() && at < image_.size() && original[at] == image_[at])
+            at++;
+        fail(3183, "RESTORE detected an error on page (1:" + std::to_string(at / media_page) +
+                       ") in database '" + st_.database + "': the restored data differs from " +
+                       path + (e.empty() ? "" : " (" + e + ")") + ".");
+        return false;
+    }
+    return true;
+}
+
+bool session::run() {
+    double t0 = now_s();
+    if (!st_.restore) {
+        std::string e = media_load_image(media_image_path(cfg_.data_dir, st_.database, st_.log),
+                                         st_.database, st_.log, cfg_.db_size, &image_);
+        if (!e.empty()) {
+            fail(3201, "Cannot open database '" + st_.database + "' image: " + e + ".");
+            return false;
+        }
+    }
+    if (!open_set())
+        return false;
+    if (k_.die_at == sqlcmd_knobs::DIE_OPEN)
+        die(k_, "after opening the set");
+    if (!configure())
+        return false;
+    if (k_.die_at == sqlcmd_knobs::DIE_CONFIGURED)
+        die(k_, "after configuring the set");
+    if (!start_agent()) {
+        (void)vdi_server_set_signal_abort(set_);
+        agent_.join();
+        return false;
+    }
+    for (auto &d : devs_) {
+        device *dp = d.get();
+        dp->thread = std::thread([this, dp] { device_main(dp); });
+    }
+    for (auto &d : devs_)
+        d->thread.join();
+    if (stop_.load() == STOP_CLOSE) {
+        /* Premature: devices open, commands outstanding; the agent drains them. */
+        int rc = vdi_server_set_close(set_);
+        fprintf(stderr, "vdi-sqlcmd: chaos: premature Close returned %s\n", vdi_strerror(rc));
+        set_closed_ = true;
+    }
+    agent_.join();
+    if (agent_rc_ != NOERROR && !stopped())
+        fail_vdi("The completion agent", agent_rc_);
+    if (!set_closed_) {
+        int rc = vdi_server_set_close(set_);
+        if (rc != NOERROR && !stopped())
+            fail_vdi("Close", rc);
+    }
+    if (stopped() || failed_)
+        return false;
+    if (st_.restore && !st_.replace) {
+        bool missing = false;
+        std::vector<uint8_t> existing;
+        std::string e = media_read_file(media_image_path(cfg_.data_dir, st_.database, st_.log),
+                                        &existing, &missing);
+        if (!missing && master_.database != st_.database) {
+            fail(3154, "The backup set holds a backup of a database other than the existing '" +
+                           st_.database + "' database.");
+            return false;
+        }
+    }
+    if (st_.restore && !finish_restore())
+        return false;
+    uint64_t size = st_.restore ? master_.image_size : image_.size();
+    uint64_t pages = (size + media_page - 1) / media_page;
+    std::string file = st_.log ? st_.database + "_log" : st_.database;
+    out_->line("Processed " + std::to_string(pages) + " pages for database '" + st_.database +
+               "', file '" + file + "' on file 1.");
+    double secs = now_s() - t0;
+    if (secs < 0.001)
+        secs = 0.001;
+    char tail[128];
+    snprintf(tail, sizeof tail, " in %.3f seconds (%.3f MB/sec).", secs,
+             static_cast<double>(size) / 1048576.0 / secs);
+    out_->line(tsql_verb(st_) + " successfully processed " + std::to_string(pages) + " pages" +
+               tail);
+    return true;
+}
+
+} // namespace
+
+bool sqlcmd_run(const tsql_statement &st, const sqlcmd_config &cfg, sqlcmd_output *out) {
+    session s(st, cfg, out);
+    return s.run();
+}

@@ -1,0 +1,51 @@
+/* session.h: one BACKUP or RESTORE played as SQL Server plays it over VDI: open the set the
+ * client created (named after the first VIRTUAL_DEVICE), configure it, open every device,
+ * run the completion agent on a thread of its own and stream the image striped across the
+ * devices, with the chaos knobs that make the server misbehave on purpose. */
+#ifndef VDI_SQLCMD_SESSION_H
+#define VDI_SQLCMD_SESSION_H
+
+#include "tsql.h"
+
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+/* Each knob has an option and an environment variable (see vdi-sqlcmd --help). */
+struct sqlcmd_knobs {
+    long abort_after = -1; /* SignalAbort once this many commands completed */
+    long close_after = -1; /* Close the set (devices still open) once this many completed */
+    long delay_ms = 0;     /* before each command sent */
+    long fail_at = -1;     /* take completion number fail_at as failed with fail_code */
+    uint32_t fail_code = 0;
+    enum die_point { DIE_NONE, DIE_OPEN, DIE_CONFIGURED, DIE_COMMAND, DIE_END } die_at = DIE_NONE;
+    long die_command = 0; /* DIE_COMMAND: right after this many commands were sent */
+    enum die_how { DIE_EXIT, DIE_ABORT, DIE_KILL } die_how = DIE_EXIT;
+    int flushes = 1;         /* VDC_Flush per device at the end of a backup */
+    int complete = -1;       /* VDC_Complete: -1 when negotiated, 0 never, 1 always */
+    long timeout_ms = 60000; /* waiting for the set to exist, and for each completion */
+};
+
+struct sqlcmd_config {
+    std::string data_dir;
+    uint64_t db_size = 0; /* size of a generated image; 0 derives it from the name */
+    sqlcmd_knobs knobs;
+};
+
+/* Where messages go: stdout, one message at a time, shaped like sqlcmd's. */
+class sqlcmd_output {
+  public:
+    explicit sqlcmd_output(std::string server) : server_(std::move(server)) {}
+    void line(const std::string &text);
+    void error(const tsql_error &e);
+
+  private:
+    std::string server_;
+    std::mutex mu_;
+};
+
+/* Runs the statement; true when it succeeded. Every failure has been printed as a Msg
+ * (the caller adds the final Msg 3013). */
+bool sqlcmd_run(const tsql_statement &st, const sqlcmd_config &cfg, sqlcmd_output *out);
+
+#endif /* VDI_SQLCMD_SESSION_H */
