@@ -479,13 +479,6 @@ bool session::handle(device *d, slot *sl) {
         stop(STOP_ABORT);
         return false;
     }
-    if (st_.restore && sl->what.kind == OP_HEADER)
-        memcpy(d->header, sl->buf, media_header_size);
-    if (sl->what.kind == OP_DATA) {
-        if (st_.restore)
-            memcpy(image_.data() + sl->what.img_off, sl->buf, bytes);
-        progress(bytes);
-    }
     if (n == k_.abort_after) {
         fprintf(stderr, "vdi-sqlcmd: chaos: SignalAbort after %ld commands\n", n);
         fail(3271, "A nonrecoverable I/O error occurred on file \"" + d->name +
@@ -502,6 +495,13 @@ bool session::handle(device *d, slot *sl) {
                        std::to_string(n) + " commands).");
         stop(STOP_CLOSE);
         return false;
+    }
+    if (st_.restore && sl->what.kind == OP_HEADER)
+        memcpy(d->header, sl->buf, media_header_size);
+    if (sl->what.kind == OP_DATA) {
+        if (st_.restore)
+            memcpy(image_.data() + sl->what.img_off, sl->buf, bytes);
+        progress(bytes);
     }
     return true;
 }
