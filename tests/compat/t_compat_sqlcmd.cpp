@@ -246,9 +246,17 @@ session_result run_session(const session_opts &o,
         for (auto &d : r.devs)
             delete d.dev;
     r.close_rc = vds->Close();
-    if (o.lifetime == session_opts::DELETE_AFTER_CLOSE)
-        for (auto &d : r.devs)
+    if (o.lifetime == session_opts::DELETE_AFTER_CLOSE) {
+        for (auto &d : r.devs) {
+            if (!d.dev)
+                continue;
+            /* The set closed: the object still answers (no command), then goes away. */
+            VDC_Command *cmd = nullptr;
+            T_EXPECT_CODE(d.dev->GetCommand(0, &cmd), VD_E_PROTOCOL);
+            T_EXPECT(cmd == nullptr);
             delete d.dev;
+        }
+    }
     delete vds;
     for (auto &d : r.devs)
         d.dev = nullptr; /* NEVER_DELETE: the library keeps them */
