@@ -165,6 +165,7 @@ void serve(device_log *d, long timeout_ms, int max_timeouts) {
 
 struct session_opts {
     bool restore = false;
+    bool log = false; /* BACKUP LOG / RESTORE LOG */
     std::string database = "compatdb";
     int devices = 1;
     std::string with;              /* WITH clause, without the keyword */
@@ -192,8 +193,9 @@ session_result run_session(const session_opts &o,
     session_result r;
     std::string set = unique_set(o.restore ? "restore" : "backup");
     r.devs.resize(static_cast<size_t>(o.devices));
-    std::string stmt = std::string(o.restore ? "restore database " : "BACKUP DATABASE ") + "[" +
-                       o.database + "]" + (o.restore ? " FROM " : " TO ");
+    std::string stmt = std::string(o.restore ? "restore " : "BACKUP ") +
+                       (o.log ? "Log [" : "DATABASE [") + o.database + "]" +
+                       (o.restore ? " FROM " : " TO ");
     for (int i = 0; i < o.devices; i++) {
         device_log &d = r.devs[static_cast<size_t>(i)];
         d.name = i == 0 ? set : set + "-dev" + std::to_string(i);
@@ -272,12 +274,18 @@ std::vector<uint8_t> file_bytes(const std::string &path) {
     return std::vector<uint8_t>(s.begin(), s.end());
 }
 
-uint64_t pages_of(const std::string &db) {
-    return (file_bytes(work_dir + "/" + db + ".mdf").size() + 8191) / 8192;
+/* The image vdi-sqlcmd backs up (generated from the name) and the one a restore writes. */
+std::string image_of(const std::string &db, bool log) {
+    return work_dir + "/" + db + (log ? "_log.ldf" : ".mdf");
+}
+
+std::string restored_of(const std::string &db, bool log) {
+    return work_dir + "/" + db + (log ? "_log.restored.ldf" : ".restored.mdf");
 }
 
 /* The normal end: every device ended with VD_E_CLOSE, nothing refused, Close was clean. */
-void expect_clean(const session_result &r, const char *verb, const std::string &db) {
+void expect_clean(const session_result &r, const char *verb, const std::string &db,
+                  bool log = false) {
     T_EXPECT_EQ(r.status, 0);
     T_EXPECT_OK(r.config_rc);
     T_EXPECT_OK(r.close_rc);
@@ -285,8 +293,11 @@ void expect_clean(const session_result &r, const char *verb, const std::string &
         T_EXPECT_CODE(d.final_rc, VD_E_CLOSE);
         T_EXPECT_EQ(d.complete_errors, 0);
     }
-    std::string pages = std::to_string(pages_of(db));
-    T_EXPECT(contains(r.output, "Processed " + pages + " pages for database '" + db + "'"));
+    uint64_t size = file_bytes(image_of(db, log)).size();
+    T_EXPECT(size > 0);
+    std::string pages = std::to_string((size + 8191) / 8192);
+    T_EXPECT(contains(r.output, "Processed " + pages + " pages for database '" + db + "', file '" +
+                                    db + (log ? "_log" : "") + "' on file 1."));
     T_EXPECT(contains(r.output, std::string(verb) + " successfully processed " + pages + " pages"));
     T_EXPECT(!contains(r.output, "Msg "));
 }
@@ -311,9 +322,10 @@ std::vector<std::vector<uint8_t>> streams_of(const session_result &r) {
     return s;
 }
 
-void backup_then_restore(int devices, bool threads) {
+void backup_then_restore(int devices, bool threads, bool log) {
     session_opts b;
-    b.database = devices > 1 ? "striped" : "single";
+    b.log = log;
+    b.database = devices > 1 ? "striped" : log ? "logged" : "single";
     b.devices = devices;
     b.thread_per_device = threads;
     b.with = devices > 1 ? "MAXTRANSFERSIZE = 65536, BUFFERCOUNT = 6, FORMAT, INIT, STATS = 50"
@@ -321,7 +333,7 @@ void backup_then_restore(int devices, bool threads) {
     /* Asking for VDC_Complete makes vdi-sqlcmd send one per device (negotiated). */
     b.features = devices > 1 ? VDF_RequestComplete : 0;
     session_result br = run_session(b);
-    expect_clean(br, "BACKUP DATABASE", b.database);
+    expect_clean(br, log ? "BACKUP LOG" : "BACKUP DATABASE", b.database, log);
     if (devices > 1)
         T_EXPECT(contains(br.output, "50 percent processed.") &&
                  contains(br.output, "100 percent processed."));
@@ -342,14 +354,14 @@ void backup_then_restore(int devices, bool threads) {
     if (devices > 1) /* the stripes may be listed in any order */
         std::swap(streams[0], streams[static_cast<size_t>(devices) - 1]);
     session_result rr = run_session(r, streams);
-    expect_clean(rr, "RESTORE DATABASE", r.database);
+    expect_clean(rr, log ? "RESTORE LOG" : "RESTORE DATABASE", r.database, log);
     for (const auto &d : rr.devs) {
         T_EXPECT(d.codes.count(VDC_Read) && d.codes.at(VDC_Read) >= 2);
         T_EXPECT_EQ(d.codes.count(VDC_Write), 0);
     }
-    std::vector<uint8_t> original = file_bytes(work_dir + "/" + b.database + ".mdf");
-    std::vector<uint8_t> restored = file_bytes(work_dir + "/" + b.database + ".restored.mdf");
-    T_EXPECT(original.size() > 100000);
+    std::vector<uint8_t> original = file_bytes(image_of(b.database, log));
+    std::vector<uint8_t> restored = file_bytes(restored_of(b.database, log));
+    T_EXPECT(original.size() > (log ? 60000 : 500000));
     T_EXPECT(original == restored);
 }
 
@@ -368,9 +380,35 @@ session_result aborted_backup(const std::vector<std::string> &args,
 
 int run_case(const std::string &c) {
     if (c == "backup_restore") {
-        backup_then_restore(1, false);
+        backup_then_restore(1, false, false);
+    } else if (c == "backup_restore_log") {
+        backup_then_restore(1, false, true);
     } else if (c == "backup_restore_striped") {
-        backup_then_restore(3, true);
+        backup_then_restore(3, true, false);
+    } else if (c == "restore_damaged") {
+        /* vdi-sqlcmd's own verification has teeth: one flipped byte of the media is
+         * Msg 3183, and a stripe left out is Msg 3132, both failing the restore. */
+        session_opts b;
+        b.database = "damaged";
+        b.devices = 2;
+        b.with = "MAXTRANSFERSIZE = 65536";
+        session_result br = run_session(b);
+        expect_clean(br, "BACKUP DATABASE", b.database);
+        std::vector<std::vector<uint8_t>> streams = streams_of(br);
+        T_REQUIRE(streams[1].size() > 70000);
+        streams[1][70000] ^= 0x40; /* past the one-block header */
+        session_opts r = b;
+        r.restore = true;
+        r.with = "REPLACE";
+        session_result rr = run_session(r, streams);
+        T_EXPECT_EQ(rr.status, 1);
+        T_EXPECT(contains(rr.output, "Msg 3183, Level 16, State 1"));
+        T_EXPECT(contains(rr.output, "RESTORE DATABASE is terminating abnormally."));
+        r.devices = 1;
+        session_result missing = run_session(r, streams_of(br));
+        T_EXPECT_EQ(missing.status, 1);
+        T_EXPECT(contains(missing.output, "Msg 3132, Level 16, State 1"));
+        T_EXPECT_CODE(missing.devs[0].final_rc, VD_E_ABORT);
     } else if (c == "knob_abort_after") {
         /* From the environment: SignalAbort once 3 commands completed. */
         session_result r = aborted_backup({}, {"VDI_SQLCMD_ABORT_AFTER=3"}, 1);
