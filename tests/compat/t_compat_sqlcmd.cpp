@@ -124,12 +124,16 @@ struct device_log {
     int completed = 0;           /* CompleteCommand calls that returned NOERROR */
     int complete_errors = 0;     /* ... that returned anything else */
     int timeouts = 0;
+    int abort_rc = -1; /* the client's own SignalAbort, when it made one */
 };
 
 /* Serves one device until GetCommand returns anything but a command or a timeout:
  * Write stores at the position, Read serves from the stream (ERROR_HANDLE_EOF past it). */
-void serve(device_log *d, long timeout_ms, int max_timeouts) {
+void serve(device_log *d, long timeout_ms, int max_timeouts, ClientVirtualDeviceSet *vds,
+           int abort_after) {
     for (;;) {
+        if (d->completed == abort_after)
+            d->abort_rc = vds->SignalAbort();
         VDC_Command *cmd = nullptr;
         int rc = d->dev->GetCommand(timeout_ms, &cmd);
         if (rc == VD_E_TIMEOUT && ++d->timeouts <= max_timeouts)
@@ -175,6 +179,8 @@ struct session_opts {
     long get_timeout_ms = wait_ms; /* GetCommand timeout */
     int max_timeouts = 0;          /* VD_E_TIMEOUTs tolerated per device */
     bool thread_per_device = false;
+    int client_abort_after = -1;      /* the client calls SignalAbort after completing N */
+    bool close_while_serving = false; /* Close on the main thread while devices serve */
     enum { DELETE_AFTER_CLOSE, DELETE_BEFORE_CLOSE, NEVER_DELETE } lifetime = DELETE_AFTER_CLOSE;
 };
 
@@ -235,19 +241,23 @@ session_result run_session(const session_opts &o,
             std::vector<std::thread> ts;
             for (auto &d : r.devs)
                 if (d.dev)
-                    ts.emplace_back(serve, &d, o.get_timeout_ms, o.max_timeouts);
+                    ts.emplace_back(serve, &d, o.get_timeout_ms, o.max_timeouts, vds,
+                                    o.client_abort_after);
+            if (o.close_while_serving)
+                r.close_rc = vds->Close();
             for (auto &t : ts)
                 t.join();
         } else {
             for (auto &d : r.devs)
                 if (d.dev)
-                    serve(&d, o.get_timeout_ms, o.max_timeouts);
+                    serve(&d, o.get_timeout_ms, o.max_timeouts, vds, o.client_abort_after);
         }
     }
     if (o.lifetime == session_opts::DELETE_BEFORE_CLOSE)
         for (auto &d : r.devs)
             delete d.dev;
-    r.close_rc = vds->Close();
+    if (!o.close_while_serving)
+        r.close_rc = vds->Close();
     if (o.lifetime == session_opts::DELETE_AFTER_CLOSE) {
         for (auto &d : r.devs) {
             if (!d.dev)
@@ -409,6 +419,35 @@ int run_case(const std::string &c) {
         T_EXPECT_EQ(missing.status, 1);
         T_EXPECT(contains(missing.output, "Msg 3132, Level 16, State 1"));
         T_EXPECT_CODE(missing.devs[0].final_rc, VD_E_ABORT);
+    } else if (c == "client_abort") {
+        /* The client gives up after two commands: its own calls answer VD_E_ABORT, and
+         * vdi-sqlcmd reports the 995 its commands got. */
+        session_opts o;
+        o.database = "chaosdb";
+        o.with = "MAXTRANSFERSIZE = 65536";
+        o.client_abort_after = 2;
+        session_result r = run_session(o);
+        T_EXPECT_OK(r.devs[0].abort_rc);
+        expect_aborted(r, 1);
+        T_EXPECT_EQ(r.devs[0].completed, 2);
+        T_EXPECT(contains(r.output, "failed: 995(The I/O operation has been aborted"));
+    } else if (c == "close_while_serving") {
+        /* Close on one thread while a device thread waits in GetCommand (the server is
+         * slow): the wait ends with VD_E_ABORT, or, if the thread comes back after Close,
+         * the closed device answers VD_E_PROTOCOL; the server sees the abort. */
+        session_opts o;
+        o.database = "chaosdb";
+        o.with = "MAXTRANSFERSIZE = 65536";
+        o.args = {"--delay", "300"};
+        o.get_timeout_ms = -1;
+        o.thread_per_device = true;
+        o.close_while_serving = true;
+        session_result r = run_session(o);
+        int end = r.devs[0].final_rc;
+        T_EXPECT(end == VD_E_ABORT || end == VD_E_PROTOCOL);
+        T_EXPECT(r.close_rc == NOERROR || r.close_rc == VD_E_OPEN);
+        T_EXPECT_EQ(r.status, 1);
+        T_EXPECT(contains(r.output, "BACKUP DATABASE is terminating abnormally."));
     } else if (c == "knob_abort_after") {
         /* From the environment: SignalAbort once 3 commands completed. */
         session_result r = aborted_backup({}, {"VDI_SQLCMD_ABORT_AFTER=3"}, 1);
