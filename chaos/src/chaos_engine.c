@@ -690,6 +690,10 @@ void chaos_kill_peer(chaos_engine *e) {
     ENGINE_END();
 }
 
+int chaos_peer_dead(const chaos_engine *e) {
+    return e->peer_dead;
+}
+
 void chaos_report(chaos_engine *e, const char *oracle, const char *fmt, ...) {
     if (e->cfg.free_running)
         pthread_mutex_lock(&e->free_mu);

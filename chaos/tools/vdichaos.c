@@ -141,6 +141,7 @@ static int cmd_run(int argc, char **argv) {
         return run_dfs(sc, runs, (unsigned)preemptions, dir);
     uint32_t max_steps = 0;
     int max_actors = 0;
+    unsigned long long judged = 0; /* runs the model oracle could judge */
     /* PCT needs an estimate of the steps per run: measure one run first. */
     unsigned steps_estimate = 200;
     {
@@ -171,6 +172,7 @@ static int cmd_run(int argc, char **argv) {
             chaos_result_free(&r);
             return 1;
         }
+        judged += r.model_checked != 0;
         if (r.steps > max_steps)
             max_steps = r.steps;
         if (r.actors > max_actors)
@@ -183,6 +185,9 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "\n");
     printf("%s: %llu %s runs (seeds %llu..%llu), no finding; up to %u steps and %d actors a run\n",
            sc->name, runs, strategy, seed, seed + runs - 1, max_steps, max_actors);
+    printf("the model oracle judged %llu of the %llu runs (the others: peer death, injected "
+           "faults, the watchdog or calls from a completion routine, which it leaves out)\n",
+           judged, runs);
     if (pct) {
         /* PCT finds a given bug of depth d with probability at least 1 / (n k^(d-1)) per
          * run (n actors, k steps); so after N clean runs the chance that such a bug

@@ -102,6 +102,7 @@ uint64_t chaos_now(const chaos_engine *e);
 
 /* Declare the peer dead: peer_alive answers 0 and liveness slices expire. */
 void chaos_kill_peer(chaos_engine *e);
+int chaos_peer_dead(const chaos_engine *e);
 
 /* An oracle found something: the run ends as CHAOS_FINDING after this actor's step.
  * The first report is kept. */

@@ -38,6 +38,7 @@ typedef struct chaos_result {
     size_t ndecisions;
     int8_t *stays;        /* [ndecisions]: the choice that would not have preempted, or -1 */
     uint32_t preemptions; /* decisions that switched away from an actor that could go on */
+    int model_checked;    /* the model oracle judged this run (0: outside what it covers) */
     chaos_event *events;  /* with cfg.record_events */
     size_t nevents;
     const char *actor_names[CHAOS_MAX_ACTORS + 1]; /* [id] */

@@ -53,6 +53,9 @@ typedef enum chaos_model_op {
     CM_S_CLOSE,               /* */
     CM_S_SEND_COMMAND,        /* dev (slot), cmd (pool index), routine_null, command fields */
     CM_S_CLOSE_DEVICE,        /* dev (slot) */
+    /* the agent (only with chaos_model_set_async_take): it takes a completion and calls the
+     * routine; cmd = pool index, completion_code = the code the routine saw */
+    CM_S_AGENT_TAKE,
     CM_OP_COUNT
 } chaos_model_op;
 
@@ -118,6 +121,14 @@ typedef struct chaos_model chaos_model;
 /* A fresh model: no set exists, every object is in DNE. NULL when memory is exhausted. */
 chaos_model *chaos_model_new(void);
 void chaos_model_free(chaos_model *m);
+/* Asynchronous completions (for concurrent histories): complete_command only records the
+ * client's result, and the command stays outstanding until a CM_S_AGENT_TAKE; the set can
+ * be Normally Terminated only after that, and an abort before it delivers the client's
+ * result, not 995. Off by default: then complete_command takes at once. */
+void chaos_model_set_async_take(chaos_model *m, int on);
+
+/* dst becomes a copy of src (both from chaos_model_new): for searches that branch. */
+void chaos_model_copy(chaos_model *dst, const chaos_model *src);
 
 /* Predict one call and apply its effects. out is filled in full. When the outcome is
  * unmodelled or blocks, the model's state is unchanged. */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { CMD_IDLE, CMD_QUEUED, CMD_DELIVERED };
+enum { CMD_IDLE, CMD_QUEUED, CMD_DELIVERED, CMD_COMPLETED /* async take: not yet taken */ };
 
 /* A forced answer after an allowed pair (chaos_model_resolve): NOERROR is 0, so say so. */
 #define FORCE_OK 1
@@ -67,6 +67,7 @@ typedef struct cm_cmd {
     uint64_t seq;
     int32_t code, size;
     int64_t out_pos;
+    uint32_t done_code, done_bytes; /* CMD_COMPLETED: the client's result */
 } cm_cmd;
 
 typedef struct cm_buf {
@@ -83,6 +84,7 @@ struct chaos_model {
     cm_buf bufs[CHAOS_MODEL_MAX_BUFS];
     int nbufs;
     uint64_t seq;
+    int async_take;
 };
 
 /* ---- small helpers ----------------------------------------------------------------- */
@@ -308,7 +310,12 @@ static void drain(chaos_model *m, int set, chaos_model_outcome *o, int sync) {
             }
             if (best < 0)
                 break;
-            callback(m, o, best, ERROR_OPERATION_ABORTED, sync);
+            if (m->cmds[best].state == CMD_COMPLETED) { /* taken now, with its real result */
+                callback(m, o, best, m->cmds[best].done_code, sync);
+                o->callbacks[o->ncallbacks - 1].bytes = m->cmds[best].done_bytes;
+            } else {
+                callback(m, o, best, ERROR_OPERATION_ABORTED, sync);
+            }
             m->cmds[best].state = CMD_IDLE;
         }
         s->dev[slot].nout = 0;
@@ -656,8 +663,19 @@ static void c_complete_command(chaos_model *m, const chaos_model_call *k, chaos_
     if ((cc->code == VDC_Read || cc->code == VDC_Write) && k->bytes > (uint32_t)cc->size)
         VERDICT(o, VD_E_INVALID, "4 a data command reports more bytes than its size");
     /* The agent takes it and calls the routine with the client's results. */
-    cc->state = CMD_IDLE;
     cc->out_pos = (int64_t)k->position;
+    if (m->async_take) { /* recorded; the agent's CM_S_AGENT_TAKE ends it */
+        cc->state = CMD_COMPLETED;
+        cc->done_code = k->completion_code;
+        cc->done_bytes = k->bytes;
+        if (k->completion_code == ERROR_IO_DEVICE)
+            s->dev[k->dev].ioerr = 1;
+        else if (cc->code == VDC_ClearError && k->completion_code == ERROR_SUCCESS)
+            s->dev[k->dev].ioerr = 0;
+        verdict(o, NOERROR, "4 complete_command: recorded, the agent will take it");
+        return;
+    }
+    cc->state = CMD_IDLE;
     if (o->ncallbacks < CHAOS_MODEL_MAX_CMDS) {
         chaos_model_callback *cb = &o->callbacks[o->ncallbacks++];
         cb->cmd = k->cmd;
@@ -1131,6 +1149,45 @@ void chaos_model_free(chaos_model *m) {
     free(m);
 }
 
+void chaos_model_set_async_take(chaos_model *m, int on) {
+    m->async_take = on;
+}
+
+/* The agent took a completion and called its routine (async take only). After an abort
+ * drained everything, the routine calls of that drain are nothing new. */
+static void s_agent_take(chaos_model *m, const chaos_model_call *k, chaos_model_outcome *o) {
+    if (!m->async_take || k->cmd < 0 || k->cmd >= CHAOS_MODEL_MAX_CMDS) {
+        o->unmodelled = 1;
+        VERDICT(o, VD_E_INVALID, "model: a take outside the asynchronous mode");
+    }
+    cm_cmd *cc = &m->cmds[k->cmd];
+    if (cc->state == CMD_IDLE && cc->set >= 0 && m->sets[cc->set].aborted)
+        VERDICT(o, NOERROR, "5.3 a routine call of the abort's drain");
+    if (cc->state != CMD_COMPLETED)
+        VERDICT(o, VD_E_PROTOCOL, "model: the agent took a command the client has not completed");
+    if (k->completion_code != cc->done_code)
+        VERDICT(o, VD_E_INVALID, "model: the routine saw another code than the client gave");
+    cc->state = CMD_IDLE;
+    if (cc->set >= 0 && cc->slot >= 0)
+        m->sets[cc->set].dev[cc->slot].nout--;
+    verdict(o, NOERROR, "4 the agent takes the completion");
+}
+
+void chaos_model_copy(chaos_model *dst, const chaos_model *src) {
+    /* Only the sets in use carry state worth copying; the rest stay as in src (unused). */
+    dst->nbufs = src->nbufs;
+    dst->seq = src->seq;
+    dst->async_take = src->async_take;
+    memcpy(dst->clients, src->clients, sizeof src->clients);
+    memcpy(dst->servers, src->servers, sizeof src->servers);
+    memcpy(dst->cmds, src->cmds, sizeof src->cmds);
+    memcpy(dst->bufs, src->bufs, (size_t)src->nbufs * sizeof src->bufs[0]);
+    for (int i = 0; i < CHAOS_MODEL_MAX_SETS; i++) {
+        if (src->sets[i].used || dst->sets[i].used)
+            dst->sets[i] = src->sets[i];
+    }
+}
+
 static void step(chaos_model *m, const chaos_model_call *k, chaos_model_outcome *o, int force) {
     memset(o, 0, sizeof *o);
     o->slot = o->buf = o->delivered = -1;
@@ -1209,6 +1266,9 @@ static void step(chaos_model *m, const chaos_model_call *k, chaos_model_outcome 
         break;
     case CM_S_CLOSE_DEVICE:
         s_close_device(m, k, o);
+        break;
+    case CM_S_AGENT_TAKE:
+        s_agent_take(m, k, o);
         break;
     default:
         o->unmodelled = 1;
@@ -1333,6 +1393,7 @@ const char *chaos_model_op_name(chaos_model_op op) {
         "vdi_server_set_close",
         "vdi_server_device_send_command",
         "vdi_server_device_close",
+        "(agent takes a completion)",
     };
     return (unsigned)op < CM_OP_COUNT ? names[op] : "?";
 }
