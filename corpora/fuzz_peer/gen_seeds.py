@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""gen_seeds.py: writes the readable seed inputs of fuzz_peer into seed/ next to this
+script, one file per documented hostile plan, and seed/README.md saying what each does. The
+encoder mirrors decode() in fuzz/fuzz_peer.c byte for byte. With the default schedule (no
+schedule bytes) the server configures, sends every command and closes its devices by
+schedule point 19; the client configures at point 23 and takes commands from 25 on, so
+writes at points 20-24 hit the rings before the client reads them."""
+import os
+
+SERVER, CLIENT, EITHER = 1, 2, 3
+# (name, writer), in the order of fields[] in fuzz/fuzz_peer.c
+FIELDS = [
+    ("state_seq", EITHER), ("agent_seq", EITHER), ("aborted", EITHER),
+    ("server_attached", SERVER), ("configured", SERVER), ("primary_ready", CLIENT),
+    ("client_closed", CLIENT), ("server_closed", SERVER), ("normal_end", SERVER),
+    ("next_owner", CLIENT), ("area_size", SERVER), ("features_out", SERVER),
+    ("client_id.pid", CLIENT), ("server_id.pid", SERVER), ("cfg.deviceCount", CLIENT),
+    ("cfg.features", CLIENT), ("cfg.prefixZoneSize", CLIENT), ("cfg.alignment", CLIENT),
+    ("cfg.serverTimeOut", CLIENT), ("cfg.blockSize", SERVER), ("cfg.maxIODepth", SERVER),
+    ("cfg.maxTransferSize", SERVER), ("cfg.bufferAreaSize", SERVER), ("bound", EITHER),
+    ("name_len", EITHER), ("name[0]", EITHER), ("client_owner", CLIENT),
+    ("server_open", SERVER), ("server_closed.dev", SERVER), ("cmd_head", SERVER),
+    ("cmd_tail", CLIENT), ("cpl_head", CLIENT), ("cpl_tail", SERVER), ("cmd_seq", EITHER),
+    ("cmd.tag", SERVER), ("cmd.code", SERVER), ("cmd.size", SERVER),
+    ("cmd.position", SERVER), ("cmd.buf_off", SERVER), ("cpl.tag", CLIENT),
+    ("cpl.code", CLIENT), ("cpl.bytes", CLIENT), ("cpl.position", CLIENT),
+    ("buf.off", SERVER), ("buf.size", SERVER),
+]
+SERVER_LIES, CLIENT_LIES, BOTH_LIE = range(3)
+MAGIC = [0, 1, 2, 3, 64, 65, 0xffffffff, 0x80000000, 65536, 1 << 30, (1 << 30) - 65536,
+         0x7fffffff, 4096, 19, 20, (1 << 64) - 1]
+STEPS = [1, 1, -1, 2, 64, -64, 4, -4, 65]
+BUFSIZES = [4096, 65536, 5000]
+TIMEOUTS = [0, 0, 0, 100]
+CODES = ["Write", "Write", "Read", "Flush", "ClearError", "WriteMark", "GetPosition"]
+FAIL = {"IO_DEVICE": 224, "HANDLE_EOF": 225, "DISK_FULL": 226, "INVALID_PARAMETER": 227}
+
+
+class Peer:
+    def __init__(self, mode, ndev=1, ncmd=2, bufsize=65536, timeout=0, codes=None,
+                 outcomes=None):
+        self.mode = mode
+        mask = {SERVER_LIES: SERVER, CLIENT_LIES: CLIENT, BOTH_LIE: EITHER}[mode]
+        self.pool = [n for n, w in FIELDS if w & mask]
+        self.b = bytearray([mode, ndev - 1, ncmd - 1, BUFSIZES.index(bufsize),
+                            TIMEOUTS.index(timeout)])
+        for d in range(ndev):
+            for k in range(ncmd):
+                code = (codes or {}).get((d, k), "Write")
+                out = (outcomes or {}).get((d, k), 0)
+                self.b += bytes([CODES.index(code), FAIL.get(out, 0) if isinstance(out, str)
+                                 else out])
+        self.at = 0
+        self.sched = b""
+
+    def forge(self, at, field, value=None, dev=0, idx=0, bump=None, flip=None):
+        """At schedule point `at`, set `field` (of device `dev`, ring or table entry `idx`)
+        to value (a MAGIC entry or any u32), or bump it by a STEPS entry, or flip a bit."""
+        delta = at - self.at
+        assert 0 <= delta < 256, "points must increase by less than 256"
+        self.at = at
+        self.b += bytes([delta, self.pool.index(field), dev, idx])
+        if bump is not None:
+            self.b += bytes([1, STEPS.index(bump)])
+        elif flip is not None:
+            self.b += bytes([2, flip])
+        elif value in MAGIC:
+            self.b += bytes([0, MAGIC.index(value)])
+        else:
+            self.b += bytes([0, 16]) + value.to_bytes(4, "little")
+        return self
+
+    def schedule(self, decisions):
+        self.sched = bytes(decisions)
+        return self
+
+    def encode(self):
+        n = len(self.sched)
+        return bytes([n & 0xff, n >> 8]) + bytes(self.b) + self.sched
+
+
+SEEDS = {}
+
+
+def seed(name, doc):
+    def reg(fn):
+        SEEDS[name] = (doc, fn)
+        return fn
+    return reg
+
+
+@seed("clean-one-device", "no hostile write: one device, two Writes, a normal end")
+def _():
+    return Peer(SERVER_LIES)
+
+
+@seed("clean-two-devices", "no hostile write: two devices, six commands of every kind, "
+      "errors completed, an interleaved schedule")
+def _():
+    codes = {(0, 1): "Read", (0, 2): "Flush", (1, 0): "ClearError", (1, 3): "GetPosition",
+             (1, 4): "WriteMark"}
+    outs = {(0, 3): "HANDLE_EOF", (1, 2): "DISK_FULL", (1, 5): "INVALID_PARAMETER"}
+    return Peer(BOTH_LIE, ndev=2, ncmd=6, bufsize=5000, codes=codes,
+                outcomes=outs).schedule([1, 2, 3, 1, 0, 2, 4, 1] * 12)
+
+
+@seed("transfer-raised", "the server raises maxTransferSize after the client's "
+      "get_configuration, then a Write claims 128 KiB (the negotiated maximum is 64 KiB); "
+      "pending finding, a copy is in fuzz/pending-crashes/fuzz_peer/")
+def _():
+    p = Peer(SERVER_LIES)
+    return p.forge(24, "cfg.maxTransferSize", 0x80000000).forge(24, "cmd.size", 131072)
+
+
+@seed("area-raised", "the server claims a 1 GiB area it never backed and points a command "
+      "48 MiB into it; pending finding, a copy is in fuzz/pending-crashes/fuzz_peer/")
+def _():
+    p = Peer(SERVER_LIES)
+    return p.forge(24, "area_size", (1 << 30) - 65536).forge(24, "cmd.buf_off", 0x3000000)
+
+
+@seed("cmd-ring", "forged command entries: the head jumps a ring ahead, a code out of range, "
+      "a size of 0, a buffer offset past the area")
+def _():
+    p = Peer(SERVER_LIES, ncmd=4)
+    p.forge(20, "cmd.code", 20, idx=0).forge(21, "cmd.size", 0, idx=1)
+    return p.forge(22, "cmd.buf_off", (1 << 64) - 1, idx=2).forge(30, "cmd_head", bump=64)
+
+
+@seed("server-state-words", "the server's state words flip: configured before configuration, "
+      "server_closed and normal_end mid-stream, a device closed then reopened")
+def _():
+    p = Peer(SERVER_LIES, ndev=2, ncmd=3)
+    p.forge(1, "configured", 1).forge(2, "configured", 0).forge(26, "normal_end", 1)
+    p.forge(27, "server_closed", 1).forge(28, "server_closed.dev", 0, dev=0)
+    return p.forge(30, "server_closed.dev", 1, dev=1).forge(31, "cfg.blockSize", 3)
+
+
+@seed("buffer-table", "the buffer table lies: offsets and sizes of live entries rewritten")
+def _():
+    p = Peer(SERVER_LIES, ncmd=3)
+    p.forge(20, "buf.off", 0, idx=0).forge(20, "buf.off", (1 << 30), idx=1)
+    return p.forge(21, "buf.size", 0xffffffff, idx=2).forge(22, "buf.off", 1, idx=5)
+
+
+@seed("cpl-ring", "forged completions: the head jumps, a tag of another slot, more bytes than "
+      "the command, a code nobody gave")
+def _():
+    p = Peer(CLIENT_LIES, ncmd=4)
+    p.forge(28, "cpl.bytes", 0x7fffffff, idx=0).forge(29, "cpl.tag", 1, idx=0)
+    return p.forge(40, "cpl.code", 0x12345678, idx=1).forge(41, "cpl_head", bump=65)
+
+
+@seed("client-config-words", "the client rewrites its configuration after create: device "
+      "count, a 4 GiB prefix zone, a bad alignment, a 1 ms watchdog")
+def _():
+    p = Peer(CLIENT_LIES, ndev=2, ncmd=2, timeout=100)
+    p.forge(1, "cfg.prefixZoneSize", 0xffffffff).forge(1, "cfg.alignment", 3)
+    p.forge(2, "cfg.deviceCount", 65).forge(10, "cfg.serverTimeOut", 1)
+    return p.forge(30, "cmd_tail", bump=-1)
+
+
+@seed("device-table", "the device table is rewritten under both sides: owners, names, "
+      "bindings and the server's open flag")
+def _():
+    p = Peer(BOTH_LIE, ndev=2, ncmd=2)
+    p.forge(5, "bound", 0, dev=1).forge(6, "name_len", 200, dev=1).forge(7, "name[0]", 0, dev=1)
+    return p.forge(23, "client_owner", 7, dev=1).forge(24, "server_open", 0, dev=0)
+
+
+@seed("forged-abort", "the shared aborted word is set without a wake (the pending finding, "
+      "worked around by the reaper's close)")
+def _():
+    return Peer(BOTH_LIE, ncmd=3).forge(17, "aborted", 1)
+
+
+@seed("sequence-noise", "every futex word bumped or zeroed at random points: wake-ups must "
+      "stay spurious, never lost or invented")
+def _():
+    p = Peer(BOTH_LIE, ndev=2, ncmd=4)
+    for i, f in enumerate(["state_seq", "agent_seq", "cmd_seq", "state_seq", "cmd_seq",
+                           "agent_seq"]):
+        p.forge(5 + i * 9, f, dev=i % 2, bump=1 if i % 2 else -1)
+    return p.schedule([2, 1, 0, 3, 4, 1] * 20)
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    d = os.path.join(here, "seed")
+    os.makedirs(d, exist_ok=True)
+    lines = ["# fuzz_peer seeds (written by ../gen_seeds.py; do not edit by hand)", "",
+             "`FUZZ_PEER_TRACE=1 fuzz_peer_replay FILE` prints every hostile write.", ""]
+    for name, (doc, fn) in sorted(SEEDS.items()):
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(fn().encode())
+        lines.append("- `%s`: %s" % (name, doc))
+    with open(os.path.join(d, "README.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
