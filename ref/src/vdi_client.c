@@ -63,7 +63,7 @@ static void observe(vdi_client_set *c) {
     if (c->aborted || !c->map.ctl)
         return;
     if (vdi_load_acquire(&c->map.ctl->aborted)) {
-        c->aborted = 1;
+        abort_locked(c); /* and wake every waiter: the peer may have woken nobody */
         return;
     }
     learn_server(c);

@@ -60,7 +60,9 @@ static void observe(vdi_server_set *s) {
         return;
     vdi_ctl_shm *ctl = s->map.ctl;
     if (vdi_load_acquire(&ctl->aborted)) {
-        s->aborted = 1;
+        /* Wake every waiter as our own abort would: a peer that set the word and died, or
+         * a hostile one, may have woken nobody (found by fuzz_peer). */
+        abort_locked(s);
         return;
     }
     uint64_t now = vdi_now();
