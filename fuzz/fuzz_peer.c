@@ -183,7 +183,7 @@ typedef struct peer {
     vdi_client_device *cdev[NDEV];
     vdi_server_device *sdev[NDEV];
     cmd_rec cmds[NDEV][NCMD];
-    uint32_t client_codes; /* bit i: the client completed something with codes[i] */
+    uint32_t client_codes; /* bit i: a client code used (relaxed: several device actors) */
     int server_actor;
     /* where the client's view lies (from the map seam) */
     uint8_t *cctl, *carea;
@@ -280,11 +280,13 @@ static void forge(peer *p, const hostile *h) {
 
 static void peer_sched(void *ctx, const char *name) {
     peer *p = g_peer;
+    FOREIGN_BEGIN(); /* the peer's bookkeeping, like its writes, is not the reference's */
     if (p && p->running) {
         p->points++;
         while (p->next_w < p->nw && p->w[p->next_w].at <= p->points)
             forge(p, &p->w[p->next_w++]);
     }
+    FOREIGN_END();
     if (p && p->inner.sched_point)
         p->inner.sched_point(ctx, name);
 }
@@ -409,7 +411,8 @@ static void routine(VDS_Command *cmd) {
     static const uint32_t client_codes[] = {ERROR_SUCCESS, ERROR_IO_DEVICE, ERROR_HANDLE_EOF,
                                             ERROR_DISK_FULL, ERROR_INVALID_PARAMETER};
     for (size_t i = 0; i < sizeof client_codes / sizeof client_codes[0]; i++)
-        known |= c == client_codes[i] && (p->client_codes & (1u << i));
+        known |= c == client_codes[i] &&
+                 (__atomic_load_n(&p->client_codes, __ATOMIC_RELAXED) & (1u << i));
     if (!known && !p->cpl_forged)
         fail("a callback with code %u, which neither the client nor the library gave", c);
 }
@@ -592,7 +595,7 @@ static void client_device(void *arg) {
         uint32_t bytes = code == ERROR_SUCCESS && data ? (uint32_t)c->size : 0;
         for (uint32_t i = 0; i < 5; i++) /* before the call: the agent may take it at once */
             if (code == (i == 0 ? ERROR_SUCCESS : fails[i - 1]))
-                p->client_codes |= 1u << i;
+                __atomic_fetch_or(&p->client_codes, 1u << i, __ATOMIC_RELAXED);
         rc = vdi_client_device_complete_command(p->cdev[d], c, code, bytes,
                                                 (uint64_t)c->position + bytes);
         allowed(rc, "complete_command", 2, NOERROR, VD_E_ABORT);
@@ -631,7 +634,9 @@ static void reaper(void *arg) {
         if (fired == 1 && left == 0 && p->forged_abort) {
             fired = 2;
             p->reaper_closed = 1;
+            FOREIGN_BEGIN();
             p->next_w = p->nw; /* the views go away: the peer writes no more */
+            FOREIGN_END();
             allowed(vdi_server_set_close(p->server), "server close (reaper)", 2, NOERROR,
                     VD_E_PROTOCOL);
             allowed(vdi_client_set_close(p->client), "client close (reaper)", 2, NOERROR,
