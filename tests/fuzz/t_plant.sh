@@ -23,6 +23,7 @@ orig=$(ls build/fuzz-out/fuzz_race/lf-artifacts/crash-* | head -n 1)
 build/fuzz/tests/meta/fuzz_race_"$bug" -runs=1 "$f" >"$tmp/again.log" 2>&1 && fail "the planted target passes the crash file"
 [ "$(python3 ci/crash_signature.py "$tmp/again.log")" = "$(basename "$f")" ] || fail "the signature changed on replay"
 v=build/fuzz/tests/meta/vdichaos_"$bug"
+cmake --build build/fuzz --target "vdichaos_$bug" >"$tmp/build.log" 2>&1 || fail "cannot build vdichaos_$bug"
 $v replay "$f" >"$tmp/r1.log" 2>&1; r1=$?
 $v replay "$f" >"$tmp/r2.log" 2>&1; r2=$?
 [ $r1 = 1 ] && [ $r2 = 1 ] || fail "vdichaos replay did not reproduce ($r1, $r2)"
