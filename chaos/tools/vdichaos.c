@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "chaos/scenario.h"
 
@@ -18,7 +20,7 @@ static int usage(void) {
             "       vdichaos run SCENARIO [--strategy random|pct|dfs] [--depth D] [--seed S]\n"
             "                             [--runs N] [--preemptions P] [--out DIR]\n"
             "                             [--free | --free-nodelay]\n"
-            "       vdichaos replay FILE\n"
+            "       vdichaos replay FILE [--target fuzz_NAME]\n"
             "       vdichaos shrink FILE [--out FILE] [--budget RUNS]\n"
             "       vdichaos faults SCENARIO [--seed S]\n");
     return 2;
@@ -330,9 +332,76 @@ static int save_file(const char *path, const chaos_scenario *sc, const chaos_con
     return fclose(f);
 }
 
+/* The fuzz target a crash file belongs to: --target, else the corpora/<target>/ folder in
+ * its path, else fuzz_race (whose inputs this program decodes itself). */
+static const char *target_of(const char *path, const char *given, char *buf, size_t cap) {
+    if (given)
+        return given;
+    for (const char *p = strstr(path, "fuzz_"); p; p = strstr(p + 1, "fuzz_")) {
+        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+        if (n < cap && (p == path || p[-1] == '/') && p[n] == '/') {
+            memcpy(buf, p, n);
+            buf[n] = 0;
+            return buf;
+        }
+    }
+    return "fuzz_race";
+}
+
+/* Another target's input: its plain replay driver, built beside this program
+ * (<build>/fuzz/<target>_replay), with the target's trace on (FUZZ_<TARGET>_TRACE), which
+ * prints the decoded program op by op. Exit 1 when the driver reports a finding. */
+static int replay_with_driver(const char *target, const char *file) {
+    char self[4096], driver[4200], env[64];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) {
+        fprintf(stderr, "vdichaos: cannot find my own path\n");
+        return 2;
+    }
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(driver, sizeof driver, "%s/../fuzz/%s_replay", self, target);
+    if (access(driver, X_OK) != 0) {
+        fprintf(stderr, "vdichaos: no replay driver for %s (%s); build the target %s_replay\n",
+                target, driver, target);
+        return 2;
+    }
+    size_t k = (size_t)snprintf(env, sizeof env, "FUZZ_");
+    for (const char *c = target + 5; *c && k + 7 < sizeof env; c++)
+        env[k++] = (char)(*c >= 'a' && *c <= 'z' ? *c - 'a' + 'A' : *c);
+    snprintf(env + k, sizeof env - k, "_TRACE");
+    printf("%s input %s, replayed by %s_replay with %s=1:\n", target, file, target, env);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "vdichaos: fork: %s\n", strerror(errno));
+        return 2;
+    }
+    if (pid == 0) {
+        setenv(env, "1", 1);
+        execl(driver, driver, file, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    int clean = WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    printf("%s\n", clean ? "no finding" : "FINDING reproduced (the driver's report is above)");
+    return clean ? 0 : 1;
+}
+
 static int cmd_replay(int argc, char **argv) {
-    if (argc != 1)
+    const char *given = NULL;
+    if (argc == 3 && strcmp(argv[1], "--target") == 0 && strncmp(argv[2], "fuzz_", 5) == 0)
+        given = argv[2];
+    else if (argc != 1)
         return usage();
+    char tbuf[64];
+    const char *target = target_of(argv[0], given, tbuf, sizeof tbuf);
+    if (strcmp(target, "fuzz_race") != 0)
+        return replay_with_driver(target, argv[0]);
     loaded l;
     int rc = load(argv[0], &l);
     if (rc)
