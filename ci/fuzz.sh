@@ -69,8 +69,12 @@ if [ -z "$lfdir" ]; then
 fi
 # The libFuzzer binary of a target: fuzz/<target>, or the planted fuzz_race.
 lfbin() { if [ -n "$plant" ]; then echo "$lfdir/tests/meta/fuzz_race_$plant"; else echo "$lfdir/fuzz/$1"; fi; }
+# vdichaos (plain, or the planted one) for fuzz_race's schedules.
+vdichaos_bin() { if [ -n "$plant" ]; then echo "$lfdir/tests/meta/vdichaos_$plant"; else echo "$lfdir/chaos/vdichaos"; fi; }
+cmake --build "$lfdir" --target "$(basename "$(vdichaos_bin)")" >>"$out/build-fuzz.log" 2>&1 || true
 if [ -n "$plant" ]; then
     build fuzz fuzz_plants || exit 2
+    cmake --build "$lfdir" --target "vdichaos_$plant" >>"$out/build-fuzz.log" 2>&1 || exit 2
     [ -x "$(lfbin fuzz_race)" ] || { echo "ci/fuzz.sh: no seeded bug '$plant' (tests/meta)" >&2; exit 2; }
 fi
 afl=0
@@ -127,6 +131,15 @@ store_crash() {
     else
         cp "$min" "$corpora/$t/crash/$sig"
         echo "$t: NEW crash stored as $corpora/$t/crash/$sig ($(wc -c <"$min") bytes after minimization)"
+        # A schedule is minimized too: the same finding with the fewest preemptions, kept
+        # beside it as a readable replay file.
+        if [ "$t" = fuzz_race ] && [ -x "$(vdichaos_bin)" ] &&
+            "$(vdichaos_bin)" shrink "$min" --out "$corpora/$t/crash/$sig.replay" \
+                --budget 2000 >"$work/shrink.log" 2>&1; [ -f "$corpora/$t/crash/$sig.replay" ]; then
+            rm -f "$corpora/$t/crash/$sig.replay.fuzz_race"
+            echo "$t: its schedule shrunk: $(sed -n 's/^shrunk in //p' "$work/shrink.log" | cut -d, -f1)" \
+                "-> $corpora/$t/crash/$sig.replay"
+        fi
     fi
     return 0
 }

@@ -14,9 +14,11 @@ ci/fuzz.sh --no-setup --plant "$bug" --corpora "$tmp" --minutes 0.25 >"$tmp/fuzz
 rc=$?
 cat "$tmp/fuzz.log"
 [ $rc = 1 ] || fail "ci/fuzz.sh exited $rc, expected 1 (a new crash)"
-n=$(ls "$tmp/fuzz_race/crash" | wc -l)
+n=$(ls "$tmp/fuzz_race/crash" | grep -vc '\.replay$')
 [ "$n" = 1 ] || fail "$n crash files stored, expected 1"
-f=$(ls "$tmp/fuzz_race/crash/"*)
+f=$(ls "$tmp/fuzz_race/crash/"* | grep -v '\.replay$')
+[ -f "$f.replay" ] || fail "no shrunk schedule stored beside the crash"
+grep -q '^# shrunk from' "$f.replay" || fail "$f.replay is not a shrunk replay file"
 case "$(basename "$f")" in "$oracle"-*) ;; *) fail "stored as $(basename "$f"), not a $oracle signature" ;; esac
 orig=$(ls build/fuzz-out/fuzz_race/lf-artifacts/crash-* | head -n 1)
 [ "$(wc -c <"$f")" -le "$(wc -c <"$orig")" ] || fail "the stored file is larger than the crash"
@@ -28,5 +30,7 @@ $v replay "$f" >"$tmp/r1.log" 2>&1; r1=$?
 $v replay "$f" >"$tmp/r2.log" 2>&1; r2=$?
 [ $r1 = 1 ] && [ $r2 = 1 ] || fail "vdichaos replay did not reproduce ($r1, $r2)"
 [ "$(grep '^trace hash' "$tmp/r1.log")" = "$(grep '^trace hash' "$tmp/r2.log")" ] || fail "replays differ"
+$v replay "$f.replay" >"$tmp/r3.log" 2>&1
+[ $? = 1 ] && grep -q "^$oracle:" "$tmp/r3.log" || fail "the shrunk schedule does not reproduce the $oracle finding"
 build/fuzz/fuzz/fuzz_race_replay "$f" >"$tmp/clean.log" 2>&1 || fail "the clean reference fails the planted crash"
-echo "t_plant: $bug found, stored as $(basename "$f") ($(wc -c <"$f") of $(wc -c <"$orig") bytes), reproduced, replayed twice the same, clean on the reference"
+echo "t_plant: $bug found, stored as $(basename "$f") ($(wc -c <"$f") of $(wc -c <"$orig") bytes) with its shrunk schedule, reproduced, replayed twice the same, clean on the reference"
