@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include "chaos/scenario.h"
-#include "chaos_history.h"
 #include "vdi/vdi.h"
 
 #define NDEV 2   /* devices of the standard session */
@@ -114,6 +113,8 @@ typedef struct {
     int cfg_timeouts, cmd_timeouts;
     /* backup-restore */
     int backup_done;   /* device threads that saw the end of the backup */
+    int client_ended;  /* the client closed the backup's set */
+    int server_ended;  /* the server closed it too */
     int recreated;     /* the client created the set again for the restore */
     int restore_ready; /* the server configured the restore */
     int restore_open;  /* the client opened the restore's devices */
@@ -205,9 +206,13 @@ static void routine(VDS_Command *cmd) {
     int me = chaos_actor_id(S.e);
     int sync = me != LD(S.agent_actor); /* a rejected send calls back itself */
     ST(S.calls[i], LD(S.calls[i]) + 1);
-    if (LD(S.calls[i]) > 1)
-        chaos_report(S.e, "ledger", "command %d got a second callback (code %u)", i,
-                     cmd->completionCode);
+    if (LD(S.calls[i]) > 1) {
+        /* Not one more look at the command: two threads of the library may be writing
+         * its results now, a race TSan would report before this finding. */
+        chaos_report(S.e, "ledger", "command %d got a second callback (%s)", i,
+                     sync ? "a rejected send's" : "the agent's");
+        return;
+    }
     if (sync) {
         ST(S.sync_calls[i], LD(S.sync_calls[i]) + 1);
         if (LD(S.in_send[me]) != i + 1)
@@ -941,6 +946,9 @@ static void br_client_main(void *arg) {
     AWAIT(LD(S.backup_done) == S.ndev);
     if (LD(S.broken) || !ok(vdi_client_set_close(S.client), "client close after the backup"))
         return;
+    REL(S.client_ended, 1);
+    signal_all();
+    AWAIT(ACQ(S.server_ended));
     VDConfig cfg = {.deviceCount = (uint32_t)S.ndev};
     if (!ok(vdi_client_set_create(S.client, S.name, &cfg), "create for the restore"))
         return;
@@ -984,10 +992,18 @@ static void br_server(void *arg) {
     AWAIT(LD(S.agent_returned));
     if (LD(S.broken) || !ok(LD(S.agent_rc), "the backup's agent"))
         return;
-    /* The server closes once the client closed and created the set again: two actors that
-     * unmap in one run are ordered, as the unmap guard's quarantine is not synchronised. */
-    AWAIT(ACQ(S.recreated));
+    /* The closes are ordered, client first, and the set is created again only after both:
+     * two actors that unmap in one run must be ordered for TSan (the unmap guard's
+     * quarantine is not synchronised), and while the old object lives the engine may take
+     * the new one for it (futex keys of objects with neighbouring inode numbers collide),
+     * which makes runs differ. */
+    AWAIT(ACQ(S.client_ended));
     if (LD(S.broken) || !ok(vdi_server_set_close(S.server), "server close after the backup"))
+        return;
+    REL(S.server_ended, 1);
+    signal_all();
+    AWAIT(ACQ(S.recreated));
+    if (LD(S.broken))
         return;
     if (br_restore_set()) {
         ok(S.setup_rc, "configuring the restore");
@@ -1290,22 +1306,13 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
         abort();
     int fds = count_entries("/proc/self/fd"), threads = count_entries("/proc/self/task");
     chaos_seams_install(e);
-    /* The model oracle records every call (chaos_history.h); VDICHAOS_NO_MODEL=1 turns it
-     * off, to measure what it costs. */
-    const char *no_model = getenv("VDICHAOS_NO_MODEL");
-    int model = !cfg->free_running && !(no_model && *no_model && strcmp(no_model, "0"));
-    if (model)
-        chaos_history_start(e);
     sc->setup(e);
     chaos_outcome out = chaos_run(e);
     if (out == CHAOS_DONE) {
         sc->check(e);
-        if (!chaos_finding(e)[0] && model)
-            r->model_checked = chaos_history_check(e);
         if (chaos_finding(e)[0])
             out = CHAOS_FINDING;
     }
-    chaos_history_stop();
     chaos_seams_install(NULL);
     char name[sizeof S.name];
     memcpy(name, S.name, sizeof name);
