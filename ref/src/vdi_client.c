@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vdi_internal.h"
@@ -181,10 +182,16 @@ int vdi_client_set_create(vdi_client_set *c, const char *name, VDConfig *cfg) {
     return vdi_client_set_create_ex(c, NULL, name, cfg);
 }
 
-/* Map the area as far as the server says it reaches; the value is untrusted. */
+/* Map the area as far as the server says it reaches; the value is untrusted: beyond the
+ * object's real size a touch would be SIGBUS, so such a size aborts the set (found by
+ * fuzz_peer). */
 static int follow_area(vdi_client_set *c) {
     uint32_t size = vdi_load_acquire(&c->map.ctl->area_size);
     if (size > VDI_MAX_AREA || size % VDI_AREA_ALIGN)
+        return VD_E_ABORT;
+    struct stat st;
+    if (size > c->map.mapped &&
+        (fstat(c->map.fd, &st) != 0 || (uint64_t)st.st_size < vdi_ctl_size() + (uint64_t)size))
         return VD_E_ABORT;
     return vdi_map_area(&c->map, size);
 }
@@ -198,7 +205,7 @@ static void fill_config(const vdi_client_set *c, VDConfig *out) {
         r.features |= VDF_CompleteEnabled;
     r.blockSize = s->blockSize;
     r.maxIODepth = VDI_MAX_IO_DEPTH;
-    r.maxTransferSize = s->maxTransferSize;
+    r.maxTransferSize = c->max_transfer;
     r.bufferAreaSize = c->map.mapped;
     *out = r;
 }
@@ -230,6 +237,8 @@ int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfi
                 abort_locked(c);
                 return leave(c, VD_E_ABORT);
             }
+            if (!c->max_transfer)
+                c->max_transfer = mt; /* later changes of the shared word are not ours */
             fill_config(c, cfg);
             if (c->state == C_CONFIGURABLE) {
                 c->state = C_INITIALIZING;
@@ -334,8 +343,8 @@ static int take_command(vdi_client_set *c, struct vdi_client_device *d, VDC_Comm
     uint32_t k = e.tag & 0xffu;
     if (k >= VDI_RING || d->delivered[k] || e.code < VDC_Read || e.code > VDC_Complete)
         return -1;
-    if (data_command(e.code) && (e.size < 1 || (uint32_t)e.size > c->map.ctl->cfg.maxTransferSize ||
-                                 e.buf_off == VDI_NO_BUFFER))
+    if (data_command(e.code) &&
+        (e.size < 1 || (uint32_t)e.size > c->max_transfer || e.buf_off == VDI_NO_BUFFER))
         return -1;
     uint8_t *buf = NULL;
     if (e.buf_off != VDI_NO_BUFFER) {
@@ -494,6 +503,7 @@ int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance,
     }
     c->cfg = ctl->cfg;
     c->cfg.blockSize = c->cfg.maxIODepth = c->cfg.maxTransferSize = c->cfg.bufferAreaSize = 0;
+    c->max_transfer = vdi_load_relaxed(&ctl->cfg.maxTransferSize); /* configured already */
     c->owner = vdi_fetch_add(&ctl->next_owner, 1) + 1;
     memcpy(c->name, name, strlen(name) + 1);
     memcpy(c->shm_name, shm_name, sizeof shm_name);
@@ -615,6 +625,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     c->g.closing = 0;
     c->aborted = 0;
     c->server_known = 0;
+    c->max_transfer = 0;
     memset(c->dev, 0, sizeof c->dev);
     VDI_SCHED("client/close:exit");
     /* Last: a call that started before this point overlapped the close (see enter). */

@@ -248,7 +248,8 @@ struct vdi_client_set {
     uint32_t ev;          /* private futex: bumped when active drops during close */
     char name[VDI_MAX_NAME + 1];
     char shm_name[256];
-    VDConfig cfg; /* as given at create */
+    VDConfig cfg;          /* as given at create */
+    uint32_t max_transfer; /* as negotiated, kept at the first get_configuration (7) */
     vdi_view map;
     vdi_peer_id server; /* read once when the server is known */
     int server_known;
