@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "chaos/scenario.h"
+#include "chaos_history.h"
 #include "vdi/vdi.h"
 
 #define NDEV 2   /* devices of the standard session */
@@ -1306,13 +1307,22 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
         abort();
     int fds = count_entries("/proc/self/fd"), threads = count_entries("/proc/self/task");
     chaos_seams_install(e);
+    /* The model oracle records every call (chaos_history.h); VDICHAOS_NO_MODEL=1 turns it
+     * off, to measure what it costs. */
+    const char *no_model = getenv("VDICHAOS_NO_MODEL");
+    int model = !cfg->free_running && !(no_model && *no_model && strcmp(no_model, "0"));
+    if (model)
+        chaos_history_start(e);
     sc->setup(e);
     chaos_outcome out = chaos_run(e);
     if (out == CHAOS_DONE) {
         sc->check(e);
+        if (!chaos_finding(e)[0] && model)
+            r->model_checked = chaos_history_check(e);
         if (chaos_finding(e)[0])
             out = CHAOS_FINDING;
     }
+    chaos_history_stop();
     chaos_seams_install(NULL);
     char name[sizeof S.name];
     memcpy(name, S.name, sizeof name);
