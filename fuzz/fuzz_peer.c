@@ -172,7 +172,7 @@ typedef struct peer {
     hostile w[NWRITES];
     int nw, next_w, cpl_forged;
     int forged_abort; /* the plan writes the shared aborted word (see reaper) */
-    int strict;       /* FUZZ_PEER_STRICT: the pending findings are findings again */
+    int strict;       /* unless FUZZ_PEER_LENIENT: the former findings are findings */
     int reaper_closed;
     uint32_t points; /* schedule points seen during the run */
     int running;
@@ -374,7 +374,12 @@ static void decode(peer *p, fuzz_input *in) {
         h->idx = fuzz_u8(in);
         h->op = (uint8_t)fuzz_choice(in, 3);
         h->value = pick_value(in, h->f, h->op);
-        p->forged_abort |= h->f->off == offsetof(vdi_ctl_shm, aborted) && h->f->where == W_CTL;
+        /* the abort word, or a sequence word the peer may roll back under a waiter */
+        p->forged_abort |=
+            (h->f->where == W_CTL && (h->f->off == offsetof(vdi_ctl_shm, aborted) ||
+                                      h->f->off == offsetof(vdi_ctl_shm, agent_seq) ||
+                                      h->f->off == offsetof(vdi_ctl_shm, state_seq))) ||
+            (h->f->where == W_DEV && h->f->off == offsetof(vdi_dev_shm, cmd_seq));
     }
 }
 
@@ -536,9 +541,9 @@ static uint64_t backed_area(const peer *p) {
 }
 
 /* The client's side of the contract: what get_command hands out is usable as promised.
- * Two pending findings (fuzz/pending-crashes/fuzz_peer/README.md) are let through unless
- * FUZZ_PEER_STRICT is set: a size above the negotiated maxTransferSize, and a buffer in
- * a part of the area the object does not hold (its bytes are then not touched). */
+ * Two former findings (corpora/fuzz_peer/crash/) are let through only with
+ * FUZZ_PEER_LENIENT set: a size above the negotiated maxTransferSize, and a buffer in a
+ * part of the area the object does not hold (its bytes are then not touched). */
 static void check_delivered(peer *p, const VDC_Command *c) {
     if (c->commandCode < VDC_Read || c->commandCode > VDC_Complete)
         fail("get_command delivered command code %d", c->commandCode);
@@ -606,13 +611,13 @@ static void client_device(void *arg) {
 /* Every stall a hostile peer can cause ends here: at the deadline both sides abort, and
  * from then on every blocked call must return (VDI-SPEC 5.3).
  *
- * Known and pending (fuzz/pending-crashes/fuzz_peer/forged-abort-agent-sleeps): when the
- * peer sets the shared aborted word without bumping the sequence words, a side's calls see
- * the abort but its sleepers are not woken, and a later signal_abort of that side wakes
- * nobody either (it finds the abort already known). For a plan that forges that word the
- * reaper then closes both sides (close wakes every waiter of its side), so the fuzzer can
- * look past it; every other plan must end with signal_abort alone. FUZZ_PEER_STRICT=1
- * turns this off, so that the pending file reproduces the hang. */
+ * Once a finding (corpora/fuzz_peer/crash/forged-abort-agent-sleeps, now fixed): a forged
+ * aborted word put a side in Abort without waking its sleepers, and its own signal_abort
+ * then woke nobody. Pending (fuzz/pending-crashes/fuzz_peer/): a peer that rolls a sequence
+ * word back under a waiter makes it sleep through its own side's abort. With
+ * FUZZ_PEER_LENIENT set, for a plan that forges the abort word or a sequence word the
+ * reaper still closes both sides after signal_abort (close wakes every waiter of its side);
+ * by default every plan must end with signal_abort alone. */
 static void reaper(void *arg) {
     peer *p = arg;
     uint64_t deadline = chaos_now(p->e) + (uint64_t)REAPER_MS;
@@ -737,8 +742,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         fail("out of memory");
     decode(p, &in);
     p->trace = getenv("FUZZ_PEER_TRACE") != NULL;
-    p->strict = getenv("FUZZ_PEER_STRICT") != NULL;
-    if (p->strict) /* no way around the pending findings (see reaper, check_delivered) */
+    /* The findings the workarounds were for are fixed (corpora/fuzz_peer/crash/README.md):
+     * strict unless FUZZ_PEER_LENIENT asks for the old way around them. */
+    p->strict = getenv("FUZZ_PEER_LENIENT") == NULL;
+    if (p->strict)
         p->forged_abort = 0;
     snprintf(p->name, sizeof p->name, "fuzz-peer-%ld", (long)getpid());
     snprintf(p->devname[0], sizeof p->devname[0], "%s", p->name); /* device 0: the set's name */
