@@ -3,6 +3,7 @@
  * buffer handles, abort and close. Every value read from the shared region is
  * checked before use. */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -626,7 +627,10 @@ int vdi_client_set_close(vdi_client_set *c) {
     c->aborted = 0;
     c->server_known = 0;
     c->max_transfer = 0;
-    memset(c->dev, 0, sizeof c->dev);
+    /* Not set or slot: a device call that overlaps this close reads them before it takes
+     * the lock (and then answers VD_E_ABORT); they never change over the object's life. */
+    for (int i = 0; i < VDI_MAX_DEVICES; i++)
+        memset(&c->dev[i].opened, 0, sizeof c->dev[i] - offsetof(struct vdi_client_device, opened));
     VDI_SCHED("client/close:exit");
     /* Last: a call that started before this point overlapped the close (see enter). */
     vdi_store_release(&c->g.close_epoch, c->g.close_epoch + 1);

@@ -293,10 +293,11 @@ typedef struct vdi_buffer {
 struct vdi_server_set {
     vdi_gate g;
     int state;
-    int aborted;  /* observed abort: sticky */
-    int normal;   /* Normally Terminated */
-    int agent;    /* an agent is running */
-    int draining; /* the agent is draining from private memory */
+    int aborted;         /* observed abort: sticky */
+    int normal;          /* Normally Terminated */
+    int agent;           /* an agent is running */
+    int draining;        /* the agent is draining from private memory */
+    uint32_t agent_seen; /* the agent_seq value the agent last went to sleep on */
     uintptr_t agent_self;
     uintptr_t callback_self; /* thread inside a callback of this set, 0 none */
     char name[VDI_MAX_NAME + 1];

@@ -33,11 +33,20 @@ static void bump(uint32_t *word) {
     vdi_wake_all(word);
 }
 
+/* Wake our agent: the word must end up different from the value it sleeps on, even if
+ * the peer moved the word back to just below it (found by fuzz_peer). Under the lock. */
+static void wake_agent(vdi_server_set *s) {
+    uint32_t *w = &s->map.ctl->agent_seq;
+    if (vdi_fetch_add(w, 1) + 1 == s->agent_seen)
+        vdi_fetch_add(w, 1);
+    vdi_wake_all(w);
+}
+
 /* Wake everyone who may wait on the shared words of the set, on both sides. */
 static void bump_all(vdi_server_set *s) {
     vdi_ctl_shm *ctl = s->map.ctl;
     bump(&ctl->state_seq);
-    bump(&ctl->agent_seq);
+    wake_agent(s);
     for (uint32_t i = 0; i < s->ndev; i++)
         bump(&ctl->dev[i].cmd_seq);
 }
@@ -801,6 +810,7 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
             take_completions(s);
             if (s->taken_n || s->aborted || s->normal)
                 continue;
+            s->agent_seen = seen; /* a local wake makes the word differ from it */
             vdi_unlock(&s->g.mu);
             VDI_SCHED("server/agent:before-wait");
             int w = vdi_wait_live(word, seen, wait_ms, &s->client);
@@ -846,6 +856,8 @@ int vdi_server_set_signal_abort(vdi_server_set *s) {
     (void)enter(s);
     if (s->state == S_DNE && !s->g.closing)
         return leave(s, VD_E_PROTOCOL);
+    if (!s->normal && s->aborted && mapped(s))
+        wake_agent(s); /* already aborted: make sure the agent is not asleep through it */
     if (!s->normal)
         abort_locked(s);
     return leave(s, NOERROR);
