@@ -129,6 +129,13 @@ typedef struct fc {
     int trace; /* FUZZ_CONFIG_TRACE set: print every checked call */
 } fc;
 
+/* A name as far as it fits (the ones kept here were accepted, so they always fit). */
+static void copy_name(char *dst, size_t cap, const char *src) {
+    size_t n = strnlen(src, cap - 1);
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 __attribute__((format(printf, 2, 3), noreturn)) static void fail(const fc *f, const char *fmt,
                                                                  ...) {
     va_list ap;
@@ -265,7 +272,7 @@ static int bind_slot(fc *f, const char *name, int do_bind) {
             free_slot = (int)i;
     }
     if (free_slot >= 0 && do_bind) {
-        snprintf(f->dev_name[free_slot], sizeof f->dev_name[free_slot], "%s", name);
+        copy_name(f->dev_name[free_slot], sizeof f->dev_name[free_slot], name);
         f->dev_bound[free_slot] = 1;
     }
     return free_slot;
@@ -345,13 +352,13 @@ static void op_create(fc *f, fuzz_input *in) {
     if (rc != NOERROR)
         return;
     f->cstate = C_CONFIGURABLE;
-    snprintf(f->set_name, sizeof f->set_name, "%s", name);
+    copy_name(f->set_name, sizeof f->set_name, name);
     f->has_instance = inst != NULL;
     snprintf(f->instance, sizeof f->instance, "%s", inst ? inst : "");
     f->given = given;
     memset(f->dev_bound, 0, sizeof f->dev_bound);
     f->dev_bound[0] = 1;
-    snprintf(f->dev_name[0], sizeof f->dev_name[0], "%s", name);
+    copy_name(f->dev_name[0], sizeof f->dev_name[0], name);
 }
 
 /* 8.7: the client's VDConfig after get_configuration. */
