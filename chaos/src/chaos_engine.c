@@ -148,8 +148,9 @@ static void ctx_make(fiber_ctx *c, uint8_t *stack, size_t size, void (*entry)(vo
  * when it lives in a shared mapping (the two sides of a set map it at two addresses), by
  * its address otherwise. */
 typedef struct word_key {
-    uint64_t object; /* 0 for private memory */
-    uint64_t where;  /* offset in the object, or the address */
+    int shared;        /* 0 for private memory */
+    uint64_t dev, ino; /* the shared object */
+    uint64_t where;    /* offset in the object, or the address */
 } word_key;
 
 #define MAX_MAPPINGS 256
@@ -157,7 +158,7 @@ typedef struct word_key {
 typedef struct mapping {
     uintptr_t start;
     size_t len;
-    uint64_t object;
+    uint64_t dev, ino; /* the object mapped */
     uint64_t off;
 } mapping;
 
@@ -229,9 +230,9 @@ static word_key key_of(const chaos_engine *e, const uint32_t *word) {
     for (int i = 0; i < e->nmaps; i++) {
         const mapping *m = &e->maps[i];
         if (p >= m->start && p < m->start + m->len)
-            return (word_key){m->object, m->off + (p - m->start)};
+            return (word_key){1, m->dev, m->ino, m->off + (p - m->start)};
     }
-    return (word_key){0, p};
+    return (word_key){0, 0, 0, p};
 }
 
 static _Thread_local chaos_engine *g_engine;
@@ -843,7 +844,8 @@ static void h_wake(void *ctx, uint32_t *word, int n) {
     word_key k = key_of(e, word);
     for (int i = 0; i < e->n && n > 0; i++) {
         actor *a = &e->a[i];
-        if (a->state == A_BLOCKED && a->key.object == k.object && a->key.where == k.where) {
+        if (a->state == A_BLOCKED && a->key.shared == k.shared && a->key.dev == k.dev &&
+            a->key.ino == k.ino && a->key.where == k.where) {
             a->state = A_RUNNABLE;
             a->wake_rc = 0;
             n--;
@@ -931,8 +933,7 @@ static void *h_map(void *ctx, void *addr, size_t len, int prot, int flags, int f
     struct stat st;
     if ((flags & MAP_SHARED) && fd >= 0 && fstat(fd, &st) == 0 && e->nmaps < MAX_MAPPINGS)
         e->maps[e->nmaps++] =
-            (mapping){(uintptr_t)p, len, (((uint64_t)st.st_dev << 40) ^ (uint64_t)st.st_ino) | 1u,
-                      (uint64_t)off};
+            (mapping){(uintptr_t)p, len, (uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)off};
     ENGINE_END();
     return p;
 }

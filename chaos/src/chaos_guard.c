@@ -3,6 +3,7 @@
  * the view is replaced by a PROT_NONE reservation and poisoned, kept in a quarantine, and
  * a SIGSEGV inside it is reported as use-after-unmap with the stack that unmapped it. */
 #include <execinfo.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -50,6 +51,8 @@ static int qhead, qn;
 static int installed;
 static struct sigaction previous;
 static uint8_t altstack[1 << 16];
+
+static pthread_mutex_t guard_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void report(const view *v, uintptr_t addr) {
     char line[256];
@@ -145,6 +148,9 @@ int chaos_guard_unmap_used(void *addr, size_t len, size_t used) {
 #ifdef GUARD_ASAN
     __asan_poison_memory_region(addr, poisoned(used < len ? used : len));
 #endif
+    /* Two actors may unmap at once (real threads in free-running mode): the quarantine is
+     * the guard's, under its own lock (the SIGSEGV handler only reads it). */
+    pthread_mutex_lock(&guard_mu);
     if (qn == QUARANTINE) { /* the oldest view leaves the quarantine for real */
         release(&quarantine[qhead]);
         qhead = (qhead + 1) % QUARANTINE;
@@ -156,17 +162,23 @@ int chaos_guard_unmap_used(void *addr, size_t len, size_t used) {
     v->used = used < len ? used : len;
     v->nframes = backtrace(v->frames, FRAMES);
     qn++;
+    pthread_mutex_unlock(&guard_mu);
     return 0;
 }
 
 void chaos_guard_release_all(void) {
+    pthread_mutex_lock(&guard_mu);
     while (qn) {
         release(&quarantine[qhead]);
         qhead = (qhead + 1) % QUARANTINE;
         qn--;
     }
+    pthread_mutex_unlock(&guard_mu);
 }
 
 size_t chaos_guard_quarantined(void) {
-    return (size_t)qn;
+    pthread_mutex_lock(&guard_mu);
+    size_t n = (size_t)qn;
+    pthread_mutex_unlock(&guard_mu);
+    return n;
 }
