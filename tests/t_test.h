@@ -12,62 +12,8 @@
 
 #include "vdi/vdi.h"
 
-static int t_failures;
-static int t_checks;
-
-#define T_FAILED_AT(...)                                                                           \
-    do {                                                                                           \
-        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                            \
-        fprintf(stderr, __VA_ARGS__);                                                              \
-        fputc('\n', stderr);                                                                       \
-        t_failures++;                                                                              \
-    } while (0)
-
-/* expect-code: a VDI call returned exactly this code. */
-#define T_EXPECT_CODE(expr, code)                                                                  \
-    do {                                                                                           \
-        int t_got_ = (expr);                                                                       \
-        int t_want_ = (code);                                                                      \
-        t_checks++;                                                                                \
-        if (t_got_ != t_want_)                                                                     \
-            T_FAILED_AT("%s: got %s (0x%08x), want %s", #expr, vdi_strerror(t_got_),               \
-                        (unsigned)t_got_, vdi_strerror(t_want_));                                  \
-    } while (0)
-
-#define T_EXPECT_OK(expr) T_EXPECT_CODE(expr, NOERROR)
-
-/* expect-eq on integers (any width up to 64 bits). */
-#define T_EXPECT_EQ(a, b)                                                                          \
-    do {                                                                                           \
-        long long t_a_ = (long long)(a);                                                           \
-        long long t_b_ = (long long)(b);                                                           \
-        t_checks++;                                                                                \
-        if (t_a_ != t_b_)                                                                          \
-            T_FAILED_AT("%s == %s: %lld != %lld", #a, #b, t_a_, t_b_);                             \
-    } while (0)
-
-#define T_EXPECT(cond)                                                                             \
-    do {                                                                                           \
-        t_checks++;                                                                                \
-        if (!(cond))                                                                               \
-            T_FAILED_AT("expected %s", #cond);                                                     \
-    } while (0)
-
-/* A failed precondition that makes the rest of the test meaningless. */
-#define T_REQUIRE(cond)                                                                            \
-    do {                                                                                           \
-        t_checks++;                                                                                \
-        if (!(cond)) {                                                                             \
-            T_FAILED_AT("required %s", #cond);                                                     \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
-
-#define T_SKIP(why)                                                                                \
-    do {                                                                                           \
-        fprintf(stderr, "skipped: %s\n", why);                                                     \
-        exit(77);                                                                                  \
-    } while (0)
+#define T_CODE_NAME vdi_strerror
+#include "t_check.h"
 
 /* A set name no other test program running at the same time uses. */
 static inline const char *t_set_name(const char *stem) {
@@ -75,17 +21,6 @@ static inline const char *t_set_name(const char *stem) {
     static unsigned seq;
     snprintf(buf, sizeof buf, "t-%s-%ld-%u", stem, (long)getpid(), seq++);
     return buf;
-}
-
-/* Call at the end of main: a test that checked nothing is a failure too. */
-static inline int t_done(void) {
-    if (t_checks == 0) {
-        fprintf(stderr, "no expectation was checked\n");
-        return 1;
-    }
-    if (t_failures)
-        fprintf(stderr, "%d of %d checks failed\n", t_failures, t_checks);
-    return t_failures ? 1 : 0;
 }
 
 #endif /* T_TEST_H */
