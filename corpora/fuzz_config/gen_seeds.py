@@ -4,6 +4,10 @@ script, one file per documented call sequence, and seed/README.md saying what ea
 The encoder mirrors the decoder of fuzz/fuzz_config.c byte for byte: one op byte, then the
 op's arguments (table indexes, one byte each)."""
 import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fuzz"))
+from seedlib import Seeds, here_seed_dir  # noqa: E402
 
 (CREATE, OPEN, BEGIN, REQUEST, QUERY, END, CLIENT_CONFIG, SERVER_CONFIG, ALLOCATE, FILL,
  FREE, IS_SHARED, SERVER_DEVICE, CLIENT_DEVICE, CHECK_CLIENT, ALLOCATE_REQUESTED) = range(16)
@@ -109,14 +113,7 @@ class Config:
         return self.begin(block=block)
 
 
-SEEDS = {}
-
-
-def seed(name, doc):
-    def reg(fn):
-        SEEDS[name] = (doc, fn)
-        return fn
-    return reg
+seed = Seeds()
 
 
 @seed("thin", "create, open, configure four 4 KiB buffers, both configurations, allocate them, "
@@ -229,20 +226,17 @@ def _(c):
     c.cdev(6, Config.name(127, 0, 1)).cdev(7, Config.name(127, 1, 3)).sdev(6, Config.name(3))
 
 
+def make(fn):
+    c = Config()
+    fn(c)
+    return bytes(c.b)
+
+
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    d = os.path.join(here, "seed")
-    os.makedirs(d, exist_ok=True)
-    lines = ["# fuzz_config seeds (written by ../gen_seeds.py; do not edit by hand)", "",
-             "`FUZZ_CONFIG_TRACE=1 fuzz_config_replay FILE` prints every checked call.", ""]
-    for name, (doc, fn) in sorted(SEEDS.items()):
-        c = Config()
-        fn(c)
-        with open(os.path.join(d, name), "wb") as f:
-            f.write(bytes(c.b))
-        lines.append("- `%s`: %s" % (name, doc))
-    with open(os.path.join(d, "README.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    seed.write(here_seed_dir(__file__),
+               ["# fuzz_config seeds (written by ../gen_seeds.py; do not edit by hand)", "",
+                "`FUZZ_CONFIG_TRACE=1 fuzz_config_replay FILE` prints every checked call.", ""],
+               make)
 
 
 if __name__ == "__main__":

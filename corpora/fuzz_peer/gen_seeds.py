@@ -6,6 +6,10 @@ schedule bytes) the server configures, sends every command and closes its device
 schedule point 19; the client configures at point 23 and takes commands from 25 on, so
 writes at points 20-24 hit the rings before the client reads them."""
 import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fuzz"))
+from seedlib import Seeds, here_seed_dir  # noqa: E402
 
 SERVER, CLIENT, EITHER = 1, 2, 3
 # (name, writer), in the order of fields[] in fuzz/fuzz_peer.c
@@ -79,14 +83,7 @@ class Peer:
         return bytes([n & 0xff, n >> 8]) + bytes(self.b) + self.sched
 
 
-SEEDS = {}
-
-
-def seed(name, doc):
-    def reg(fn):
-        SEEDS[name] = (doc, fn)
-        return fn
-    return reg
+seed = Seeds()
 
 
 @seed("clean-one-device", "no hostile write: one device, two Writes, a normal end")
@@ -185,17 +182,10 @@ def _():
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    d = os.path.join(here, "seed")
-    os.makedirs(d, exist_ok=True)
-    lines = ["# fuzz_peer seeds (written by ../gen_seeds.py; do not edit by hand)", "",
-             "`FUZZ_PEER_TRACE=1 fuzz_peer_replay FILE` prints every hostile write.", ""]
-    for name, (doc, fn) in sorted(SEEDS.items()):
-        with open(os.path.join(d, name), "wb") as f:
-            f.write(fn().encode())
-        lines.append("- `%s`: %s" % (name, doc))
-    with open(os.path.join(d, "README.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    seed.write(here_seed_dir(__file__),
+               ["# fuzz_peer seeds (written by ../gen_seeds.py; do not edit by hand)", "",
+                "`FUZZ_PEER_TRACE=1 fuzz_peer_replay FILE` prints every hostile write.", ""],
+               lambda fn: fn().encode())
 
 
 if __name__ == "__main__":

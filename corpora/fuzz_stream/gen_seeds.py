@@ -3,6 +3,10 @@
 script, one file per documented session, and seed/README.md saying what each does. The
 encoder mirrors decode() in fuzz/fuzz_stream.c byte for byte."""
 import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fuzz"))
+from seedlib import Seeds, here_seed_dir  # noqa: E402
 
 BLOCKS = [512, 4096, 65536, 1024, 2048]
 TRANSFERS = [65536, 131072, 262144]
@@ -59,14 +63,7 @@ class Stream:
         return bytes([n & 0xff, n >> 8]) + prog + self.sched
 
 
-SEEDS = {}
-
-
-def seed(name, doc):
-    def reg(fn):
-        SEEDS[name] = (doc, fn)
-        return fn
-    return reg
+seed = Seeds()
 
 
 @seed("empty", "one device, nothing written: the device closes at once; the restore reads EOF at 0")
@@ -169,18 +166,11 @@ def _():
 
 
 def main():
-    here = os.path.dirname(os.path.abspath(__file__))
-    d = os.path.join(here, "seed")
-    os.makedirs(d, exist_ok=True)
-    lines = ["# fuzz_stream seeds (written by ../gen_seeds.py; do not edit by hand)", "",
-             "Each seed is one backup session then one restore session; see fuzz/fuzz_stream.c.",
-             ""]
-    for name, (doc, fn) in sorted(SEEDS.items()):
-        with open(os.path.join(d, name), "wb") as f:
-            f.write(fn().encode())
-        lines.append("- `%s`: %s" % (name, doc))
-    with open(os.path.join(d, "README.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    seed.write(here_seed_dir(__file__),
+               ["# fuzz_stream seeds (written by ../gen_seeds.py; do not edit by hand)", "",
+                "Each seed is one backup session then one restore session; see "
+                "fuzz/fuzz_stream.c.", ""],
+               lambda fn: fn().encode())
 
 
 if __name__ == "__main__":

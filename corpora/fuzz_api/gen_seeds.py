@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""gen_seeds.py: writes the readable seed inputs of fuzz_api and fuzz_config into
-corpora/<target>/seed/, one file per documented call sequence, so the seeds are
-reproducible from this script (run it from the repository root). The encoders mirror the
-decoders in fuzz/fuzz_api.c and fuzz/fuzz_config.c byte for byte."""
+"""gen_seeds.py: writes the readable seed inputs of fuzz_api into seed/ next to this script,
+one file per documented call sequence, and seed/README.md saying what each does. The
+encoder mirrors the decoder in fuzz/fuzz_api.c byte for byte."""
 import os
 import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fuzz"))
+from seedlib import Seeds, here_seed_dir  # noqa: E402
 
 # ---- fuzz_api: op numbers and argument order of fuzz/fuzz_api.c ----------------------------
 (C_CREATE, C_GET_CONFIG, C_OPEN_DEVICE, C_CLOSE, C_ABORT, C_SECONDARY, C_GET_HANDLE,
@@ -135,14 +137,7 @@ class Api:
         return self.get_config().s_open_device().c_open_device().agent()
 
 
-API_SEEDS = {}
-
-
-def api_seed(name, doc):
-    def reg(fn):
-        API_SEEDS[name] = (doc, fn)
-        return fn
-    return reg
+api_seed = Seeds()
 
 
 @api_seed("backup-one-device", "the thin path: configure, one Write, complete, close normally")
@@ -247,25 +242,16 @@ def _(a):
     a.to_active().allocate().send(cmd=0).c_close().send(cmd=1).s_get_config().s_close()
 
 
-def write_api(root):
-    d = os.path.join(root, "corpora", "fuzz_api", "seed")
-    os.makedirs(d, exist_ok=True)
-    lines = ["# fuzz_api seeds (written by fuzz/gen_seeds.py; do not edit by hand)", ""]
-    for name, (doc, fn) in sorted(API_SEEDS.items()):
-        a = Api()
-        fn(a)
-        with open(os.path.join(d, name), "wb") as f:
-            f.write(bytes(a.b))
-        lines.append("- `%s`: %s" % (name, doc))
-    with open(os.path.join(d, "README.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+def make(fn):
+    a = Api()
+    fn(a)
+    return bytes(a.b)
 
 
 def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else "."
-    write_api(root)
-    if "write_config" in globals():
-        globals()["write_config"](root)
+    api_seed.write(here_seed_dir(__file__),
+                   ["# fuzz_api seeds (written by ../gen_seeds.py; do not edit by hand)", ""],
+                   make)
 
 
 if __name__ == "__main__":
