@@ -851,8 +851,10 @@ static void op_server(fz *f, int op, fuzz_input *in, uint8_t flags) {
             if (chaos_model_agent_running(f->m, si))
                 await_agent_waiting(f, si);
             rc = vdi_server_device_send_command(null_handle ? NULL : d, vc);
-            if (rc == NOERROR)
+            if (rc == NOERROR) {
                 f->cmd_slot[k.cmd] = slot;
+                f->vdc[k.cmd] = NULL; /* its old view may be another command's by now */
+            }
             resolve_or_fail(f, &k, &o, rc);
             after_call(f, &o);
         }
