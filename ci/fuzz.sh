@@ -14,7 +14,8 @@
 #   --build-dir D  use the libFuzzer binaries in D (default build/fuzz, configured here)
 #   --plant BUG    fuzz_race built against a seeded bug of tests/meta (libFuzzer only);
 #                  use with --corpora on a scratch folder: shows the whole crash path
-#   --smoke        a few seconds per target and engine; leaves the tree as it was
+#   --smoke        3000 runs per target and engine from fixed seeds (the same runs every
+#                  time, so a crash it finds is reproducible); leaves the tree as it was
 #   --seconds-each S  exactly S seconds per target and engine (instead of --minutes)
 set -uo pipefail
 
@@ -41,7 +42,7 @@ while [ $# -gt 0 ]; do
     --smoke) smoke=1; shift ;;
     --no-setup) do_setup=0; shift ;;
     --seconds-each) each=${2:-}; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "ci/fuzz.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -95,10 +96,14 @@ list=$(find "$lfdir/fuzz" -maxdepth 1 -type f -name 'fuzz_*' ! -name '*_replay' 
 [ -n "$list" ] || { echo "ci/fuzz.sh: no target matches '${only:-*}'" >&2; exit 2; }
 nt=$(echo "$list" | wc -l)
 ne=$(echo $engines | wc -w)
+# The budget of one engine on one target: seconds, or (a smoke run) a fixed number of runs
+# from a fixed seed, which makes the run the same on every machine.
+smoke_runs=""
 if [ -n "$each" ]; then
     per=$each
 elif [ $smoke = 1 ]; then
-    per=5
+    per=120 # only a cap
+    smoke_runs=3000
 else
     per=$(awk -v m="$minutes" -v n=$((nt * ne)) 'BEGIN { s = int(m * 60 / n); print (s < 5 ? 5 : s) }')
 fi
@@ -155,7 +160,9 @@ run_libfuzzer() { # target
     local dict=()
     [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
     before=$(ls "$work/lf-corpus" | wc -l)
-    "$bin" "$work/lf-corpus" "$seed" "${dict[@]}" -max_total_time="$per" -timeout=30 \
+    local budget=(-max_total_time="$per")
+    [ -n "$smoke_runs" ] && budget+=(-runs="$smoke_runs" -seed=1)
+    "$bin" "$work/lf-corpus" "$seed" "${dict[@]}" "${budget[@]}" -timeout=30 \
         -artifact_prefix="$work/lf-artifacts/" -print_final_stats=1 >"$work/libfuzzer.log" 2>&1
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' || echo 0)
     rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' || echo 0)
@@ -180,7 +187,8 @@ run_afl() { # target
     [ -n "$(ls "$work/afl-in")" ] || printf '\0' >"$work/afl-in/empty"
     AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
         AFL_SKIP_CRASHES=1 AFL_NO_STARTUP_CALIBRATION=1 \
-        timeout $((per + 60)) afl-fuzz -i "$work/afl-in" -o "$work/afl-out" -V "$per" -m none \
+        timeout $((per + 60)) afl-fuzz -i "$work/afl-in" -o "$work/afl-out" \
+        $([ -n "$smoke_runs" ] && echo "-E $smoke_runs -s 1" || echo "-V $per") -m none \
         -t 30000 "${dict[@]}" -- "$bin" >"$work/afl.log" 2>&1 </dev/null
     st=$work/afl-out/default/fuzzer_stats
     if [ ! -f "$st" ]; then
