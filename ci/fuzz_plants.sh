@@ -57,7 +57,8 @@ one() {
         -dict=fuzz/fuzz_race.dict -artifact_prefix="$out/" >"$log" 2>&1
     t1=$(date +%s.%N)
     runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
-    if grep -q '==vdichaos== finding' "$log"; then
+    # Found: an oracle of the engine, or a sanitizer report that ended the run.
+    if grep -qE '==vdichaos== finding|use-after-unmap|ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$log"; then
         echo "1 ${runs:-0} $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')"
     else
         echo "0 ${runs:-0} $seconds"
