@@ -28,6 +28,8 @@ static uint32_t hash_str(const char *s) {
 static void feed_interleavings(const chaos_result *r) {
     for (size_t i = 1; i < r->nevents; i++) {
         const chaos_event *a = &r->events[i - 1], *b = &r->events[i];
+        if (a->note || b->note)
+            continue; /* calls and faults are notes, not schedule points */
         if (a->actor == b->actor)
             continue; /* only switches make an ordering */
         uint32_t h = hash_str(a->point) * 31u ^ hash_str(b->point);

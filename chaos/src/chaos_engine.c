@@ -316,8 +316,37 @@ void chaos_engine_free(chaos_engine *e) {
     free(e->dec);
     free(e->alts);
     free(e->stay);
+    for (size_t i = 0; i < e->nev; i++)
+        if (e->ev[i].note)
+            free((char *)(uintptr_t)e->ev[i].point);
     free(e->ev);
     free(e);
+}
+
+void chaos_note(chaos_engine *e, const char *fmt, ...) {
+    if (!e || !e->cfg.record_events || e->cfg.free_running)
+        return;
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    ENGINE_BEGIN();
+    size_t n = strlen(buf) + 1;
+    char *text = malloc(n);
+    if (text && e->nev == e->capev) {
+        size_t cap = e->capev ? e->capev * 2 : 256;
+        chaos_event *ne = realloc(e->ev, cap * sizeof *ne);
+        if (!ne)
+            abort();
+        e->ev = ne;
+        e->capev = cap;
+    }
+    if (text) {
+        memcpy(text, buf, n);
+        e->ev[e->nev++] = (chaos_event){e->steps, chaos_actor_id(e), text, e->now, 1};
+    }
+    ENGINE_END();
 }
 
 /* ---- switching ---------------------------------------------------------------------- */
@@ -607,7 +636,7 @@ chaos_outcome chaos_run(chaos_engine *e) {
                 e->ev = ne;
                 e->capev = cap;
             }
-            e->ev[e->nev++] = (chaos_event){e->steps, e->a[i].id, p, e->now};
+            e->ev[e->nev++] = (chaos_event){e->steps, e->a[i].id, p, e->now, 0};
         }
     }
     if (out == CHAOS_HANG && !e->has_finding) {
@@ -908,6 +937,8 @@ static int h_fail(void *ctx, const char *name) {
         }
     }
     ENGINE_END();
+    if (err)
+        chaos_note(e, "fault: %s fails with errno %d", name, err);
     if (e->cfg.free_running)
         pthread_mutex_unlock(&e->free_mu);
     return err;

@@ -121,6 +121,26 @@ void chaos_history_stop(void) {
     }
 }
 
+/* A device handle's owner (side, object) and name as of the call's entry. */
+static const hdev *dev_of(const void *h, uint32_t before) {
+    const hdev *best = NULL;
+    for (int i = 0; i < H.ndevs; i++)
+        if (H.devs[i].h == h && H.devs[i].since < before)
+            best = &H.devs[i];
+    return best;
+}
+
+/* The API name without its prefix, for the timeline. */
+static const char *short_name(chaos_model_op op) {
+    const char *n = chaos_model_op_name(op);
+    static const char *const prefixes[] = {"vdi_client_set_", "vdi_client_device_",
+                                           "vdi_server_set_", "vdi_server_device_"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(n, prefixes[i], strlen(prefixes[i])) == 0)
+            return n + strlen(prefixes[i]);
+    return n;
+}
+
 /* ---- recording ------------------------------------------------------------------------------
  * begin() returns the call's index, -1 when nothing is recorded, -2 when the call is
  * inside another (a callback's call: the model cannot say what it answers there). */
@@ -145,6 +165,7 @@ static int begin(chaos_model_op op, int side, const void *set) {
                     : index_of(H.clients, &H.nclients, CHAOS_MODEL_MAX_CLIENTS, set);
     c->entry = ++H.seq;
     c->actor = a;
+    chaos_note(H.e, "> %s", short_name(op));
     return H.n++;
 }
 
@@ -154,9 +175,23 @@ static int finish(int t, int rc) {
     int a = actor_now();
     H.depth[a]--;
     if (t >= 0) {
-        H.calls[t].rc = rc;
-        H.calls[t].returned = 1;
-        H.calls[t].ret = ++H.seq;
+        hcall *c = &H.calls[t];
+        c->rc = rc;
+        c->returned = 1;
+        c->ret = ++H.seq;
+        const hdev *d = c->dev ? dev_of(c->dev, c->entry) : NULL;
+        const char *what = c->has_name ? c->name : d ? d->name : NULL;
+        /* The set's own name holds a process id: the timeline says "set" instead, so
+         * that it reads the same in every replay. */
+        for (int i = 0; what && i < H.n; i++)
+            if (H.calls[i].k.op == CM_C_CREATE_EX && H.calls[i].has_name &&
+                strcmp(H.calls[i].name, what) == 0)
+                what = "set";
+        if (c->k.op == CM_S_IS_SHARED_BUFFER && rc >= 0)
+            chaos_note(H.e, "< %s = %d", short_name(c->k.op), rc);
+        else
+            chaos_note(H.e, "< %s%s%s%s = %s", short_name(c->k.op), what ? "(" : "",
+                       what ? what : "", what ? ")" : "", c->any_rc ? "(freed)" : vdi_strerror(rc));
     }
     return rc;
 }
@@ -177,15 +212,6 @@ static void names(int t, const char *instance, const char *name) {
         if (strlen(name) >= sizeof c->name)
             undecidable("a name longer than the model keeps");
     }
-}
-
-/* A device handle's owner (side, object) and name as of the call's entry. */
-static const hdev *dev_of(const void *h, uint32_t before) {
-    const hdev *best = NULL;
-    for (int i = 0; i < H.ndevs; i++)
-        if (H.devs[i].h == h && H.devs[i].since < before)
-            best = &H.devs[i];
-    return best;
 }
 
 static void device_opened(int t, int side, void *h) {
@@ -469,6 +495,8 @@ static void route(VDS_Command *cmd) {
             c->entry = H.mark[a];
             c->ret = ++H.seq;
             c->actor = a;
+            chaos_note(H.e, "agent calls the routine of command %d with code %u", i,
+                       cmd->completionCode);
         }
     }
     if (own)

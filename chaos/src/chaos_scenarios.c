@@ -1361,6 +1361,20 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     r->events = malloc((r->nevents + 1) * sizeof *ev);
     if (r->events && r->nevents)
         memcpy(r->events, ev, r->nevents * sizeof *ev);
+    /* Notes are the engine's strings: the result keeps its own copies in one block. */
+    size_t text = 0;
+    for (size_t i = 0; r->events && i < r->nevents; i++)
+        text += ev[i].note ? strlen(ev[i].point) + 1 : 0;
+    r->notes = text ? malloc(text) : NULL;
+    for (size_t i = 0, at = 0; r->events && i < r->nevents; i++) {
+        if (!ev[i].note)
+            continue;
+        size_t n = strlen(ev[i].point) + 1;
+        if (r->notes)
+            memcpy(r->notes + at, ev[i].point, n);
+        r->events[i].point = r->notes ? r->notes + at : "";
+        at += n;
+    }
     if (cfg->strategy == CHAOS_DFS) {
         size_t cap = r->ndecisions + 1;
         r->dfs_next = malloc(cap * sizeof *r->dfs_next);
@@ -1378,6 +1392,7 @@ void chaos_result_free(chaos_result *r) {
     free(r->decisions);
     free(r->stays);
     free(r->events);
+    free(r->notes);
     free(r->dfs_next);
     memset(r, 0, sizeof *r);
 }

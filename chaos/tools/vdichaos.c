@@ -207,11 +207,12 @@ static int cmd_run(int argc, char **argv) {
 }
 
 static void print_timeline(const chaos_result *r) {
-    printf("%6s %-8s %-14s %s\n", "step", "time", "actor", "stopped at");
+    printf("%6s %-8s %-14s %s\n", "step", "time", "actor",
+           "stopped at  (> call, < its result, fault: an injected failure)");
     for (size_t i = 0; i < r->nevents; i++) {
         const chaos_event *ev = &r->events[i];
-        printf("%6u %-8llu %-14s %s\n", ev->step, (unsigned long long)(ev->now - 1000000u),
-               r->actor_names[ev->actor], ev->point);
+        printf("%6u %-8llu %-14s %s%s\n", ev->step, (unsigned long long)(ev->now - 1000000u),
+               r->actor_names[ev->actor], ev->note ? "    " : "", ev->point);
     }
     printf("trace hash %016llx\n", (unsigned long long)r->hash);
 }

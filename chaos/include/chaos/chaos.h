@@ -64,8 +64,9 @@ typedef struct chaos_config {
 typedef struct chaos_event {
     uint32_t step;
     int actor;
-    const char *point;
+    const char *point; /* where the actor stopped, or the text of a note */
     uint64_t now;
+    int note; /* 1: a note (a call, its result, an injected fault), not a schedule point */
 } chaos_event;
 
 typedef struct chaos_engine chaos_engine;
@@ -96,6 +97,10 @@ const char *chaos_actor_name(const chaos_engine *e, int id);
  * expected, at most timeout_ms of virtual time (< 0: forever); 0 woken, ETIMEDOUT. */
 int chaos_wait(chaos_engine *e, uint32_t *word, uint32_t expected, long timeout_ms);
 void chaos_wake(chaos_engine *e, uint32_t *word);
+
+/* With cfg.record_events: a line of the timeline at the current step and actor (a call,
+ * what it returned, an injected fault). Not part of the trace hash. */
+void chaos_note(chaos_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Virtual time in ms; starts at 1,000,000 so that "now - 0" is never small. */
 uint64_t chaos_now(const chaos_engine *e);

@@ -40,6 +40,7 @@ typedef struct chaos_result {
     uint32_t preemptions; /* decisions that switched away from an actor that could go on */
     int model_checked;    /* the model oracle judged this run (0: outside what it covers) */
     chaos_event *events;  /* with cfg.record_events */
+    char *notes;          /* the text of the notes among the events */
     size_t nevents;
     const char *actor_names[CHAOS_MAX_ACTORS + 1]; /* [id] */
 } chaos_result;
