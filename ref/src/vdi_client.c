@@ -533,6 +533,10 @@ int vdi_client_set_get_buffer_handle(vdi_client_set *c, uint8_t *buffer, uint32_
     VDI_ENTER_OR_ABORT(c);
     if (c->state < C_INITIALIZING || c->g.closing)
         return leave(c, VD_E_PROTOCOL);
+    /* A buffer in a part of the area the server grew since this side last looked: follow
+     * the area first (found by fuzz_api: after an abort nothing else had followed it). */
+    if (buffer >= c->map.area + c->map.mapped && buffer < c->map.area + VDI_MAX_AREA)
+        (void)follow_area(c);
     if (buffer < c->map.area || buffer >= c->map.area + c->map.mapped)
         return leave(c, VD_E_INVALID);
     uint64_t off = (uint64_t)(buffer - c->map.area) + 1;
