@@ -324,7 +324,7 @@ void chaos_engine_free(chaos_engine *e) {
 }
 
 void chaos_note(chaos_engine *e, const char *fmt, ...) {
-    if (!e || !e->cfg.record_events || e->cfg.free_running)
+    if (!e || !e->cfg.record_events || !e->cfg.record_notes || e->cfg.free_running)
         return;
     char buf[256];
     va_list ap;

@@ -65,8 +65,9 @@ static struct {
     int nvds;
     void (*routine[CHAOS_MODEL_MAX_CMDS])(VDS_Command *); /* the scenario's, by vds index */
     int depth[CHAOS_MAX_ACTORS + 1];
-    int in_agent[CHAOS_MAX_ACTORS + 1];  /* the actor is inside execute_completion_agent */
-    uint32_t mark[CHAOS_MAX_ACTORS + 1]; /* the last sequence number the actor was seen at */
+    int in_agent[CHAOS_MAX_ACTORS + 1];   /* the actor is inside execute_completion_agent */
+    int in_routine[CHAOS_MAX_ACTORS + 1]; /* ... and inside a routine the agent called */
+    uint32_t mark[CHAOS_MAX_ACTORS + 1];  /* the last sequence number the actor was seen at */
 } H;
 
 static int actor_now(void) {
@@ -104,6 +105,7 @@ void chaos_history_start(chaos_engine *e) {
     memset(H.routine, 0, sizeof H.routine);
     memset(H.depth, 0, sizeof H.depth);
     memset(H.in_agent, 0, sizeof H.in_agent);
+    memset(H.in_routine, 0, sizeof H.in_routine);
     memset(H.mark, 0, sizeof H.mark);
     H.on = 1;
 }
@@ -149,8 +151,10 @@ static int begin(chaos_model_op op, int side, const void *set) {
     if (!H.on)
         return -1;
     int a = actor_now();
-    if (H.depth[a]++ > 0) {
-        undecidable("a call made from inside another call (a completion routine)");
+    /* A call from inside another call is out of the model's reach, except a call the
+     * agent's completion routine makes: the routine runs between two agent steps. */
+    if (H.depth[a]++ > 0 && !(H.in_routine[a] && H.depth[a] == 2)) {
+        undecidable("a call made from inside another call (a synchronous callback)");
         return -2;
     }
     if (H.n == H_MAX_CALLS) {
@@ -480,7 +484,8 @@ static void route(VDS_Command *cmd) {
         i++;
     void (*own)(VDS_Command *) = i < H.nvds ? H.routine[i] : NULL;
     int a = actor_now();
-    if (H.on && H.in_agent[a] && H.depth[a] == 1 && i < H.nvds) {
+    int taken = H.on && H.in_agent[a] && H.depth[a] == 1 && i < H.nvds;
+    if (taken) {
         if (H.n == H_MAX_CALLS) {
             undecidable("more calls than the history holds");
         } else {
@@ -499,8 +504,12 @@ static void route(VDS_Command *cmd) {
                        cmd->completionCode);
         }
     }
+    if (taken)
+        H.in_routine[a] = 1;
     if (own)
         own(cmd);
+    if (taken)
+        H.in_routine[a] = 0;
     if (H.on)
         H.mark[a] = ++H.seq;
 }
@@ -607,6 +616,7 @@ typedef struct hstate {
     hmap buf[H_MAX_MAP]; /* an allocated buffer -> its id */
     int nvdc, nbuf;
     int agent_started, agent_returns, agent_code;
+    int client_closes[CHAOS_MODEL_MAX_CLIENTS], server_closes[CHAOS_MODEL_MAX_SERVERS];
 } hstate;
 
 /* States are kept for reuse (a model is large, and zeroing one per branch is what the
@@ -722,8 +732,14 @@ static int apply(hstate *st, const hcall *c, int placed) {
         k.op == CM_S_CLOSE_DEVICE) {
         const hdev *d = c->dev ? dev_of(c->dev, c->entry) : NULL;
         k.dev = d ? chaos_model_slot_of(st->m, d->side, d->obj, d->name) : CHAOS_MODEL_NULL;
-        if (c->dev && k.dev < 0)
-            return 0; /* in this order the device is not bound yet */
+        if (c->dev && k.dev < 0) {
+            /* Its object closed before, in this order: a handle used after its set's
+             * close is the caller's misuse, undefined (8.1), so any answer fits. */
+            int st_now = d->side ? chaos_model_server_state(st->m, d->obj)
+                                 : chaos_model_client_state(st->m, d->obj);
+            int closes = d->side ? st->server_closes[d->obj] : st->client_closes[d->obj];
+            return st_now == CM_ST_DNE && closes > 0 ? 1 : 0;
+        }
     }
     if (k.op == CM_C_COMPLETE_COMMAND) {
         k.cmd = c->cmd ? CHAOS_MODEL_OTHER : CHAOS_MODEL_NULL;
@@ -771,6 +787,10 @@ static int apply(hstate *st, const hcall *c, int placed) {
         st->agent_returns++;
         st->agent_code = o.agent_code;
     }
+    if (k.op == CM_C_CLOSE && k.obj >= 0 && k.obj < CHAOS_MODEL_MAX_CLIENTS)
+        st->client_closes[k.obj]++;
+    if (k.op == CM_S_CLOSE && k.obj >= 0 && k.obj < CHAOS_MODEL_MAX_SERVERS)
+        st->server_closes[k.obj]++;
     if (c->rc == NOERROR && k.op == CM_C_GET_COMMAND && c->out && o.delivered >= 0)
         map_put(st->vdc, &st->nvdc, c->out, 0, o.delivered);
     if (c->rc == NOERROR && k.op == CM_S_ALLOCATE_BUFFER && c->out && o.buf >= 0)

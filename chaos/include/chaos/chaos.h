@@ -51,6 +51,7 @@ typedef struct chaos_config {
     int fault_errno;          /* the errno injected (default ENOMEM) */
     const char *fault_point;  /* only calls of this point count (NULL: every point) */
     int record_events;        /* keep the timeline (chaos_events) */
+    int record_notes;         /* ... with the calls, results and faults in it (chaos_note) */
     unsigned dfs_preemptions; /* CHAOS_DFS: at most this many preemptions per run */
     /* Free-running mode: actors are real threads in real time, for what a serialising
      * engine cannot show; at schedule points each may yield the CPU a few times, decided
@@ -98,7 +99,7 @@ const char *chaos_actor_name(const chaos_engine *e, int id);
 int chaos_wait(chaos_engine *e, uint32_t *word, uint32_t expected, long timeout_ms);
 void chaos_wake(chaos_engine *e, uint32_t *word);
 
-/* With cfg.record_events: a line of the timeline at the current step and actor (a call,
+/* With cfg.record_notes: a line of the timeline at the current step and actor (a call,
  * what it returned, an injected fault). Not part of the trace hash. */
 void chaos_note(chaos_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
