@@ -50,7 +50,8 @@ const chaos_scenario *chaos_scenario_find(const char *name);
 
 /* Decode a fuzz input (any byte string): byte 0 picks the scenario, bytes 1-2 an optional
  * fault plan (0x80 in byte 1; bit 0 persistent; byte 2 the call), the rest the scheduling
- * decisions of CHAOS_BYTES. cfg->bytes points into data. */
+ * decisions of CHAOS_BYTES (cfg->bytes points into data); or, with 0x40 in byte 1, a PCT
+ * schedule: bytes 3-10 its seed, bits 1-2 of byte 1 its depth. */
 const chaos_scenario *chaos_decode_input(const uint8_t *data, size_t size, chaos_config *cfg);
 
 /* Run the scenario once; returns 1 when the run ended in a finding. */
