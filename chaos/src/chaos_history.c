@@ -366,17 +366,26 @@ int WRAP(vdi_client_set_open_in_secondary)(vdi_client_set *s, const char *name) 
     return WRAP(vdi_client_set_open_in_secondary_ex)(s, NULL, name);
 }
 
+/* Buffer handles: the client's addresses are translated to the server's through the
+ * offset between the two views, learnt from a delivered command's buffer (see apply). */
 int WRAP(vdi_client_set_get_buffer_handle)(vdi_client_set *s, uint8_t *buffer, uint32_t *handle) {
     int t = begin(CM_C_GET_BUFFER_HANDLE, 0, s);
-    if (t >= 0)
-        undecidable("buffer handles (client addresses are not recorded)");
-    return finish(t, REAL(vdi_client_set_get_buffer_handle)(s, buffer, handle));
+    if (t >= 0) {
+        H.calls[t].ptr = buffer;
+        H.calls[t].k.out_null = !handle;
+    }
+    int rc = finish(t, REAL(vdi_client_set_get_buffer_handle)(s, buffer, handle));
+    if (t >= 0 && handle)
+        H.calls[t].k.count = *handle; /* the handle it gave */
+    return rc;
 }
 
 int WRAP(vdi_client_set_map_buffer_handle)(vdi_client_set *s, uint32_t handle, uint8_t **buffer) {
     int t = begin(CM_C_MAP_BUFFER_HANDLE, 0, s);
-    if (t >= 0)
-        undecidable("buffer handles (client addresses are not recorded)");
+    if (t >= 0) {
+        H.calls[t].k.count = handle;
+        H.calls[t].k.out_null = !buffer;
+    }
     return finish(t, REAL(vdi_client_set_map_buffer_handle)(s, handle, buffer));
 }
 
@@ -387,8 +396,10 @@ int WRAP(vdi_client_device_get_command)(vdi_client_device *d, long timeout_ms, V
         H.calls[t].k.out_null = !cmd;
     }
     int rc = finish(t, REAL(vdi_client_device_get_command)(d, timeout_ms, cmd));
-    if (t >= 0 && cmd)
+    if (t >= 0 && cmd) {
         H.calls[t].out = *cmd;
+        H.calls[t].ptr = *cmd ? (*cmd)->buffer : NULL; /* the client's address of the bytes */
+    }
     return rc;
 }
 
@@ -617,6 +628,11 @@ typedef struct hstate {
     int nvdc, nbuf;
     int agent_started, agent_returns, agent_code;
     int client_closes[CHAOS_MODEL_MAX_CLIENTS], server_closes[CHAOS_MODEL_MAX_SERVERS];
+    const void *sent_buf[CHAOS_MODEL_MAX_CMDS]; /* the server buffer each command was sent with */
+    intptr_t delta[CHAOS_MODEL_MAX_CLIENTS];    /* client address - server address, per object */
+    int delta_known[CHAOS_MODEL_MAX_CLIENTS];
+    hmap handles[H_MAX_MAP]; /* a buffer handle given out -> the buffer */
+    int nhandles;
 } hstate;
 
 /* States are kept for reuse (a model is large, and zeroing one per branch is what the
@@ -751,6 +767,22 @@ static int apply(hstate *st, const hcall *c, int placed) {
         k.cmd_buf = buf_of(st, c->ptr, &k.cmd_offset);
     if (k.op == CM_S_FREE_BUFFER || k.op == CM_S_IS_SHARED_BUFFER)
         k.buf = buf_of(st, c->ptr, &k.offset);
+    if (k.op == CM_C_GET_BUFFER_HANDLE) {
+        int o_ = k.obj >= 0 && k.obj < CHAOS_MODEL_MAX_CLIENTS;
+        if (!c->ptr)
+            k.buf = CHAOS_MODEL_NULL;
+        else if (o_ && st->delta_known[k.obj])
+            k.buf = buf_of(st, (const void *)((uintptr_t)c->ptr - (uintptr_t)st->delta[k.obj]),
+                           &k.offset);
+        else
+            return -1; /* the client's view is not known yet in this order */
+    }
+    if (k.op == CM_C_MAP_BUFFER_HANDLE) {
+        k.buf = CHAOS_MODEL_OTHER; /* a handle never given out */
+        for (int i = 0; i < st->nhandles; i++)
+            if (st->handles[i].size == k.count)
+                k.buf = st->handles[i].id;
+    }
     chaos_model_step(st->m, &k, &o);
     if (o.unmodelled)
         return -1;
@@ -791,6 +823,16 @@ static int apply(hstate *st, const hcall *c, int placed) {
         st->client_closes[k.obj]++;
     if (k.op == CM_S_CLOSE && k.obj >= 0 && k.obj < CHAOS_MODEL_MAX_SERVERS)
         st->server_closes[k.obj]++;
+    if (c->rc == NOERROR && k.op == CM_S_SEND_COMMAND && k.cmd >= 0 && k.cmd < CHAOS_MODEL_MAX_CMDS)
+        st->sent_buf[k.cmd] = c->ptr;
+    if (c->rc == NOERROR && k.op == CM_C_GET_COMMAND && c->ptr && o.delivered >= 0 &&
+        st->sent_buf[o.delivered] && k.obj >= 0 && k.obj < CHAOS_MODEL_MAX_CLIENTS) {
+        st->delta[k.obj] = (intptr_t)((uintptr_t)c->ptr - (uintptr_t)st->sent_buf[o.delivered]);
+        st->delta_known[k.obj] = 1;
+    }
+    if (c->rc == NOERROR && k.op == CM_C_GET_BUFFER_HANDLE && k.buf >= 0 &&
+        st->nhandles < H_MAX_MAP)
+        st->handles[st->nhandles++] = (hmap){NULL, c->k.count, k.buf};
     if (c->rc == NOERROR && k.op == CM_C_GET_COMMAND && c->out && o.delivered >= 0)
         map_put(st->vdc, &st->nvdc, c->out, 0, o.delivered);
     if (c->rc == NOERROR && k.op == CM_S_ALLOCATE_BUFFER && c->out && o.buf >= 0)
