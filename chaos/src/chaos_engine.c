@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "chaos/chaos.h"
+#include "chaos_history.h"
 #include "vdi/vdi_seams.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -718,6 +719,7 @@ void chaos_kill_peer(chaos_engine *e) {
     ENGINE_BEGIN();
     e->peer_dead = 1;
     ENGINE_END();
+    chaos_history_peer_death(); /* the model oracle sees the death as the peer's abort */
 }
 
 int chaos_peer_dead(const chaos_engine *e) {
