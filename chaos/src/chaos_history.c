@@ -132,6 +132,24 @@ static const hdev *dev_of(const void *h, uint32_t before) {
     return best;
 }
 
+/* A set with a serverTimeOut: its watchdog may abort the set from the server side. The
+ * model has no clock, so this is an optional event anywhere after the create: the other
+ * oracles (the ledger, the hang detector) judge when it fires. */
+static void watchdog_event(void) {
+    if (H.n == H_MAX_CALLS) {
+        undecidable("more calls than the history holds");
+        return;
+    }
+    hcall *c = &H.calls[H.n++];
+    memset(c, 0, sizeof *c);
+    c->k.op = CM_S_SIGNAL_ABORT;
+    c->side = 1;
+    c->k.obj = 0;
+    c->any_rc = 1;
+    c->entry = ++H.seq;
+    c->actor = actor_now();
+}
+
 /* The peer process died (chaos_kill_peer): to the model, an abort by the dead client that
  * the server learns of at some later moment, or never (an optional, pending event). */
 void chaos_history_peer_death(void) {
@@ -325,10 +343,11 @@ int WRAP(vdi_client_set_create_ex)(vdi_client_set *s, const char *instance, cons
         H.calls[t].k.cfg_null = !cfg;
         if (cfg)
             H.calls[t].k.cfg = *cfg;
-        if (cfg && cfg->serverTimeOut)
-            undecidable("the watchdog (serverTimeOut), which the model leaves out");
     }
-    return finish(t, REAL(vdi_client_set_create_ex)(s, instance, name, cfg));
+    int rc = finish(t, REAL(vdi_client_set_create_ex)(s, instance, name, cfg));
+    if (t >= 0 && rc == NOERROR && cfg && cfg->serverTimeOut)
+        watchdog_event();
+    return rc;
 }
 
 int WRAP(vdi_client_set_create)(vdi_client_set *s, const char *name, VDConfig *cfg) {

@@ -187,8 +187,8 @@ static int cmd_run(int argc, char **argv) {
         fprintf(stderr, "\n");
     printf("%s: %llu %s runs (seeds %llu..%llu), no finding; up to %u steps and %d actors a run\n",
            sc->name, runs, strategy, seed, seed + runs - 1, max_steps, max_actors);
-    printf("the model oracle judged %llu of the %llu runs (the others: injected "
-           "faults, the watchdog or synchronous callbacks, which it leaves out)\n",
+    printf("the model oracle judged %llu of the %llu runs (the others: injected faults "
+           "or calls from synchronous callbacks, which it leaves out)\n",
            judged, runs);
     if (pct) {
         /* PCT finds a given bug of depth d with probability at least 1 / (n k^(d-1)) per
