@@ -324,6 +324,19 @@ void chaos_engine_free(chaos_engine *e) {
     free(e);
 }
 
+/* Append to the timeline (cfg.record_events). */
+static void push_event(chaos_engine *e, chaos_event ev) {
+    if (e->nev == e->capev) {
+        size_t cap = e->capev ? e->capev * 2 : 256;
+        chaos_event *ne = realloc(e->ev, cap * sizeof *ne);
+        if (!ne)
+            abort();
+        e->ev = ne;
+        e->capev = cap;
+    }
+    e->ev[e->nev++] = ev;
+}
+
 void chaos_note(chaos_engine *e, const char *fmt, ...) {
     if (!e || !e->cfg.record_events || !e->cfg.record_notes || e->cfg.free_running)
         return;
@@ -335,17 +348,9 @@ void chaos_note(chaos_engine *e, const char *fmt, ...) {
     ENGINE_BEGIN();
     size_t n = strlen(buf) + 1;
     char *text = malloc(n);
-    if (text && e->nev == e->capev) {
-        size_t cap = e->capev ? e->capev * 2 : 256;
-        chaos_event *ne = realloc(e->ev, cap * sizeof *ne);
-        if (!ne)
-            abort();
-        e->ev = ne;
-        e->capev = cap;
-    }
     if (text) {
         memcpy(text, buf, n);
-        e->ev[e->nev++] = (chaos_event){e->steps, chaos_actor_id(e), text, e->now, 1};
+        push_event(e, (chaos_event){e->steps, chaos_actor_id(e), text, e->now, 1});
     }
     ENGINE_END();
 }
@@ -628,17 +633,8 @@ chaos_outcome chaos_run(chaos_engine *e) {
         run_actor(e, i);
         const char *p = e->a[i].point ? e->a[i].point : "";
         hash_in(e, p, strlen(p));
-        if (e->cfg.record_events) {
-            if (e->nev == e->capev) {
-                size_t cap = e->capev ? e->capev * 2 : 256;
-                chaos_event *ne = realloc(e->ev, cap * sizeof *ne);
-                if (!ne)
-                    abort();
-                e->ev = ne;
-                e->capev = cap;
-            }
-            e->ev[e->nev++] = (chaos_event){e->steps, e->a[i].id, p, e->now, 0};
-        }
+        if (e->cfg.record_events)
+            push_event(e, (chaos_event){e->steps, e->a[i].id, p, e->now, 0});
     }
     if (out == CHAOS_HANG && !e->has_finding) {
         char buf[768];
