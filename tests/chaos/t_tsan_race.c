@@ -8,14 +8,6 @@
 #include "chaos/chaos.h"
 #include "t_test.h"
 
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
-
 #ifdef T_TSAN
 static int shared_plain;
 static int shared_atomic;

@@ -18,21 +18,6 @@
 #include "chaos/scenario.h"
 #include "t_test.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define T_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
-#endif
-
 #define MAX_RUNS 10000u /* the budget of every seeded bug, all scenarios and strategies */
 
 /* The child: the search itself. Each run is announced on fd before it starts, so that a
