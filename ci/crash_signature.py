@@ -8,9 +8,9 @@ The signature is built from three parts, each normalised so that addresses, step
 op indices and sizes do not split one bug into many:
   kind   the oracle or sanitizer that fired (ledger, model, use-after-unmap, asan-heap-
          use-after-free, ubsan, timeout, ...);
-  state  the protocol state it fired in (the scenario and actor for a chaos finding, the
-         call and the expected/actual codes for a model mismatch, the report's first line
-         otherwise);
+  state  the protocol state it fired in: the actor and the finding's words for a chaos
+         finding, whatever scenario reached it; the call and the expected and actual codes
+         for a model mismatch; the report's first line otherwise;
   frames the top three stack frames outside the harness (fuzz/, chaos/, tests/, the
          sanitizer and fuzzer runtimes and libc).
 
@@ -37,7 +37,8 @@ def kind_and_state(log):
     m = re.search(r"==vdichaos== finding in scenario (\S+)[^\n]*\n([\w-]+): actor \d+ "
                   r"\(([^)]*)\), step \d+: ([^\n]*)", log)
     if m:
-        return m.group(2), "%s/%s: %s" % (m.group(1), m.group(3), normalise(m.group(4)))
+        # Not the scenario: one bug reached through two scenarios is one finding.
+        return m.group(2), "%s: %s" % (m.group(3), normalise(m.group(4)))
     m = re.search(r"==(fuzz_\w+)== mismatch at op \d+ \(([^)]*)\): ([^\n]*)", log)
     if m:
         return "model", "%s %s" % (m.group(2), normalise(m.group(3)))

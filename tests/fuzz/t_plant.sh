@@ -3,7 +3,8 @@
 # bug (tests/meta) from an empty scratch corpus; the crash must be found, minimized, stored
 # once under its signature, reproduce under the planted target with that signature, replay
 # in vdichaos to the same trace twice, and pass against the clean reference (so ctest's
-# corpus replay, which uses the clean reference, would keep it as a regression input).
+# corpus replay, which uses the clean reference, would keep it as a regression input); a
+# second session over the same corpora reports the stored crash and stores nothing new.
 # Usage: t_plant.sh BUG ORACLE   (from the top of the tree, after the fuzz preset built)
 set -u
 bug=${1:-drain_skips_last} oracle=${2:-ledger}
@@ -21,7 +22,8 @@ f=$(ls "$tmp/fuzz_race/crash/"* | grep -v '\.replay$')
 grep -q '^# shrunk from' "$f.replay" || fail "$f.replay is not a shrunk replay file"
 case "$(basename "$f")" in "$oracle"-*) ;; *) fail "stored as $(basename "$f"), not a $oracle signature" ;; esac
 orig=$(ls build/fuzz-out/fuzz_race/lf-artifacts/crash-* | head -n 1)
-[ "$(wc -c <"$f")" -le "$(wc -c <"$orig")" ] || fail "the stored file is larger than the crash"
+size=$(wc -c <"$f") orig_size=$(wc -c <"$orig")
+[ "$size" -le "$orig_size" ] || fail "the stored file is larger than the crash"
 build/fuzz/tests/meta/fuzz_race_"$bug" -runs=1 "$f" >"$tmp/again.log" 2>&1 && fail "the planted target passes the crash file"
 [ "$(python3 ci/crash_signature.py "$tmp/again.log")" = "$(basename "$f")" ] || fail "the signature changed on replay"
 v=build/fuzz/tests/meta/vdichaos_"$bug"
@@ -33,4 +35,11 @@ $v replay "$f" >"$tmp/r2.log" 2>&1; r2=$?
 $v replay "$f.replay" >"$tmp/r3.log" 2>&1
 [ $? = 1 ] && grep -q "^$oracle:" "$tmp/r3.log" || fail "the shrunk schedule does not reproduce the $oracle finding"
 build/fuzz/fuzz/fuzz_race_replay "$f" >"$tmp/clean.log" 2>&1 || fail "the clean reference fails the planted crash"
-echo "t_plant: $bug found, stored as $(basename "$f") ($(wc -c <"$f") of $(wc -c <"$orig") bytes) with its shrunk schedule, reproduced, replayed twice the same, clean on the reference"
+# Again, over the same corpora: the stored crash fails its replay (a regression), and what
+# the fuzzer finds again is known by its signature, not stored twice.
+ci/fuzz.sh --no-setup --plant "$bug" --corpora "$tmp" --minutes 0.25 >"$tmp/fuzz2.log" 2>&1
+[ $? = 1 ] || fail "the second session did not report the stored crash"
+grep -q "a stored input fails on replay" "$tmp/fuzz2.log" || fail "the stored crash was not replayed first"
+if grep -q "NEW crash" "$tmp/fuzz2.log"; then fail "the same bug was stored again: $(grep 'NEW crash' "$tmp/fuzz2.log")"; fi
+[ "$(ls "$tmp/fuzz_race/crash" | grep -vc '\.replay$')" = 1 ] || fail "a second crash file was stored"
+echo "t_plant: $bug found, stored as $(basename "$f") ($size of $orig_size bytes) with its shrunk schedule, reproduced, replayed twice the same, clean on the reference; a second session reports it and stores nothing new"
