@@ -120,11 +120,12 @@ store_crash() {
     case "$(basename "$file")" in
     timeout-* | *hang*) cp "$file" "$min" ;; # a hang does not minimize in reasonable time
     *)
-        "$bin" -minimize_crash=1 -max_total_time=$((per < 60 ? per : 60)) \
+        "$bin" -minimize_crash=1 -artifact_prefix="$work/min-" \
+            -max_total_time=$((per < 60 ? per : 60)) \
             -exact_artifact_path="$min" "$file" >"$work/minimize.log" 2>&1 || true
         [ -s "$min" ] || cp "$file" "$min" ;;
     esac
-    "$bin" -runs=1 -timeout=30 "$min" >"$work/signature.log" 2>&1
+    "$bin" -runs=1 -timeout=30 -artifact_prefix="$work/again-" "$min" >"$work/signature.log" 2>&1
     sig=$(python3 ci/crash_signature.py "$work/signature.log")
     if [ -n "${seen_sig[$t/$sig]:-}" ] || [ -f "$corpora/$t/crash/$sig" ]; then
         echo "$t: crash $(basename "$file") is known as $sig"
@@ -218,7 +219,7 @@ for t in $list; do
     rm -rf "$work"
     mkdir -p "$corpora/$t/seed" "$corpora/$t/crash" "$work/lf-corpus" "$work/lf-artifacts"
     # Every stored input first: a stored crash that fails again is a regression.
-    if ! "$(lfbin "$t")" -runs=0 "$corpora/$t/seed" "$corpora/$t/crash" >"$work/replay.log" 2>&1; then
+    if ! "$(lfbin "$t")" -runs=0 -artifact_prefix="$work/replay-" "$corpora/$t/seed" "$corpora/$t/crash" >"$work/replay.log" 2>&1; then
         echo "$t: a stored input fails on replay (see $work/replay.log)"
         new_crashes=$((new_crashes + 1))
     fi
@@ -228,7 +229,7 @@ for t in $list; do
     # Set cover: only the inputs that add coverage join the seeds; a smoke run adds none.
     if [ $smoke = 0 ]; then
         before=$(ls "$corpora/$t/seed" | wc -l)
-        "$(lfbin "$t")" -merge=1 "$corpora/$t/seed" "$work/lf-corpus" >"$work/merge.log" 2>&1
+        "$(lfbin "$t")" -merge=1 -artifact_prefix="$work/merge-" "$corpora/$t/seed" "$work/lf-corpus" >"$work/merge.log" 2>&1
         echo "$t: $(($(ls "$corpora/$t/seed" | wc -l) - before)) new seed(s) merged into $corpora/$t/seed"
     fi
 done

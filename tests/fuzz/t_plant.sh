@@ -24,7 +24,7 @@ case "$(basename "$f")" in "$oracle"-*) ;; *) fail "stored as $(basename "$f"), 
 orig=$(ls build/fuzz-out/fuzz_race/lf-artifacts/crash-* | head -n 1)
 size=$(wc -c <"$f") orig_size=$(wc -c <"$orig")
 [ "$size" -le "$orig_size" ] || fail "the stored file is larger than the crash"
-build/fuzz/tests/meta/fuzz_race_"$bug" -runs=1 "$f" >"$tmp/again.log" 2>&1 && fail "the planted target passes the crash file"
+build/fuzz/tests/meta/fuzz_race_"$bug" -runs=1 -artifact_prefix="$tmp/again-" "$f" >"$tmp/again.log" 2>&1 && fail "the planted target passes the crash file"
 [ "$(python3 ci/crash_signature.py "$tmp/again.log")" = "$(basename "$f")" ] || fail "the signature changed on replay"
 v=build/fuzz/tests/meta/vdichaos_"$bug"
 cmake --build build/fuzz --target "vdichaos_$bug" >"$tmp/build.log" 2>&1 || fail "cannot build vdichaos_$bug"
