@@ -94,8 +94,8 @@ typedef struct field {
     { "buf." #m, W_BUF, BY_SERVER, offsetof(vdi_buf_shm, m), sizeof(((vdi_buf_shm *)0)->m) }
 
 /* Not here: magic, version and ctl_size (read once, at open, before any hostile write),
- * and dev_lock: a peer that holds the device-table lock forever stalls open_device without
- * a liveness check, a known gap of the reference (ref/NOTES.md). */
+ * and dev_lock: a live peer that holds the device-table lock forever stalls open_device, a
+ * known gap of the reference (ref/NOTES.md; a peer that dies holding it is noticed). */
 static const field fields[] = {
     CTL(state_seq, BY_EITHER),
     CTL(agent_seq, BY_EITHER),

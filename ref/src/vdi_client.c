@@ -312,8 +312,12 @@ int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_d
             held += vdi_load_acquire(&ctl->dev[i].client_owner) != 0;
         if (held == ndev(c))
             return leave(c, VD_E_OPEN);
-        if (vdi_dev_bind(ctl, name, c->name, ndev(c), &slot) != NOERROR)
-            return leave(c, VD_E_INVALID);
+        int rc =
+            vdi_dev_bind(ctl, name, c->name, ndev(c), &slot, c->server_known ? &c->server : NULL);
+        if (rc == VD_E_ABORT) /* the server died holding the device table */
+            abort_locked(c);
+        if (rc != NOERROR)
+            return leave(c, rc == VD_E_ABORT ? VD_E_ABORT : VD_E_INVALID);
     }
     if (!vdi_cas(&ctl->dev[slot].client_owner, 0, c->owner))
         return leave(c, VD_E_PROTOCOL); /* another client object won the race */

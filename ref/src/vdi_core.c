@@ -517,16 +517,21 @@ int vdi_map_open(vdi_view *m, const char *shm_name) {
  * name, others the first free slot. Binding happens under a futex lock that
  * lives in the control block; its critical section is a few stores and never
  * waits. */
-int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name, uint32_t ndev,
-                 int *slot) {
+int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name, uint32_t ndev, int *slot,
+                 const vdi_peer_id *peer) {
     size_t len = strlen(name);
     *slot = -1;
     if (strcmp(name, set_name) == 0) {
         *slot = 0;
         return NOERROR;
     }
+    /* The lock is in shared memory: a peer may die holding it. Wait for it in liveness
+     * slices, and give up (VD_E_ABORT) when the peer is dead. */
     vdi_mutex *lk = (vdi_mutex *)&ctl->dev_lock;
-    vdi_lock(lk);
+    if (!vdi_cas(&lk->word, 0, 1))
+        while (vdi_exchange(&lk->word, 2) != 0)
+            if (vdi_wait_live(&lk->word, 2, -1, peer) == -1)
+                return VD_E_ABORT;
     int free_slot = -1;
     for (uint32_t i = 1; i < ndev; i++) {
         vdi_dev_shm *d = &ctl->dev[i];

@@ -216,8 +216,8 @@ int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed);
 int vdi_map_open(vdi_view *m, const char *shm_name);
 int vdi_map_area(vdi_view *m, uint32_t size); /* map the area up to size bytes */
 void vdi_map_release(vdi_view *m);
-int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name, uint32_t ndev,
-                 int *slot);
+int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name, uint32_t ndev, int *slot,
+                 const vdi_peer_id *peer); /* VD_E_ABORT: the peer died in it */
 
 /* ---- private objects
  * ---------------------------------------------------------------- */

@@ -519,8 +519,11 @@ int vdi_server_set_open_device(vdi_server_set *s, const char *name, vdi_server_d
     if (vdi_check_name(name) != NOERROR)
         return leave(s, VD_E_INVALID);
     int slot;
-    if (vdi_dev_bind(s->map.ctl, name, s->name, s->ndev, &slot) != NOERROR)
-        return leave(s, VD_E_INVALID);
+    int rc = vdi_dev_bind(s->map.ctl, name, s->name, s->ndev, &slot, &s->client);
+    if (rc == VD_E_ABORT) /* the client died holding the device table */
+        abort_locked(s);
+    if (rc != NOERROR)
+        return leave(s, rc == VD_E_ABORT ? VD_E_ABORT : VD_E_INVALID);
     struct vdi_server_device *d = &s->dev[slot];
     if (d->opened)
         return leave(s, VD_E_PROTOCOL);

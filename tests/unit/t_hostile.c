@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "t_test.h"
 #include "vdi_internal.h"
@@ -185,7 +186,50 @@ static void case_device_count(void) {
     vdi_client_set_free(client);
 }
 
+/* The creator (a child process) dies holding the device-table lock in the shared region:
+ * the server's open_device of a second device must not wait forever but notice the death
+ * (its liveness slices) and answer VD_E_ABORT. Without that, this test hangs. */
+static void case_dead_holder_of_device_lock(void) {
+    const char *name = t_set_name("hlock");
+    int up_[2], down_[2];
+    T_REQUIRE(pipe(up_) == 0 && pipe(down_) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    char c = 0;
+    if (pid == 0) {
+        vdi_client_set *client = vdi_client_set_new();
+        VDConfig cfg = {.deviceCount = 2};
+        if (vdi_client_set_create(client, name, &cfg) != NOERROR)
+            _exit(1);
+        if (write(up_[1], "c", 1) != 1 || read(down_[0], &c, 1) != 1)
+            _exit(1);
+        vdi_ctl_shm *evil = map_evil(name);
+        __atomic_store_n(&evil->dev_lock, 1u, __ATOMIC_SEQ_CST); /* taken, and never given back */
+        _exit(0);
+    }
+    T_REQUIRE(read(up_[0], &c, 1) == 1);
+    vdi_server_set *server = vdi_server_set_new();
+    T_REQUIRE(vdi_server_set_open(server, NULL, name) == NOERROR);
+    T_REQUIRE(vdi_server_set_begin_configuration(server, VDF_WriteMedia, 4096, 0, 65536, 0) ==
+              NOERROR);
+    T_REQUIRE(vdi_server_set_request_buffers(server, 65536, 0, 1) == NOERROR);
+    T_REQUIRE(vdi_server_set_end_configuration(server) == NOERROR);
+    T_REQUIRE(write(down_[1], "g", 1) == 1);
+    int st = 0;
+    T_REQUIRE(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    vdi_server_device *dev = NULL;
+    T_EXPECT_CODE(vdi_server_set_open_device(server, "second", &dev), VD_E_ABORT);
+    T_EXPECT(dev == NULL);
+    T_EXPECT_OK(vdi_server_set_close(server)); /* and unlinks the dead creator's name */
+    vdi_server_set_free(server);
+    close(up_[0]);
+    close(up_[1]);
+    close(down_[0]);
+    close(down_[1]);
+}
+
 int main(void) {
+    case_dead_holder_of_device_lock();
     case_cmd_head();
     case_buffer_offset();
     case_completion_tag();
