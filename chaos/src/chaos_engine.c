@@ -337,8 +337,12 @@ static void push_event(chaos_engine *e, chaos_event ev) {
     e->ev[e->nev++] = ev;
 }
 
+int chaos_notes_on(const chaos_engine *e) {
+    return e && e->cfg.record_events && e->cfg.record_notes && !e->cfg.free_running;
+}
+
 void chaos_note(chaos_engine *e, const char *fmt, ...) {
-    if (!e || !e->cfg.record_events || !e->cfg.record_notes || e->cfg.free_running)
+    if (!chaos_notes_on(e))
         return;
     char buf[256];
     va_list ap;

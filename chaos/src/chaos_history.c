@@ -52,7 +52,7 @@ typedef struct hdev { /* a device handle, known from the open_device that gave i
 
 static struct {
     chaos_engine *e;
-    int on;
+    int on, notes;
     const char *undecidable; /* why the model cannot judge this history, or NULL */
     uint32_t seq;
     int n;
@@ -107,6 +107,7 @@ void chaos_history_start(chaos_engine *e) {
     memset(H.in_agent, 0, sizeof H.in_agent);
     memset(H.in_routine, 0, sizeof H.in_routine);
     memset(H.mark, 0, sizeof H.mark);
+    H.notes = chaos_notes_on(e); /* building the timeline's lines costs: only when kept */
     H.on = 1;
 }
 
@@ -135,37 +136,32 @@ static const hdev *dev_of(const void *h, uint32_t before) {
 /* A set with a serverTimeOut: its watchdog may abort the set from the server side. The
  * model has no clock, so this is an optional event anywhere after the create: the other
  * oracles (the ledger, the hang detector) judge when it fires. */
-static void watchdog_event(void) {
+/* An abort the library makes by itself, as a pending call from now on: it never returns,
+ * so the search may place it at any later moment, or leave it out (see search). */
+static void pending_abort(int side) {
     if (H.n == H_MAX_CALLS) {
         undecidable("more calls than the history holds");
         return;
     }
     hcall *c = &H.calls[H.n++];
     memset(c, 0, sizeof *c);
-    c->k.op = CM_S_SIGNAL_ABORT;
-    c->side = 1;
-    c->k.obj = 0;
+    c->k.op = side ? CM_S_SIGNAL_ABORT : CM_C_SIGNAL_ABORT;
+    c->side = side;
+    c->k.obj = 0; /* the first object of that side: the creator, or the server */
     c->any_rc = 1;
     c->entry = ++H.seq;
     c->actor = actor_now();
 }
 
+static void watchdog_event(void) {
+    pending_abort(1);
+}
+
 /* The peer process died (chaos_kill_peer): to the model, an abort by the dead client that
- * the server learns of at some later moment, or never (an optional, pending event). */
+ * the server learns of at some later moment, or never. */
 void chaos_history_peer_death(void) {
-    if (!H.on)
-        return;
-    if (H.n == H_MAX_CALLS) {
-        undecidable("more calls than the history holds");
-        return;
-    }
-    hcall *c = &H.calls[H.n++];
-    memset(c, 0, sizeof *c);
-    c->k.op = CM_C_SIGNAL_ABORT;
-    c->k.obj = 0; /* the creator */
-    c->any_rc = 1;
-    c->entry = ++H.seq;
-    c->actor = actor_now();
+    if (H.on)
+        pending_abort(0);
 }
 
 /* The API name without its prefix, for the timeline. */
@@ -205,8 +201,26 @@ static int begin(chaos_model_op op, int side, const void *set) {
                     : index_of(H.clients, &H.nclients, CHAOS_MODEL_MAX_CLIENTS, set);
     c->entry = ++H.seq;
     c->actor = a;
-    chaos_note(H.e, "> %s", short_name(op));
+    if (H.notes)
+        chaos_note(H.e, "> %s", short_name(op));
     return H.n++;
+}
+
+/* The timeline's line for a call that returned (cfg.record_notes). */
+static void note_return(const hcall *c, int rc) {
+    const hdev *d = c->dev ? dev_of(c->dev, c->entry) : NULL;
+    const char *what = c->has_name ? c->name : d ? d->name : NULL;
+    /* The set's own name holds a process id: the timeline says "set" instead, so
+     * that it reads the same in every replay. */
+    for (int i = 0; what && i < H.n; i++)
+        if (H.calls[i].k.op == CM_C_CREATE_EX && H.calls[i].has_name &&
+            strcmp(H.calls[i].name, what) == 0)
+            what = "set";
+    if (c->k.op == CM_S_IS_SHARED_BUFFER && rc >= 0)
+        chaos_note(H.e, "< %s = %d", short_name(c->k.op), rc);
+    else
+        chaos_note(H.e, "< %s%s%s%s = %s", short_name(c->k.op), what ? "(" : "", what ? what : "",
+                   what ? ")" : "", c->any_rc ? "(freed)" : vdi_strerror(rc));
 }
 
 static int finish(int t, int rc) {
@@ -219,19 +233,8 @@ static int finish(int t, int rc) {
         c->rc = rc;
         c->returned = 1;
         c->ret = ++H.seq;
-        const hdev *d = c->dev ? dev_of(c->dev, c->entry) : NULL;
-        const char *what = c->has_name ? c->name : d ? d->name : NULL;
-        /* The set's own name holds a process id: the timeline says "set" instead, so
-         * that it reads the same in every replay. */
-        for (int i = 0; what && i < H.n; i++)
-            if (H.calls[i].k.op == CM_C_CREATE_EX && H.calls[i].has_name &&
-                strcmp(H.calls[i].name, what) == 0)
-                what = "set";
-        if (c->k.op == CM_S_IS_SHARED_BUFFER && rc >= 0)
-            chaos_note(H.e, "< %s = %d", short_name(c->k.op), rc);
-        else
-            chaos_note(H.e, "< %s%s%s%s = %s", short_name(c->k.op), what ? "(" : "",
-                       what ? what : "", what ? ")" : "", c->any_rc ? "(freed)" : vdi_strerror(rc));
+        if (H.notes)
+            note_return(c, rc);
     }
     return rc;
 }
@@ -548,8 +551,9 @@ static void route(VDS_Command *cmd) {
             c->entry = H.mark[a];
             c->ret = ++H.seq;
             c->actor = a;
-            chaos_note(H.e, "agent calls the routine of command %d with code %u", i,
-                       cmd->completionCode);
+            if (H.notes)
+                chaos_note(H.e, "agent calls the routine of command %d with code %u", i,
+                           cmd->completionCode);
         }
     }
     if (taken)

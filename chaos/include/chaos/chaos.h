@@ -102,6 +102,7 @@ void chaos_wake(chaos_engine *e, uint32_t *word);
 /* With cfg.record_notes: a line of the timeline at the current step and actor (a call,
  * what it returned, an injected fault). Not part of the trace hash. */
 void chaos_note(chaos_engine *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int chaos_notes_on(const chaos_engine *e); /* chaos_note keeps what it is given */
 
 /* Virtual time in ms; starts at 1,000,000 so that "now - 0" is never small. */
 uint64_t chaos_now(const chaos_engine *e);

@@ -91,6 +91,16 @@ class lexer {
         return true;
     }
 
+    /* Msg 105, as SQL Server words it. */
+    bool unclosed_quote(tsql_error *err, int at) const {
+        err->number = 105;
+        err->level = 15;
+        err->line = at;
+        err->text =
+            "Unclosed quotation mark after the character string '" + src_.substr(pos_ + 1) + "'.";
+        return false;
+    }
+
     bool next(std::vector<token> *out, tsql_error *err) {
         char c = src_[pos_];
         int at = line_;
@@ -100,24 +110,14 @@ class lexer {
             pos_++;
         if (src_[pos_] == '\'') {
             if (!quoted('\'', &val)) {
-                err->number = 105;
-                err->level = 15;
-                err->line = at;
-                err->text = "Unclosed quotation mark after the character string '" +
-                            src_.substr(pos_ + 1) + "'.";
-                return false;
+                return unclosed_quote(err, at);
             }
             out->push_back({T_STRING, val, false, at});
             return true;
         }
         if (c == '[' || c == '"') {
             if (!quoted(c == '[' ? ']' : '"', &val)) {
-                err->number = 105;
-                err->level = 15;
-                err->line = at;
-                err->text = "Unclosed quotation mark after the character string '" +
-                            src_.substr(pos_ + 1) + "'.";
-                return false;
+                return unclosed_quote(err, at);
             }
             out->push_back({T_WORD, val, true, at});
             return true;
