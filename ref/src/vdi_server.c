@@ -786,7 +786,10 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
                         k = (int)j;
                     }
             if (dev < 0) {
-                rc = VD_E_ABORT;
+                /* A close nested in the routine of the command that ended the set normally
+                 * does not make the end an abort: NT came first (VDI-SPEC 4). update_normal
+                 * never sets normal once aborted, so normal means "before any abort". */
+                rc = s->normal ? NOERROR : VD_E_ABORT;
                 break;
             }
             deliver(s, dev, k, ERROR_OPERATION_ABORTED, 0, NULL, 0);

@@ -204,11 +204,49 @@ static void case_callback_calls(void) {
     t_set_teardown(&s);
 }
 
+/* The last command's routine closes the set, which that very completion made Normally
+ * Terminated (every device closed, nothing else outstanding): Close returns NOERROR and
+ * the agent NOERROR too, since the normal end came before the close (VDI-SPEC 4). */
+static int last_close_rc;
+static vdi_server_set *last_close_set;
+static void close_set_hook(t_cmd *tc) {
+    (void)tc;
+    last_close_rc = vdi_server_set_close(last_close_set);
+}
+
+static void case_close_in_last_callback(void) {
+    t_set s;
+    t_set_init(&s, "lastcb", 2);
+    t_set_to_active(&s);
+    last_close_set = s.server;
+    last_close_rc = 1;
+    t_cmd a;
+    t_cmd_init(&a, &s.ledger, VDC_Flush, 0, 0, NULL);
+    a.hook = close_set_hook;
+    T_REQUIRE(t_send(s.sdev[1], &a) == NOERROR);
+    T_REQUIRE(vdi_server_device_close(s.sdev[0]) == NOERROR);
+    T_REQUIRE(vdi_server_device_close(s.sdev[1]) == NOERROR);
+    VDC_Command *c = NULL;
+    T_EXPECT_CODE(vdi_client_device_get_command(s.cdev[0], VDI_INFINITE, &c), VD_E_CLOSE);
+    T_REQUIRE(vdi_client_device_get_command(s.cdev[1], VDI_INFINITE, &c) == NOERROR);
+    T_REQUIRE(vdi_client_device_complete_command(s.cdev[1], c, ERROR_SUCCESS, 0, 0) == NOERROR);
+    T_EXPECT_OK(t_set_join_agent(&s));
+    T_EXPECT_OK(last_close_rc);
+    T_EXPECT_EQ(t_cmd_snapshot(&a).calls, 1);
+    T_EXPECT_EQ(t_cmd_snapshot(&a).code, ERROR_SUCCESS);
+    T_EXPECT_CODE(vdi_client_device_get_command(s.cdev[1], 0, &c), VD_E_CLOSE);
+    T_EXPECT_OK(vdi_client_set_close(s.client));
+    t_set_teardown(&s);
+}
+
 int main(int argc, char **argv) {
     static const t_case cases[] = {
-        {"one_agent", case_one_agent},           {"normal_end", case_normal_end},
-        {"late_agent", case_late_agent},         {"drain", case_drain},
+        {"one_agent", case_one_agent},
+        {"normal_end", case_normal_end},
+        {"late_agent", case_late_agent},
+        {"drain", case_drain},
         {"callback_calls", case_callback_calls},
+        {"close_in_last_callback", case_close_in_last_callback},
     };
     int rc = t_run_cases(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     return rc ? rc : t_done();
