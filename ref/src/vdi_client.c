@@ -45,18 +45,30 @@ static void abort_locked(vdi_client_set *c) {
     }
 }
 
-/* Learn whether the server is known yet; its identity is read once and kept. */
+/* Learn whether the server is known yet; its identity is read once and kept. Until
+ * then, a claim (a server inside its open) is remembered, to watch that server by pid. */
 static void learn_server(vdi_client_set *c) {
-    /* 1 means a server has claimed the set but not yet written its identity. */
-    if (!c->server_known && vdi_load_acquire(&c->map.ctl->server_attached) == 2) {
+    if (c->server_known)
+        return;
+    uint32_t v = vdi_load_acquire(&c->map.ctl->server_attached);
+    if (v == 2) {
         c->server = c->map.ctl->server_id;
         c->server_known = 1;
+        c->claim = 0;
         c->last_check = vdi_now();
+    } else if (VDI_CLAIMER(v) > 0) {
+        if (c->claim != v)
+            c->last_check = vdi_now();
+        c->claim = v;
+    } else {
+        c->claim = 0;
     }
 }
 
 static int server_dead(vdi_client_set *c) {
     vdi_ctl_shm *ctl = c->map.ctl;
+    if (!c->server_known) /* a server that died inside its open, if any */
+        return c->claim && vdi_claimer_died(&ctl->server_attached, c->claim);
     return !vdi_load_acquire(&ctl->server_closed) && !vdi_load_acquire(&ctl->normal_end) &&
            !vdi_peer_alive(&c->server);
 }
@@ -70,7 +82,7 @@ static void observe(vdi_client_set *c) {
     }
     learn_server(c);
     uint64_t now = vdi_now();
-    if (!c->server_known || now - c->last_check < 1000)
+    if ((!c->server_known && !c->claim) || now - c->last_check < 1000)
         return;
     c->last_check = now;
     if (server_dead(c))
@@ -91,16 +103,6 @@ static int aborted(vdi_client_set *c) {
     return c->aborted || c->g.closing;
 }
 
-/* Wait on a shared word with the lock released; -1 means the server died. */
-static int wait_on(vdi_client_set *c, uint32_t *word, uint32_t seen, long timeout_ms) {
-    vdi_unlock(&c->g.mu);
-    int w = vdi_wait_live(word, seen, timeout_ms, c->server_known ? &c->server : NULL);
-    vdi_lock(&c->g.mu);
-    if (w == -1 && !c->g.closing && server_dead(c))
-        abort_locked(c);
-    return w;
-}
-
 static uint64_t deadline_of(long timeout_ms) {
     if (timeout_ms < 0)
         return UINT64_MAX;
@@ -116,6 +118,40 @@ static long left_until(uint64_t deadline) {
         return 0;
     uint64_t d = deadline - now;
     return d > (uint64_t)INT32_MAX ? INT32_MAX : (long)d;
+}
+
+/* Wait on a shared word with the lock released; -1 means the server died. Before the
+ * server is known the wait is cut into liveness slices as well: a server may claim the
+ * set and die inside its open, and nothing else would tell (VDI-SPEC 5.3). A slice that
+ * ends with news returns 0, "look again", as a wake-up does. */
+static int wait_on(vdi_client_set *c, uint32_t *word, uint32_t seen, long timeout_ms) {
+    learn_server(c);
+    if (c->server_known) {
+        vdi_unlock(&c->g.mu);
+        int w = vdi_wait_live(word, seen, timeout_ms, &c->server);
+        vdi_lock(&c->g.mu);
+        if (w == -1 && !c->g.closing && server_dead(c))
+            abort_locked(c);
+        return w;
+    }
+    uint64_t deadline = deadline_of(timeout_ms);
+    for (;;) {
+        long left = left_until(deadline);
+        int slice = left < 0 || left > 500;
+        vdi_unlock(&c->g.mu);
+        int w =
+            vdi_wait(word, seen, slice ? 500 : left, slice ? VDI_WAIT_LIVENESS : VDI_WAIT_PLAIN);
+        vdi_lock(&c->g.mu);
+        if (w == 0 || !slice)
+            return w;
+        learn_server(c);
+        if (!c->g.closing && server_dead(c)) {
+            abort_locked(c);
+            return -1;
+        }
+        if (c->server_known || c->g.closing || vdi_load_acquire(word) != seen)
+            return 0;
+    }
 }
 
 /* ---- create and configuration
@@ -175,6 +211,7 @@ int vdi_client_set_create_ex(vdi_client_set *c, const char *instance, const char
     c->secondary = 0;
     c->aborted = 0;
     c->server_known = 0;
+    c->claim = 0;
     c->state = C_CONFIGURABLE;
     return leave(c, NOERROR);
 }
@@ -520,6 +557,7 @@ int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance,
     c->secondary = 1;
     c->aborted = 0;
     c->server_known = 0;
+    c->claim = 0;
     learn_server(c);
     c->state = C_INITIALIZING;
     return leave(c, NOERROR);
@@ -634,6 +672,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     c->g.closing = 0;
     c->aborted = 0;
     c->server_known = 0;
+    c->claim = 0;
     c->max_transfer = 0;
     /* Not set or slot: a device call that overlaps this close reads them before it takes
      * the lock (and then answers VD_E_ABORT); they never change over the object's life. */

@@ -156,7 +156,7 @@ int vdi_peer_alive(const vdi_peer_id *peer) {
         return 0;
     if (proc_start_time(peer->pid, &st) != 0)
         return 0;
-    if (st != peer->start_time)
+    if (peer->start_time && st != peer->start_time) /* 0: known by its pid alone */
         return 0;
     /* A zombie has not been reaped yet but is dead for our purposes. */
     char path[64], buf[512];
@@ -313,6 +313,16 @@ int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer
     }
 }
 
+/* Did the server that claimed the set (server_attached == seen, odd) die inside its
+ * open? Only if the claim is still there after its death was seen: a server that gave the
+ * claim up did so before it could exit. */
+int vdi_claimer_died(uint32_t *attached, uint32_t seen) {
+    vdi_peer_id claimer = {.pid = VDI_CLAIMER(seen), .start_time = 0};
+    if (claimer.pid <= 0 || vdi_peer_alive(&claimer))
+        return 0;
+    return vdi_load_acquire(attached) == seen;
+}
+
 /* ---- names
  * ---------------------------------------------------------------------------------
  */
@@ -410,13 +420,21 @@ void vdi_map_release(vdi_view *m) {
     m->mapped = 0;
 }
 
-/* Is the creator recorded in an existing object alive? Unreadable objects count
- * as live. */
-static int creator_alive(int fd) {
+/* Is the creator recorded in an existing object alive? An object without a creator's
+ * identity yet is either being set up (a matter of microseconds) or was left by a
+ * creator killed between its exclusive create and the identity: it counts as live
+ * until it is VDI_CREATE_GRACE_S old by its last write (VDI-SPEC 8.4, a dead
+ * creator's object is reclaimed). */
+#define VDI_CREATE_GRACE_S 1
+static int creator_alive(int fd, const struct stat *st) {
     vdi_peer_id id;
-    if (pread(fd, &id, sizeof id, (off_t)offsetof(vdi_ctl_shm, client_id)) != (ssize_t)sizeof id)
+    if (pread(fd, &id, sizeof id, (off_t)offsetof(vdi_ctl_shm, client_id)) == (ssize_t)sizeof id &&
+        id.pid > 0)
+        return vdi_peer_alive(&id);
+    struct timespec now;
+    if (clock_gettime(CLOCK_REALTIME, &now) != 0)
         return 1;
-    return vdi_peer_alive(&id);
+    return now.tv_sec - st->st_mtim.tv_sec <= VDI_CREATE_GRACE_S;
 }
 
 int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed) {
@@ -442,7 +460,7 @@ int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed) {
             close(fd);
             return VD_E_SECURITY;
         }
-        int alive = creator_alive(fd);
+        int alive = creator_alive(fd, &st);
         close(fd);
         if (alive)
             return VD_E_BUSY;

@@ -179,7 +179,8 @@ typedef struct vdi_ctl_shm {
     uint32_t agent_seq;       /* futex; bumped by the client on completion, by either on
                                  abort */
     uint32_t aborted;         /* either: 0 -> 1, never back */
-    uint32_t server_attached; /* server: 0 -> 1 (claimed) -> 2 (server_id written) */
+    uint32_t server_attached; /* server: 0 -> VDI_CLAIM(pid) (claimed) -> 2 (server_id
+                                 written); back to 0 when an open gives the claim up */
     uint32_t configured;      /* server: 1 once end_configuration succeeded */
     uint32_t primary_ready;   /* primary client: 1 after its first get_configuration */
     uint32_t client_closed;   /* primary client: 1 at the start of its close */
@@ -207,6 +208,12 @@ typedef struct vdi_view {
     uint8_t *area;    /* ctl + ctl_size */
     uint32_t mapped;  /* bytes of the area mapped by this side */
 } vdi_view;
+
+/* server_attached while a server's open runs: odd, with the claimer's pid above bit 1, so
+ * that a server killed inside its open is noticed by its pid (VDI-SPEC 5.3). */
+#define VDI_CLAIM(pid) (((uint32_t)(pid) << 2) | 1u)
+#define VDI_CLAIMER(v) (((v)&1u) ? (int32_t)((v) >> 2) : 0)
+int vdi_claimer_died(uint32_t *attached, uint32_t seen);
 
 size_t vdi_ctl_size(void);
 int vdi_shm_name(char *out, size_t cap, const char *instance, const char *name);
@@ -253,6 +260,7 @@ struct vdi_client_set {
     vdi_view map;
     vdi_peer_id server; /* read once when the server is known */
     int server_known;
+    uint32_t claim; /* server_attached as last seen while a server's open runs, else 0 */
     uint64_t last_check;
     struct vdi_client_device dev[VDI_MAX_DEVICES];
 };

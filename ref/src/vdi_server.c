@@ -119,6 +119,8 @@ static uint64_t round_up(uint64_t v, uint64_t a) {
 /* ---- open and configuration
  * -------------------------------------------------------------- */
 
+static void unlink_if_orphaned(vdi_server_set *s);
+
 int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *name) {
     int rc;
     if (!s || !name) /* NULL required pointer first (VDI-SPEC 8.1) */
@@ -133,9 +135,22 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
     if (rc != NOERROR)
         return leave(s, rc);
     vdi_ctl_shm *ctl = s->map.ctl;
+    vdi_peer_id me;
+    if ((rc = vdi_self_id(&me)) != NOERROR) { /* before the claim: its window stays short */
+        vdi_map_release(&s->map);
+        return leave(s, rc);
+    }
     VDI_SCHED("server/open:mapped");
-    int claimed = vdi_cas(&ctl->server_attached, 0, 1);
-    if (!claimed) {
+    int claimed = vdi_cas(&ctl->server_attached, 0, VDI_CLAIM(me.pid));
+    uint32_t held = claimed ? 0 : vdi_load_acquire(&ctl->server_attached);
+    VDI_SCHED("server/open:claimed");
+    if (!claimed && vdi_claimer_died(&ctl->server_attached, held)) {
+        /* A server died inside its open: a death like any other, the set is aborted. */
+        vdi_store_release(&ctl->aborted, 1);
+        vdi_fetch_add(&ctl->state_seq, 1);
+        vdi_wake_all(&ctl->state_seq);
+        rc = VD_E_ABORT;
+    } else if (!claimed) {
         /* Attached: BUSY, even when the set is aborted (VDI-SPEC 8.4). A server that
          * began its close is detached; its premature close aborted the set: ABORT. */
         int gone = vdi_load_acquire(&ctl->server_closed) && vdi_load_acquire(&ctl->aborted);
@@ -146,13 +161,15 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         rc = VD_E_INVALID;
     if (rc == NOERROR) {
         s->client = ctl->client_id; /* read once, kept privately */
-        if (!vdi_peer_alive(&s->client))
-            rc = VD_E_INVALID; /* the creator died before any server came */
+        if (!vdi_peer_alive(&s->client)) {
+            rc = VD_E_INVALID;     /* the creator died before any server came */
+            unlink_if_orphaned(s); /* nobody else would: its name is free again */
+        }
     }
     if (rc != NOERROR && claimed)
         vdi_store_release(&ctl->server_attached, 0);
-    if (rc == NOERROR && (rc = vdi_self_id(&ctl->server_id)) != NOERROR)
-        vdi_store_release(&ctl->server_attached, 0);
+    if (rc == NOERROR)
+        ctl->server_id = me;
     if (rc == NOERROR) /* 2: the identity is written (pairs with the client's learn_server) */
         vdi_store_release(&ctl->server_attached, 2);
     if (rc != NOERROR) {
@@ -787,9 +804,9 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
                     }
             if (dev < 0) {
                 /* A close nested in the routine of the command that ended the set normally
-                 * does not make the end an abort: NT came first (VDI-SPEC 4). update_normal
-                 * never sets normal once aborted, so normal means "before any abort". */
-                rc = s->normal ? NOERROR : VD_E_ABORT;
+                 * does not make the end an abort: NT came first (VDI-SPEC 4). An abort seen
+                 * since, even one the peer published before NT, makes it one. */
+                rc = s->normal && !s->aborted ? NOERROR : VD_E_ABORT;
                 break;
             }
             deliver(s, dev, k, ERROR_OPERATION_ABORTED, 0, NULL, 0);

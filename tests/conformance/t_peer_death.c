@@ -2,11 +2,15 @@
  * blocked makes the survivor's blocked call return VD_E_ABORT and its commands end in
  * 995; the survivor's close leaves no shared object behind; a peer that exits normally
  * after a finished backup is not dead. Processes synchronise with pipes, never sleeps. */
+#include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include "t_test.h"
 #include "t_vdi.h"
+#include "vdi/vdi_seams.h"
 
 typedef struct blocked_get {
     vdi_client_device *dev;
@@ -288,6 +292,142 @@ static void case_reclaim_attached(void) {
     close(up[0]);
 }
 
+/* The early windows of peer death (VDI-SPEC 5.3, 8.4): each is noticed, none leaves the
+ * name blocked. The child dies at a chosen point through the seams, the way a SIGKILL at
+ * the worst moment would. */
+static const char *g_die_at;
+static void die_at_point(void *ctx, const char *name) {
+    (void)ctx;
+    if (g_die_at && strcmp(name, g_die_at) == 0)
+        raise(SIGKILL);
+}
+static int die_at_fail_point(void *ctx, const char *name) {
+    die_at_point(ctx, name);
+    return 0;
+}
+static void die_at(const char *point) {
+    g_die_at = point;
+    vdi_seams seams = {.sched_point = die_at_point, .fail_point = die_at_fail_point};
+    vdi_seams_install(&seams);
+}
+
+typedef struct blocked_cfg {
+    vdi_client_set *cl;
+    int rc;
+} blocked_cfg;
+static void *get_config_forever(void *arg) {
+    blocked_cfg *b = arg;
+    VDConfig cfg;
+    b->rc = vdi_client_set_get_configuration(b->cl, VDI_INFINITE, &cfg);
+    return NULL;
+}
+
+/* A server killed inside its open, after it claimed the set and before it wrote who it
+ * is: the client waiting in get_configuration is told (ABORT), and the next server gets
+ * ABORT, not BUSY for ever. */
+static void case_server_dies_in_open(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-open"));
+    vdi_client_set *cl = vdi_client_set_new();
+    VDConfig cfg;
+    t_config_default(&cfg, 1);
+    T_REQUIRE(vdi_client_set_create(cl, g_name, &cfg) == NOERROR);
+    blocked_cfg bc = {cl, 0};
+    pthread_t th = t_spawn(get_config_forever, &bc);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        die_at("server/open:claimed");
+        vdi_server_set *sv = vdi_server_set_new();
+        (void)vdi_server_set_open(sv, NULL, g_name);
+        _exit(3); /* not reached: the point kills */
+    }
+    T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
+    t_join(th);
+    T_EXPECT_CODE(bc.rc, VD_E_ABORT);
+    vdi_server_set *next = vdi_server_set_new();
+    T_EXPECT_CODE(vdi_server_set_open(next, NULL, g_name), VD_E_ABORT);
+    vdi_server_set_free(next);
+    T_EXPECT_OK(vdi_client_set_close(cl));
+    vdi_client_set_free(cl);
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+}
+
+/* A client killed before any server came: the server's open answers INVALID at once and
+ * removes the dead creator's object, so the name is free. */
+static void case_client_dies_before_server(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-early"));
+    int up[2];
+    T_REQUIRE(pipe(up) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        vdi_client_set *cl = vdi_client_set_new();
+        VDConfig cfg;
+        t_config_default(&cfg, 1);
+        t_must(vdi_client_set_create(cl, g_name, &cfg), NOERROR, "create");
+        t_put(up[1], 'c');
+        t_park();
+    }
+    close(up[1]);
+    T_REQUIRE(t_get(up[0]) == 'c');
+    T_REQUIRE(kill(pid, SIGKILL) == 0);
+    T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
+    T_EXPECT_EQ(t_shm_count(g_name), 1);
+    vdi_server_set *sv = vdi_server_set_new();
+    T_EXPECT_CODE(vdi_server_set_open(sv, NULL, g_name), VD_E_INVALID);
+    vdi_server_set_free(sv);
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+    close(up[0]);
+}
+
+/* Make the one object whose name holds the needle look last changed long ago. */
+static void age_object(const char *needle) {
+    DIR *d = opendir("/dev/shm");
+    T_REQUIRE(d != NULL);
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (!strstr(e->d_name, needle))
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+        struct timespec old[2] = {{.tv_sec = 1000000}, {.tv_sec = 1000000}};
+        T_EXPECT_EQ(utimensat(AT_FDCWD, path, old, 0), 0);
+        found++;
+    }
+    closedir(d);
+    T_EXPECT_EQ(found, 1);
+}
+
+/* A client killed between its exclusive create and writing who it is leaves an object
+ * with no identity: busy while it may still be a creator at work, reclaimed by the next
+ * create once it is older than that could take. */
+static void case_stale_empty_object(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-empty"));
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        die_at("transport/create:fchmod");
+        vdi_client_set *cl = vdi_client_set_new();
+        VDConfig cfg;
+        t_config_default(&cfg, 1);
+        (void)vdi_client_set_create(cl, g_name, &cfg);
+        _exit(3);
+    }
+    T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
+    T_EXPECT_EQ(t_shm_count(g_name), 1);
+    vdi_client_set *cl = vdi_client_set_new();
+    VDConfig cfg;
+    t_config_default(&cfg, 1);
+    T_EXPECT_CODE(vdi_client_set_create(cl, g_name, &cfg), VD_E_BUSY);
+    age_object(g_name);
+    T_EXPECT_OK(vdi_client_set_create(cl, g_name, &cfg));
+    T_EXPECT_OK(vdi_client_set_close(cl));
+    vdi_client_set_free(cl);
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+}
+
 int main(int argc, char **argv) {
     static const t_case cases[] = {
         {"server_dies", case_server_dies},
@@ -295,6 +435,9 @@ int main(int argc, char **argv) {
         {"client_dies", case_client_dies},
         {"normal_exit", case_normal_exit},
         {"reclaim_attached", case_reclaim_attached},
+        {"server_dies_in_open", case_server_dies_in_open},
+        {"client_dies_before_server", case_client_dies_before_server},
+        {"stale_empty_object", case_stale_empty_object},
     };
     int rc = t_run_cases(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     return rc ? rc : t_done();
