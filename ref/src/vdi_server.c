@@ -75,7 +75,7 @@ static void observe(vdi_server_set *s) {
         return;
     }
     uint64_t now = vdi_now();
-    if (now - s->last_check < 1000)
+    if (s->normal || now - s->last_check < 1000) /* after NT, an exit is not a death */
         return;
     s->last_check = now;
     if (!vdi_load_acquire(&ctl->client_closed) && !vdi_peer_alive(&s->client))

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "t_test.h"
 #include "t_vdi.h"
@@ -292,6 +293,64 @@ static void case_reclaim_attached(void) {
     close(up[0]);
 }
 
+/* A client that exits without its close after the set reached Normally Terminated has
+ * not died (VDI-SPEC 5.3: a normal exit after a finished backup is not a death): the
+ * server's calls keep their Normally Terminated answers, however late they come. */
+static uint64_t g_clock_skew;
+static uint64_t skewed_now(void *ctx) {
+    (void)ctx;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u + g_clock_skew;
+}
+
+static void case_exit_after_normal_end(void) {
+    snprintf(g_name, sizeof g_name, "%s", t_set_name("pd-nt"));
+    int up[2];
+    T_REQUIRE(pipe(up) == 0);
+    pid_t pid = fork();
+    T_REQUIRE(pid >= 0);
+    if (pid == 0) {
+        close(up[0]);
+        vdi_client_set *cl = vdi_client_set_new();
+        VDConfig cfg;
+        t_config_default(&cfg, 1);
+        t_must(vdi_client_set_create(cl, g_name, &cfg), NOERROR, "create");
+        t_put(up[1], 'c');
+        t_must(vdi_client_set_get_configuration(cl, VDI_INFINITE, &cfg), NOERROR, "get_config");
+        vdi_client_device *dev = NULL;
+        t_must(vdi_client_set_open_device(cl, g_name, &dev), NOERROR, "open_device");
+        VDC_Command *c = NULL;
+        t_must(vdi_client_device_get_command(dev, VDI_INFINITE, &c), VD_E_CLOSE, "get_command");
+        _exit(0); /* no close */
+    }
+    close(up[1]);
+    T_REQUIRE(t_get(up[0]) == 'c');
+    t_set s;
+    t_set_init(&s, "unused", 1);
+    snprintf(s.name, sizeof s.name, "%s", g_name);
+    t_set_server_open(&s);
+    t_set_server_begin(&s);
+    t_set_server_end(&s);
+    T_REQUIRE(vdi_server_set_open_device(s.server, g_name, &s.sdev[0]) == NOERROR);
+    T_REQUIRE(vdi_server_device_close(s.sdev[0]) == NOERROR);
+    T_EXPECT_OK(vdi_server_set_execute_completion_agent(s.server));
+    T_EXPECT_EQ(t_wait_child(pid), 0);
+    g_clock_skew = 60000; /* every liveness check is due now */
+    vdi_seams seams = {.now_ms = skewed_now};
+    vdi_seams_install(&seams);
+    VDConfig cfg;
+    T_EXPECT_OK(vdi_server_set_get_configuration(s.server, &cfg));
+    T_EXPECT_CODE(vdi_server_device_close(s.sdev[0]), VD_E_CLOSE);
+    T_EXPECT_OK(vdi_server_set_execute_completion_agent(s.server));
+    vdi_seams_install(NULL);
+    T_EXPECT_OK(vdi_server_set_close(s.server));
+    T_EXPECT_EQ(t_shm_count(g_name), 0);
+    vdi_server_set_free(s.server);
+    vdi_client_set_free(s.client);
+    close(up[0]);
+}
+
 /* The early windows of peer death (VDI-SPEC 5.3, 8.4): each is noticed, none leaves the
  * name blocked. The child dies at a chosen point through the seams, the way a SIGKILL at
  * the worst moment would. */
@@ -338,8 +397,8 @@ static void case_server_dies_in_open(void) {
     if (pid == 0) {
         die_at("server/open:claimed");
         vdi_server_set *sv = vdi_server_set_new();
-        (void)vdi_server_set_open(sv, NULL, g_name);
-        _exit(3); /* not reached: the point kills */
+        int rc = vdi_server_set_open(sv, NULL, g_name);
+        _exit(rc == NOERROR ? 3 : 4); /* not reached: the point kills */
     }
     T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
     t_join(th);
@@ -412,8 +471,8 @@ static void case_stale_empty_object(void) {
         vdi_client_set *cl = vdi_client_set_new();
         VDConfig cfg;
         t_config_default(&cfg, 1);
-        (void)vdi_client_set_create(cl, g_name, &cfg);
-        _exit(3);
+        int rc = vdi_client_set_create(cl, g_name, &cfg);
+        _exit(rc == NOERROR ? 3 : 4); /* not reached: the point kills */
     }
     T_EXPECT_EQ(t_wait_child(pid), 128 + SIGKILL);
     T_EXPECT_EQ(t_shm_count(g_name), 1);
@@ -438,6 +497,7 @@ int main(int argc, char **argv) {
         {"server_dies_in_open", case_server_dies_in_open},
         {"client_dies_before_server", case_client_dies_before_server},
         {"stale_empty_object", case_stale_empty_object},
+        {"exit_after_normal_end", case_exit_after_normal_end},
     };
     int rc = t_run_cases(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     return rc ? rc : t_done();
