@@ -35,39 +35,58 @@ static inline void *vdi_alias_(const void *p) {
 #define VDI_REL_(p) ((void)(p))
 #endif
 
+/* A harness may ask for a decision before every atomic access (vdi_seams.access_point):
+ * then the window between two accesses with no named schedule point between them, such as
+ * two reads of the command ring, is one more place where another actor can run. Off, it
+ * costs one predicted branch per access. Bulk copies of data bytes are not points. */
+extern int vdi_access_points_on; /* set by vdi_seams_install */
+void vdi_access_point(const void *word);
+#define VDI_AT_(p)                                                                                 \
+    do {                                                                                           \
+        if (__builtin_expect(vdi_access_points_on, 0))                                             \
+            vdi_access_point(p);                                                                   \
+    } while (0)
+
 /* Acquire loads pair with the release stores (or RMWs) that published the data
  * they guard: ring heads/tails, state words, sequence words. */
 static inline uint32_t vdi_load_acquire(const uint32_t *p) {
+    VDI_AT_(p);
     uint32_t v = __atomic_load_n(p, __ATOMIC_ACQUIRE);
     VDI_ACQ_(p);
     return v;
 }
 static inline void vdi_store_release(uint32_t *p, uint32_t v) {
+    VDI_AT_(p);
     VDI_REL_(p);
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
 static inline uint32_t vdi_load_relaxed(const uint32_t *p) {
+    VDI_AT_(p);
     return __atomic_load_n(p, __ATOMIC_RELAXED);
 }
 static inline void vdi_store_relaxed(uint32_t *p, uint32_t v) {
+    VDI_AT_(p);
     __atomic_store_n(p, v, __ATOMIC_RELAXED);
 }
 /* Sequence bumps are full barriers: a waiter that reads the new value must also
  * see every state change made before the bump (pairs with vdi_load_acquire of
  * the word). */
 static inline uint32_t vdi_fetch_add(uint32_t *p, uint32_t v) {
+    VDI_AT_(p);
     VDI_REL_(p);
     uint32_t r = __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
     VDI_ACQ_(p);
     return r;
 }
 static inline uint32_t vdi_exchange(uint32_t *p, uint32_t v) {
+    VDI_AT_(p);
     VDI_REL_(p);
     uint32_t r = __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST);
     VDI_ACQ_(p);
     return r;
 }
 static inline int vdi_cas(uint32_t *p, uint32_t expected, uint32_t desired) {
+    VDI_AT_(p);
     VDI_REL_(p);
     int r =
         __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);

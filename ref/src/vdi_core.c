@@ -24,11 +24,19 @@ vdi_seams vdi_hooks;
 char vdi_tsan_alias[VDI_VIEW_ALIGN];
 #endif
 
+int vdi_access_points_on;
+
 void vdi_seams_install(const vdi_seams *seams) {
     if (seams)
         vdi_hooks = *seams;
     else
         memset(&vdi_hooks, 0, sizeof vdi_hooks);
+    vdi_access_points_on = vdi_hooks.access_point != NULL;
+}
+
+void vdi_access_point(const void *word) {
+    if (vdi_hooks.access_point)
+        vdi_hooks.access_point(vdi_hooks.ctx, word);
 }
 
 /* Weak: a program that links no object with points of one kind has an empty list. */

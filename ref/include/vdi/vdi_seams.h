@@ -69,6 +69,13 @@ typedef struct vdi_seams {
 
     /* Is the process of that identity still the same live process? 1 alive, 0 dead. */
     int (*peer_alive)(void *ctx, const vdi_peer_id *peer);
+
+    /* Called before every atomic access of a word the library shares between threads or
+     * processes: ring indices, state and sequence words, the gate and the private lock.
+     * A harness that makes it a schedule decision reaches the windows between two accesses
+     * that no named point separates (word tells which; it may lie in shared memory). NULL,
+     * the default, costs one predicted branch per access. */
+    void (*access_point)(void *ctx, const void *word);
 } vdi_seams;
 
 /* Install a copy of *seams (NULL: back to the defaults). Not thread-safe by design. */
