@@ -125,7 +125,27 @@ struct device_log {
     int complete_errors = 0;     /* ... that returned anything else */
     int timeouts = 0;
     int abort_rc = -1; /* the client's own SignalAbort, when it made one */
+    /* A pipe-like device: Write appends, Read serves the next bytes, the position is only
+     * checked (it must be where the stream is), and every transfer must be whole blocks of
+     * the configured size; anything else is refused with ERROR_INVALID_PARAMETER and noted. */
+    bool pipe = false;
+    uint32_t block = 0; /* VDConfig.blockSize, from GetConfiguration */
+    size_t next = 0;    /* pipe: the stream offset the next transfer continues from */
+    std::vector<std::string> violations;
 };
+
+constexpr int error_invalid_parameter = 87; /* Win32 ERROR_INVALID_PARAMETER */
+
+/* A pipe-like device's verdict on one transfer: "" when it may go on. */
+std::string pipe_violation(const device_log *d, const VDC_Command *cmd) {
+    std::string what = std::string(cmd->commandCode == VDC_Read ? "Read" : "Write") + " of " +
+                       std::to_string(cmd->size) + " at " + std::to_string(cmd->position);
+    if (d->block == 0 || cmd->size <= 0 || static_cast<uint32_t>(cmd->size) % d->block != 0)
+        return what + ": not whole blocks of " + std::to_string(d->block);
+    if (cmd->position != static_cast<int64_t>(d->next))
+        return what + ": the stream is at " + std::to_string(d->next) + " (no seeking)";
+    return "";
+}
 
 /* Serves one device until GetCommand returns anything but a command or a timeout:
  * Write stores at the position, Read serves from the stream (ERROR_HANDLE_EOF past it). */
@@ -148,7 +168,20 @@ void serve(device_log *d, long timeout_ms, int max_timeouts, ClientVirtualDevice
         unsigned long bytes = 0;
         size_t pos = static_cast<size_t>(cmd->position);
         size_t size = static_cast<size_t>(cmd->size);
-        if (cmd->commandCode == VDC_Write) {
+        bool data = cmd->commandCode == VDC_Write || cmd->commandCode == VDC_Read;
+        if (d->pipe && data) {
+            std::string v = pipe_violation(d, cmd);
+            pos = d->next; /* a pipe has no positions: the next bytes, whatever was asked */
+            if (!v.empty()) {
+                d->violations.push_back(v);
+                code = error_invalid_parameter;
+                size = 0;
+                data = false;
+            }
+            d->next += size;
+        }
+        if (!data) {
+        } else if (cmd->commandCode == VDC_Write) {
             if (d->stream.size() < pos + size)
                 d->stream.resize(pos + size);
             memcpy(d->stream.data() + pos, cmd->buffer, size);
@@ -181,6 +214,7 @@ struct session_opts {
     bool thread_per_device = false;
     int client_abort_after = -1;      /* the client calls SignalAbort after completing N */
     bool close_while_serving = false; /* Close on the main thread while devices serve */
+    bool pipe = false;                /* pipe-like devices (device_log::pipe) */
     enum { DELETE_AFTER_CLOSE, DELETE_BEFORE_CLOSE, NEVER_DELETE } lifetime = DELETE_AFTER_CLOSE;
 };
 
@@ -231,6 +265,8 @@ session_result run_session(const session_opts &o,
         for (auto &d : r.devs) {
             std::vector<char> dn(d.name.begin(), d.name.end());
             dn.push_back('\0');
+            d.pipe = o.pipe;
+            d.block = cfg.blockSize;
             int rc = vds->OpenDevice(dn.data(), &d.dev);
             if (rc != NOERROR) {
                 d.final_rc = rc;
@@ -302,6 +338,9 @@ void expect_clean(const session_result &r, const char *verb, const std::string &
     for (const auto &d : r.devs) {
         T_EXPECT_CODE(d.final_rc, VD_E_CLOSE);
         T_EXPECT_EQ(d.complete_errors, 0);
+        for (const auto &v : d.violations)
+            fprintf(stderr, "device %s refused: %s\n", d.name.c_str(), v.c_str());
+        T_EXPECT(d.violations.empty());
     }
     uint64_t size = file_bytes(image_of(db, log)).size();
     T_EXPECT(size > 0);
@@ -375,6 +414,31 @@ void backup_then_restore(int devices, bool threads, bool log) {
     T_EXPECT(original == restored);
 }
 
+/* A client that keeps each device as a plain sequential stream (a pipe: no positions,
+ * whole blocks only) backs up and restores: the restore must read every stream exactly as
+ * the backup wrote it, the first read one whole block, every read continuing the last. */
+void pipe_round_trip(const std::string &db, int devices, const std::string &backup_with,
+                     const std::string &restore_with) {
+    session_opts b;
+    b.database = db;
+    b.devices = devices;
+    b.thread_per_device = devices > 1;
+    b.pipe = true;
+    b.features = VDF_LikePipe;
+    b.with = backup_with;
+    b.args = {"--db-size", "300001"};
+    session_result br = run_session(b);
+    expect_clean(br, "BACKUP DATABASE", db);
+    session_opts r = b;
+    r.restore = true;
+    r.with = restore_with;
+    session_result rr = run_session(r, streams_of(br));
+    expect_clean(rr, "RESTORE DATABASE", db);
+    for (size_t i = 0; i < rr.devs.size(); i++) /* every byte of every stream was read */
+        T_EXPECT_EQ(rr.devs[i].next, br.devs[i].stream.size());
+    T_EXPECT(file_bytes(image_of(db, false)) == file_bytes(restored_of(db, false)));
+}
+
 /* A knob that aborts mid-stream: the client's device ends in VD_E_ABORT. */
 session_result aborted_backup(const std::vector<std::string> &args,
                               const std::vector<std::string> &env, int want_status) {
@@ -395,6 +459,16 @@ int run_case(const std::string &c) {
         backup_then_restore(1, false, true);
     } else if (c == "backup_restore_striped") {
         backup_then_restore(3, true, false);
+    } else if (c == "restore_sequential") {
+        /* Same and different BLOCKSIZE / MAXTRANSFERSIZE on the two sides, one and three
+         * stripes, several reads in flight. */
+        pipe_round_trip("seqdefault", 1, "FORMAT", "REPLACE");
+        pipe_round_trip("seqsmall", 1, "BLOCKSIZE = 512, MAXTRANSFERSIZE = 65536",
+                        "BLOCKSIZE = 512, MAXTRANSFERSIZE = 65536, REPLACE");
+        pipe_round_trip("seqmixed", 3, "BLOCKSIZE = 4096, MAXTRANSFERSIZE = 131072",
+                        "MAXTRANSFERSIZE = 65536, BUFFERCOUNT = 6, REPLACE");
+        pipe_round_trip("seqlarger", 2, "BLOCKSIZE = 65536, BUFFERCOUNT = 1",
+                        "BLOCKSIZE = 1024, MAXTRANSFERSIZE = 196608, REPLACE");
     } else if (c == "restore_damaged") {
         /* vdi-sqlcmd's own verification has teeth: one flipped byte of the media is
          * Msg 3183, and a stripe left out is Msg 3132, both failing the restore. */

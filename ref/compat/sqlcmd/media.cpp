@@ -12,7 +12,9 @@
 namespace {
 
 const char media_magic[16] = "VDISQLCMD-MEDIA";
-constexpr uint32_t media_version = 1;
+/* 2: the streams are whole blocks, zero-padded to media_stream_align (1 ended each stream
+ * on the image's last byte). */
+constexpr uint32_t media_version = 2;
 
 uint64_t fnv1a(const uint8_t *p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
     for (size_t i = 0; i < n; i++) {
@@ -199,8 +201,11 @@ bool media_decode(const uint8_t in[media_header_size], media_header *h) {
     h->image_size = get64(in + 40);
     h->checksum = get64(in + 48);
     h->database.assign(reinterpret_cast<const char *>(in + name_at), n);
-    return h->stripes >= 1 && h->stripe < h->stripes && h->chunk > 0 &&
-           h->data_offset >= media_header_size;
+    bool block_ok = h->data_offset >= media_header_size &&
+                    h->data_offset <= media_stream_align &&
+                    (h->data_offset & (h->data_offset - 1)) == 0;
+    return h->stripes >= 1 && h->stripe < h->stripes && h->chunk > 0 && block_ok &&
+           h->chunk % h->data_offset == 0;
 }
 
 uint64_t media_stripe_bytes(uint64_t image_size, uint32_t chunk, uint32_t s, uint32_t n) {
@@ -209,4 +214,10 @@ uint64_t media_stripe_bytes(uint64_t image_size, uint32_t chunk, uint32_t s, uin
          off += static_cast<uint64_t>(n) * chunk)
         total += image_size - off < chunk ? image_size - off : chunk;
     return total;
+}
+
+uint64_t media_stream_end(const media_header &h) {
+    uint64_t data = media_stripe_bytes(h.image_size, h.chunk, h.stripe, h.stripes);
+    uint64_t end = h.data_offset + (data + h.data_offset - 1) / h.data_offset * h.data_offset;
+    return (end + media_stream_align - 1) / media_stream_align * media_stream_align;
 }

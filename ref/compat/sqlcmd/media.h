@@ -13,13 +13,17 @@
 constexpr uint32_t media_page = 8192;       /* SQL Server's page: messages count pages */
 constexpr uint32_t media_header_size = 512; /* the header's bytes at the start of a stripe */
 constexpr size_t media_max_name = 256;      /* database name bytes kept in the header */
+/* Each device's stream ends on a multiple of this (the largest BLOCKSIZE), zero-padded, so
+ * that a restore reading whole blocks of any size ends exactly at the stream's end. */
+constexpr uint32_t media_stream_align = 65536;
 
 struct media_header {
     uint32_t log = 0;         /* 1: a log backup */
     uint32_t stripe = 0;      /* this device's place in the stripe set, from 0 */
     uint32_t stripes = 0;     /* devices in the backup */
-    uint32_t data_offset = 0; /* where the data starts on each device: the block size */
-    uint32_t chunk = 0;       /* stripe unit: chunk i is on stripe i % stripes */
+    uint32_t data_offset = 0; /* where the data starts on each device: the backup's block */
+    uint32_t chunk = 0;       /* stripe unit: chunk i is on stripe i % stripes; a multiple of
+                                 data_offset, the image's last chunk padded to a block */
     uint64_t image_size = 0;
     uint64_t checksum = 0; /* media_checksum of the image */
     std::string database;
@@ -44,5 +48,9 @@ bool media_decode(const uint8_t in[media_header_size], media_header *h);
 
 /* Bytes of the image that stripe s of n holds with chunk size c. */
 uint64_t media_stripe_bytes(uint64_t image_size, uint32_t chunk, uint32_t s, uint32_t n);
+
+/* Where the stream of the stripe h describes ends: the header block, the stripe's data
+ * rounded up to whole blocks, zeros up to a multiple of media_stream_align. */
+uint64_t media_stream_end(const media_header &h);
 
 #endif /* VDI_SQLCMD_MEDIA_H */

@@ -94,14 +94,19 @@ std::string hex_code(int rc) {
 
 class session;
 
-enum op_kind { OP_HEADER, OP_DATA, OP_CONTROL };
+/* OP_HEADER: the device's first block (a backup writes the media header in it; a restore
+ * reads it, and with it the data that follows when its block is larger than the backup's).
+ * OP_DATA: the next bytes of the device's stream. OP_PAD: a backup's zero blocks after the
+ * data, up to the stream's end (a multiple of media_stream_align). */
+enum op_kind { OP_HEADER, OP_DATA, OP_PAD, OP_CONTROL };
 
 struct op {
     op_kind kind;
     int32_t code;
-    int64_t pos;      /* position on the device */
-    uint32_t len;     /* bytes (data commands) */
-    uint64_t img_off; /* OP_DATA: offset in the image */
+    int64_t pos;      /* position on the device: the stream offset, every op contiguous */
+    uint32_t len;     /* bytes transferred (data commands): whole blocks */
+    uint64_t img_off; /* backup OP_DATA: offset in the image */
+    uint32_t img_len; /* backup OP_DATA: image bytes in it (the rest of len is zeros) */
 };
 
 struct device;
@@ -126,8 +131,9 @@ struct device {
     slot *ring[ring_cap]; /* completed slots, queued by the routine */
     unsigned head = 0, tail = 0;
     std::vector<slot> slots;           /* sized once: the VDS_Commands never move */
-    unsigned inflight = 0;             /* this device's thread only */
-    uint8_t header[media_header_size]; /* restore: the stripe's media header */
+    unsigned inflight = 0;      /* this device's thread only */
+    std::vector<uint8_t> first; /* restore: the stream's first block, header included */
+    media_header hdr;           /* restore: the stripe's media header, once decoded */
 };
 
 enum stop_kind { RUNNING = 0, STOP_ABORT = 1, STOP_CLOSE = 2 };
@@ -158,7 +164,8 @@ class session {
     bool send(device *d, slot *sl);
     slot *wait_done(device *d, bool until_stopped);
     bool handle(device *d, slot *sl);
-    bool restore_header(device *d, const uint8_t *block, std::vector<op> *ops);
+    bool restore_header(device *d, std::vector<op> *ops);
+    uint64_t restore_data(const device *d, uint64_t pos, const uint8_t *buf, uint64_t len);
     void progress(uint64_t bytes);
     bool finish_restore();
     std::string verb_noun() const {
@@ -367,8 +374,12 @@ bool session::send(device *d, slot *sl) {
     sl->cmd.buffer = sl->what.kind == OP_CONTROL ? nullptr : sl->buf;
     sl->cmd.completionRoutine = on_done;
     sl->cmd.completionContext = sl;
-    if (!st_.restore && sl->what.kind == OP_DATA)
-        memcpy(sl->buf, image_.data() + sl->what.img_off, sl->what.len);
+    if (!st_.restore && sl->what.kind == OP_DATA) {
+        memcpy(sl->buf, image_.data() + sl->what.img_off, sl->what.img_len);
+        memset(sl->buf + sl->what.img_len, 0, sl->what.len - sl->what.img_len);
+    }
+    if (!st_.restore && sl->what.kind == OP_PAD)
+        memset(sl->buf, 0, sl->what.len);
     if (!st_.restore && sl->what.kind == OP_HEADER) {
         media_header h;
         h.log = st_.log;
@@ -497,12 +508,11 @@ bool session::handle(device *d, slot *sl) {
         return false;
     }
     if (st_.restore && sl->what.kind == OP_HEADER)
-        memcpy(d->header, sl->buf, media_header_size);
-    if (sl->what.kind == OP_DATA) {
-        if (st_.restore)
-            memcpy(image_.data() + sl->what.img_off, sl->buf, bytes);
-        progress(bytes);
-    }
+        d->first.assign(sl->buf, sl->buf + bytes);
+    if (st_.restore && sl->what.kind == OP_DATA)
+        progress(restore_data(d, static_cast<uint64_t>(sl->what.pos), sl->buf, bytes));
+    if (!st_.restore && sl->what.kind == OP_DATA)
+        progress(sl->what.img_len);
     return true;
 }
 
@@ -541,9 +551,12 @@ bool session::run_ops(device *d, const std::vector<op> &ops, unsigned window) {
     return ok && !stopped() && next == ops.size();
 }
 
-bool session::restore_header(device *d, const uint8_t *block, std::vector<op> *ops) {
-    media_header h;
-    if (!media_decode(block, &h)) {
+/* Checks the stripe's header (in the first block the device read) against the others and
+ * plans the rest of its stream: contiguous reads from the end of that first block to the
+ * stream's end, whole blocks each. */
+bool session::restore_header(device *d, std::vector<op> *ops) {
+    media_header &h = d->hdr;
+    if (d->first.size() < media_header_size || !media_decode(d->first.data(), &h)) {
         fail(3241, "The media family on device '" + d->name +
                        "' is incorrectly formed. SQL Server cannot process this media family.");
         return false;
@@ -589,32 +602,66 @@ bool session::restore_header(device *d, const uint8_t *block, std::vector<op> *o
                        tsql_verb(st_) + ".");
         return false;
     }
-    uint64_t stride = static_cast<uint64_t>(h.chunk) * h.stripes;
-    uint64_t k = 0;
-    for (uint64_t off = static_cast<uint64_t>(h.stripe) * h.chunk; off < h.image_size;
-         off += stride, k++) {
-        uint64_t len = h.image_size - off < h.chunk ? h.image_size - off : h.chunk;
-        for (uint64_t piece = 0; piece < len; piece += transfer_) {
-            uint64_t plen = len - piece < transfer_ ? len - piece : transfer_;
-            ops->push_back({OP_DATA, VDC_Read,
-                            static_cast<int64_t>(h.data_offset + k * h.chunk + piece),
-                            static_cast<uint32_t>(plen), off + piece});
-        }
+    uint64_t end = media_stream_end(h);
+    for (uint64_t pos = d->first.size(); pos < end;) {
+        uint64_t len = end - pos < transfer_ ? end - pos : transfer_;
+        ops->push_back({OP_DATA, VDC_Read, static_cast<int64_t>(pos), static_cast<uint32_t>(len),
+                        0, 0});
+        pos += len;
     }
+    progress(restore_data(d, 0, d->first.data(), d->first.size()));
     return true;
+}
+
+/* Copies what stream bytes [pos, pos + len) of device d hold of the image into image_;
+ * the image bytes copied. On the stream, stripe s's chunks follow the block at
+ * data_offset back to back (only the image's last chunk is short), then zeros. */
+uint64_t session::restore_data(const device *d, uint64_t pos, const uint8_t *buf, uint64_t len) {
+    const media_header &h = d->hdr;
+    uint64_t copied = 0;
+    uint64_t at = pos < h.data_offset ? h.data_offset : pos;
+    while (at < pos + len) {
+        uint64_t q = at - h.data_offset;
+        uint64_t chunk = q / h.chunk, within = q % h.chunk;
+        uint64_t img = (h.stripe + chunk * h.stripes) * h.chunk + within;
+        if (img >= h.image_size)
+            break; /* the zeros after the stripe's data */
+        uint64_t n = h.chunk - within;
+        if (n > pos + len - at)
+            n = pos + len - at;
+        if (n > h.image_size - img)
+            n = h.image_size - img;
+        memcpy(image_.data() + img, buf + (at - pos), n);
+        copied += n;
+        at += n;
+    }
+    return copied;
 }
 
 void session::device_main(device *d) {
     unsigned window = per_device_;
     if (!st_.restore) {
+        /* The stream: the header block, the stripe's chunks back to back (the image's
+         * last chunk padded to a whole block), zero blocks to a multiple of
+         * media_stream_align: a restore with any block size reads it whole. */
         std::vector<op> ops;
-        ops.push_back({OP_HEADER, VDC_Write, 0, block_, 0});
-        uint64_t n = devs_.size(), k = 0;
+        ops.push_back({OP_HEADER, VDC_Write, 0, block_, 0, 0});
+        uint64_t n = devs_.size(), pos = block_;
         for (uint64_t off = d->index * uint64_t{transfer_}; off < image_.size();
-             off += n * transfer_, k++) {
+             off += n * transfer_) {
             uint64_t len = image_.size() - off < transfer_ ? image_.size() - off : transfer_;
-            ops.push_back({OP_DATA, VDC_Write, static_cast<int64_t>(block_ + k * transfer_),
-                           static_cast<uint32_t>(len), off});
+            uint64_t padded = (len + block_ - 1) / block_ * block_;
+            ops.push_back({OP_DATA, VDC_Write, static_cast<int64_t>(pos),
+                           static_cast<uint32_t>(padded), off, static_cast<uint32_t>(len)});
+            pos += padded;
+        }
+        uint64_t stream_end =
+            (pos + media_stream_align - 1) / media_stream_align * media_stream_align;
+        while (pos < stream_end) {
+            uint64_t len = stream_end - pos < transfer_ ? stream_end - pos : transfer_;
+            ops.push_back({OP_PAD, VDC_Write, static_cast<int64_t>(pos),
+                           static_cast<uint32_t>(len), 0, 0});
+            pos += len;
         }
         if (!run_ops(d, ops, window))
             return;
@@ -622,17 +669,20 @@ void session::device_main(device *d) {
             die(k_, ("after the data on device '" + d->name + "'").c_str());
         std::vector<op> end;
         for (int i = 0; i < k_.flushes; i++)
-            end.push_back({OP_CONTROL, VDC_Flush, 0, 0, 0});
+            end.push_back({OP_CONTROL, VDC_Flush, 0, 0, 0, 0});
         if (send_complete_)
-            end.push_back({OP_CONTROL, VDC_Complete, 0, 0, 0});
+            end.push_back({OP_CONTROL, VDC_Complete, 0, 0, 0, 0});
         if (!run_ops(d, end, 1))
             return;
     } else {
-        std::vector<op> hdr{{OP_HEADER, VDC_Read, 0, media_header_size, 0}};
+        /* The first read is one whole block, as the backup wrote its header; every read
+         * after it continues the stream where the previous one ended (a pipe-like client
+         * serves them in order, ignoring the position). */
+        std::vector<op> hdr{{OP_HEADER, VDC_Read, 0, block_, 0, 0}};
         if (!run_ops(d, hdr, 1))
             return;
         std::vector<op> ops;
-        if (!restore_header(d, d->header, &ops)) {
+        if (!restore_header(d, &ops)) {
             stop(STOP_ABORT);
             return;
         }
