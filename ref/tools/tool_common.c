@@ -3,6 +3,7 @@
 #include "tool_common.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -261,4 +263,144 @@ uint64_t tool_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- the output file: written unnamed, named on success ---------------------------------- */
+
+/* The named fallback: a temporary name beside FILE (same file system, so rename works). */
+static int open_named_tmp(tool_output *out, mode_t mode) {
+    snprintf(out->tmp, sizeof out->tmp, "%s.tmp-XXXXXX", out->path);
+    int fd = mkostemp(out->tmp, O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    out->named = 1;
+    if (fchmod(fd, mode) != 0) {
+        /* mkostemp's 0600 is the safe side of any mode FILE could have had */
+    }
+    return fd;
+}
+
+int tool_output_open(tool_output *out, const char *file) {
+    memset(out, 0, sizeof *out);
+    out->fd = -1;
+    struct stat st;
+    int exists = stat(file, &st) == 0;
+    if (!exists && errno != ENOENT) {
+        tool_fail(TOOL_EXIT_IO, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    if (exists && S_ISDIR(st.st_mode)) {
+        tool_fail(TOOL_EXIT_IO, "%s: is a directory", file);
+        return -1;
+    }
+    if (exists && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) {
+        tool_fail(TOOL_EXIT_IO,
+                  "%s: is a FIFO or socket; the stream is written by position, give a regular "
+                  "file or a device",
+                  file);
+        return -1;
+    }
+    if (exists && (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))) {
+        out->direct = 1;
+        out->fd = open(file, O_WRONLY | O_CLOEXEC);
+        if (out->fd < 0)
+            tool_fail(TOOL_EXIT_IO, "%s: %s", file, strerror(errno));
+        return out->fd;
+    }
+    /* A regular file or a new one. An existing FILE we may not write stays refused, as the
+     * open for writing that this replaces would have refused it. */
+    if (exists && access(file, W_OK) != 0) {
+        tool_fail(TOOL_EXIT_IO, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    if (exists ? realpath(file, out->path) == NULL
+               : snprintf(out->path, sizeof out->path, "%s", file) >= (int)sizeof out->path) {
+        tool_fail(TOOL_EXIT_IO, "%s: %s", file, exists ? strerror(errno) : "path too long");
+        return -1;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    mode_t mode = exists ? (st.st_mode & 07777) : (0644 & ~mask);
+    char dir[sizeof out->path];
+    snprintf(dir, sizeof dir, "%s", out->path);
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    /* O_TMPFILE is named later through /proc/self/fd (linkat with AT_EMPTY_PATH needs a
+     * privilege); without /proc, or on a file system without O_TMPFILE, a named fallback. */
+    int fd = -1, unnamed = access("/proc/self/fd", X_OK) == 0;
+    if (unnamed) {
+        fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, mode);
+        if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL))
+            unnamed = 0;
+        if (fd >= 0 && exists && fchmod(fd, mode) != 0) {
+            /* the umask's mode then; the data is the same */
+        }
+    }
+    if (!unnamed)
+        fd = open_named_tmp(out, mode);
+    if (fd < 0) {
+        tool_fail(TOOL_EXIT_IO, "%s: %s", file, strerror(errno));
+        return -1;
+    }
+    out->fd = fd;
+    return fd;
+}
+
+int tool_output_commit(tool_output *out) {
+    int fd = out->fd;
+    out->fd = -1;
+    if (out->direct) {
+        if (close(fd) == 0)
+            return 0;
+        tool_fail(TOOL_EXIT_IO, "%s: %s", out->path, strerror(errno));
+        return -1;
+    }
+    const char *what = "syncing";
+    if (fdatasync(fd) != 0)
+        goto fail;
+    if (!out->named) {
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        what = "naming";
+        for (unsigned k = 0;; k++) {
+            snprintf(out->tmp, sizeof out->tmp, "%s.tmp-%ld-%u", out->path, (long)getpid(), k);
+            if (linkat(AT_FDCWD, proc, AT_FDCWD, out->tmp, AT_SYMLINK_FOLLOW) == 0)
+                break;
+            if (errno != EEXIST || k == 99)
+                goto fail;
+        }
+        out->named = 1;
+    }
+    what = "closing";
+    int rc = close(fd);
+    fd = -1;
+    if (rc != 0)
+        goto fail;
+    what = "renaming";
+    if (rename(out->tmp, out->path) != 0)
+        goto fail;
+    out->named = 0;
+    return 0;
+fail:
+    tool_fail(TOOL_EXIT_IO, "%s %s: %s", what, out->path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    if (out->named)
+        unlink(out->tmp);
+    out->named = 0;
+    return -1;
+}
+
+void tool_output_discard(tool_output *out) {
+    if (out->fd >= 0)
+        close(out->fd);
+    out->fd = -1;
+    if (out->named)
+        unlink(out->tmp);
+    out->named = 0;
 }

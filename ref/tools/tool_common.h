@@ -61,4 +61,26 @@ _Noreturn void tool_stall(const tool_opts *o);
 
 uint64_t tool_now_ms(void);
 
+/* The file a run writes: the client's backup media, the server's restore output. A
+ * regular file (or a new one) is written under no name (O_TMPFILE in its directory, or a
+ * temporary name beside it where the file system has no O_TMPFILE) and takes FILE's name
+ * only when the whole run succeeded, so a failed or killed run leaves an existing FILE as
+ * it was and no temporary file behind. A device (/dev/null, /dev/full, a disk) is written
+ * in place. A FIFO or socket is refused: the stream is written by position. */
+typedef struct tool_output {
+    int fd;
+    int direct;      /* a device, written in place */
+    int named;       /* the fallback: tmp is a name beside FILE, removed on discard */
+    char path[4096]; /* FILE, its symbolic links resolved */
+    char tmp[4096 + 32];
+} tool_output;
+
+/* Opens FILE for writing as above; the descriptor, or -1 with the failure recorded. */
+int tool_output_open(tool_output *out, const char *file);
+/* Gives the written file FILE's name (syncing it first); 0, or -1 with the failure recorded
+ * and nothing left behind. Closes the descriptor either way. */
+int tool_output_commit(tool_output *out);
+/* Drops what was written: FILE keeps whatever it held. Closes the descriptor. */
+void tool_output_discard(tool_output *out);
+
 #endif /* VDI_TOOL_COMMON_H */

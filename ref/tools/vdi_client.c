@@ -27,6 +27,7 @@ struct client {
     tool_opts o;
     vdi_client_set *set;
     int fd;
+    tool_output out; /* backup: the media file */
     VDConfig cfg;
     atomic_long commands; /* commands taken, all devices (for --stall-after) */
     atomic_int aborted;
@@ -169,11 +170,14 @@ static void *device_main(void *arg) {
     return NULL;
 }
 
-static int open_file(const tool_opts *o) {
-    int fd = o->mode == TOOL_BACKUP ? open(o->file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
-                                    : open(o->file, O_RDONLY | O_CLOEXEC);
+/* A backup's media is written unnamed and takes FILE's name only on success (see
+ * tool_output), so a failed backup never empties an existing FILE. */
+static int open_file(client *c) {
+    if (c->o.mode == TOOL_BACKUP)
+        return tool_output_open(&c->out, c->o.file);
+    int fd = open(c->o.file, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        tool_fail(TOOL_EXIT_IO, "%s: %s", o->file, strerror(errno));
+        tool_fail(TOOL_EXIT_IO, "%s: %s", c->o.file, strerror(errno));
     return fd;
 }
 
@@ -248,12 +252,14 @@ static void run(client *c) {
 int main(int argc, char **argv) {
     static client c; /* large (64 devices), and the threads point into it */
     tool_parse(argc, argv, "vdi-client", client_help, &c.o);
-    c.fd = open_file(&c.o);
+    c.fd = open_file(&c);
     if (c.fd < 0)
         return tool_status();
     c.set = vdi_client_set_new();
     if (!c.set) {
         tool_fail(TOOL_EXIT_FAILURE, "out of memory");
+        if (c.o.mode == TOOL_BACKUP)
+            tool_output_discard(&c.out);
         return tool_status();
     }
     run(&c);
@@ -261,7 +267,13 @@ int main(int argc, char **argv) {
     if (rc != NOERROR && rc != VD_E_PROTOCOL)
         tool_fail(tool_exit_of(rc), "closing the set: %s", vdi_strerror(rc));
     vdi_client_set_free(c.set);
-    if (close(c.fd) != 0)
+    if (c.o.mode == TOOL_BACKUP) {
+        if (tool_status() == TOOL_EXIT_OK)
+            (void)tool_output_commit(&c.out); /* a failure is recorded */
+        else
+            tool_output_discard(&c.out);
+    } else if (close(c.fd) != 0) {
         tool_fail(TOOL_EXIT_IO, "%s: %s", c.o.file, strerror(errno));
+    }
     return tool_status();
 }

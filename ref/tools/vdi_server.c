@@ -54,6 +54,7 @@ struct server {
     tool_opts o;
     vdi_server_set *set;
     int fd;
+    tool_output out;    /* restore: the output file */
     uint64_t file_size; /* backup */
     int complete;       /* VDC_Complete negotiated */
     atomic_ulong next_chunk;
@@ -462,9 +463,10 @@ static int open_file(server *s) {
             return 0;
         }
     } else {
-        s->fd = open(o->file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (s->fd >= 0)
-            return 0;
+        /* Written unnamed, named FILE only on success (tool_output): a failed restore
+         * never empties an existing FILE. */
+        s->fd = tool_output_open(&s->out, o->file);
+        return s->fd >= 0 ? 0 : -1;
     }
     tool_fail(TOOL_EXIT_IO, "%s: %s", o->file, strerror(errno));
     return -1;
@@ -494,6 +496,8 @@ int main(int argc, char **argv) {
     s.set = vdi_server_set_new();
     if (!s.set) {
         tool_fail(TOOL_EXIT_FAILURE, "out of memory");
+        if (s.o.mode == TOOL_RESTORE)
+            tool_output_discard(&s.out);
         return tool_status();
     }
     run(&s);
@@ -501,7 +505,13 @@ int main(int argc, char **argv) {
     if (rc != NOERROR && !stopped(&s))
         tool_fail(tool_exit_of(rc), "closing the set: %s", vdi_strerror(rc));
     vdi_server_set_free(s.set);
-    if (close(s.fd) != 0)
+    if (s.o.mode == TOOL_RESTORE) {
+        if (tool_status() == TOOL_EXIT_OK)
+            (void)tool_output_commit(&s.out); /* a failure is recorded */
+        else
+            tool_output_discard(&s.out);
+    } else if (close(s.fd) != 0) {
         tool_fail(TOOL_EXIT_IO, "%s: %s", s.o.file, strerror(errno));
+    }
     return tool_status();
 }

@@ -355,8 +355,116 @@ static void case_instance(void) {
     T_EXPECT_EQ(reap(&c), TX_TIMEOUT);
 }
 
+static void write_text(const char *file, const char *text) {
+    int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    T_REQUIRE(fd >= 0);
+    T_REQUIRE(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    T_REQUIRE(close(fd) == 0);
+}
+
+static void expect_text(const char *file, const char *text) {
+    char buf[256];
+    int fd = open(file, O_RDONLY);
+    t_checks++;
+    if (fd < 0) {
+        T_FAILED_AT("%s: %s", file, strerror(errno));
+        return;
+    }
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    buf[n > 0 ? n : 0] = '\0';
+    if (strcmp(buf, text) != 0)
+        T_FAILED_AT("%s holds '%s', want '%s'", file, buf, text);
+}
+
+/* The scratch folder holds exactly the given leaves (NULL-terminated): no temporary file
+ * of a failed or killed run is left beside them. */
+static void expect_only(const char *const *leaves) {
+    DIR *d = opendir(dir);
+    T_REQUIRE(d != NULL);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        size_t i = 0;
+        while (leaves[i] && strcmp(leaves[i], e->d_name) != 0)
+            i++;
+        t_checks++;
+        if (!leaves[i])
+            T_FAILED_AT("%s left in the scratch folder", e->d_name);
+    }
+    closedir(d);
+}
+
+/* A run that fails (no peer, the name in use, a peer killed mid-stream) leaves the file it
+ * would have written as it was: the output is written under no name and named only when
+ * the run succeeded, and nothing temporary stays behind. */
+static void case_keep_old_file(void) {
+    static const char *const quick[] = {"--timeout", "200", NULL};
+    const char *opts[] = {"--max-transfer", "64K", "--timeout", "30000", NULL};
+    const char *cargs[MAXARGS], *sargs[MAXARGS], *xargs[MAXARGS];
+    static const char *const all[] = {"db", "media", "restored", "other", NULL};
+    make_data(path("db"), 1u << 20);
+    write_text(path("media"), "old media");
+    write_text(path("restored"), "old restored");
+    write_text(path("other"), "old other");
+
+    /* No peer. */
+    build_args(cargs, "backup", path("media"), quick);
+    T_EXPECT_EQ(run_alone(client_bin, cargs), TX_TIMEOUT);
+    expect_text(path("media"), "old media");
+    build_args(sargs, "restore", path("restored"), quick);
+    T_EXPECT_EQ(run_alone(server_bin, sargs), TX_TIMEOUT);
+    expect_text(path("restored"), "old restored");
+    expect_only(all);
+
+    /* The name in use by a live client: the second client fails, the first succeeds. */
+    build_args(cargs, "backup", path("media"), opts);
+    build_args(xargs, "backup", path("other"), opts);
+    proc c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    T_EXPECT_EQ(run_alone(client_bin, xargs), TX_FAILURE);
+    expect_text(path("other"), "old other");
+    build_args(sargs, "backup", path("db"), opts);
+    T_EXPECT_EQ(run_alone(server_bin, sargs), TX_OK);
+    T_EXPECT_EQ(reap(&c), TX_OK);
+    expect_same(path("db"), path("media"));
+
+    /* The name in use by a live server: the second server fails; the first is killed
+     * mid-stream, and neither output file changed. */
+    static const char *const stall[] = {"--max-transfer", "64K", "--timeout", "30000",
+                                        "--stall-after",  "1",   NULL};
+    build_args(cargs, "restore", path("media"), opts);
+    build_args(sargs, "restore", path("restored"), stall);
+    build_args(xargs, "restore", path("other"), opts);
+    c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    proc s = spawn(server_bin, sargs, 1);
+    expect_line(&s, "stalled");
+    T_EXPECT_EQ(run_alone(server_bin, xargs), TX_FAILURE);
+    expect_text(path("other"), "old other");
+    T_REQUIRE(kill(s.pid, SIGKILL) == 0);
+    T_EXPECT_EQ(reap(&s), 128 + SIGKILL);
+    T_EXPECT_EQ(reap(&c), TX_ABORT);
+    expect_text(path("restored"), "old restored");
+
+    /* A backup whose server dies mid-stream keeps the old media. */
+    write_text(path("media"), "old media");
+    build_args(cargs, "backup", path("media"), opts);
+    build_args(sargs, "backup", path("db"), stall);
+    c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    s = spawn(server_bin, sargs, 1);
+    expect_line(&s, "stalled");
+    T_REQUIRE(kill(s.pid, SIGKILL) == 0);
+    T_EXPECT_EQ(reap(&s), 128 + SIGKILL);
+    T_EXPECT_EQ(reap(&c), TX_ABORT);
+    expect_text(path("media"), "old media");
+    expect_only(all);
+}
+
 static void cleanup(void) {
-    static const char *const leaves[] = {"db", "media", "restored", "missing"};
+    static const char *const leaves[] = {"db", "media", "restored", "missing", "other"};
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++)
         unlink(path(leaves[i]));
     rmdir(dir);
@@ -400,6 +508,8 @@ int main(int argc, char **argv) {
         case_io_error_midstream();
     else if (strcmp(name, "instance") == 0)
         case_instance();
+    else if (strcmp(name, "keep_old_file") == 0)
+        case_keep_old_file();
     else if (strcmp(name, "mode_mismatch") == 0)
         case_mode_mismatch();
     else if (strcmp(name, "client_killed") == 0)
