@@ -668,6 +668,7 @@ typedef struct hstate {
     hmap buf[H_MAX_MAP]; /* an allocated buffer -> its id */
     int nvdc, nbuf;
     int agent_started, agent_returns, agent_code;
+    int agent_call; /* the execute_completion_agent the model runs now (index), or -1 */
     int client_closes[CHAOS_MODEL_MAX_CLIENTS], server_closes[CHAOS_MODEL_MAX_SERVERS];
     const void *sent_buf[CHAOS_MODEL_MAX_CMDS]; /* the server buffer each command was sent with */
     intptr_t delta[CHAOS_MODEL_MAX_CLIENTS];    /* client address - server address, per object */
@@ -725,6 +726,7 @@ static hstate *state_new(void) {
     chaos_model *m = st->m;
     memset(st, 0, sizeof *st);
     st->m = m;
+    st->agent_call = -1;
     chaos_model_copy(m, pristine);
     return st;
 }
@@ -779,8 +781,29 @@ static int aborted_by_close(const hcall *c) {
     return 0;
 }
 
+static int agent_judged; /* one server object: each agent's return code is judged as it ends */
+
+/* Why a call does not fit, for the report (see far). */
+static void missed(const hcall *c, int placed, int code, int alt, const char *why) {
+    if (placed >= far.placed) {
+        far.placed = placed;
+        far.call = (int)(c - H.calls);
+        far.code = code;
+        far.alt = alt;
+        far.why = why;
+    }
+}
+
 /* 1: the call fits here (state updated); 0: it does not; -1: the model cannot say. */
 static int apply(hstate *st, const hcall *c, int placed) {
+    /* The agent the model runs returned in reality before this call entered: in this
+     * order the model lets it run past its real return. */
+    if (agent_judged && st->agent_call >= 0 && H.calls[st->agent_call].returned &&
+        H.calls[st->agent_call].ret < c->entry) {
+        missed(&H.calls[st->agent_call], placed, 1, 1,
+               "the model's agent is still running when the real one had returned");
+        return 0;
+    }
     chaos_model_call k = c->k;
     k.name = c->has_name ? c->name : NULL;
     k.instance = c->has_instance ? c->instance : NULL;
@@ -831,7 +854,7 @@ static int apply(hstate *st, const hcall *c, int placed) {
     if (o.blocks)
         ok = 0;
     else if (k.op == CM_S_EXECUTE_AGENT && o.agent_starts)
-        ok = ++st->agent_started > 0; /* what it returns: checked by final_check */
+        ok = ++st->agent_started > 0; /* what it returns: checked as the model's ends */
     else if (k.op == CM_S_IS_SHARED_BUFFER && o.code == NOERROR)
         ok = c->rc == o.is_shared || c->rc == o.alt_is_shared;
     else if (c->any_rc)
@@ -847,19 +870,23 @@ static int apply(hstate *st, const hcall *c, int placed) {
                 o.alt_code != o.code ? " or " : "",
                 o.alt_code != o.code ? vdi_strerror(o.alt_code) : "", o.why ? o.why : "");
     if (!ok) {
-        if (placed >= far.placed) {
-            far.placed = placed;
-            far.call = (int)(c - H.calls);
-            far.code = o.blocks ? 1 : o.code;
-            far.alt = o.alt_code;
-            far.why = o.blocks ? "the call would block here" : o.why;
-        }
+        missed(c, placed, o.blocks ? 1 : o.code, o.alt_code,
+               o.blocks ? "the call would block here" : o.why);
         return 0;
     }
     if (o.agent_returns) {
         st->agent_returns++;
         st->agent_code = o.agent_code;
+        const hcall *a = st->agent_call >= 0 ? &H.calls[st->agent_call] : NULL;
+        if (agent_judged && a && a->returned && !a->any_rc && a->rc != o.agent_code) {
+            missed(a, placed, o.agent_code, o.agent_code,
+                   "the agent ends here in the model, with another code");
+            return 0;
+        }
+        st->agent_call = -1;
     }
+    if (k.op == CM_S_EXECUTE_AGENT && o.agent_starts)
+        st->agent_call = (int)(c - H.calls);
     if (k.op == CM_C_CLOSE && k.obj >= 0 && k.obj < CHAOS_MODEL_MAX_CLIENTS)
         st->client_closes[k.obj]++;
     if (k.op == CM_S_CLOSE && k.obj >= 0 && k.obj < CHAOS_MODEL_MAX_SERVERS)
@@ -881,19 +908,99 @@ static int apply(hstate *st, const hcall *c, int placed) {
     return 1;
 }
 
-/* Every call placed: an agent the model started must have returned in the model too, with
- * what the real one returned (judged when the history has exactly one agent). */
+/* Every call placed: an agent that returned in reality must have ended in the model too
+ * (with its code: judged as it ended, see apply). */
 static int final_check(const hstate *st) {
-    int agents = 0;
-    const hcall *agent = NULL;
-    for (int i = 0; i < H.n; i++)
-        if (H.calls[i].k.op == CM_S_EXECUTE_AGENT) {
-            agents++;
-            agent = &H.calls[i];
-        }
-    if (agents != 1 || !st->agent_started)
+    if (!agent_judged || st->agent_call < 0 || !H.calls[st->agent_call].returned)
         return 1;
-    return st->agent_returns > 0 && agent->rc == st->agent_code;
+    missed(&H.calls[st->agent_call], H.n, 1, 1, "the model's agent never ends");
+    return 0;
+}
+
+/* ---- memo: an order that failed from a state fails from the same state again ----------------
+ * Orders of overlapping calls that commute reach the same state by many paths; without
+ * this the search for a history that no order explains is exponential (a wrong return code
+ * of the agent at its end, tried after every order of the calls before it). Keyed by the
+ * set of calls placed (a sum of one constant per call) and the state's hash. */
+#define MEMO_BITS 18
+static uint64_t memo[1u << MEMO_BITS];
+static uint32_t memo_used;
+static uint64_t memo_gen = 1; /* entries of older checks are stale (their low bits) */
+
+static uint64_t splitmix64(uint64_t z) {
+    z *= 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t call_key(int i) {
+    return splitmix64((uint64_t)(unsigned)i + 1u);
+}
+
+static uint64_t mix64(uint64_t h, uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    return h;
+}
+
+static uint64_t map_hash(const hmap *map, int n) { /* order-free: a map is a function of p */
+    uint64_t h = 0;
+    for (int i = 0; i < n; i++)
+        h += splitmix64((uint64_t)(uintptr_t)map[i].p * 31u + map[i].size * 7u +
+                        (uint32_t)map[i].id);
+    return h;
+}
+
+static uint64_t state_hash(const hstate *st) {
+    uint64_t h = chaos_model_hash(st->m);
+    h = mix64(h, map_hash(st->vdc, st->nvdc));
+    h = mix64(h, map_hash(st->buf, st->nbuf));
+    h = mix64(h, (uint64_t)st->agent_started << 40 ^ (uint64_t)st->agent_returns << 20 ^
+                     (uint64_t)(uint32_t)st->agent_code);
+    h = mix64(h, (uint64_t)(uint32_t)st->agent_call);
+    for (int i = 0; i < CHAOS_MODEL_MAX_CLIENTS; i++)
+        h = mix64(h, (uint64_t)st->client_closes[i] << 32 ^ (uint64_t)st->delta[i] ^
+                         (uint64_t)st->delta_known[i] << 63);
+    for (int i = 0; i < CHAOS_MODEL_MAX_SERVERS; i++)
+        h = mix64(h, (uint64_t)st->server_closes[i]);
+    for (int i = 0; i < H.nvds; i++)
+        h = mix64(h, (uint64_t)(uintptr_t)st->sent_buf[i]);
+    for (int i = 0; i < st->nhandles; i++)
+        h = mix64(h, (uint64_t)st->handles[i].size << 32 ^ (uint64_t)(uint32_t)st->handles[i].id);
+    return h;
+}
+
+/* The memo holds 46 bits of key and 18 bits of generation: a new check needs no clearing. */
+static int memo_slot(uint64_t key, uint64_t **slot) {
+    uint64_t want = (key << MEMO_BITS) | (memo_gen & ((1u << MEMO_BITS) - 1));
+    uint32_t mask = (1u << MEMO_BITS) - 1;
+    for (uint32_t i = (uint32_t)(key >> 20) & mask, probes = 0; probes < 64;
+         i = (i + 1) & mask, probes++) {
+        uint64_t v = memo[i];
+        if (v == want) {
+            *slot = &memo[i];
+            return 1;
+        }
+        if ((v & mask) != (memo_gen & mask)) { /* empty, or of an older check */
+            *slot = &memo[i];
+            return 0;
+        }
+    }
+    *slot = NULL;
+    return 0;
+}
+
+static int memo_seen(uint64_t key) {
+    uint64_t *slot;
+    return memo_slot(key, &slot);
+}
+
+static void memo_put(uint64_t key) {
+    uint64_t *slot;
+    if (!memo_slot(key, &slot) && slot && memo_used < (3u << MEMO_BITS) / 4) {
+        *slot = (key << MEMO_BITS) | (memo_gen & ((1u << MEMO_BITS) - 1));
+        memo_used++;
+    }
 }
 
 static long nodes;
@@ -901,9 +1008,12 @@ static int required; /* the calls that returned: every order must place them all
 
 /* 1 found an order, 0 none, -1 undecidable. done[] marks the calls placed; a call that
  * never returned (its actor died with the peer) may be placed or left out. */
-static int search(hstate *st, uint8_t *done, int placed, int placed_required) {
+static int search(hstate *st, uint8_t *done, int placed, int placed_required, uint64_t dkey) {
     if (placed_required == required)
         return final_check(st);
+    uint64_t key = mix64(dkey, state_hash(st));
+    if (memo_seen(key))
+        return 0;
     uint32_t minret = UINT32_MAX;
     int first = -1, ncand = 0;
     for (int i = 0; i < H.n; i++)
@@ -933,7 +1043,8 @@ static int search(hstate *st, uint8_t *done, int placed, int placed_required) {
                 int r = noop ? 1 : apply(next, &H.calls[i], placed);
                 if (r == 1) {
                     done[i] = 1;
-                    r = search(next, done, placed + 1, placed_required + H.calls[i].returned);
+                    r = search(next, done, placed + 1, placed_required + H.calls[i].returned,
+                               dkey + call_key(i) + (uint64_t)noop);
                     done[i] = 0;
                 }
                 if (next != st)
@@ -942,6 +1053,7 @@ static int search(hstate *st, uint8_t *done, int placed, int placed_required) {
                     return r;
             }
         }
+    memo_put(key);
     return 0;
 }
 
@@ -989,7 +1101,10 @@ int chaos_history_check(chaos_engine *e) {
     memset(&far, 0, sizeof far);
     far.call = -1;
     nodes = 0;
-    int r = st && done ? search(st, done, 0, 0) : -1;
+    memo_used = 0;
+    memo_gen++;
+    agent_judged = H.nservers <= 1;
+    int r = st && done ? search(st, done, 0, 0, 0) : -1;
     state_free(st);
     free(done);
     if (r == 0) {

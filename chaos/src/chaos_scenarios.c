@@ -51,7 +51,8 @@ enum {
     END_SEND_ABORT,     /* two senders race an abort from each side */
     END_TIMEOUTS,       /* configuration during the run; finite timeouts on both waits */
     END_BACKUP_RESTORE, /* three devices backed up, then restored from the same name */
-    END_SECONDARY       /* device 1 served by a secondary client object */
+    END_SECONDARY,      /* device 1 served by a secondary client object */
+    END_CLOSE_IN_LAST   /* the routine of the command that ends the set normally closes it */
 };
 
 #define WATCHDOG_MS 50u
@@ -76,6 +77,7 @@ typedef struct {
     int blk_of[MAXCMD]; /* backup-restore: the block a command writes or reads */
     int ncmd;
     int calls[MAXCMD];
+    int ncallbacks; /* callbacks of every command, in all */
     int client_ok[MAXCMD];
     uint32_t client_bytes[MAXCMD]; /* what the client completed each command with */
     uint64_t client_pos[MAXCMD];
@@ -207,6 +209,7 @@ static void routine(VDS_Command *cmd) {
     int me = chaos_actor_id(S.e);
     int sync = me != LD(S.agent_actor); /* a rejected send calls back itself */
     ST(S.calls[i], LD(S.calls[i]) + 1);
+    ST(S.ncallbacks, LD(S.ncallbacks) + 1);
     if (LD(S.calls[i]) > 1) {
         /* Not one more look at the command: two threads of the library may be writing
          * its results now, a race TSan would report before this finding. */
@@ -256,6 +259,13 @@ static void routine(VDS_Command *cmd) {
             chaos_report(S.e, "model", "close in a callback returned %s",
                          vdi_strerror(LD(S.close_rc)));
         chaos_wake(S.e, &S.nested);
+    }
+    if (S.end == END_CLOSE_IN_LAST && !sync && LD(S.ncallbacks) == S.ncmd) {
+        /* The last callback: the set is Normally Terminated as its routine runs (every
+         * device closed, nothing else outstanding), so the close nested here answers
+         * NOERROR, and the agent still returns NOERROR (VDI-SPEC 4: NT came first). */
+        ST(S.close_rc, vdi_server_set_close(S.server));
+        ST(S.close_returned, 1);
     }
 }
 
@@ -425,7 +435,8 @@ static void close_devices(void) {
 
 static void server_actor(void *arg) {
     (void)arg;
-    if (S.end == END_WATCHDOG || S.end == END_OUT_OF_ORDER || S.end == END_SECONDARY)
+    if (S.end == END_WATCHDOG || S.end == END_OUT_OF_ORDER || S.end == END_SECONDARY ||
+        S.end == END_CLOSE_IN_LAST)
         await_agent(); /* the commands must be accepted for these scenarios to mean much */
     for (int k = 0; k < NCMD; k++)
         for (int d = 0; d < NDEV; d++)
@@ -538,7 +549,7 @@ static int setup_set(chaos_engine *e, int end) {
         return -1;
     S.ncmd = end == END_CLIENT_ABORT || end == END_SERVER_ABORT || end == END_OUT_OF_ORDER ||
                      end == END_CLIENT_DEATH || end == END_SEND_ABORT || end == END_SECONDARY ||
-                     end == END_CLIENT_CLOSE
+                     end == END_CLIENT_CLOSE || end == END_CLOSE_IN_LAST
                  ? NALL
                  : NDEV * NCMD;
     if (end == END_BACKUP_RESTORE)
@@ -1086,6 +1097,48 @@ static void setup_secondary(chaos_engine *e) {
     }
 }
 
+/* ---- close-in-last-callback: a normal end whose last completion comes after both devices
+ * closed: each device thread holds its flush until get_command answers VD_E_CLOSE, then
+ * completes it (complete_command keeps working after VD_E_CLOSE, VDI-SPEC 4). The routine
+ * of the last callback, the one whose take makes the set Normally Terminated, closes the
+ * set: close answers NOERROR and the agent returns NOERROR (NT came before the close). */
+
+static void lc_client_actor(void *arg) {
+    int d = (int)(intptr_t)arg;
+    VDC_Command *c, *flush = NULL;
+    int rc;
+    for (;;) {
+        rc = vdi_client_device_get_command(LD(S.cdev[d]), VDI_INFINITE, &c);
+        if (rc == VD_E_CLOSE && flush) {
+            VDC_Command *f = flush;
+            flush = NULL;
+            if (complete(d, f) != NOERROR)
+                break;
+            continue; /* and VD_E_CLOSE again */
+        }
+        if (rc != NOERROR)
+            break;
+        if (check_got(d, c))
+            return;
+        if (c->commandCode == VDC_Flush && !flush)
+            flush = c; /* held across the end of the device */
+        else
+            complete(d, c);
+    }
+    ST(S.client_rc[d], rc);
+    if (rc != VD_E_CLOSE)
+        chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
+}
+
+static void setup_close_in_last(chaos_engine *e) {
+    if (setup_or_report(e, END_CLOSE_IN_LAST, setup_set) == 0) {
+        spawn_agent(e);
+        chaos_spawn(e, "client-dev0", lc_client_actor, (void *)0);
+        chaos_spawn(e, "client-dev1", lc_client_actor, (void *)1);
+        chaos_spawn(e, "server", server_actor, NULL);
+    }
+}
+
 static void check_common(chaos_engine *e) {
     if (S.setup_failed)
         return;
@@ -1140,11 +1193,18 @@ static void check_common(chaos_engine *e) {
             if (LD(S.client_rc[d]) != VD_E_ABORT && LD(S.client_rc[d]) != NOERROR)
                 chaos_report(e, "model", "device %d ended with %s", d,
                              vdi_strerror(LD(S.client_rc[d])));
-    } else if (S.end == END_TIMEOUTS || S.end == END_BACKUP_RESTORE || S.end == END_SECONDARY) {
+    } else if (S.end == END_TIMEOUTS || S.end == END_BACKUP_RESTORE || S.end == END_SECONDARY ||
+               S.end == END_CLOSE_IN_LAST) {
+        if (S.end == END_CLOSE_IN_LAST && (!LD(S.close_returned) || LD(S.close_rc) != NOERROR))
+            chaos_report(e, "model", "the close in the last routine %s %s",
+                         LD(S.close_returned) ? "returned" : "never ran:",
+                         LD(S.close_returned) ? vdi_strerror(LD(S.close_rc)) : "");
         /* nothing aborts these sessions: every command is completed by the client */
         if (agent != NOERROR || (S.end == END_BACKUP_RESTORE && LD(S.agent_rc2) != NOERROR))
-            chaos_report(e, "model", "the agent returned %s (restore: %s)", vdi_strerror(agent),
-                         vdi_strerror(LD(S.agent_rc2)));
+            chaos_report(e, "model", "the agent returned %s%s%s%s", vdi_strerror(agent),
+                         S.end == END_BACKUP_RESTORE ? " (restore: " : "",
+                         S.end == END_BACKUP_RESTORE ? vdi_strerror(LD(S.agent_rc2)) : "",
+                         S.end == END_BACKUP_RESTORE ? ")" : "");
         for (int i = 0; i < S.ncmd; i++)
             if (S.cmd[i].completionCode != ERROR_SUCCESS)
                 chaos_report(e, "model",
@@ -1169,7 +1229,8 @@ static void check_common(chaos_engine *e) {
 
 static void cleanup_common(int clean) {
     if (clean && !S.setup_failed) {
-        if (S.end != END_CLOSE && S.end != END_CLOSE_IN_CALLBACK)
+        if (S.end != END_CLOSE && S.end != END_CLOSE_IN_CALLBACK &&
+            !(S.end == END_CLOSE_IN_LAST && LD(S.close_returned)))
             (void)vdi_server_set_close(S.server);
         (void)vdi_client_set_close(S.client);
         vdi_client_set_free(S.secondary);
@@ -1239,6 +1300,11 @@ static const chaos_scenario scenarios[] = {
      "device 1 served by a secondary client object (open_in_secondary, buffer handles) "
      "while the primary serves device 0; both end normally",
      setup_secondary, check_common, cleanup_common},
+    {"close-in-last-callback",
+     "both devices end normally while each holds its flush past VD_E_CLOSE; the routine of "
+     "the last callback, which ends the set normally, closes it: NOERROR, and the agent "
+     "returns NOERROR",
+     setup_close_in_last, check_common, cleanup_common},
 };
 
 const chaos_scenario *chaos_scenarios(size_t *count) {

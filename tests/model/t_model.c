@@ -145,7 +145,30 @@ static void precedence(void) {
     chaos_model_free(m);
 }
 
+/* The hash the history search memoizes on: a copy hashes equal, a step that changes the
+ * state changes it, and two orders of commuting steps (two devices) meet again. */
+static void hashing(void) {
+    chaos_model *a = chaos_model_new(), *b = chaos_model_new();
+    T_REQUIRE(a && b);
+    to_active(a, 2);
+    T_EXPECT_OK(step(a, CALL(.op = CM_S_OPEN_DEVICE, .obj = 0, .name = "d1")));
+    T_EXPECT_OK(step(a, CALL(.op = CM_C_OPEN_DEVICE, .obj = 0, .name = "d1")));
+    chaos_model_copy(b, a);
+    T_EXPECT(chaos_model_hash(a) == chaos_model_hash(b));
+    uint64_t before = chaos_model_hash(a);
+    T_EXPECT_OK(step(a, CALL(.op = CM_S_CLOSE_DEVICE, .obj = 0, .dev = 0)));
+    T_EXPECT(chaos_model_hash(a) != before);
+    T_EXPECT_OK(step(a, CALL(.op = CM_S_CLOSE_DEVICE, .obj = 0, .dev = 1)));
+    T_EXPECT_OK(step(b, CALL(.op = CM_S_CLOSE_DEVICE, .obj = 0, .dev = 1)));
+    T_EXPECT(chaos_model_hash(a) != chaos_model_hash(b));
+    T_EXPECT_OK(step(b, CALL(.op = CM_S_CLOSE_DEVICE, .obj = 0, .dev = 0)));
+    T_EXPECT(chaos_model_hash(a) == chaos_model_hash(b));
+    chaos_model_free(a);
+    chaos_model_free(b);
+}
+
 int main(void) {
+    hashing();
     thin_path();
     send_table();
     premature_closes();

@@ -130,6 +130,10 @@ void chaos_model_set_async_take(chaos_model *m, int on);
 /* dst becomes a copy of src (both from chaos_model_new): for searches that branch. */
 void chaos_model_copy(chaos_model *dst, const chaos_model *src);
 
+/* A hash of everything that decides the model's later answers: two models that hash
+ * equal answer every later history alike (up to collisions). For searches that memoize. */
+uint64_t chaos_model_hash(const chaos_model *m);
+
 /* Predict one call and apply its effects. out is filled in full. When the outcome is
  * unmodelled or blocks, the model's state is unchanged. */
 void chaos_model_step(chaos_model *m, const chaos_model_call *call, chaos_model_outcome *out);

@@ -1188,6 +1188,100 @@ void chaos_model_copy(chaos_model *dst, const chaos_model *src) {
     }
 }
 
+/* FNV-1a over what decides the model's future answers: equal models hash equal whatever
+ * their history (the parts no step reads again, such as unused sets and the devices past a
+ * set's count, are left out). */
+static uint64_t mix(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+#define MIX(h, x) ((h) = mix((h), &(x), sizeof(x)))
+
+static uint64_t mix_str(uint64_t h, const char *s) {
+    return mix(h, s, strlen(s) + 1);
+}
+
+uint64_t chaos_model_hash(const chaos_model *m) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int i = 0; i < CHAOS_MODEL_MAX_SETS; i++) {
+        const cm_set *s = &m->sets[i];
+        MIX(h, s->used);
+        if (!s->used)
+            continue;
+        MIX(h, s->has_instance);
+        h = mix_str(h, s->instance);
+        h = mix_str(h, s->name);
+        MIX(h, s->linked);
+        MIX(h, s->aborted);
+        MIX(h, s->server);
+        MIX(h, s->server_ever);
+        MIX(h, s->server_closed);
+        MIX(h, s->primary_configured);
+        MIX(h, s->configured);
+        MIX(h, s->ccfg);
+        MIX(h, s->s_features);
+        MIX(h, s->block_size);
+        MIX(h, s->s_align);
+        MIX(h, s->max_transfer);
+        MIX(h, s->set_align);
+        MIX(h, s->nreqs);
+        for (size_t r = 0; r < s->nreqs && r < CHAOS_MODEL_MAX_REQS; r++) {
+            MIX(h, s->reqs[r].size);
+            MIX(h, s->reqs[r].align);
+            MIX(h, s->reqs[r].count);
+        }
+        MIX(h, s->reqs_lost);
+        MIX(h, s->pend_lo);
+        MIX(h, s->pend_hi);
+        MIX(h, s->area_lo);
+        MIX(h, s->area_hi);
+        MIX(h, s->ndev);
+        for (uint32_t d = 0; d < s->ndev && d < VDI_MAX_DEVICES; d++) {
+            const cm_dev *v = &s->dev[d];
+            h = mix_str(h, v->name);
+            MIX(h, v->bound);
+            MIX(h, v->s_opened);
+            MIX(h, v->s_closed);
+            MIX(h, v->holder);
+            MIX(h, v->saw_close);
+            MIX(h, v->ioerr);
+            MIX(h, v->nout);
+        }
+    }
+    h = mix(h, m->clients, sizeof m->clients); /* ints only: no padding */
+    h = mix(h, m->servers, sizeof m->servers);
+    for (int c = 0; c < CHAOS_MODEL_MAX_CMDS; c++) {
+        const cm_cmd *cc = &m->cmds[c];
+        MIX(h, cc->state);
+        MIX(h, cc->set);
+        if (cc->state == CMD_IDLE)
+            continue; /* of an idle command only its set is read again */
+        MIX(h, cc->slot);
+        MIX(h, cc->holder);
+        MIX(h, cc->seq);
+        MIX(h, cc->code);
+        MIX(h, cc->size);
+        MIX(h, cc->out_pos);
+        MIX(h, cc->done_code);
+        MIX(h, cc->done_bytes);
+    }
+    MIX(h, m->nbufs);
+    for (int b = 0; b < m->nbufs && b < CHAOS_MODEL_MAX_BUFS; b++) {
+        MIX(h, m->bufs[b].live);
+        MIX(h, m->bufs[b].set);
+        MIX(h, m->bufs[b].kept);
+        MIX(h, m->bufs[b].size);
+        MIX(h, m->bufs[b].align);
+    }
+    MIX(h, m->async_take);
+    return h;
+}
+
 static void step(chaos_model *m, const chaos_model_call *k, chaos_model_outcome *o, int force) {
     memset(o, 0, sizeof *o);
     o->slot = o->buf = o->delivered = -1;
