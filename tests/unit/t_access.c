@@ -3,8 +3,8 @@
  * schedule points (get_command's reads of the device's words). And acting at one of them
  * finds the window such reads leave: the server sends a command and closes the device just
  * before the client reads server_closed; the command sent before the close must still be
- * delivered before VD_E_CLOSE (VDI-SPEC 4, close_device). A get_command that looked at the ring first
- * and at the close flag second would answer VD_E_CLOSE with the command never delivered. */
+ * delivered before VD_E_CLOSE (VDI-SPEC 4, close_device). A get_command that looked at the ring
+ * first and at the close flag second would answer VD_E_CLOSE with the command never delivered. */
 #include <pthread.h>
 
 #include "t_test.h"
@@ -29,7 +29,7 @@ static int calls; /* callbacks delivered by the agent, under calls_mu */
 static struct {
     const void *seen[3]; /* words whose access was reported */
     int hits[3];
-    const void *trigger;  /* act before this word's next access, once */
+    const void *trigger; /* act before this word's next access, once */
     vdi_server_device *sdev;
     int acted;
     int inside;
@@ -70,7 +70,7 @@ static void on_access(void *ctx, const void *word) {
             h.hits[i]++;
     if (h.trigger && word == h.trigger && !h.acted) {
         h.acted = 1;
-        h.inside = 1; /* the server's own accesses below are not points of this test */
+        h.inside = 1;         /* the server's own accesses below are not points of this test */
         static VDS_Command f; /* the server holds it until its callback */
         f = (VDS_Command){.commandCode = VDC_Flush, .completionRoutine = routine};
         T_EXPECT_CODE(vdi_server_device_send_command(h.sdev, &f), NOERROR);

@@ -201,8 +201,7 @@ bool media_decode(const uint8_t in[media_header_size], media_header *h) {
     h->image_size = get64(in + 40);
     h->checksum = get64(in + 48);
     h->database.assign(reinterpret_cast<const char *>(in + name_at), n);
-    bool block_ok = h->data_offset >= media_header_size &&
-                    h->data_offset <= media_stream_align &&
+    bool block_ok = h->data_offset >= media_header_size && h->data_offset <= media_stream_align &&
                     (h->data_offset & (h->data_offset - 1)) == 0;
     return h->stripes >= 1 && h->stripe < h->stripes && h->chunk > 0 && block_ok &&
            h->chunk % h->data_offset == 0;

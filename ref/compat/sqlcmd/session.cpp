@@ -130,7 +130,7 @@ struct device {
     std::condition_variable cv;
     slot *ring[ring_cap]; /* completed slots, queued by the routine */
     unsigned head = 0, tail = 0;
-    std::vector<slot> slots;           /* sized once: the VDS_Commands never move */
+    std::vector<slot> slots;    /* sized once: the VDS_Commands never move */
     unsigned inflight = 0;      /* this device's thread only */
     std::vector<uint8_t> first; /* restore: the stream's first block, header included */
     media_header hdr;           /* restore: the stripe's media header, once decoded */
@@ -605,8 +605,8 @@ bool session::restore_header(device *d, std::vector<op> *ops) {
     uint64_t end = media_stream_end(h);
     for (uint64_t pos = d->first.size(); pos < end;) {
         uint64_t len = end - pos < transfer_ ? end - pos : transfer_;
-        ops->push_back({OP_DATA, VDC_Read, static_cast<int64_t>(pos), static_cast<uint32_t>(len),
-                        0, 0});
+        ops->push_back(
+            {OP_DATA, VDC_Read, static_cast<int64_t>(pos), static_cast<uint32_t>(len), 0, 0});
         pos += len;
     }
     progress(restore_data(d, 0, d->first.data(), d->first.size()));
@@ -659,8 +659,8 @@ void session::device_main(device *d) {
             (pos + media_stream_align - 1) / media_stream_align * media_stream_align;
         while (pos < stream_end) {
             uint64_t len = stream_end - pos < transfer_ ? stream_end - pos : transfer_;
-            ops.push_back({OP_PAD, VDC_Write, static_cast<int64_t>(pos),
-                           static_cast<uint32_t>(len), 0, 0});
+            ops.push_back(
+                {OP_PAD, VDC_Write, static_cast<int64_t>(pos), static_cast<uint32_t>(len), 0, 0});
             pos += len;
         }
         if (!run_ops(d, ops, window))
