@@ -9,7 +9,9 @@
  * engine's own bookkeeping touched from actor context is hidden from TSan (ignore
  * annotations), since it is ordered by the switches that TSan is told not to see. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sched.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -44,6 +46,7 @@
 #endif
 
 #ifdef CHAOS_ASAN
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
                                      size_t *size_old);
@@ -304,6 +307,12 @@ void chaos_engine_free(chaos_engine *e) {
     if (!e)
         return;
     for (int i = 0; i < e->n; i++) {
+#ifdef CHAOS_ASAN
+        /* An actor left suspended (a hang, a finding) leaves its frames' redzones poisoned
+         * on a stack the next engine reuses. */
+        if (e->a[i].stack && e->a[i].state != A_DONE)
+            __asan_unpoison_memory_region(e->a[i].stack, e->a[i].stack_len);
+#endif
         if (e->a[i].stack)
             stack_put(e->a[i].stack, e->a[i].stack_len);
 #ifdef CHAOS_TSAN
@@ -597,9 +606,159 @@ static chaos_outcome run_free(chaos_engine *e) {
     return e->has_finding ? CHAOS_FINDING : CHAOS_DONE;
 }
 
+/* ---- a death during the run ----------------------------------------------------------------
+ * Every way a run can end must end in a report: the outcomes of chaos_run are reported by
+ * the caller; a death of the process (the reference faults or aborts, a sanitizer reports,
+ * the unmap guard ends it) is reported here, once, with what replays it. */
+
+static chaos_engine *volatile dying_engine; /* the run in progress on the engine's thread */
+
+/* A report in the middle of a sanitizer's report: TSan must not look (it would report the
+ * engine's own bookkeeping, from inside its report, and wait on itself). */
+#if defined(__clang__) && defined(CHAOS_TSAN)
+#define DYING __attribute__((no_sanitize("thread")))
+#else
+#define DYING
+#endif
+static volatile sig_atomic_t death_noted;
+
+DYING static const char *strategy_name(chaos_strategy s) {
+    switch (s) {
+    case CHAOS_RANDOM:
+        return "random";
+    case CHAOS_PCT:
+        return "pct";
+    case CHAOS_REPLAY:
+        return "replay";
+    case CHAOS_BYTES:
+        return "bytes";
+    case CHAOS_DFS:
+        return "dfs";
+    }
+    return "?";
+}
+
+DYING static void put(int fd, const char *text) {
+    size_t n = strlen(text);
+    while (n) {
+        ssize_t w = write(fd, text, n);
+        if (w <= 0)
+            return;
+        text += w;
+        n -= (size_t)w;
+    }
+}
+
+DYING static int write_replay(const chaos_engine *e, const char *path) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    char line[512];
+    snprintf(line, sizeof line,
+             "vdichaos-replay 1 %s\n# the process died in this run (%s seed %llu, step %u)\n",
+             e->cfg.label ? e->cfg.label : "?", strategy_name(e->cfg.strategy),
+             (unsigned long long)e->cfg.seed, e->steps);
+    put(fd, line);
+    if (e->cfg.fault_mode == CHAOS_FAULT_ONCE || e->cfg.fault_mode == CHAOS_FAULT_PERSISTENT) {
+        snprintf(line, sizeof line, "faults %s %u %d\n",
+                 e->cfg.fault_mode == CHAOS_FAULT_ONCE ? "once" : "persistent", e->cfg.fault_n,
+                 e->cfg.fault_errno);
+        put(fd, line);
+    }
+    snprintf(line, sizeof line, "max-steps %u\n", e->cfg.max_steps);
+    put(fd, line);
+    for (size_t i = 0; i < e->ndec; i++) {
+        snprintf(line, sizeof line, "%u%c", e->dec[i], (i + 1) % 32 == 0 ? '\n' : ' ');
+        put(fd, line);
+    }
+    put(fd, "\n");
+    return close(fd);
+}
+
+DYING void chaos_dying(void) {
+    chaos_engine *e = dying_engine;
+    if (!e || death_noted)
+        return;
+    death_noted = 1;
+    ENGINE_BEGIN(); /* and what the interceptors of the calls below see (never ended) */
+    char line[768];
+    const actor *a = e->cur >= 0 ? &e->a[e->cur] : NULL;
+    snprintf(line, sizeof line,
+             "==chaos== the process dies in a run of %s (strategy %s, seed %llu), step %u, in "
+             "actor %d (%s) after %s\n",
+             e->cfg.label ? e->cfg.label : "?", strategy_name(e->cfg.strategy),
+             (unsigned long long)e->cfg.seed, e->steps, a ? a->id : 0, a ? a->name : "main",
+             a && a->point ? a->point : "?");
+    put(2, line);
+    const char *path = e->cfg.crash_file ? e->cfg.crash_file : getenv("VDICHAOS_CRASH_FILE");
+    if (path && *path) {
+        if (write_replay(e, path) == 0)
+            snprintf(line, sizeof line, "==chaos== replay: vdichaos replay %s\n", path);
+        else
+            snprintf(line, sizeof line, "==chaos== cannot write the replay file %s\n", path);
+        put(2, line);
+    }
+}
+
+/* Sanitizers call this when they end the process (after their report). */
+void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+static const int fatal_signals[] = {SIGABRT, SIGBUS, SIGFPE, SIGILL};
+#define NFATAL ((int)(sizeof fatal_signals / sizeof fatal_signals[0]))
+static struct sigaction fatal_previous[NFATAL];
+
+static void on_fatal(int sig) {
+    chaos_dying();
+    for (int i = 0; i < NFATAL; i++) /* the previous disposition, then the signal again */
+        if (fatal_signals[i] == sig)
+            sigaction(sig, &fatal_previous[i], NULL);
+    raise(sig);
+}
+
+static void death_watch(chaos_engine *e) {
+    static int callback_set;
+    if (!callback_set && __sanitizer_set_death_callback) {
+        __sanitizer_set_death_callback(chaos_dying);
+        callback_set = 1;
+    }
+    death_noted = 0;
+    dying_engine = e;
+    /* Sanitizers handle the signals of real faults themselves (and then call back): take
+     * only abort() from them; without one, every fatal signal. */
+#if defined(CHAOS_ASAN) || defined(CHAOS_TSAN)
+    int n = 1;
+#else
+    int n = NFATAL;
+#endif
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal;
+    sa.sa_flags = SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < n; i++)
+        sigaction(fatal_signals[i], &sa, &fatal_previous[i]);
+    for (int i = n; i < NFATAL; i++)
+        sigaction(fatal_signals[i], NULL, &fatal_previous[i]);
+}
+
+static void death_unwatch(void) {
+    dying_engine = NULL;
+    for (int i = 0; i < NFATAL; i++)
+        sigaction(fatal_signals[i], &fatal_previous[i], NULL);
+}
+
+static chaos_outcome run_engine(chaos_engine *e);
+
 chaos_outcome chaos_run(chaos_engine *e) {
     if (e->cfg.free_running)
         return run_free(e);
+    death_watch(e);
+    chaos_outcome out = run_engine(e);
+    death_unwatch();
+    return out;
+}
+
+static chaos_outcome run_engine(chaos_engine *e) {
     g_engine = e;
     if (e->cfg.strategy == CHAOS_PCT)
         pct_setup(e);

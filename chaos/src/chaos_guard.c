@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "chaos/chaos.h"
+#include "chaos_history.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define GUARD_ASAN 1
@@ -80,10 +81,15 @@ static void on_segv(int sig, siginfo_t *si, void *uc) {
     const view *v = find(addr);
     if (v) {
         report(v, addr);
+        chaos_dying();
         signal(SIGABRT, SIG_DFL);
         abort();
     }
-    /* Not ours: hand it to whoever was there before (ASan's handler, or the default). */
+    /* Not ours: hand it to whoever was there before (ASan's handler, which reports and
+     * calls back, or the default: then the engine says which run dies first). */
+    if (!(previous.sa_flags & SA_SIGINFO) &&
+        (previous.sa_handler == SIG_DFL || previous.sa_handler == SIG_IGN))
+        chaos_dying();
     if (previous.sa_flags & SA_SIGINFO) {
         previous.sa_sigaction(sig, si, uc);
     } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {

@@ -64,6 +64,7 @@ static struct {
     const void *vds[CHAOS_MODEL_MAX_CMDS];
     int nvds;
     void (*routine[CHAOS_MODEL_MAX_CMDS])(VDS_Command *); /* the scenario's, by vds index */
+    uint8_t swapped[CHAOS_MODEL_MAX_CMDS]; /* route() stands in that command's routine now */
     int depth[CHAOS_MAX_ACTORS + 1];
     int in_agent[CHAOS_MAX_ACTORS + 1];   /* the actor is inside execute_completion_agent */
     int in_routine[CHAOS_MAX_ACTORS + 1]; /* ... and inside a routine the agent called */
@@ -103,6 +104,7 @@ void chaos_history_start(chaos_engine *e) {
     H.seq = 0;
     H.n = H.nclients = H.nservers = H.ndevs = H.nvds = 0;
     memset(H.routine, 0, sizeof H.routine);
+    memset(H.swapped, 0, sizeof H.swapped);
     memset(H.depth, 0, sizeof H.depth);
     memset(H.in_agent, 0, sizeof H.in_agent);
     memset(H.in_routine, 0, sizeof H.in_routine);
@@ -116,11 +118,15 @@ static void route(VDS_Command *cmd);
 void chaos_history_stop(void) {
     H.on = 0;
     H.e = NULL; /* the engine is freed next */
-    /* Give every command its own routine back (callbacks after this go straight to it). */
+    /* Give every command still in the library's hands its own routine back (callbacks
+     * after this go straight to it). Only those: a command whose send was rejected had it
+     * back at once, and may have lived on a stack that is gone (a run that ended in a hang
+     * leaves actors suspended with such frames behind them). */
     for (int i = 0; i < H.nvds; i++) {
         VDS_Command *cmd = (VDS_Command *)(uintptr_t)H.vds[i];
-        if (H.routine[i] && cmd->completionRoutine == route)
+        if (H.swapped[i] && cmd->completionRoutine == route)
             cmd->completionRoutine = H.routine[i];
+        H.swapped[i] = 0;
     }
 }
 
@@ -628,7 +634,7 @@ void WRAP(vdi_server_set_free)(vdi_server_set *s) {
 }
 
 int WRAP(vdi_server_device_send_command)(vdi_server_device *d, VDS_Command *cmd) {
-    int t = dev_begin(CM_S_SEND_COMMAND, 1, d);
+    int t = dev_begin(CM_S_SEND_COMMAND, 1, d), here = -1;
     if (t >= 0) {
         hcall *c = &H.calls[t];
         c->cmd = cmd;
@@ -642,11 +648,20 @@ int WRAP(vdi_server_device_send_command)(vdi_server_device *d, VDS_Command *cmd)
             if (mine && cmd->completionRoutine != route)
                 H.routine[c->k.cmd] = cmd->completionRoutine;
             c->k.routine_null = !cmd->completionRoutine;
-            if (mine && cmd->completionRoutine)
+            if (mine && cmd->completionRoutine && cmd->completionRoutine != route) {
                 cmd->completionRoutine = route;
+                H.swapped[c->k.cmd] = 1;
+                here = c->k.cmd; /* swapped by this send */
+            }
         }
     }
-    return finish(t, REAL(vdi_server_device_send_command)(d, cmd));
+    int rc = finish(t, REAL(vdi_server_device_send_command)(d, cmd));
+    /* Not accepted: its one callback (if any) has run, nothing will call it again. */
+    if (here >= 0 && rc != NOERROR) {
+        cmd->completionRoutine = H.routine[here];
+        H.swapped[here] = 0;
+    }
+    return rc;
 }
 
 int WRAP(vdi_server_device_close)(vdi_server_device *d) {

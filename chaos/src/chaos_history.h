@@ -22,4 +22,9 @@ void chaos_history_stop(void);
  * search was too large, or a call the model does not cover). */
 int chaos_history_check(chaos_engine *e);
 
+/* The process is dying (a signal or a sanitizer's report) while a run is in progress: say
+ * which run, and write its replay file (chaos.h, crash_file). Called by the unmap guard
+ * before it ends the process; the engine's own handlers call it for the rest. */
+void chaos_dying(void);
+
 #endif /* CHAOS_HISTORY_H */

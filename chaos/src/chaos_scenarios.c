@@ -132,6 +132,16 @@ static session S;
 /* Objects of runs that ended in a finding (see cleanup_common). */
 static void *abandoned[256] __attribute__((used));
 static unsigned nabandoned;
+/* LeakSanitizer's: an object (and what it reaches) left on purpose. */
+void __lsan_ignore_object(const void *p) __attribute__((weak));
+
+static void abandon(void *p) {
+    if (!p)
+        return;
+    abandoned[nabandoned++ % 256] = p; /* reachable, for the last 256 ... */
+    if (__lsan_ignore_object)
+        __lsan_ignore_object(p); /* ... and ignored, for a process with more findings */
+}
 
 static int documented_fault(int rc);
 
@@ -1240,9 +1250,9 @@ static void cleanup_common(int clean) {
     /* After a finding, actors stopped mid-call: the objects cannot be closed and are
      * abandoned, but kept reachable so that LeakSanitizer reports only real leaks. */
     if (!clean && !S.setup_failed) {
-        abandoned[nabandoned++ % 256] = S.client;
-        abandoned[nabandoned++ % 256] = S.server;
-        abandoned[nabandoned++ % 256] = S.secondary;
+        abandon(S.client);
+        abandon(S.server);
+        abandon(S.secondary);
         /* Nobody will close it: remove the set's name so nothing stays in /dev/shm (the
          * naming is the reference's, see ref/NOTES.md). */
         char path[160];
@@ -1382,7 +1392,10 @@ static void check_resources(chaos_engine *e, int fds, int threads, const char *n
 
 int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_result *r) {
     memset(r, 0, sizeof *r);
-    chaos_engine *e = chaos_engine_new(cfg);
+    chaos_config named = *cfg;
+    if (!named.label)
+        named.label = sc->name; /* for the note a death of the process leaves */
+    chaos_engine *e = chaos_engine_new(&named);
     if (!e)
         abort();
     int fds = count_entries("/proc/self/fd"), threads = count_entries("/proc/self/task");

@@ -8,7 +8,9 @@
  * run with halt_on_error). So the search runs in a child, this program again with
  * --search, which writes to a file each run before it starts and each finding; the parent
  * judges the finding, or the child's death and its report, and names the run it came
- * from. A bug that needs a sanitizer the build lacks is skipped (exit 77). */
+ * from. A child that dies must leave the engine's report of the run it died in, and a
+ * replay file of that run (VDICHAOS_CRASH_FILE): every way a run ends ends in a report. A
+ * bug that needs a sanitizer the build lacks is skipped (exit 77). */
 #include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,11 +100,12 @@ static void remove_names(pid_t pid) {
 
 /* Run the search in a child with its stderr kept; halt TSan at its first report. */
 static pid_t spawn_search(const char *self, const char *want, const char *budget, int progress,
-                          int err) {
+                          int err, const char *crash_file) {
     pid_t pid = fork();
     if (pid != 0)
         return pid;
     dup2(err, 2);
+    setenv("VDICHAOS_CRASH_FILE", crash_file, 1);
     const char *tsan = getenv("TSAN_OPTIONS");
     char opts[512];
     snprintf(opts, sizeof opts, "%s%shalt_on_error=1", tsan ? tsan : "", tsan ? ":" : "");
@@ -134,10 +137,15 @@ int main(int argc, char **argv) {
 #endif
     int progress = memfd_create("meta-progress", 0), err = memfd_create("meta-stderr", 0);
     T_REQUIRE(progress >= 0 && err >= 0);
-    pid_t pid = spawn_search(argv[0], want, argv[2], progress, err);
+    char crash_file[128];
+    snprintf(crash_file, sizeof crash_file, "meta-%ld.crash.replay", (long)getpid());
+    unlink(crash_file);
+    pid_t pid = spawn_search(argv[0], want, argv[2], progress, err, crash_file);
     T_REQUIRE(pid > 0);
     int status;
     T_REQUIRE(waitpid(pid, &status, 0) == pid);
+    int crash_replay = access(crash_file, R_OK) == 0;
+    unlink(crash_file);
     remove_names(pid);
     char *log = slurp(progress), *report = slurp(err);
     T_REQUIRE(log && report);
@@ -161,6 +169,10 @@ int main(int argc, char **argv) {
         snprintf(oracle, sizeof oracle, "%s", classify(report, status));
     if (died || (report[0] && !found)) /* the report of what ended the child, or stray output */
         fprintf(stderr, "%.6000s\n", report);
+    if (died) { /* the engine said which run died, and wrote what replays it */
+        T_EXPECT(strstr(report, "==chaos== the process dies in a run of") != NULL);
+        T_EXPECT(crash_replay);
+    }
 
     if (clean) {
         if (found)

@@ -59,6 +59,12 @@ typedef struct chaos_config {
      * step, and no hang detection (a deadlock is a test timeout). */
     int free_running;
     int free_delays;
+    /* If the process dies during the run (a signal, a sanitizer's report, the unmap
+     * guard), the engine says so on stderr (the run's label, strategy, seed, step, actor
+     * and point) and, given a path here or in VDICHAOS_CRASH_FILE, writes the run so far
+     * there as a vdichaos replay file, which replays to the same death. */
+    const char *crash_file;
+    const char *label; /* the scenario's name (chaos_scenario_run fills it in) */
 } chaos_config;
 
 /* One step of the timeline: which actor ran, and the schedule point where it stopped. */
