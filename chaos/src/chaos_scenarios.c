@@ -52,7 +52,8 @@ enum {
     END_TIMEOUTS,       /* configuration during the run; finite timeouts on both waits */
     END_BACKUP_RESTORE, /* three devices backed up, then restored from the same name */
     END_SECONDARY,      /* device 1 served by a secondary client object */
-    END_CLOSE_IN_LAST   /* the routine of the command that ends the set normally closes it */
+    END_CLOSE_IN_LAST,  /* the routine of the command that ends the set normally closes it */
+    END_CLOSE_HOLDING   /* the client closes holding a command past its device's VD_E_CLOSE */
 };
 
 #define WATCHDOG_MS 50u
@@ -78,6 +79,8 @@ typedef struct {
     int ncmd;
     int calls[MAXCMD];
     int ncallbacks; /* callbacks of every command, in all */
+    int held_cmd;   /* close-holding: the command device 0 never completed, + 1 */
+    int devs_done;  /* close-holding: device threads that saw VD_E_CLOSE */
     int client_ok[MAXCMD];
     uint32_t client_bytes[MAXCMD]; /* what the client completed each command with */
     uint64_t client_pos[MAXCMD];
@@ -446,7 +449,7 @@ static void close_devices(void) {
 static void server_actor(void *arg) {
     (void)arg;
     if (S.end == END_WATCHDOG || S.end == END_OUT_OF_ORDER || S.end == END_SECONDARY ||
-        S.end == END_CLOSE_IN_LAST)
+        S.end == END_CLOSE_IN_LAST || S.end == END_CLOSE_HOLDING)
         await_agent(); /* the commands must be accepted for these scenarios to mean much */
     for (int k = 0; k < NCMD; k++)
         for (int d = 0; d < NDEV; d++)
@@ -559,7 +562,8 @@ static int setup_set(chaos_engine *e, int end) {
         return -1;
     S.ncmd = end == END_CLIENT_ABORT || end == END_SERVER_ABORT || end == END_OUT_OF_ORDER ||
                      end == END_CLIENT_DEATH || end == END_SEND_ABORT || end == END_SECONDARY ||
-                     end == END_CLIENT_CLOSE || end == END_CLOSE_IN_LAST
+                     end == END_CLIENT_CLOSE || end == END_CLOSE_IN_LAST ||
+                     end == END_CLOSE_HOLDING
                  ? NALL
                  : NDEV * NCMD;
     if (end == END_BACKUP_RESTORE)
@@ -1119,6 +1123,10 @@ static void lc_client_actor(void *arg) {
     int rc;
     for (;;) {
         rc = vdi_client_device_get_command(LD(S.cdev[d]), VDI_INFINITE, &c);
+        if (rc == VD_E_CLOSE && flush && S.end == END_CLOSE_HOLDING && d == 0) {
+            ST(S.held_cmd, (int)flush->position + 1); /* kept, never completed */
+            break;
+        }
         if (rc == VD_E_CLOSE && flush) {
             VDC_Command *f = flush;
             flush = NULL;
@@ -1138,6 +1146,8 @@ static void lc_client_actor(void *arg) {
     ST(S.client_rc[d], rc);
     if (rc != VD_E_CLOSE)
         chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
+    ST(S.devs_done, LD(S.devs_done) + 1);
+    signal_all();
 }
 
 static void setup_close_in_last(chaos_engine *e) {
@@ -1145,6 +1155,29 @@ static void setup_close_in_last(chaos_engine *e) {
         spawn_agent(e);
         chaos_spawn(e, "client-dev0", lc_client_actor, (void *)0);
         chaos_spawn(e, "client-dev1", lc_client_actor, (void *)1);
+        chaos_spawn(e, "server", server_actor, NULL);
+    }
+}
+
+/* ---- close-holding: as close-in-last-callback, but device 0's thread keeps its flush past
+ * VD_E_CLOSE and never completes it; once both device threads ended, the client closes.
+ * The object holds a delivered, uncompleted command, so it is not Normally Terminated
+ * (VDI-SPEC 3): close answers VD_E_OPEN and aborts the set for the server (5.2), whose
+ * agent drains the held flush with 995 and returns VD_E_ABORT, never waiting for it. */
+
+static void ch_client_main(void *arg) {
+    (void)arg;
+    AWAIT(LD(S.devs_done) == NDEV);
+    ST(S.close_rc, vdi_client_set_close(S.client));
+    ST(S.client_closed, 1);
+}
+
+static void setup_close_holding(chaos_engine *e) {
+    if (setup_or_report(e, END_CLOSE_HOLDING, setup_set) == 0) {
+        spawn_agent(e);
+        chaos_spawn(e, "client-dev0", lc_client_actor, (void *)0);
+        chaos_spawn(e, "client-dev1", lc_client_actor, (void *)1);
+        chaos_spawn(e, "client-main", ch_client_main, NULL);
         chaos_spawn(e, "server", server_actor, NULL);
     }
 }
@@ -1186,6 +1219,21 @@ static void check_common(chaos_engine *e) {
         if (LD(S.accepted) && chaos_now(e) - S.start_ms < 2 * WATCHDOG_MS)
             chaos_report(e, "model", "aborted after %llu ms, before 2T",
                          (unsigned long long)(chaos_now(e) - S.start_ms));
+        return;
+    }
+    if (S.end == END_CLOSE_HOLDING) {
+        int held = LD(S.held_cmd) - 1;
+        if (held < 0)
+            chaos_report(e, "model", "device 0 never held a command past VD_E_CLOSE");
+        else if (S.cmd[held].completionCode != ERROR_OPERATION_ABORTED)
+            chaos_report(e, "model", "the flush held past the close ended with code %u, not 995",
+                         S.cmd[held].completionCode);
+        if (LD(S.close_rc) != VD_E_OPEN)
+            chaos_report(e, "model", "the client's close holding a command returned %s",
+                         vdi_strerror(LD(S.close_rc)));
+        if (agent != VD_E_ABORT)
+            chaos_report(e, "model", "the agent returned %s after the client closed holding a "
+                         "command", vdi_strerror(agent));
         return;
     }
     if (S.end == END_CLOSE || S.end == END_CLOSE_IN_CALLBACK) {
@@ -1315,6 +1363,10 @@ static const chaos_scenario scenarios[] = {
      "the last callback, which ends the set normally, closes it: NOERROR, and the agent "
      "returns NOERROR",
      setup_close_in_last, check_common, cleanup_common},
+    {"close-holding",
+     "device 0's thread keeps its flush past VD_E_CLOSE, then the client closes: VD_E_OPEN, "
+     "the set aborts for the server and the agent drains the held command with 995",
+     setup_close_holding, check_common, cleanup_common},
 };
 
 const chaos_scenario *chaos_scenarios(size_t *count) {
