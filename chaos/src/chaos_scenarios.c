@@ -53,10 +53,12 @@ enum {
     END_BACKUP_RESTORE, /* three devices backed up, then restored from the same name */
     END_SECONDARY,      /* device 1 served by a secondary client object */
     END_CLOSE_IN_LAST,  /* the routine of the command that ends the set normally closes it */
-    END_CLOSE_HOLDING   /* the client closes holding a command past its device's VD_E_CLOSE */
+    END_CLOSE_HOLDING,  /* the client closes holding a command past its device's VD_E_CLOSE */
+    END_WATCHDOG_BUSY   /* a watchdog set whose client completes steadily for longer than 2T */
 };
 
 #define WATCHDOG_MS 50u
+#define BUSY_PAUSE_MS 35L /* watchdog-busy: the client's pause before each completion (< 2T) */
 #define CFG_TIMEOUT_MS 5L /* timeouts: the client's get_configuration */
 #define CMD_TIMEOUT_MS 3L /* timeouts: the device threads' get_command */
 #define SERVER_IDLE_MS 7L /* timeouts: the server's pause before configuring */
@@ -449,7 +451,7 @@ static void close_devices(void) {
 static void server_actor(void *arg) {
     (void)arg;
     if (S.end == END_WATCHDOG || S.end == END_OUT_OF_ORDER || S.end == END_SECONDARY ||
-        S.end == END_CLOSE_IN_LAST || S.end == END_CLOSE_HOLDING)
+        S.end == END_CLOSE_IN_LAST || S.end == END_CLOSE_HOLDING || S.end == END_WATCHDOG_BUSY)
         await_agent(); /* the commands must be accepted for these scenarios to mean much */
     for (int k = 0; k < NCMD; k++)
         for (int d = 0; d < NDEV; d++)
@@ -545,7 +547,8 @@ static int setup_set(chaos_engine *e, int end) {
     const char *name = S.name;
     int nw = end == END_BACKUP_RESTORE ? BLOCKS : NCMD;
     VDConfig cfg = {.deviceCount = (uint32_t)S.ndev,
-                    .serverTimeOut = end == END_WATCHDOG ? WATCHDOG_MS : 0};
+                    .serverTimeOut =
+                        end == END_WATCHDOG || end == END_WATCHDOG_BUSY ? WATCHDOG_MS : 0};
     STEP(vdi_client_set_create(S.client, name, &cfg));
     STEP(vdi_server_set_open(S.server, NULL, name));
     STEP(vdi_server_set_begin_configuration(S.server, VDF_WriteMedia, BUF, 0, 65536, 0));
@@ -563,7 +566,7 @@ static int setup_set(chaos_engine *e, int end) {
     S.ncmd = end == END_CLIENT_ABORT || end == END_SERVER_ABORT || end == END_OUT_OF_ORDER ||
                      end == END_CLIENT_DEATH || end == END_SEND_ABORT || end == END_SECONDARY ||
                      end == END_CLIENT_CLOSE || end == END_CLOSE_IN_LAST ||
-                     end == END_CLOSE_HOLDING
+                     end == END_CLOSE_HOLDING || end == END_WATCHDOG_BUSY
                  ? NALL
                  : NDEV * NCMD;
     if (end == END_BACKUP_RESTORE)
@@ -1182,6 +1185,34 @@ static void setup_close_holding(chaos_engine *e) {
     }
 }
 
+/* ---- watchdog-busy: a set with serverTimeOut T whose client completes every command after
+ * a pause shorter than 2T, for longer than 2T in all. The watchdog's start is reset
+ * whenever the agent takes a completion (VDI-SPEC 4), so it must never fire: the session
+ * ends normally. (The model lets a watchdog fire at any moment; this one is judged here.) */
+
+static void wb_client_actor(void *arg) {
+    int d = (int)(intptr_t)arg;
+    VDC_Command *c;
+    int rc;
+    while ((rc = vdi_client_device_get_command(LD(S.cdev[d]), VDI_INFINITE, &c)) == NOERROR) {
+        if (check_got(d, c))
+            return;
+        sleep_ms(BUSY_PAUSE_MS);
+        if (complete(d, c) != NOERROR)
+            break;
+    }
+    ST(S.client_rc[d], rc);
+}
+
+static void setup_watchdog_busy(chaos_engine *e) {
+    if (setup_or_report(e, END_WATCHDOG_BUSY, setup_set) == 0) {
+        spawn_agent(e);
+        chaos_spawn(e, "client-dev0", wb_client_actor, (void *)0);
+        chaos_spawn(e, "client-dev1", wb_client_actor, (void *)1);
+        chaos_spawn(e, "server", server_actor, NULL);
+    }
+}
+
 static void check_common(chaos_engine *e) {
     if (S.setup_failed)
         return;
@@ -1252,7 +1283,10 @@ static void check_common(chaos_engine *e) {
                 chaos_report(e, "model", "device %d ended with %s", d,
                              vdi_strerror(LD(S.client_rc[d])));
     } else if (S.end == END_TIMEOUTS || S.end == END_BACKUP_RESTORE || S.end == END_SECONDARY ||
-               S.end == END_CLOSE_IN_LAST) {
+               S.end == END_CLOSE_IN_LAST || S.end == END_WATCHDOG_BUSY) {
+        if (S.end == END_WATCHDOG_BUSY && chaos_now(e) - S.start_ms <= 2 * WATCHDOG_MS)
+            chaos_report(e, "model", "the session lasted %llu ms, not past 2T = %u ms",
+                         (unsigned long long)(chaos_now(e) - S.start_ms), 2 * WATCHDOG_MS);
         if (S.end == END_CLOSE_IN_LAST && (!LD(S.close_returned) || LD(S.close_rc) != NOERROR))
             chaos_report(e, "model", "the close in the last routine %s %s",
                          LD(S.close_returned) ? "returned" : "never ran:",
@@ -1367,6 +1401,11 @@ static const chaos_scenario scenarios[] = {
      "device 0's thread keeps its flush past VD_E_CLOSE, then the client closes: VD_E_OPEN, "
      "the set aborts for the server and the agent drains the held command with 995",
      setup_close_holding, check_common, cleanup_common},
+    {"watchdog-busy",
+     "serverTimeOut 50 ms and a client that completes each command 35 ms after it got it, "
+     "for longer than 2T in all: each completion taken restarts the watchdog, which must "
+     "never fire",
+     setup_watchdog_busy, check_common, cleanup_common},
 };
 
 const chaos_scenario *chaos_scenarios(size_t *count) {
