@@ -878,7 +878,14 @@ void chaos_kill_peer(chaos_engine *e) {
     ENGINE_BEGIN();
     e->peer_dead = 1;
     ENGINE_END();
-    chaos_history_peer_death(); /* the model oracle sees the death as the peer's abort */
+    chaos_history_peer_death(0); /* the model oracle sees the death as the peer's abort */
+}
+
+void chaos_kill_server_peer(chaos_engine *e) {
+    ENGINE_BEGIN();
+    e->peer_dead = 1;
+    ENGINE_END();
+    chaos_history_peer_death(1);
 }
 
 int chaos_peer_dead(const chaos_engine *e) {

@@ -163,11 +163,11 @@ static void watchdog_event(void) {
     pending_abort(1);
 }
 
-/* The peer process died (chaos_kill_peer): to the model, an abort by the dead client that
- * the server learns of at some later moment, or never. */
-void chaos_history_peer_death(void) {
+/* The peer process died (chaos_kill_peer): to the model, an abort by the dead side that the
+ * other learns of at some later moment, or never. */
+void chaos_history_peer_death(int side) {
     if (H.on)
-        pending_abort(0);
+        pending_abort(side);
 }
 
 /* The API name without its prefix, for the timeline. */

@@ -12,8 +12,8 @@
 
 /* Start recording the calls of this run (before the scenario's setup). */
 void chaos_history_start(chaos_engine *e);
-/* The peer died (called by chaos_kill_peer). */
-void chaos_history_peer_death(void);
+/* The peer died (called by chaos_kill_peer): side 0 the client's process, 1 the server's. */
+void chaos_history_peer_death(int side);
 /* Stop recording; nothing more is kept (before the scenario's cleanup). */
 void chaos_history_stop(void);
 /* Check the recorded history: reports a "model" finding through chaos_report when no

@@ -54,7 +54,8 @@ enum {
     END_SECONDARY,      /* device 1 served by a secondary client object */
     END_CLOSE_IN_LAST,  /* the routine of the command that ends the set normally closes it */
     END_CLOSE_HOLDING,  /* the client closes holding a command past its device's VD_E_CLOSE */
-    END_WATCHDOG_BUSY   /* a watchdog set whose client completes steadily for longer than 2T */
+    END_WATCHDOG_BUSY,  /* a watchdog set whose client completes steadily for longer than 2T */
+    END_SERVER_DEATH    /* the server's process dies during configuration */
 };
 
 #define WATCHDOG_MS 50u
@@ -83,6 +84,7 @@ typedef struct {
     int ncallbacks; /* callbacks of every command, in all */
     int held_cmd;   /* close-holding: the command device 0 never completed, + 1 */
     int devs_done;  /* close-holding: device threads that saw VD_E_CLOSE */
+    int cfg_rc;     /* server-death: what the client's get_configuration answered */
     int client_ok[MAXCMD];
     uint32_t client_bytes[MAXCMD]; /* what the client completed each command with */
     uint64_t client_pos[MAXCMD];
@@ -1213,6 +1215,68 @@ static void setup_watchdog_busy(chaos_engine *e) {
     }
 }
 
+/* ---- server-death: the set is created and opened, and the server's process dies during
+ * its configuration (before end_configuration: after nothing, after begin_configuration, or
+ * after request_buffers too) while the client waits in get_configuration without a
+ * timeout. The client watches the server from its open on (VDI-SPEC 5.3): it must notice
+ * and answer VD_E_ABORT, never wait for ever. */
+
+static void sd_server(void *arg) {
+    (void)arg;
+    if (!LD(S.dead) &&
+        !ok(vdi_server_set_begin_configuration(S.server, VDF_WriteMedia, BUF, 0, 65536, 0),
+            "begin_configuration"))
+        return;
+    chaos_point(S.e, "scenario/server:configuring");
+    if (!LD(S.dead) && !ok(vdi_server_set_request_buffers(S.server, BUF, 0, NDEV * NCMD),
+                           "request_buffers"))
+        return;
+    AWAIT(LD(S.dead)); /* it never ends its configuration */
+}
+
+static void sd_killer(void *arg) {
+    (void)arg;
+    for (int k = 0; k < 4; k++) /* one of several moments */
+        chaos_point(S.e, "scenario/killer:before");
+    ST(S.dead, 1);
+    chaos_kill_server_peer(S.e);
+    signal_all();
+}
+
+static void sd_client(void *arg) {
+    (void)arg;
+    VDConfig cfg;
+    int rc = VD_E_TIMEOUT;
+    for (int k = 0; k < 3 && rc == VD_E_TIMEOUT; k++) /* a few short waits first */
+        rc = vdi_client_set_get_configuration(S.client, CFG_TIMEOUT_MS, &cfg);
+    if (rc == VD_E_TIMEOUT)
+        rc = vdi_client_set_get_configuration(S.client, VDI_INFINITE, &cfg);
+    ST(S.cfg_rc, rc);
+    /* In Abort: close answers NOERROR and frees everything (5.2). */
+    int closed = vdi_client_set_close(S.client);
+    if (rc == VD_E_ABORT && closed != NOERROR)
+        chaos_report(S.e, "model", "the client's close after the server died returned %s",
+                     vdi_strerror(closed));
+    ST(S.client_closed, 1);
+}
+
+static int setup_server_death_set(chaos_engine *e, int end) {
+    if (new_objects(e, end))
+        return -1;
+    VDConfig cfg = {.deviceCount = NDEV};
+    STEP(vdi_client_set_create(S.client, S.name, &cfg));
+    STEP(vdi_server_set_open(S.server, NULL, S.name));
+    return 0;
+}
+
+static void setup_server_death(chaos_engine *e) {
+    if (setup_or_report(e, END_SERVER_DEATH, setup_server_death_set) == 0) {
+        chaos_spawn(e, "client-main", sd_client, NULL);
+        chaos_spawn(e, "server", sd_server, NULL);
+        chaos_spawn(e, "killer", sd_killer, NULL);
+    }
+}
+
 static void check_common(chaos_engine *e) {
     if (S.setup_failed)
         return;
@@ -1250,6 +1314,13 @@ static void check_common(chaos_engine *e) {
         if (LD(S.accepted) && chaos_now(e) - S.start_ms < 2 * WATCHDOG_MS)
             chaos_report(e, "model", "aborted after %llu ms, before 2T",
                          (unsigned long long)(chaos_now(e) - S.start_ms));
+        return;
+    }
+    if (S.end == END_SERVER_DEATH) {
+        if (!broke && LD(S.cfg_rc) != VD_E_ABORT)
+            chaos_report(e, "model",
+                         "get_configuration returned %s after the server died configuring",
+                         vdi_strerror(LD(S.cfg_rc)));
         return;
     }
     if (S.end == END_CLOSE_HOLDING) {
@@ -1406,6 +1477,10 @@ static const chaos_scenario scenarios[] = {
      "for longer than 2T in all: each completion taken restarts the watchdog, which must "
      "never fire",
      setup_watchdog_busy, check_common, cleanup_common},
+    {"server-death",
+     "the server's process dies during its configuration (before end_configuration) while "
+     "the client waits in get_configuration without a timeout: VD_E_ABORT, not for ever",
+     setup_server_death, check_common, cleanup_common},
 };
 
 const chaos_scenario *chaos_scenarios(size_t *count) {

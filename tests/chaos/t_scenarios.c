@@ -44,7 +44,8 @@ int main(int argc, char **argv) {
             .strategy = CHAOS_REPLAY, .decisions = a.decisions, .ndecisions = a.ndecisions};
         chaos_scenario_run(&sc[i], &rep, &c);
         T_EXPECT_EQ(c.hash, a.hash);
-        T_EXPECT(a.steps > 20); /* the scenario really ran its actors */
+        /* the scenario really ran its actors (server-death is short: a configuration cut) */
+        T_EXPECT(a.steps > (strcmp(sc[i].name, "server-death") == 0 ? 8u : 20u));
         chaos_result_free(&a);
         chaos_result_free(&b);
         chaos_result_free(&c);

@@ -113,8 +113,11 @@ int chaos_notes_on(const chaos_engine *e); /* chaos_note keeps what it is given 
 /* Virtual time in ms; starts at 1,000,000 so that "now - 0" is never small. */
 uint64_t chaos_now(const chaos_engine *e);
 
-/* Declare the peer dead: peer_alive answers 0 and liveness slices expire. */
+/* Declare the peer dead: peer_alive answers 0 and liveness slices expire. The peer is the
+ * client process (the server watches it); chaos_kill_server_peer: the server's process
+ * (the clients watch it). To the model oracle, an abort by that side. */
 void chaos_kill_peer(chaos_engine *e);
+void chaos_kill_server_peer(chaos_engine *e);
 int chaos_peer_dead(const chaos_engine *e);
 
 /* An oracle found something: the run ends as CHAOS_FINDING after this actor's step.
