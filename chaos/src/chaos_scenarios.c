@@ -85,6 +85,9 @@ typedef struct {
     int held_cmd;   /* close-holding: the command device 0 never completed, + 1 */
     int devs_done;  /* close-holding: device threads that saw VD_E_CLOSE */
     int cfg_rc;     /* server-death: what the client's get_configuration answered */
+    /* the delivery oracle, per device: sends accepted, those accepted before close_device
+     * was called, commands the client got */
+    int sent_ok[MAXDEV], before_close[MAXDEV], close_called[MAXDEV], delivered[MAXDEV];
     int client_ok[MAXCMD];
     uint32_t client_bytes[MAXCMD]; /* what the client completed each command with */
     uint64_t client_pos[MAXCMD];
@@ -339,11 +342,44 @@ static int check_got(int d, const VDC_Command *c) {
     return 0;
 }
 
+/* The delivery oracle (VDI-SPEC 4): get_command answers VD_E_CLOSE only once every command
+ * sent before close_device was delivered. Every get_command of the scenarios goes through
+ * here; every close_device through close_dev. */
+static int get_cmd(int d, vdi_client_device *dev, long timeout_ms, VDC_Command **c) {
+    int rc = vdi_client_device_get_command(dev, timeout_ms, c);
+    if (rc == NOERROR)
+        ST(S.delivered[d], LD(S.delivered[d]) + 1);
+    if (rc == VD_E_CLOSE && LD(S.close_called[d]) && LD(S.delivered[d]) < LD(S.before_close[d]))
+        chaos_report(S.e, "ledger",
+                     "device %d answered VD_E_CLOSE having delivered %d of the %d commands "
+                     "sent before its close_device",
+                     d, LD(S.delivered[d]), LD(S.before_close[d]));
+    return rc;
+}
+
+static int close_dev(int d) {
+    if (!LD(S.close_called[d])) {
+        ST(S.before_close[d], LD(S.sent_ok[d]));
+        ST(S.close_called[d], 1);
+    }
+    return vdi_server_device_close(S.sdev[d]);
+}
+
+/* backup-restore: the restore's devices start again. */
+static void delivery_reset(void) {
+    for (int d = 0; d < MAXDEV; d++) {
+        ST(S.sent_ok[d], 0);
+        ST(S.before_close[d], 0);
+        ST(S.close_called[d], 0);
+        ST(S.delivered[d], 0);
+    }
+}
+
 static void client_actor(void *arg) {
     int d = (int)(intptr_t)arg;
     VDC_Command *c, *held[NCMD];
     int nheld = 0, rc;
-    while ((rc = vdi_client_device_get_command(LD(S.cdev[d]), VDI_INFINITE, &c)) == NOERROR) {
+    while ((rc = get_cmd(d, LD(S.cdev[d]), VDI_INFINITE, &c)) == NOERROR) {
         if (LD(S.dead))
             return; /* a dead process makes no more calls */
         if (check_got(d, c))
@@ -404,6 +440,7 @@ static int send(int d, int i) {
     int sync = LD(S.sync_calls[i]);
     if (rc == NOERROR) {
         ST(S.accepted, LD(S.accepted) + 1);
+        ST(S.sent_ok[d], LD(S.sent_ok[d]) + 1);
         if (sync)
             chaos_report(S.e, "ledger", "accepted command %d was also called back at once", i);
     } else if (rc == VD_E_ABORT || rc == VD_E_PROTOCOL) {
@@ -444,7 +481,7 @@ static void await_agent(void) {
 static void close_devices(void) {
     for (int d = 0; d < S.ndev; d++) {
         send(d, S.ndev * NCMD + d); /* a flush on each device, then the normal end */
-        int rc = vdi_server_device_close(S.sdev[d]);
+        int rc = close_dev(d);
         if (rc != NOERROR && rc != VD_E_ABORT)
             chaos_report(S.e, "model", "close_device returned %s", vdi_strerror(rc));
     }
@@ -675,7 +712,7 @@ static void cc_client_actor(void *arg) {
             return;
         VDC_Command *c;
         ST(S.in_get[d], 1);
-        int rc = vdi_client_device_get_command(LD(S.cdev[d]), VDI_INFINITE, &c);
+        int rc = get_cmd(d, LD(S.cdev[d]), VDI_INFINITE, &c);
         ST(S.in_get[d], 0);
         if (LD(S.client_closed) && rc != VD_E_ABORT)
             chaos_report(S.e, "model", "get_command overlapping the client's close returned %s",
@@ -746,7 +783,7 @@ static void sender_actor(void *arg) {
         send(d, k * NDEV + d);
     send(d, NDEV * NCMD + d);
     int after_abort = LD(S.abort_returned);
-    int rc = vdi_server_device_close(S.sdev[d]);
+    int rc = close_dev(d);
     if (rc != NOERROR && rc != VD_E_ABORT)
         chaos_report(S.e, "model", "close_device returned %s", vdi_strerror(rc));
     if (after_abort && rc != VD_E_ABORT)
@@ -825,7 +862,7 @@ static void tm_client_dev(void *arg) {
         /* (a command is there before its send returns: pending may be negative) */
         int pending = LD(S.sent_n[d]) - LD(S.got_n[d]), closed = LD(S.dev_closed[d]);
         uint64_t t0 = chaos_now(S.e);
-        int rc = vdi_client_device_get_command(LD(S.cdev[d]), CMD_TIMEOUT_MS, &c);
+        int rc = get_cmd(d, LD(S.cdev[d]), CMD_TIMEOUT_MS, &c);
         uint64_t spent = chaos_now(S.e) - t0;
         if (rc == VD_E_TIMEOUT) {
             ST(S.cmd_timeouts, LD(S.cmd_timeouts) + 1);
@@ -884,7 +921,7 @@ static void tm_server(void *arg) {
     }
     for (int d = 0; d < S.ndev && !LD(S.broken); d++) {
         tm_send(d, S.ndev * NCMD + d);
-        if (!ok(vdi_server_device_close(S.sdev[d]), "close_device"))
+        if (!ok(close_dev(d), "close_device"))
             return;
         ST(S.dev_closed[d], 1);
     }
@@ -933,7 +970,7 @@ static void br_agent(void *arg) {
 static int br_serve(int d, int restore) {
     VDC_Command *c;
     int rc;
-    while ((rc = vdi_client_device_get_command(LD(S.cdev[d]), VDI_INFINITE, &c)) == NOERROR) {
+    while ((rc = get_cmd(d, LD(S.cdev[d]), VDI_INFINITE, &c)) == NOERROR) {
         if (check_got(d, c))
             return -1;
         if (!restore && c->commandCode == VDC_Write) {
@@ -996,6 +1033,7 @@ static void br_client_main(void *arg) {
 /* The server's side of the restore: the set opened again and configured for reading, one
  * read per block backed up, into buffers first filled with other bytes. */
 static int br_restore_set(void) {
+    delivery_reset();
     STEP(vdi_server_set_open(S.server, NULL, S.name));
     STEP(vdi_server_set_begin_configuration(S.server, VDF_ReadMedia, BUF, 0, 65536, 0));
     STEP(vdi_server_set_request_buffers(S.server, BUF, 0, (uint32_t)(S.ndev * BLOCKS)));
@@ -1018,7 +1056,7 @@ static void br_server(void *arg) {
     for (int i = 0; i < S.ndev * BLOCKS; i++)
         send(S.dev_of[i], i);
     for (int d = 0; d < S.ndev; d++)
-        if (!ok(vdi_server_device_close(S.sdev[d]), "close_device"))
+        if (!ok(close_dev(d), "close_device"))
             return;
     AWAIT(LD(S.agent_returned));
     if (LD(S.broken) || !ok(LD(S.agent_rc), "the backup's agent"))
@@ -1047,7 +1085,7 @@ static void br_server(void *arg) {
     for (int i = S.ndev * BLOCKS; i < 2 * S.ndev * BLOCKS; i++)
         send(S.dev_of[i], i);
     for (int d = 0; d < S.ndev; d++)
-        if (!ok(vdi_server_device_close(S.sdev[d]), "close_device"))
+        if (!ok(close_dev(d), "close_device"))
             return;
 }
 
@@ -1083,7 +1121,7 @@ static void secondary_actor(void *arg) {
     ST(S.cdev[1], dv);
     VDC_Command *c;
     int rc;
-    while ((rc = vdi_client_device_get_command(dv, VDI_INFINITE, &c)) == NOERROR) {
+    while ((rc = get_cmd(1, dv, VDI_INFINITE, &c)) == NOERROR) {
         if (check_got(1, c))
             return;
         if (c->commandCode == VDC_Write) {
@@ -1127,7 +1165,7 @@ static void lc_client_actor(void *arg) {
     VDC_Command *c, *flush = NULL;
     int rc;
     for (;;) {
-        rc = vdi_client_device_get_command(LD(S.cdev[d]), VDI_INFINITE, &c);
+        rc = get_cmd(d, LD(S.cdev[d]), VDI_INFINITE, &c);
         if (rc == VD_E_CLOSE && flush && S.end == END_CLOSE_HOLDING && d == 0) {
             ST(S.held_cmd, (int)flush->position + 1); /* kept, never completed */
             break;
@@ -1196,7 +1234,7 @@ static void wb_client_actor(void *arg) {
     int d = (int)(intptr_t)arg;
     VDC_Command *c;
     int rc;
-    while ((rc = vdi_client_device_get_command(LD(S.cdev[d]), VDI_INFINITE, &c)) == NOERROR) {
+    while ((rc = get_cmd(d, LD(S.cdev[d]), VDI_INFINITE, &c)) == NOERROR) {
         if (check_got(d, c))
             return;
         sleep_ms(BUSY_PAUSE_MS);
