@@ -43,28 +43,36 @@ fi
 
 gen=()
 command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
-engine=()
-# A fuzz/CMakeLists.txt that links with a given engine takes it; the older one links
-# -fsanitize=fuzzer itself, which is only right for libFuzzer.
-if grep -q VDI_FUZZ_ENGINE_LIB "$root/fuzz/CMakeLists.txt" "$root/CMakeLists.txt"; then
-    engine=(-DVDI_FUZZ_ENGINE_LIB="$LIB_FUZZING_ENGINE")
-elif [ "$LIB_FUZZING_ENGINE" != "-fsanitize=fuzzer" ]; then
-    echo "build.sh: LIB_FUZZING_ENGINE='$LIB_FUZZING_ENGINE' needs a fuzz/CMakeLists.txt" \
-        "that takes VDI_FUZZ_ENGINE_LIB (this one links libFuzzer only)" >&2
-    exit 1
+# CMake options this tree may have (older trees lack them; each is passed only if known):
+#   VDI_FUZZ_ENGINE_LIB  the engine the fuzz targets link (last, through $CXX)
+#   VDI_FUZZ_INSTRUMENT  the project's own -fsanitize=fuzzer-no-link: off, $CFLAGS bring
+#                        the instrumentation (and the coverage build must not have it)
+#   VDI_FUZZ_REPLAY      the <target>_replay drivers: off, they are not shipped
+known() { grep -q "$1" "$root/CMakeLists.txt" "$root/fuzz/CMakeLists.txt"; }
+opts=()
+known VDI_FUZZ_INSTRUMENT && opts+=(-DVDI_FUZZ_INSTRUMENT=OFF)
+known VDI_FUZZ_REPLAY && opts+=(-DVDI_FUZZ_REPLAY=OFF)
+if known VDI_FUZZ_ENGINE_LIB; then
+    opts+=(-DVDI_FUZZ_ENGINE_LIB="$LIB_FUZZING_ENGINE" -UCMAKE_C_LINK_EXECUTABLE)
+else
+    # The older fuzz/CMakeLists.txt links -fsanitize=fuzzer itself (right for libFuzzer
+    # only) with $CC: link every executable through $CXX with the engine last, as OSS-Fuzz
+    # expects; only the fuzz targets are built, so this touches nothing else.
+    if [ "$LIB_FUZZING_ENGINE" != "-fsanitize=fuzzer" ]; then
+        echo "build.sh: LIB_FUZZING_ENGINE='$LIB_FUZZING_ENGINE' needs a fuzz/CMakeLists.txt" \
+            "that takes VDI_FUZZ_ENGINE_LIB (this one links libFuzzer only)" >&2
+        exit 1
+    fi
+    opts+=(-DCMAKE_C_LINK_EXECUTABLE="$CXX <FLAGS> <CMAKE_C_LINK_FLAGS> <LINK_FLAGS> <OBJECTS> -o <TARGET> <LINK_LIBRARIES> $LIB_FUZZING_ENGINE")
 fi
 
-# Link every executable through $CXX with the engine last, as OSS-Fuzz expects (the engine
-# library may be C++); only the fuzz targets are built, so this touches nothing else.
-link="$CXX <FLAGS> <CMAKE_C_LINK_FLAGS> <LINK_FLAGS> <OBJECTS> -o <TARGET> <LINK_LIBRARIES> $LIB_FUZZING_ENGINE"
 # The sanitizer and coverage flags come from $CFLAGS: VDI_SANITIZE stays empty, and the
 # project's -Werror is off (newer compilers warn about more).
 cmake -S "$root" -B "$build" "${gen[@]}" \
     -DCMAKE_BUILD_TYPE= \
     -DCMAKE_C_COMPILER="$CC" -DCMAKE_CXX_COMPILER="$CXX" \
     -DCMAKE_C_FLAGS="$CFLAGS" -DCMAKE_CXX_FLAGS="$CXXFLAGS" \
-    -DCMAKE_C_LINK_EXECUTABLE="$link" \
-    -DVDI_WERROR=OFF -DVDI_SANITIZE= -DVDI_FUZZ=ON "${engine[@]}"
+    -DVDI_WERROR=OFF -DVDI_SANITIZE= -DVDI_FUZZ=ON "${opts[@]}"
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}"
 
 landed=0
