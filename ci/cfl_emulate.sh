@@ -16,7 +16,8 @@
 #   --build-script FILE  the build script to check (default .clusterfuzzlite/build.sh;
 #                projects/vdichaos/build.sh is OSS-Fuzz's), run from the source tree
 # memory is skipped, with a note, when clang has no MSan runtime here.
-# Exit: 0 all good, 1 a check failed or a target crashed, 2 usage, 77 no clang/libFuzzer.
+# Exit: 0 all good, 1 a check failed or a target crashed, 2 usage, 77 no clang/libFuzzer
+# (or no zip, unzip, nm).
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -85,6 +86,9 @@ builds_ok() { # $1 = flags: a tiny libFuzzer target links and runs with them
     # shellcheck disable=SC2086
     clang $1 -fsanitize=fuzzer "$tmp/t.c" -o "$tmp/t" >"$tmp/t.log" 2>&1 && "$tmp/t" -runs=1 >>"$tmp/t.log" 2>&1
 }
+for tool in zip unzip nm; do
+    command -v $tool >/dev/null 2>&1 || { echo "SKIP: no $tool here"; exit 77; }
+done
 # No clang or no libFuzzer runtime here: nothing to emulate (77: skipped, for ctest).
 if ! command -v clang >/dev/null 2>&1 || ! builds_ok ""; then
     echo "SKIP: clang cannot build a libFuzzer target here"

