@@ -380,7 +380,7 @@ void backup_then_restore(int devices, bool threads, bool log) {
     b.with = devices > 1 ? "MAXTRANSFERSIZE = 65536, BUFFERCOUNT = 6, FORMAT, INIT, STATS = 50"
                          : "maxtransfersize=131072, blocksize=4096, init";
     /* Asking for VDC_Complete makes vdi-sqlcmd send one per device (negotiated). */
-    b.features = devices > 1 ? VDF_RequestComplete : 0;
+    b.features = devices > 1 ? uint32_t{VDF_RequestComplete} : 0u;
     session_result br = run_session(b);
     expect_clean(br, log ? "BACKUP LOG" : "BACKUP DATABASE", b.database, log);
     if (devices > 1)

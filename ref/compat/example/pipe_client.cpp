@@ -58,7 +58,7 @@ struct stream {
     std::string partial; /* backup to a file: where it is written until it succeeded */
     ClientVirtualDevice *dev = nullptr;
     int fd = -1;
-    int end = NOERROR;     /* what ended the device: VD_E_CLOSE when it went well */
+    int end = NOERROR; /* what ended the device: VD_E_CLOSE when it went well */
     bool got_complete = false;
     unsigned long long bytes = 0;
     std::string error; /* the first command this client could not perform */
@@ -216,8 +216,9 @@ pid_t start_sqlcmd(const std::string &stmt, bool stdout_is_media, bool stdin_is_
 }
 
 std::string statement(const options &o, const std::vector<stream> &streams) {
-    std::string s = std::string(o.backup ? "BACKUP " : "RESTORE ") + (o.log ? "LOG [" : "DATABASE [") +
-                    o.database + (o.backup ? "] TO " : "] FROM ");
+    std::string s = std::string(o.backup ? "BACKUP " : "RESTORE ") +
+                    (o.log ? "LOG [" : "DATABASE [") + o.database +
+                    (o.backup ? "] TO " : "] FROM ");
     for (size_t i = 0; i < streams.size(); i++)
         s += (i ? ", VIRTUAL_DEVICE = '" : "VIRTUAL_DEVICE = '") + streams[i].name + "'";
     std::vector<std::string> with;
@@ -267,7 +268,7 @@ int main(int argc, char **argv) {
     VDConfig cfg;
     memset(&cfg, 0, sizeof cfg);
     cfg.deviceCount = static_cast<uint32_t>(o.devices);
-    cfg.features = VDF_LikePipe | (o.complete ? VDF_RequestComplete : 0);
+    cfg.features = VDF_LikePipe | (o.complete ? uint32_t{VDF_RequestComplete} : 0u);
     std::vector<char> name(set.begin(), set.end());
     name.push_back('\0');
     int rc = vds.Create(name.data(), &cfg);

@@ -164,9 +164,9 @@ struct worker {
     explicit worker(const options &opts) : o(opts) {}
     const options &o;
     int fd = -1;
-    std::string partial; /* backup: the file being written */
-    bool completed = false;   /* VDC_Complete was served */
-    bool finalized = false;   /* the backup was renamed to MEDIA */
+    std::string partial;    /* backup: the file being written */
+    bool completed = false; /* VDC_Complete was served */
+    bool finalized = false; /* the backup was renamed to MEDIA */
     unsigned long long bytes = 0;
     long timeouts = 0;
     std::string error;
@@ -332,7 +332,8 @@ int main(int argc, char **argv) {
         ok = false;
     if (o.backup && !w.finalized && !w.partial.empty())
         unlink(w.partial.c_str());
-    fprintf(stderr, "vdi-worker-client: %s of %s %s, %llu bytes, %ld poll timeouts (sqlcmd exit %d)\n",
+    fprintf(stderr,
+            "vdi-worker-client: %s of %s %s, %llu bytes, %ld poll timeouts (sqlcmd exit %d)\n",
             argv[1], o.database.c_str(), ok ? "succeeded" : "FAILED", w.bytes, w.timeouts, status);
     return ok ? 0 : 1;
 }

@@ -18,52 +18,61 @@
  * these types and constants with the same names, values and layout. */
 #ifndef VDI_VDI_H
 
-/* Feature bits: VDConfig.features. */
-#define VDF_Removable 0x1u
-#define VDF_Rewind 0x2u
-#define VDF_Position 0x10u
-#define VDF_SkipBlocks 0x20u
-#define VDF_ReversePosition 0x40u
-#define VDF_Discard 0x80u
-#define VDF_FileMarks 0x100u
-#define VDF_RandomAccess 0x200u
-#define VDF_SnapshotPrepare 0x400u
-#define VDF_EnumFrozenFiles 0x800u
-#define VDF_VSSWriter 0x1000u
-#define VDF_RequestComplete 0x2000u
-#define VDF_WriteMedia 0x10000u      /* set by the server: this is a backup */
-#define VDF_ReadMedia 0x20000u       /* set by the server: this is a restore */
-#define VDF_CompleteEnabled 0x40000u /* set by the server: VDC_Complete will come */
-#define VDF_LatchStats 0x80000000u
-#define VDF_LikePipe 0x0u
-#define VDF_LikeTape 0x173u
-#define VDF_LikeDisk 0x200u
+/* Feature bits: VDConfig.features. Enumerations, as in the SDK, so that a client may name
+ * the types (VDFeatures f = VDF_LikeDisk;). */
+enum VDFeatures {
+    VDF_Removable = 0x1,
+    VDF_Rewind = 0x2,
+    VDF_Position = 0x10,
+    VDF_SkipBlocks = 0x20,
+    VDF_ReversePosition = 0x40,
+    VDF_Discard = 0x80,
+    VDF_FileMarks = 0x100,
+    VDF_RandomAccess = 0x200,
+    VDF_SnapshotPrepare = 0x400,
+    VDF_EnumFrozenFiles = 0x800,
+    VDF_VSSWriter = 0x1000,
+    VDF_RequestComplete = 0x2000,
+    VDF_WriteMedia = 0x10000,      /* set by the server: this is a backup */
+    VDF_ReadMedia = 0x20000,       /* set by the server: this is a restore */
+    VDF_CompleteEnabled = 0x40000, /* set by the server: VDC_Complete will come */
+#ifdef __cplusplus
+    VDF_LatchStats = 0x80000000u,
+#endif
+    VDF_LikePipe = 0,
+    VDF_LikeTape = VDF_FileMarks | VDF_Removable | VDF_Rewind | VDF_Position | VDF_SkipBlocks |
+                   VDF_ReversePosition,
+    VDF_LikeDisk = VDF_RandomAccess
+};
+#ifndef __cplusplus
+#define VDF_LatchStats 0x80000000u /* C keeps enumerators within int */
+#endif
 
 /* Command codes: VDC_Command.commandCode. */
-#define VDC_Read 1
-#define VDC_Write 2
-#define VDC_ClearError 3
-#define VDC_Rewind 4
-#define VDC_WriteMark 5
-#define VDC_SkipMarks 6
-#define VDC_SkipBlocks 7
-#define VDC_Load 8
-#define VDC_GetPosition 9
-#define VDC_SetPosition 10
-#define VDC_Discard 11
-#define VDC_Flush 12
-#define VDC_Snapshot 13
-#define VDC_MountSnapshot 14
-#define VDC_PrepareToFreeze 15
-#define VDC_FileInfoBegin 16
-#define VDC_FileInfoEnd 17
-#define VDC_GetError 18
-#define VDC_Complete 19
+enum VDCommands {
+    VDC_Read = 1,
+    VDC_Write = 2,
+    VDC_ClearError = 3,
+    VDC_Rewind = 4,
+    VDC_WriteMark = 5,
+    VDC_SkipMarks = 6,
+    VDC_SkipBlocks = 7,
+    VDC_Load = 8,
+    VDC_GetPosition = 9,
+    VDC_SetPosition = 10,
+    VDC_Discard = 11,
+    VDC_Flush = 12,
+    VDC_Snapshot = 13,
+    VDC_MountSnapshot = 14,
+    VDC_PrepareToFreeze = 15,
+    VDC_FileInfoBegin = 16,
+    VDC_FileInfoEnd = 17,
+    VDC_GetError = 18,
+    VDC_Complete = 19
+};
 
 /* VDC_SetPosition: where the position counts from (carried in VDC_Command.size). */
-#define VDC_Beginning 0
-#define VDC_Current 1
-#define VDC_End 2
+enum VDWhence { VDC_Beginning = 0, VDC_Current = 1, VDC_End = 2 };
 
 /* The client fills the first seven fields before Create; GetConfiguration fills the rest
  * (and the negotiated features). 44 bytes, no padding. */
@@ -90,9 +99,26 @@ struct VDC_Command {
     uint8_t *buffer;
 };
 
+/* The server's side of a command, as the SDK declares it (a client never fills one). */
+struct VDS_Command {
+    int32_t commandCode;
+    int32_t size;
+    int64_t inPosition;
+    int64_t outPosition;
+    uint8_t *buffer;
+    uint8_t *completionRoutine;
+    uint8_t *completionContext;
+    int32_t completionCode;
+    int32_t bytesTransferred;
+};
+
 #ifndef __cplusplus
 typedef struct VDConfig VDConfig;
 typedef struct VDC_Command VDC_Command;
+typedef struct VDS_Command VDS_Command;
+typedef enum VDFeatures VDFeatures;
+typedef enum VDCommands VDCommands;
+typedef enum VDWhence VDWhence;
 #endif
 
 #endif /* VDI_VDI_H */
