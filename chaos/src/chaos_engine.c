@@ -290,6 +290,12 @@ chaos_engine *chaos_engine_new(const chaos_config *cfg) {
     if (!e)
         return NULL;
     e->cfg = *cfg;
+    if (!e->cfg.access_points) {
+        const char *ap = getenv("VDICHAOS_ACCESS_POINTS");
+        e->cfg.access_points = ap ? atoi(ap) : 0;
+    }
+    if (e->cfg.access_points < 0 || e->cfg.free_running)
+        e->cfg.access_points = 0;
     if (!e->cfg.max_steps)
         e->cfg.max_steps = 100000;
     if (!e->cfg.fault_errno)
@@ -1152,6 +1158,19 @@ static int h_unmap(void *ctx, void *addr, size_t len) {
     return chaos_guard_unmap_used(addr, len, used > start ? used - start : len);
 }
 
+static void h_access(void *ctx, const void *word) {
+    chaos_engine *e = ctx;
+    if (!running(e))
+        return;
+    ENGINE_BEGIN();
+    int shared = key_of(e, word).shared, mode = e->cfg.access_points;
+    ENGINE_END();
+    if (shared)
+        chaos_point(e, "chaos/access:shared");
+    else if (mode >= 2)
+        chaos_point(e, "chaos/access:private");
+}
+
 static int h_alive(void *ctx, const vdi_peer_id *peer) {
     chaos_engine *e = ctx;
     (void)peer;
@@ -1186,6 +1205,7 @@ void chaos_seams_install(chaos_engine *e) {
         .unmap = h_unmap,
         .self = h_self,
         .peer_alive = h_alive,
+        .access_point = e->cfg.access_points > 0 ? h_access : NULL,
     };
     vdi_seams_install(&s);
 }

@@ -1189,7 +1189,8 @@ static void lc_client_actor(void *arg) {
     ST(S.client_rc[d], rc);
     if (rc != VD_E_CLOSE)
         chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
-    ST(S.devs_done, LD(S.devs_done) + 1);
+    /* released: the client's close, on another actor, frees this thread's views next */
+    __atomic_fetch_add(&S.devs_done, 1, __ATOMIC_RELEASE); /* (an RMW: both threads' count) */
     signal_all();
 }
 
@@ -1210,7 +1211,7 @@ static void setup_close_in_last(chaos_engine *e) {
 
 static void ch_client_main(void *arg) {
     (void)arg;
-    AWAIT(LD(S.devs_done) == NDEV);
+    AWAIT(ACQ(S.devs_done) == NDEV);
     ST(S.close_rc, vdi_client_set_close(S.client));
     ST(S.client_closed, 1);
 }

@@ -24,17 +24,20 @@
 
 /* The child: the search itself. Each run is announced on fd before it starts, so that a
  * run that kills the process is still known; a finding is written there as one line. */
-static int search(const char *want, unsigned budget, int fd) {
+static int search(const char *want, unsigned budget, int fd, int access_points) {
     size_t n;
     const chaos_scenario *sc = chaos_scenarios(&n);
     unsigned runs = 0;
-    for (size_t i = 0; i < n; i++) {
-        for (int strat = 0; strat < 2; strat++) {
-            for (unsigned k = 1; k <= budget; k++) {
+    /* Seed by seed across every scenario and strategy: a bug one scenario finds at its
+     * first seeds is found within a few dozen runs, wherever that scenario is listed. */
+    for (unsigned k = 1; k <= budget; k++) {
+        for (size_t i = 0; i < n; i++) {
+            for (int strat = 0; strat < 2; strat++) {
                 chaos_config cfg = {.strategy = strat ? CHAOS_RANDOM : CHAOS_PCT,
                                     .seed = k,
                                     .pct_depth = 3,
-                                    .pct_steps = 200};
+                                    .pct_steps = access_points ? 600 : 200,
+                                    .access_points = access_points};
                 chaos_result r;
                 runs++;
                 dprintf(fd, "run %u %s %s %u\n", runs, sc[i].name, strat ? "random" : "pct", k);
@@ -100,7 +103,7 @@ static void remove_names(pid_t pid) {
 
 /* Run the search in a child with its stderr kept; halt TSan at its first report. */
 static pid_t spawn_search(const char *self, const char *want, const char *budget, int progress,
-                          int err, const char *crash_file) {
+                          int err, const char *crash_file, int access_points) {
     pid_t pid = fork();
     if (pid != 0)
         return pid;
@@ -112,15 +115,19 @@ static pid_t spawn_search(const char *self, const char *want, const char *budget
     setenv("TSAN_OPTIONS", opts, 1);
     char fd[16];
     snprintf(fd, sizeof fd, "%d", progress);
-    execl("/proc/self/exe", self, "--search", want, budget, fd, (char *)NULL);
+    execl("/proc/self/exe", self, "--search", want, budget, fd, access_points ? "1" : "0",
+          (char *)NULL);
     perror("exec");
     _exit(127);
 }
 
 int main(int argc, char **argv) {
-    if (argc == 5 && strcmp(argv[1], "--search") == 0)
-        return search(argv[2], (unsigned)atoi(argv[3]), atoi(argv[4]));
-    T_REQUIRE(argc == 3);
+    if (argc == 6 && strcmp(argv[1], "--search") == 0)
+        return search(argv[2], (unsigned)atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    /* t_meta ORACLE BUDGET [--access-points]: the search with a point before every atomic
+     * access of a shared word (chaos_config.access_points), for bugs in such a window. */
+    T_REQUIRE(argc == 3 || (argc == 4 && strcmp(argv[3], "--access-points") == 0));
+    int access_points = argc == 4;
     const char *want = argv[1];
     unsigned budget = (unsigned)atoi(argv[2]);
     int clean = strcmp(want, "none") == 0;
@@ -140,7 +147,7 @@ int main(int argc, char **argv) {
     char crash_file[128];
     snprintf(crash_file, sizeof crash_file, "meta-%ld.crash.replay", (long)getpid());
     unlink(crash_file);
-    pid_t pid = spawn_search(argv[0], want, argv[2], progress, err, crash_file);
+    pid_t pid = spawn_search(argv[0], want, argv[2], progress, err, crash_file, access_points);
     T_REQUIRE(pid > 0);
     int status;
     T_REQUIRE(waitpid(pid, &status, 0) == pid);
@@ -186,7 +193,8 @@ int main(int argc, char **argv) {
             fprintf(stderr, "expected a finding by '%s', got %s\n", want,
                     oracle[0] ? oracle : "none");
         T_EXPECT(strcmp(oracle, want) == 0);
-        printf("seeded bug caught by '%s' after %u runs\n", want, runs);
+        if (strcmp(oracle, want) == 0)
+            printf("seeded bug caught by '%s' after %u runs\n", want, runs);
     }
     free(log);
     free(report);

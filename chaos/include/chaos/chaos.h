@@ -65,6 +65,13 @@ typedef struct chaos_config {
      * there as a vdichaos replay file, which replays to the same death. */
     const char *crash_file;
     const char *label; /* the scenario's name (chaos_scenario_run fills it in) */
+    /* Access points (vdi_seams.access_point): a schedule point before every atomic access
+     * the library makes, 1: of a word in a shared mapping (rings, state and sequence words),
+     * 2: of any word (the private lock and gate too). They reach the windows between two
+     * accesses that no named point separates, such as a ring index published with a
+     * relaxed store before the barrier after it. 0 (default): VDICHAOS_ACCESS_POINTS. Runs
+     * take several times the steps, and a decision list replays only with the same mode. */
+    int access_points;
 } chaos_config;
 
 /* One step of the timeline: which actor ran, and the schedule point where it stopped. */
