@@ -3,8 +3,12 @@
  * depend on the host. */
 #include "media.h"
 
+#include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -13,8 +17,8 @@ namespace {
 
 const char media_magic[16] = "VDISQLCMD-MEDIA";
 /* 2: the streams are whole blocks, zero-padded to media_stream_align (1 ended each stream
- * on the image's last byte). */
-constexpr uint32_t media_version = 2;
+ * on the image's last byte). 3: the image checksum takes eight bytes a step. */
+constexpr uint32_t media_version = 3;
 
 uint64_t fnv1a(const uint8_t *p, size_t n, uint64_t h = 0xcbf29ce484222325ull) {
     for (size_t i = 0; i < n; i++) {
@@ -77,6 +81,15 @@ uint64_t get64(const uint8_t *p) {
 constexpr size_t name_at = 60;
 constexpr size_t check_at = 504;
 
+std::atomic<uint64_t> checksum_bytes{0};
+
+/* The temporary file being written, for the signal handler: the path is complete before
+ * partial_active is set, and partial_active is cleared before the path changes. */
+char partial_path[4096];
+volatile sig_atomic_t partial_active = 0;
+
+const char partial_infix[] = ".tmp.";
+
 } // namespace
 
 std::string media_image_path(const std::string &dir, const std::string &db, bool log) {
@@ -87,8 +100,17 @@ std::string media_restored_path(const std::string &dir, const std::string &db, b
     return dir + "/" + file_stem(db) + (log ? "_log.restored.ldf" : ".restored.mdf");
 }
 
+/* FNV-1a over little-endian 64-bit words, then the tail bytes: one multiply per eight
+ * bytes (a byte-wise pass over a 200 MiB image took 0.2 s of a 0.6 s backup). */
 uint64_t media_checksum(const uint8_t *p, size_t n) {
-    return fnv1a(p, n);
+    checksum_bytes += n;
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        h ^= get64(p + i);
+        h *= 0x100000001b3ull;
+    }
+    return fnv1a(p + i, n - i, h);
 }
 
 std::string media_read_file(const std::string &path, std::vector<uint8_t> *out, bool *missing) {
@@ -98,10 +120,14 @@ std::string media_read_file(const std::string &path, std::vector<uint8_t> *out, 
         *missing = errno == ENOENT;
         return path + ": " + strerror(errno);
     }
-    out->clear();
-    uint8_t buf[65536];
+    /* Read in place into a vector sized from the file (grown if the file grows). */
+    struct stat st;
+    size_t have = 0;
+    out->resize(fstat(fd, &st) == 0 && st.st_size > 0 ? static_cast<size_t>(st.st_size) : 0);
     for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
+        if (have == out->size())
+            out->resize(have + 65536);
+        ssize_t n = read(fd, out->data() + have, out->size() - have);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
@@ -111,37 +137,89 @@ std::string media_read_file(const std::string &path, std::vector<uint8_t> *out, 
         }
         if (n == 0)
             break;
-        out->insert(out->end(), buf, buf + n);
+        have += static_cast<size_t>(n);
     }
+    out->resize(have);
     close(fd);
     return "";
 }
 
 /* Written to a temporary name and renamed, so that a reader never sees half a file. */
-std::string media_write_file(const std::string &path, const std::vector<uint8_t> &data) {
-    std::string tmp = path + ".tmp." + std::to_string(static_cast<long>(getpid()));
+uint64_t media_checksum_bytes() {
+    return checksum_bytes.load();
+}
+
+void media_remove_partial_on_signal() {
+    if (partial_active)
+        unlink(partial_path);
+}
+
+std::string media_write_file(const std::string &path, const std::vector<uint8_t> &data,
+                             const std::function<void()> &midway) {
+    std::string tmp = path + partial_infix + std::to_string(static_cast<long>(getpid()));
+    if (tmp.size() >= sizeof partial_path)
+        return tmp + ": " + strerror(ENAMETOOLONG);
+    memcpy(partial_path, tmp.c_str(), tmp.size() + 1);
+    std::atomic_signal_fence(std::memory_order_seq_cst); /* the path, then the flag */
+    partial_active = 1;
     int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return tmp + ": " + strerror(errno);
-    size_t done = 0;
-    while (done < data.size()) {
-        ssize_t n = write(fd, data.data() + done, data.size() - done);
+    std::string e;
+    size_t done = 0, half = data.size() / 2;
+    bool halfway = !midway;
+    while (fd >= 0 && done < data.size()) {
+        size_t want = !halfway && done < half ? half - done : data.size() - done;
+        ssize_t n = write(fd, data.data() + done, want);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0) {
-            std::string e = tmp + ": " + (n < 0 ? strerror(errno) : "short write");
-            close(fd);
-            unlink(tmp.c_str());
-            return e;
+            e = tmp + ": " + (n < 0 ? strerror(errno) : "short write");
+            break;
         }
         done += static_cast<size_t>(n);
+        if (!halfway && done >= half) {
+            halfway = true;
+            midway();
+        }
     }
-    if (close(fd) != 0 || rename(tmp.c_str(), path.c_str()) != 0) {
-        std::string e = path + ": " + strerror(errno);
+    if (fd < 0)
+        e = tmp + ": " + strerror(errno);
+    else if (close(fd) != 0 && e.empty())
+        e = tmp + ": " + strerror(errno);
+    if (e.empty() && rename(tmp.c_str(), path.c_str()) != 0)
+        e = path + ": " + strerror(errno);
+    if (!e.empty())
         unlink(tmp.c_str());
-        return e;
+    partial_active = 0;
+    return e;
+}
+
+std::vector<std::string> media_remove_stale_partials(const std::string &dir) {
+    std::vector<std::string> removed;
+    DIR *d = opendir(dir.c_str());
+    if (!d)
+        return removed;
+    while (struct dirent *ent = readdir(d)) {
+        std::string name = ent->d_name;
+        size_t at = name.rfind(partial_infix);
+        if (at == std::string::npos || at < 4)
+            continue;
+        std::string ext = name.substr(at - 4, 4), pid_text = name.substr(at + 5);
+        if ((ext != ".mdf" && ext != ".ldf") || pid_text.empty() ||
+            pid_text.find_first_not_of("0123456789") != std::string::npos || pid_text.size() > 9)
+            continue;
+        long pid = strtol(pid_text.c_str(), nullptr, 10);
+        std::string path = dir + "/" + name;
+        struct stat st;
+        if (pid <= 0 || pid == static_cast<long>(getpid()) || lstat(path.c_str(), &st) != 0 ||
+            !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+            continue;
+        if (kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH)
+            continue; /* alive (or not ours to ask): its file, still being written */
+        if (unlink(path.c_str()) == 0)
+            removed.push_back(name);
     }
-    return "";
+    closedir(d);
+    return removed;
 }
 
 std::string media_load_image(const std::string &path, const std::string &db, bool log,
@@ -158,13 +236,17 @@ std::string media_load_image(const std::string &path, const std::string &db, boo
                               (h >> 40) % 4096;
     out->assign(size, 0);
     uint64_t x = h | 1;
-    for (uint64_t i = 0; i < size; i++) {
-        if (i % 8 == 0) { /* xorshift64: a fixed sequence per name */
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+    uint8_t *p = out->data();
+    for (uint64_t i = 0; i < size; i += 8) { /* xorshift64: a fixed sequence per name */
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        if (size - i >= 8) {
+            put64(p + i, x); /* each word's bytes little-endian, whatever the host */
+        } else {
+            for (uint64_t k = 0; i + k < size; k++)
+                p[i + k] = static_cast<uint8_t>(x >> (8 * k));
         }
-        (*out)[i] = static_cast<uint8_t>(x >> (8 * (i % 8)));
     }
     return media_write_file(path, *out);
 }

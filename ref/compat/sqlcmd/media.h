@@ -7,6 +7,7 @@
 #define VDI_SQLCMD_MEDIA_H
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@ constexpr size_t media_max_name = 256;      /* database name bytes kept in the h
 /* Each device's stream ends on a multiple of this (the largest BLOCKSIZE), zero-padded, so
  * that a restore reading whole blocks of any size ends exactly at the stream's end. */
 constexpr uint32_t media_stream_align = 65536;
+/* The largest image vdi-sqlcmd generates (--db-size) or restores: 4 GiB. */
+constexpr uint64_t media_max_image = uint64_t{1} << 32;
 
 struct media_header {
     uint32_t log = 0;         /* 1: a log backup */
@@ -38,7 +41,22 @@ std::string media_restored_path(const std::string &dir, const std::string &db, b
 std::string media_load_image(const std::string &path, const std::string &db, bool log,
                              uint64_t gen_size, std::vector<uint8_t> *out);
 std::string media_read_file(const std::string &path, std::vector<uint8_t> *out, bool *missing);
-std::string media_write_file(const std::string &path, const std::vector<uint8_t> &data);
+/* Writes to PATH.tmp.PID and renames it to path. midway, when given, runs once half the
+ * bytes are written (the chaos knob --die-at writing). */
+std::string media_write_file(const std::string &path, const std::vector<uint8_t> &data,
+                             const std::function<void()> &midway = {});
+
+/* A signal that ends the process calls this first: it removes the temporary file
+ * media_write_file is writing, if any (async-signal-safe). */
+void media_remove_partial_on_signal();
+
+/* Removes DIR's NAME.{mdf,ldf}.tmp.PID files of this user whose process no longer exists
+ * (what a vdi-sqlcmd killed by SIGKILL while writing leaves); their names, for a message. */
+std::vector<std::string> media_remove_stale_partials(const std::string &dir);
+
+/* Image bytes media_checksum has read so far in this process (a measure of the work done,
+ * reported with VDI_SQLCMD_REPORT_WORK=1). */
+uint64_t media_checksum_bytes();
 
 uint64_t media_checksum(const uint8_t *p, size_t n);
 

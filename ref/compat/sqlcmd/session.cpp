@@ -84,6 +84,10 @@ std::string hex_code(int rc) {
     fprintf(stderr, "vdi-sqlcmd: chaos: dying %s\n", where);
     if (k.die_how == sqlcmd_knobs::DIE_KILL)
         raise(SIGKILL);
+    if (k.die_how == sqlcmd_knobs::DIE_TERM) {
+        raise(SIGTERM); /* the handler vdi-sqlcmd installed, then the default action */
+        _exit(128 + SIGTERM);
+    }
     if (k.die_how == sqlcmd_knobs::DIE_ABORT) {
         struct rlimit none = {0, 0}; /* a crash to observe, not a core file to keep */
         setrlimit(RLIMIT_CORE, &none);
@@ -189,6 +193,7 @@ class session {
     bool failed_ = false;
 
     std::vector<uint8_t> image_; /* backup: the source; restore: what comes back */
+    uint64_t image_sum_ = 0;     /* backup: media_checksum of image_, once for every device */
     media_header master_;        /* restore: the first stripe's header */
     bool have_master_ = false;
     std::vector<bool> stripe_seen_;
@@ -388,7 +393,7 @@ bool session::send(device *d, slot *sl) {
         h.data_offset = block_;
         h.chunk = transfer_;
         h.image_size = image_.size();
-        h.checksum = media_checksum(image_.data(), image_.size());
+        h.checksum = image_sum_;
         h.database = st_.database;
         memset(sl->buf, 0, sl->what.len);
         media_encode(h, sl->buf);
@@ -564,14 +569,20 @@ bool session::restore_header(device *d, std::vector<op> *ops) {
     {
         std::lock_guard<std::mutex> lk(hdr_mu_);
         if (!have_master_) {
-            if (h.image_size > (uint64_t{1} << 33)) {
+            if (h.image_size > media_max_image) {
                 fail(3241, "The media family on device '" + d->name +
                                "' holds an image too large for vdi-sqlcmd.");
                 return false;
             }
             master_ = h;
             have_master_ = true;
-            image_.assign(h.image_size, 0);
+            try {
+                image_.assign(h.image_size, 0);
+            } catch (const std::bad_alloc &) {
+                fail(701, "There is insufficient system memory to run this query (an image of " +
+                              std::to_string(h.image_size) + " bytes).");
+                return false;
+            }
             stripe_seen_.assign(h.stripes, false);
         }
         if (h.stripes != devs_.size()) {
@@ -701,7 +712,10 @@ void session::device_main(device *d) {
 bool session::finish_restore() {
     uint64_t sum = media_checksum(image_.data(), image_.size());
     std::string restored = media_restored_path(cfg_.data_dir, st_.database, st_.log);
-    std::string e = media_write_file(restored, image_);
+    std::string e = media_write_file(restored, image_, [this] {
+        if (k_.die_at == sqlcmd_knobs::DIE_WRITING)
+            die(k_, "halfway through writing the restored image");
+    });
     if (!e.empty()) {
         fail(3634,
              "The operating system returned an error while writing the restored file: " + e + ".");
@@ -734,12 +748,18 @@ bool session::finish_restore() {
 bool session::run() {
     double t0 = now_s();
     if (!st_.restore) {
-        std::string e = media_load_image(media_image_path(cfg_.data_dir, st_.database, st_.log),
-                                         st_.database, st_.log, cfg_.db_size, &image_);
+        std::string e;
+        try {
+            e = media_load_image(media_image_path(cfg_.data_dir, st_.database, st_.log),
+                                 st_.database, st_.log, cfg_.db_size, &image_);
+        } catch (const std::bad_alloc &) {
+            e = "not enough memory for it";
+        }
         if (!e.empty()) {
             fail(3201, "Cannot open database '" + st_.database + "' image: " + e + ".");
             return false;
         }
+        image_sum_ = media_checksum(image_.data(), image_.size());
     }
     if (!open_set())
         return false;

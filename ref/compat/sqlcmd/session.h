@@ -18,9 +18,17 @@ struct sqlcmd_knobs {
     long delay_ms = 0;     /* before each command sent */
     long fail_at = -1;     /* take completion number fail_at as failed with fail_code */
     uint32_t fail_code = 0;
-    enum die_point { DIE_NONE, DIE_OPEN, DIE_CONFIGURED, DIE_COMMAND, DIE_END } die_at = DIE_NONE;
+    /* DIE_WRITING: halfway through writing the restored image (its temporary file) */
+    enum die_point {
+        DIE_NONE,
+        DIE_OPEN,
+        DIE_CONFIGURED,
+        DIE_COMMAND,
+        DIE_END,
+        DIE_WRITING
+    } die_at = DIE_NONE;
     long die_command = 0; /* DIE_COMMAND: right after this many commands were sent */
-    enum die_how { DIE_EXIT, DIE_ABORT, DIE_KILL } die_how = DIE_EXIT;
+    enum die_how { DIE_EXIT, DIE_ABORT, DIE_KILL, DIE_TERM } die_how = DIE_EXIT;
     int flushes = 1;         /* VDC_Flush per device at the end of a backup */
     int complete = -1;       /* VDC_Complete: -1 when negotiated, 0 never, 1 always */
     long timeout_ms = 60000; /* waiting for the set to exist, and for each completion */

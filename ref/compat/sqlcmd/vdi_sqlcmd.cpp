@@ -3,10 +3,12 @@
  * client can be tested without a SQL Server. It takes the sqlcmd options clients pass,
  * prints SQL Server's messages and exits as sqlcmd does; its chaos knobs (options or
  * environment) make the server misbehave in the ways a client must survive. */
+#include "media.h"
 #include "session.h"
 #include "tsql.h"
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -28,17 +30,20 @@ const char usage_text[] =
     "\n"
     "vdichaos options (each also read from the environment variable shown):\n"
     "  --data-dir DIR        VDI_SQLCMD_DATA_DIR   images (default $TMPDIR/vdi-sqlcmd-UID)\n"
-    "  --db-size BYTES       VDI_SQLCMD_DB_SIZE    size of a generated image\n"
+    "  --db-size BYTES       VDI_SQLCMD_DB_SIZE    size of a generated image (at most 4 GiB)\n"
     "  --timeout MS          VDI_SQLCMD_TIMEOUT    wait for the set / each completion (60000)\n"
     "  --abort-after N       VDI_SQLCMD_ABORT_AFTER  SignalAbort after N completed commands\n"
     "  --close-after N       VDI_SQLCMD_CLOSE_AFTER  Close the set, devices still open, after N\n"
     "  --delay MS            VDI_SQLCMD_DELAY_MS   wait MS before sending each command\n"
     "  --fail-command N:CODE VDI_SQLCMD_FAIL_COMMAND take completion N as failed with CODE\n"
-    "  --die-at POINT        VDI_SQLCMD_DIE_AT     open | configured | command:N | end\n"
-    "  --die-how HOW         VDI_SQLCMD_DIE_HOW    exit (_exit 99) | abort | kill\n"
+    "  --die-at POINT        VDI_SQLCMD_DIE_AT     open | configured | command:N | end | writing\n"
+    "  --die-how HOW         VDI_SQLCMD_DIE_HOW    exit (_exit 99) | abort | kill | term\n"
     "  --flushes N           VDI_SQLCMD_FLUSHES    VDC_Flush per device after a backup (1)\n"
     "  --complete WHEN       VDI_SQLCMD_COMPLETE   VDC_Complete: auto | always | never\n"
-    "  --parse-only          print the parsed statement and exit\n";
+    "  --parse-only          print the parsed statement and exit\n"
+    "The default data directory must be yours and not writable by group or others;\n"
+    "vdi-sqlcmd refuses it otherwise. Temporary files of a restore are removed when a\n"
+    "signal ends it, and those a killed run left are removed by the next run.\n";
 
 struct options {
     std::string server = "vdi-sqlcmd";
@@ -61,6 +66,14 @@ long to_long(const std::string &what, const std::string &v, long lo) {
     if (v.empty() || *end != '\0' || errno != 0 || n < lo)
         usage_error(what + ": '" + v + "' is not a number from " + std::to_string(lo));
     return n;
+}
+
+uint64_t to_db_size(const std::string &what, const std::string &v) {
+    long n = to_long(what, v, 1);
+    if (static_cast<uint64_t>(n) > media_max_image)
+        usage_error(what + ": '" + v + "' is more than " + std::to_string(media_max_image) +
+                    " bytes (4 GiB), the largest image vdi-sqlcmd makes");
+    return static_cast<uint64_t>(n);
 }
 
 bool read_file(const std::string &path, std::string *out) {
@@ -119,11 +132,13 @@ void set_knob(sqlcmd_knobs *k, const std::string &name, const std::string &v) {
             k->die_at = sqlcmd_knobs::DIE_CONFIGURED;
         } else if (v == "end") {
             k->die_at = sqlcmd_knobs::DIE_END;
+        } else if (v == "writing") {
+            k->die_at = sqlcmd_knobs::DIE_WRITING;
         } else if (v.rfind("command:", 0) == 0) {
             k->die_at = sqlcmd_knobs::DIE_COMMAND;
             k->die_command = to_long("--die-at", v.substr(8), 1);
         } else {
-            usage_error("--die-at: '" + v + "' is not open, configured, command:N or end");
+            usage_error("--die-at: '" + v + "' is not open, configured, command:N, end or writing");
         }
     } else if (name == "die-how") {
         if (v == "exit")
@@ -132,8 +147,10 @@ void set_knob(sqlcmd_knobs *k, const std::string &name, const std::string &v) {
             k->die_how = sqlcmd_knobs::DIE_ABORT;
         else if (v == "kill")
             k->die_how = sqlcmd_knobs::DIE_KILL;
+        else if (v == "term")
+            k->die_how = sqlcmd_knobs::DIE_TERM;
         else
-            usage_error("--die-how: '" + v + "' is not exit, abort or kill");
+            usage_error("--die-how: '" + v + "' is not exit, abort, kill or term");
     } else if (name == "flushes") {
         k->flushes = static_cast<int>(to_long("--flushes", v, 0));
     } else if (name == "complete") {
@@ -173,7 +190,7 @@ void parse_args(int argc, char **argv, options *o) {
     if (const char *v = getenv("VDI_SQLCMD_DATA_DIR"))
         o->cfg.data_dir = v;
     if (const char *v = getenv("VDI_SQLCMD_DB_SIZE"))
-        o->cfg.db_size = static_cast<uint64_t>(to_long("VDI_SQLCMD_DB_SIZE", v, 1));
+        o->cfg.db_size = to_db_size("VDI_SQLCMD_DB_SIZE", v);
     std::string script;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
@@ -206,7 +223,7 @@ void parse_args(int argc, char **argv, options *o) {
             if (name == "data-dir")
                 o->cfg.data_dir = val;
             else if (name == "db-size")
-                o->cfg.db_size = static_cast<uint64_t>(to_long("--db-size", val, 1));
+                o->cfg.db_size = to_db_size("--db-size", val);
             else
                 set_knob(&o->cfg.knobs, name, val);
             continue;
@@ -259,6 +276,43 @@ void parse_args(int argc, char **argv, options *o) {
         usage_error("'-Q': Missing argument (vdi-sqlcmd runs one statement from -Q or -i)");
 }
 
+/* Why the default data directory cannot be trusted ("" when it can): like ssh with a key,
+ * a directory another user owns or may write could hold a planted image or read ours. */
+std::string untrusted_dir(const std::string &dir) {
+    struct stat st;
+    if (lstat(dir.c_str(), &st) != 0)
+        return strerror(errno);
+    if (S_ISLNK(st.st_mode))
+        return "it is a symbolic link";
+    if (!S_ISDIR(st.st_mode))
+        return "it is not a directory";
+    if (st.st_uid != geteuid())
+        return "it is owned by uid " + std::to_string(static_cast<unsigned long>(st.st_uid)) +
+               ", not by you";
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        char mode[8];
+        snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        return std::string("it is writable by group or others (mode ") + mode + ")";
+    }
+    return "";
+}
+
+/* A signal that ends vdi-sqlcmd first removes the restore's temporary file. */
+void on_fatal_signal(int sig) {
+    media_remove_partial_on_signal();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void install_signal_cleanup() {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_fatal_signal;
+    sigemptyset(&sa.sa_mask);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE})
+        sigaction(sig, &sa, nullptr);
+}
+
 std::string default_data_dir() {
     const char *tmp = getenv("TMPDIR");
     std::string base = tmp && *tmp ? tmp : "/tmp";
@@ -296,8 +350,24 @@ int run(int argc, char **argv) {
         o.cfg.data_dir = default_data_dir();
         if (mkdir(o.cfg.data_dir.c_str(), 0700) != 0 && errno != EEXIST)
             usage_error("cannot create " + o.cfg.data_dir + ": " + strerror(errno));
+        std::string why = untrusted_dir(o.cfg.data_dir);
+        if (!why.empty()) {
+            fprintf(stderr,
+                    "vdi-sqlcmd: refusing the default data directory %s: %s. Remove it, or "
+                    "choose a directory with --data-dir or VDI_SQLCMD_DATA_DIR.\n",
+                    o.cfg.data_dir.c_str(), why.c_str());
+            return 1;
+        }
     }
-    if (sqlcmd_run(st, o.cfg, &out))
+    install_signal_cleanup();
+    for (const auto &name : media_remove_stale_partials(o.cfg.data_dir))
+        fprintf(stderr, "vdi-sqlcmd: removed %s/%s, left by a run that was killed\n",
+                o.cfg.data_dir.c_str(), name.c_str());
+    bool ok = sqlcmd_run(st, o.cfg, &out);
+    if (const char *w = getenv("VDI_SQLCMD_REPORT_WORK"); w && strcmp(w, "1") == 0)
+        fprintf(stderr, "vdi-sqlcmd: work: %llu image bytes checksummed\n",
+                static_cast<unsigned long long>(media_checksum_bytes()));
+    if (ok)
         return 0;
     tsql_error end;
     end.number = 3013;
