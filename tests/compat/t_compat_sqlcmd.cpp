@@ -219,6 +219,7 @@ struct session_opts {
     int client_abort_after = -1;      /* the client calls SignalAbort after completing N */
     bool close_while_serving = false; /* Close on the main thread while devices serve */
     bool pipe = false;                /* pipe-like devices (device_log::pipe) */
+    bool fail_exit = true;            /* run vdi-sqlcmd with -b (every case but one does) */
     enum { DELETE_AFTER_CLOSE, DELETE_BEFORE_CLOSE, NEVER_DELETE } lifetime = DELETE_AFTER_CLOSE;
 };
 
@@ -260,7 +261,9 @@ session_result run_session(const session_opts &o,
     name.push_back('\0');
     T_EXPECT_OK(vds->Create(name.data(), &cfg));
 
-    std::vector<std::string> args = {"-S", "localhost", "-E", "-b", "-Q", stmt};
+    std::vector<std::string> args = {"-S", "localhost", "-E", "-Q", stmt};
+    if (o.fail_exit)
+        args.insert(args.begin() + 3, "-b");
     args.insert(args.end(), o.args.begin(), o.args.end());
     child sqlcmd(args, o.env);
 
@@ -626,6 +629,12 @@ int run_case(const std::string &c) {
         T_EXPECT_EQ(rr.status, 1);
         T_EXPECT(contains(rr.output, "Msg 3183, Level 16, State 1"));
         T_EXPECT(contains(rr.output, "RESTORE DATABASE is terminating abnormally."));
+        /* Without -b, as sqlcmd does, the same failure exits 0: why every caller uses -b. */
+        r.fail_exit = false;
+        session_result no_b = run_session(r, streams);
+        T_EXPECT_EQ(no_b.status, 0);
+        T_EXPECT(contains(no_b.output, "Msg 3183, Level 16, State 1"));
+        r.fail_exit = true;
         r.devices = 1;
         session_result missing = run_session(r, streams_of(br));
         T_EXPECT_EQ(missing.status, 1);
