@@ -1267,8 +1267,8 @@ static void sd_server(void *arg) {
             "begin_configuration"))
         return;
     chaos_point(S.e, "scenario/server:configuring");
-    if (!LD(S.dead) && !ok(vdi_server_set_request_buffers(S.server, BUF, 0, NDEV * NCMD),
-                           "request_buffers"))
+    if (!LD(S.dead) &&
+        !ok(vdi_server_set_request_buffers(S.server, BUF, 0, NDEV * NCMD), "request_buffers"))
         return;
     AWAIT(LD(S.dead)); /* it never ends its configuration */
 }
@@ -1373,8 +1373,10 @@ static void check_common(chaos_engine *e) {
             chaos_report(e, "model", "the client's close holding a command returned %s",
                          vdi_strerror(LD(S.close_rc)));
         if (agent != VD_E_ABORT)
-            chaos_report(e, "model", "the agent returned %s after the client closed holding a "
-                         "command", vdi_strerror(agent));
+            chaos_report(e, "model",
+                         "the agent returned %s after the client closed holding a "
+                         "command",
+                         vdi_strerror(agent));
         return;
     }
     if (S.end == END_CLOSE || S.end == END_CLOSE_IN_CALLBACK) {
