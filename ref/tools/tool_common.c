@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -86,6 +87,14 @@ static long parse_long(const char *opt, const char *s, long min) {
     return v;
 }
 
+/* VDI-SPEC 2: names are bytes in 0x20..0x7e other than / and \\. */
+static int printable_name(const char *s) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p < 0x20 || *p > 0x7e || *p == '/' || *p == '\\')
+            return 0;
+    return 1;
+}
+
 static int is_pow2(uint32_t v) {
     return v != 0 && (v & (v - 1)) == 0;
 }
@@ -154,14 +163,20 @@ void tool_parse(int argc, char **argv, const char *prog, const char *role_help, 
         case O_INST:
             if (optarg[0] == '\0' || strlen(optarg) > VDI_MAX_INSTANCE)
                 usage_error("--instance: '%s' is not 1..%d bytes", optarg, VDI_MAX_INSTANCE);
+            if (!printable_name(optarg))
+                usage_error("--instance may hold printable ASCII other than / and \\ only");
             o->instance = optarg;
             break;
         case O_NOC:
             o->no_complete = 1;
             break;
-        case O_READY:
-            o->ready_fd = (int)parse_long("--ready-fd", optarg, 0);
+        case O_READY: {
+            long v = parse_long("--ready-fd", optarg, 0);
+            if (v > INT_MAX || fcntl((int)v, F_GETFD) < 0)
+                usage_error("--ready-fd: %s is not an open file descriptor", optarg);
+            o->ready_fd = (int)v;
             break;
+        }
         case O_STALL:
             o->stall_after = parse_long("--stall-after", optarg, 0);
             break;
@@ -193,9 +208,8 @@ void tool_parse(int argc, char **argv, const char *prog, const char *role_help, 
     if (len == 0 || len + suffix > VDI_MAX_NAME)
         usage_error("set name must be 1..%zu bytes with %u devices", VDI_MAX_NAME - suffix,
                     o->devices);
-    for (const char *p = o->set; *p; p++)
-        if (*p < 0x20 || *p > 0x7e || *p == '/' || *p == '\\')
-            usage_error("set name may hold printable ASCII other than / and \\ only");
+    if (!printable_name(o->set))
+        usage_error("set name may hold printable ASCII other than / and \\ only");
     if (o->file[0] == '\0')
         usage_error("FILE is empty");
 }
@@ -263,6 +277,41 @@ uint64_t tool_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- the input file --------------------------------------------------------------------- */
+
+int tool_input_open_positional(const char *file, uint64_t *size) {
+    /* O_NONBLOCK: a FIFO must not block the open; it is refused below anyway. */
+    int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        tool_fail(TOOL_EXIT_IO, "%s: %s", file, strerror(errno));
+        goto fail;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        tool_fail(TOOL_EXIT_IO, "%s: is a directory", file);
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        tool_fail(TOOL_EXIT_IO,
+                  "%s: is a %s; it is read by position, give a regular file or a block device",
+                  file, S_ISCHR(st.st_mode) ? "character device" : "FIFO or socket");
+        goto fail;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    /* A block device's st_size is 0: its size is where its end is. */
+    off_t end = S_ISBLK(st.st_mode) ? lseek(fd, 0, SEEK_END) : st.st_size;
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0 || end < 0) {
+        tool_fail(TOOL_EXIT_IO, "%s: %s", file, strerror(errno));
+        goto fail;
+    }
+    *size = (uint64_t)end;
+    return fd;
+fail:
+    if (fd >= 0)
+        close(fd);
+    return -1;
 }
 
 /* ---- the output file: written unnamed, named on success ---------------------------------- */

@@ -61,6 +61,13 @@ _Noreturn void tool_stall(const tool_opts *o);
 
 uint64_t tool_now_ms(void);
 
+/* Opens FILE for reading by position (pread): a regular file or a block device. A
+ * directory, FIFO, socket or character device is refused before anything else happens,
+ * without blocking in open (a character device such as /dev/zero has no end to read up to;
+ * a pipe's end is known only once it is read). The descriptor with *size, or -1 with the
+ * failure recorded. */
+int tool_input_open_positional(const char *file, uint64_t *size);
+
 /* The file a run writes: the client's backup media, the server's restore output. A
  * regular file (or a new one) is written under no name (O_TMPFILE in its directory, or a
  * temporary name beside it where the file system has no O_TMPFILE) and takes FILE's name

@@ -175,10 +175,8 @@ static void *device_main(void *arg) {
 static int open_file(client *c) {
     if (c->o.mode == TOOL_BACKUP)
         return tool_output_open(&c->out, c->o.file);
-    int fd = open(c->o.file, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        tool_fail(TOOL_EXIT_IO, "%s: %s", c->o.file, strerror(errno));
-    return fd;
+    uint64_t size;
+    return tool_input_open_positional(c->o.file, &size);
 }
 
 /* Checks what the server negotiated against this side's mode and explicit options. */

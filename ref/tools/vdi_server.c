@@ -456,20 +456,16 @@ static void run(server *s) {
 static int open_file(server *s) {
     const tool_opts *o = &s->o;
     if (o->mode == TOOL_BACKUP) {
-        s->fd = open(o->file, O_RDONLY | O_CLOEXEC);
-        struct stat st;
-        if (s->fd >= 0 && fstat(s->fd, &st) == 0) {
-            s->file_size = (uint64_t)st.st_size;
-            return 0;
-        }
-    } else {
-        /* Written unnamed, named FILE only on success (tool_output): a failed restore
-         * never empties an existing FILE. */
-        s->fd = tool_output_open(&s->out, o->file);
+        /* Read by position, striped over the devices: a pipe, /dev/stdin on a pipe or
+         * /dev/zero is refused at once (a FIFO without blocking in open), never backed up
+         * as nothing. */
+        s->fd = tool_input_open_positional(o->file, &s->file_size);
         return s->fd >= 0 ? 0 : -1;
     }
-    tool_fail(TOOL_EXIT_IO, "%s: %s", o->file, strerror(errno));
-    return -1;
+    /* Written unnamed, named FILE only on success (tool_output): a failed restore never
+     * empties an existing FILE. */
+    s->fd = tool_output_open(&s->out, o->file);
+    return s->fd >= 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv) {

@@ -463,6 +463,62 @@ static void case_keep_old_file(void) {
     expect_only(all);
 }
 
+/* Every argument is checked before any file is touched: a bad --ready-fd or --instance is
+ * a usage error that leaves FILE as it was, and a directory (or, for the client's restore,
+ * a FIFO or a character device such as /dev/zero) is refused at once, before any set
+ * exists, instead of a run that waits for its peer. */
+static void case_bad_arguments(void) {
+    static const char *const too_big[] = {"--ready-fd", "4294967297", "--timeout", "200", NULL};
+    static const char *const not_open[] = {"--ready-fd", "77", "--timeout", "200", NULL};
+    static const char *const bad_inst[] = {"--instance", "a/b", "--timeout", "200", NULL};
+    static const char *const ctl_inst[] = {"--instance", "a\tb", "--timeout", "200", NULL};
+    static const char *const long_inst[] = {"--instance", "abcdefghijklmnopq", "--timeout", "200",
+                                            NULL};
+    static const char *const quick[] = {"--timeout", "200", NULL};
+    static const char *const *const bad[] = {too_big, not_open, bad_inst, ctl_inst, long_inst};
+    static const char *const modes[] = {"backup", "restore"};
+    const char *args[MAXARGS];
+    write_text(path("media"), "old media");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        for (int m = 0; m < 2; m++) {
+            build_args(args, modes[m], path("media"), bad[i]);
+            T_EXPECT_EQ(run_alone(client_bin, args), TX_USAGE);
+            T_EXPECT_EQ(run_alone(server_bin, args), TX_USAGE);
+            expect_text(path("media"), "old media");
+        }
+    /* A directory, wherever a FILE is taken. */
+    T_REQUIRE(mkdir(path("folder"), 0700) == 0);
+    for (int m = 0; m < 2; m++) {
+        build_args(args, modes[m], path("folder"), quick);
+        T_EXPECT_EQ(run_alone(client_bin, args), TX_IO);
+        T_EXPECT_EQ(run_alone(server_bin, args), TX_IO);
+    }
+    /* The client's restore reads by position: no FIFO, no endless character device. */
+    T_REQUIRE(mkfifo(path("fifo"), 0600) == 0);
+    build_args(args, "restore", path("fifo"), quick);
+    T_EXPECT_EQ(run_alone(client_bin, args), TX_IO);
+    build_args(args, "restore", "/dev/zero", quick);
+    T_EXPECT_EQ(run_alone(client_bin, args), TX_IO);
+    /* The server's backup reads the database by position too: a FIFO (without blocking in
+     * open), /dev/zero and a pipe are refused, never backed up as nothing with exit 0. */
+    build_args(args, "backup", path("fifo"), quick);
+    T_EXPECT_EQ(run_alone(server_bin, args), TX_IO);
+    build_args(args, "backup", "/dev/zero", quick);
+    T_EXPECT_EQ(run_alone(server_bin, args), TX_IO);
+    int pp[2];
+    T_REQUIRE(pipe(pp) == 0);
+    char pipe_path[32];
+    snprintf(pipe_path, sizeof pipe_path, "/dev/fd/%d", pp[0]);
+    build_args(args, "backup", pipe_path, quick);
+    T_EXPECT_EQ(run_alone(server_bin, args), TX_IO);
+    close(pp[0]);
+    close(pp[1]);
+    static const char *const left[] = {"media", "folder", "fifo", NULL};
+    expect_only(left);
+    rmdir(path("folder"));
+    unlink(path("fifo"));
+}
+
 static void cleanup(void) {
     static const char *const leaves[] = {"db", "media", "restored", "missing", "other"};
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++)
@@ -510,6 +566,8 @@ int main(int argc, char **argv) {
         case_instance();
     else if (strcmp(name, "keep_old_file") == 0)
         case_keep_old_file();
+    else if (strcmp(name, "bad_arguments") == 0)
+        case_bad_arguments();
     else if (strcmp(name, "mode_mismatch") == 0)
         case_mode_mismatch();
     else if (strcmp(name, "client_killed") == 0)
