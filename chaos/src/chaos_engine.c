@@ -673,6 +673,10 @@ DYING static int write_replay(const chaos_engine *e, const char *path) {
     }
     snprintf(line, sizeof line, "max-steps %u\n", e->cfg.max_steps);
     put(fd, line);
+    if (e->cfg.access_points > 0) { /* a decision list replays only in its own mode */
+        snprintf(line, sizeof line, "access-points %d\n", e->cfg.access_points);
+        put(fd, line);
+    }
     for (size_t i = 0; i < e->ndec; i++) {
         snprintf(line, sizeof line, "%u%c", e->dec[i], (i + 1) % 32 == 0 ? '\n' : ' ');
         put(fd, line);

@@ -2,13 +2,16 @@
  * a strategy for many seeds (a finding is saved as a replay file and the command to replay
  * it is printed), `replay` a file with a readable timeline, `shrink` a finding to fewer
  * preemptions and a shorter schedule, `faults` sweeps the fail points. Exit status: 0 clean, 1
- * finding, 2 usage error. */
+ * finding, 2 usage error (or an input that cannot be read), 3 `shrink` given an input that
+ * replays clean (nothing to shrink), 4 `shrink` could not save a file that replays to its
+ * finding. */
 #include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,7 +22,7 @@ static int usage(void) {
             "usage: vdichaos list\n"
             "       vdichaos run SCENARIO [--strategy random|pct|dfs] [--depth D] [--seed S]\n"
             "                             [--runs N] [--preemptions P] [--out DIR]\n"
-            "                             [--free | --free-nodelay]\n"
+            "                             [--free | --free-nodelay] [--access-points 0|1|2]\n"
             "       vdichaos replay FILE [--target fuzz_NAME]\n"
             "       vdichaos shrink FILE [--out FILE] [--budget RUNS]\n"
             "       vdichaos faults SCENARIO [--seed S]\n");
@@ -48,30 +51,42 @@ static int save_file(const char *path, const chaos_scenario *sc, const chaos_con
                      const char *comment, const chaos_result *r);
 
 static int save(const char *dir, const char *scenario, const char *strategy,
-                unsigned long long seed, const chaos_result *r, char *path, size_t cap) {
+                unsigned long long seed, int access_points, const chaos_result *r, char *path,
+                size_t cap) {
     snprintf(path, cap, "%s/vdichaos-%s-%s-%llu.replay", dir, scenario, strategy, seed);
     char comment[256];
     snprintf(comment, sizeof comment, "%s %s seed %llu", scenario, strategy, seed);
-    chaos_config none = {.strategy = CHAOS_REPLAY};
+    chaos_config none = {.strategy = CHAOS_REPLAY, .access_points = access_points};
     return save_file(path, chaos_scenario_find(scenario), &none, comment, r);
+}
+
+/* Where a run that kills the process (a sanitizer report, a fatal signal, the unmap guard)
+ * leaves its replay file: the engine writes it as it dies (chaos.h, crash_file). */
+static void crash_path(char *path, size_t cap, const char *dir, const char *scenario,
+                       const char *strategy, unsigned long long seed) {
+    snprintf(path, cap, "%s/vdichaos-%s-%s-%llu.crash.replay", dir, scenario, strategy, seed);
 }
 
 /* Bounded exhaustive search: every schedule with at most P preemptions, once each. */
 static int run_dfs(const chaos_scenario *sc, unsigned long long runs, unsigned preemptions,
-                   const char *dir) {
+                   int access_points, const char *dir) {
     uint32_t *prefix = NULL;
     size_t nprefix = 0;
     unsigned long long k;
+    char crash[4096];
+    crash_path(crash, sizeof crash, dir, sc->name, "dfs", 0);
     for (k = 0; k < runs; k++) {
         chaos_config cfg = {.strategy = CHAOS_DFS,
                             .decisions = prefix,
                             .ndecisions = nprefix,
-                            .dfs_preemptions = preemptions};
+                            .dfs_preemptions = preemptions,
+                            .crash_file = crash,
+                            .access_points = access_points};
         chaos_result r;
         if (chaos_scenario_run(sc, &cfg, &r)) {
             char path[4096];
             printf("FINDING in schedule %llu of the search:\n%s\n", k + 1, r.text);
-            if (save(dir, sc->name, "dfs", k + 1, &r, path, sizeof path) == 0)
+            if (save(dir, sc->name, "dfs", k + 1, access_points, &r, path, sizeof path) == 0)
                 printf("replay: vdichaos replay %s\n", path);
             chaos_result_free(&r);
             free(prefix);
@@ -107,7 +122,7 @@ static int cmd_run(int argc, char **argv) {
         return 2;
     }
     const char *strategy = "random", *dir = ".";
-    unsigned long long depth = 3, seed = 1, runs = 1000, preemptions = 2;
+    unsigned long long depth = 3, seed = 1, runs = 1000, preemptions = 2, access = 0;
     int free_mode = 0; /* 1: real threads with seeded delays, 2: real threads as they are */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--free") == 0 || strcmp(argv[i], "--free-nodelay") == 0) {
@@ -131,6 +146,8 @@ static int cmd_run(int argc, char **argv) {
         else if (strcmp(opt, "--preemptions") == 0 && parse_u64(val, &preemptions) == 0 &&
                  preemptions <= 64)
             ;
+        else if (strcmp(opt, "--access-points") == 0 && parse_u64(val, &access) == 0 && access <= 2)
+            ;
         else if (strcmp(opt, "--out") == 0)
             dir = val;
         else {
@@ -140,14 +157,14 @@ static int cmd_run(int argc, char **argv) {
     }
     int pct = strcmp(strategy, "pct") == 0;
     if (strcmp(strategy, "dfs") == 0)
-        return run_dfs(sc, runs, (unsigned)preemptions, dir);
+        return run_dfs(sc, runs, (unsigned)preemptions, (int)access, dir);
     uint32_t max_steps = 0;
     int max_actors = 0;
     unsigned long long judged = 0; /* runs the model oracle could judge */
     /* PCT needs an estimate of the steps per run: measure one run first. */
     unsigned steps_estimate = 200;
     {
-        chaos_config probe = {.strategy = CHAOS_RANDOM, .seed = seed};
+        chaos_config probe = {.strategy = CHAOS_RANDOM, .seed = seed, .access_points = (int)access};
         chaos_result r;
         chaos_scenario_run(sc, &probe, &r);
         if (r.steps)
@@ -156,18 +173,22 @@ static int cmd_run(int argc, char **argv) {
     }
     for (unsigned long long k = 0; k < runs; k++) {
         unsigned long long s = seed + k;
+        char crash[4096];
+        crash_path(crash, sizeof crash, dir, sc->name, strategy, s);
         chaos_config cfg = {.strategy = pct ? CHAOS_PCT : CHAOS_RANDOM,
                             .seed = s,
                             .pct_depth = (unsigned)depth,
                             .pct_steps = steps_estimate,
                             .free_running = free_mode != 0,
-                            .free_delays = free_mode == 1};
+                            .free_delays = free_mode == 1,
+                            .crash_file = crash,
+                            .access_points = (int)access};
         chaos_result r;
         if (chaos_scenario_run(sc, &cfg, &r)) {
             char path[4096];
             printf("\nFINDING in run %llu (seed %llu), %u steps, %d actors:\n%s\n", k + 1, s,
                    r.steps, r.actors, r.text);
-            if (save(dir, sc->name, strategy, s, &r, path, sizeof path) == 0)
+            if (save(dir, sc->name, strategy, s, (int)access, &r, path, sizeof path) == 0)
                 printf("replay: vdichaos replay %s\n", path);
             else
                 fprintf(stderr, "vdichaos: cannot write %s\n", path);
@@ -237,12 +258,31 @@ static void unload(loaded *l) {
     memset(l, 0, sizeof *l);
 }
 
+/* 1 (printed) when PATH is not a regular file: a directory would read as an empty input. */
+static int not_a_file(const char *path, int fd) {
+    struct stat st;
+    int r = fd >= 0 ? fstat(fd, &st) : stat(path, &st);
+    if (r != 0) {
+        fprintf(stderr, "vdichaos: cannot open %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    if (S_ISREG(st.st_mode))
+        return 0;
+    fprintf(stderr, "vdichaos: %s is %s, not a replay file or fuzz input\n", path,
+            S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+    return 1;
+}
+
 /* 0 loaded, 2 error (printed). */
 static int load(const char *path, loaded *l) {
     memset(l, 0, sizeof *l);
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "vdichaos: cannot open %s: %s\n", path, strerror(errno));
+        return 2;
+    }
+    if (not_a_file(path, fileno(f))) {
+        fclose(f);
         return 2;
     }
     char line[4096], name[128];
@@ -286,6 +326,17 @@ static int load(const char *path, loaded *l) {
             l->cfg.max_steps = ms;
             continue;
         }
+        if (sscanf(line, "access-points %u", &ms) == 1) {
+            if (ms > 2) {
+                fprintf(stderr, "vdichaos: %s: access-points %u (0, 1 or 2)\n", path, ms);
+                fclose(f);
+                free(l->dec);
+                l->dec = NULL;
+                return 2;
+            }
+            l->cfg.access_points = (int)ms;
+            continue;
+        }
         for (char *c = line, *end; *c;) {
             unsigned long v = strtoul(c, &end, 10);
             if (end == c) {
@@ -327,6 +378,8 @@ static int save_file(const char *path, const chaos_scenario *sc, const chaos_con
                 cfg->fault_errno);
     if (cfg->max_steps)
         fprintf(f, "max-steps %u\n", cfg->max_steps);
+    if (cfg->access_points)
+        fprintf(f, "access-points %d\n", cfg->access_points);
     for (size_t i = 0; i < r->ndecisions; i++)
         fprintf(f, "%u%c", r->decisions[i], (i + 1) % 32 == 0 ? '\n' : ' ');
     fprintf(f, "\n");
@@ -399,6 +452,8 @@ static int cmd_replay(int argc, char **argv) {
         given = argv[2];
     else if (argc != 1)
         return usage();
+    if (not_a_file(argv[0], -1))
+        return 2;
     char tbuf[64];
     const char *target = target_of(argv[0], given, tbuf, sizeof tbuf);
     if (strcmp(target, "fuzz_race") != 0)
@@ -584,7 +639,7 @@ static int cmd_shrink(int argc, char **argv) {
         printf("%s: no finding to shrink (the run is clean)\n", argv[0]);
         chaos_result_free(&r0);
         unload(&l);
-        return 2;
+        return 3;
     }
     oracle_of(r0.text, k.oracle, sizeof k.oracle);
     printf("%s: %s finding, %u steps, %u preemptions, %zu decisions\n", argv[0], k.oracle, r0.steps,
@@ -642,7 +697,7 @@ static int cmd_shrink(int argc, char **argv) {
     chaos_result_free(&k.last);
     free(k.best);
     unload(&l);
-    return ok ? 1 : 2;
+    return ok ? 1 : 4;
 }
 
 /* SQLite-style sweep: fail the n-th fail-point call, n = 1, 2, ... until a run sees no

@@ -1,16 +1,21 @@
 #!/bin/sh
 # vdichaos shrink on a real finding: a seeded bug's vdichaos finds it under PCT, shrink
 # must keep the same oracle with strictly fewer preemptions (the PCT schedule has some),
-# and the shrunk file must replay to the same finding and trace hash, twice.
-# Usage: t_shrink.sh VDICHAOS SCENARIO ORACLE WORKDIR
+# and the shrunk file must replay to the same finding and trace hash, twice. With ACCESS
+# (1 or 2) the run has access points, and its files must say so (a decision list replays
+# only in its own mode). Then: shrinking a file that replays clean exits 3, not 1 or 2.
+# Usage: t_shrink.sh VDICHAOS SCENARIO ORACLE WORKDIR [ACCESS]
 set -u
-v=$1 sc=$2 oracle=$3 dir=$4
+v=$1 sc=$2 oracle=$3 dir=$4 access=${5:-0}
 rm -rf "$dir" && mkdir -p "$dir" || exit 1
 fail() { echo "t_shrink: $*"; exit 1; }
-"$v" run "$sc" --strategy pct --runs 3000 --out "$dir" >"$dir/run.log" 2>&1
+"$v" run "$sc" --strategy pct --runs 3000 --access-points "$access" --out "$dir" >"$dir/run.log" 2>&1
 [ $? = 1 ] || fail "no finding to shrink: $(tail -n 3 "$dir/run.log")"
 f=$(sed -n 's/^replay: vdichaos replay //p' "$dir/run.log")
 [ -f "$f" ] || fail "no replay file in: $(cat "$dir/run.log")"
+if [ "$access" != 0 ]; then
+    grep -qx "access-points $access" "$f" || fail "$f does not name its access points"
+fi
 "$v" shrink "$f" --out "$dir/shrunk" >"$dir/shrink.log" 2>&1
 [ $? = 1 ] || fail "shrink did not end in the finding: $(cat "$dir/shrink.log")"
 cat "$dir/shrink.log"
@@ -26,4 +31,16 @@ for i in 1 2; do
 done
 h1=$(grep '^trace hash' "$dir/replay1.log") h2=$(grep '^trace hash' "$dir/replay2.log")
 [ -n "$h1" ] && [ "$h1" = "$h2" ] || fail "replays differ: '$h1' vs '$h2'"
+if [ "$access" != 0 ]; then
+    grep -qx "access-points $access" "$dir/shrunk" || fail "the shrunk file lost its access points"
+fi
+# A file with no finding: the scenario with no decisions but the first actor's.
+printf 'vdichaos-replay 1 %s\n' "$sc" >"$dir/clean.replay"
+sed -n '/^access-points/p' "$f" >>"$dir/clean.replay"
+"$v" replay "$dir/clean.replay" >"$dir/clean.log" 2>&1
+if [ $? = 0 ]; then
+    "$v" shrink "$dir/clean.replay" >"$dir/clean-shrink.log" 2>&1
+    rc=$?
+    [ $rc = 3 ] || fail "shrink of a clean file exited $rc, not 3: $(cat "$dir/clean-shrink.log")"
+fi
 echo "t_shrink: $oracle kept, preemptions $1 -> $2, replays identical ($h1)"
