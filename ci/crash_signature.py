@@ -11,17 +11,23 @@ op indices and sizes do not split one bug into many:
   state  the protocol state it fired in: the actor and the finding's words for a chaos
          finding, whatever scenario reached it; the call and the expected and actual codes
          for a model mismatch; the report's first line otherwise;
-  frames the top three stack frames outside the harness (fuzz/, chaos/, tests/, the
-         sanitizer and fuzzer runtimes and libc).
+  frames the top three stack frames outside the harness (the source tree's fuzz/, chaos/
+         and tests/, matched relative to the source root, so a checkout inside a folder
+         of such a name loses no frame; the sanitizer and fuzzer runtimes and libc).
 
-Usage: crash_signature.py [LOG] [--explain]"""
+Usage: crash_signature.py [LOG] [--explain] [--root DIR]
+  --root DIR  the source tree the report's paths point into (default: this script's ../)"""
 import hashlib
+import os
 import re
 import sys
 
-HARNESS = re.compile(
-    r"(/fuzz/|/chaos/|/tests/|compiler-rt|/libfuzzer|Fuzzer[A-Z]\w*\.cpp|sanitizer_common|"
-    r"/asan/|/ubsan/|/tsan/|libc\.so|libc-|libc_start|/nptl/|/sysdeps/|afl_driver)"
+ROOT = os.path.realpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# The harness's own folders, relative to the source root.
+HARNESS_DIRS = re.compile(r"^(fuzz|chaos|tests)/")
+RUNTIME = re.compile(
+    r"(compiler-rt|/libfuzzer|Fuzzer[A-Z]\w*\.cpp|sanitizer_common|/asan/|/ubsan/|/tsan/|"
+    r"libc\.so|libc-|libc_start|/nptl/|/sysdeps/|afl_driver)"
 )
 RUNTIME_FN = re.compile(r"^(__asan|__ubsan|__tsan|__sanitizer|__interceptor|fuzzer::|"
                         r"LLVMFuzzer|abort$|raise$|__GI_|_start$|main$|start_thread|clone)")
@@ -65,11 +71,24 @@ def kind_and_state(log):
     return "crash", normalise((log.strip().splitlines() or [""])[-1])[:120]
 
 
-def frames(log, n=3):
+def in_harness(where, root):
+    """A frame's location (path[:line[:col]], or a module) in the harness or a runtime."""
+    if RUNTIME.search(where):
+        return True
+    path = where.split(":")[0]
+    if os.path.isabs(path):
+        path = os.path.normpath(path)
+        if not path.startswith(root + os.sep):
+            return False  # outside the tree: a client's or a library's own code
+        path = path[len(root) + 1:]
+    return HARNESS_DIRS.match(path) is not None
+
+
+def frames(log, n=3, root=ROOT):
     out = []
     for m in re.finditer(r"^\s*#\d+ 0x[0-9a-f]+ in (\S+) (\S+)", log, re.M):
         fn, where = m.group(1), m.group(2)
-        if HARNESS.search(where) or RUNTIME_FN.search(fn):
+        if in_harness(where, root) or RUNTIME_FN.search(fn):
             continue
         if fn not in out:
             out.append(fn)
@@ -78,9 +97,9 @@ def frames(log, n=3):
     return out
 
 
-def signature(log):
+def signature(log, root=ROOT):
     kind, state = kind_and_state(log)
-    top = frames(log)
+    top = frames(log, root=root)
     kind = re.sub(r"[^\w-]", "_", kind).lower()
     digest = hashlib.sha1("|".join([kind, state] + top).encode()).hexdigest()[:12]
     return "%s-%s" % (kind, digest), kind, state, top
@@ -89,11 +108,23 @@ def signature(log):
 def main(argv):
     explain = "--explain" in argv
     args = [a for a in argv[1:] if a != "--explain"]
+    root = ROOT
+    if "--root" in args:
+        i = args.index("--root")
+        if i + 1 >= len(args):
+            print("crash_signature.py: --root wants a folder", file=sys.stderr)
+            return 2
+        root = os.path.realpath(args[i + 1])
+        del args[i:i + 2]
     if len(args) > 1:
-        print(__doc__.strip().splitlines()[-1], file=sys.stderr)
+        print("usage: crash_signature.py [LOG] [--explain] [--root DIR]", file=sys.stderr)
         return 2
-    log = open(args[0], errors="replace").read() if args else sys.stdin.read()
-    name, kind, state, top = signature(log)
+    try:
+        log = open(args[0], errors="replace").read() if args else sys.stdin.read()
+    except OSError as e:
+        print("crash_signature.py: %s" % e, file=sys.stderr)
+        return 2
+    name, kind, state, top = signature(log, root)
     print(name)
     if explain:
         print("kind:   %s\nstate:  %s\nframes: %s" % (kind, state, " < ".join(top) or "-"))
