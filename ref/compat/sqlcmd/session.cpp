@@ -7,6 +7,7 @@
 #include "media.h"
 #include "vdi/vdi.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -80,20 +81,37 @@ std::string hex_code(int rc) {
     return b;
 }
 
-[[noreturn]] void die(const sqlcmd_knobs &k, const char *where) {
+[[noreturn]] void die_with(uint8_t how, const char *where) {
     fprintf(stderr, "vdi-sqlcmd: chaos: dying %s\n", where);
-    if (k.die_how == sqlcmd_knobs::DIE_KILL)
+    if (how == VDI_PLAN_KILL)
         raise(SIGKILL);
-    if (k.die_how == sqlcmd_knobs::DIE_TERM) {
+    if (how == VDI_PLAN_TERM) {
         raise(SIGTERM); /* the handler vdi-sqlcmd installed, then the default action */
         _exit(128 + SIGTERM);
     }
-    if (k.die_how == sqlcmd_knobs::DIE_ABORT) {
+    if (how == VDI_PLAN_SIGABRT) {
         struct rlimit none = {0, 0}; /* a crash to observe, not a core file to keep */
         setrlimit(RLIMIT_CORE, &none);
         abort();
     }
     _exit(99);
+}
+
+uint8_t plan_how(enum sqlcmd_knobs::die_how how) {
+    switch (how) {
+    case sqlcmd_knobs::DIE_KILL:
+        return VDI_PLAN_KILL;
+    case sqlcmd_knobs::DIE_ABORT:
+        return VDI_PLAN_SIGABRT;
+    case sqlcmd_knobs::DIE_TERM:
+        return VDI_PLAN_TERM;
+    default:
+        return VDI_PLAN_EXIT;
+    }
+}
+
+[[noreturn]] void die(const sqlcmd_knobs &k, const char *where) {
+    die_with(plan_how(k.die_how), where);
 }
 
 class session;
@@ -134,10 +152,11 @@ struct device {
     std::condition_variable cv;
     slot *ring[ring_cap]; /* completed slots, queued by the routine */
     unsigned head = 0, tail = 0;
-    std::vector<slot> slots;    /* sized once: the VDS_Commands never move */
-    unsigned inflight = 0;      /* this device's thread only */
-    std::vector<uint8_t> first; /* restore: the stream's first block, header included */
-    media_header hdr;           /* restore: the stripe's media header, once decoded */
+    std::vector<slot> slots;      /* sized once: the VDS_Commands never move */
+    unsigned inflight = 0;        /* this device's thread only */
+    long sent = 0, completed = 0; /* this device's thread only */
+    std::vector<uint8_t> first;   /* restore: the stream's first block, header included */
+    media_header hdr;             /* restore: the stripe's media header, once decoded */
 };
 
 enum stop_kind { RUNNING = 0, STOP_ABORT = 1, STOP_CLOSE = 2 };
@@ -152,6 +171,12 @@ class session {
     }
     bool run();
     static void on_done(VDS_Command *cmd);
+    long sent() const {
+        return sent_.load();
+    }
+    long completed() const {
+        return completed_.load();
+    }
 
   private:
     void fail(int number, const std::string &text);
@@ -175,6 +200,19 @@ class session {
     std::string verb_noun() const {
         return st_.restore ? "Read" : "Write";
     }
+    /* The count fault f is judged on: the session's, or its device's. -1: not this device. */
+    long count_for(const vdi_plan_fault &f, const device *d, long global, long local) const {
+        if (f.device < 0)
+            return global;
+        return static_cast<size_t>(f.device) == d->index ? local : -1;
+    }
+    bool fire_once(size_t i) {
+        return !fired_[i].exchange(true);
+    }
+    void die_at_point(uint8_t point, const char *where);
+    bool before_send(device *d);
+    bool wait_stopped(device *d, long ms);
+    void shape_ops(device *d, std::vector<op> *ops);
 
     const tsql_statement &st_;
     const sqlcmd_config &cfg_;
@@ -189,6 +227,8 @@ class session {
     int agent_rc_ = NOERROR;
     std::atomic<int> stop_{RUNNING};
     std::atomic<long> sent_{0}, completed_{0};
+    std::unique_ptr<std::atomic<bool>[]> fired_ { new std::atomic<bool>[ k_.faults.size() + 1 ]() };
+    uint32_t client_features_ = 0;
     std::mutex fail_mu_;
     bool failed_ = false;
 
@@ -295,6 +335,7 @@ bool session::configure() {
     per_device_ = (total + static_cast<uint32_t>(n) - 1) / static_cast<uint32_t>(n);
     if (per_device_ > VDI_MAX_OUTSTANDING)
         per_device_ = VDI_MAX_OUTSTANDING;
+    client_features_ = cfg.features;
     uint32_t features = st_.restore ? VDF_ReadMedia : VDF_WriteMedia | VDF_CompleteEnabled;
     bool negotiated = !st_.restore && (cfg.features & VDF_RequestComplete);
     send_complete_ = k_.complete == 1 || (k_.complete == -1 && negotiated);
@@ -367,10 +408,57 @@ bool session::start_agent() {
     return false;
 }
 
+/* Waits up to ms (forever when negative) for the session to stop; true when it did. */
+bool session::wait_stopped(device *d, long ms) {
+    std::unique_lock<std::mutex> lk(d->mu);
+    auto pred = [this] { return stopped(); };
+    if (ms < 0) {
+        d->cv.wait(lk, pred);
+        return true;
+    }
+    return d->cv.wait_for(lk, std::chrono::milliseconds(ms), pred);
+}
+
+void session::die_at_point(uint8_t point, const char *where) {
+    for (size_t i = 0; i < k_.faults.size(); i++) {
+        const vdi_plan_fault &f = k_.faults[i];
+        if (f.kind == VDI_PLAN_DIE && f.point == point)
+            die_with(f.how, where);
+    }
+}
+
+/* The plan's pauses and stalls, before the device's next command; false: do not send. */
+bool session::before_send(device *d) {
+    for (size_t i = 0; i < k_.faults.size(); i++) {
+        const vdi_plan_fault &f = k_.faults[i];
+        if (f.kind != VDI_PLAN_PAUSE && f.kind != VDI_PLAN_STALL)
+            continue;
+        if (count_for(f, d, sent_.load(), d->sent) != static_cast<long>(f.after) || !fire_once(i))
+            continue;
+        if (f.kind == VDI_PLAN_PAUSE) {
+            fprintf(stderr, "vdi-sqlcmd: chaos: pausing %u ms after %u commands\n", f.ms, f.after);
+            if (wait_stopped(d, f.ms))
+                return false;
+            continue;
+        }
+        fprintf(stderr, "vdi-sqlcmd: chaos: device '%s' stalls after %u commands\n",
+                d->name.c_str(), f.after);
+        if (wait_stopped(d, k_.timeout_ms))
+            return false;
+        fail(st_.restore ? 3203 : 3202,
+             verb_noun() + " on \"" + d->name + "\" failed: the device stalled for " +
+                 std::to_string(k_.timeout_ms) + " ms (chaos: stall after " +
+                 std::to_string(f.after) + ").");
+        stop(STOP_ABORT);
+        return false;
+    }
+    return true;
+}
+
 bool session::send(device *d, slot *sl) {
     if (k_.delay_ms > 0)
         std::this_thread::sleep_for(std::chrono::milliseconds(k_.delay_ms));
-    if (stopped())
+    if (stopped() || !before_send(d))
         return false;
     memset(&sl->cmd, 0, sizeof sl->cmd);
     sl->cmd.commandCode = sl->what.code;
@@ -422,9 +510,11 @@ bool session::send(device *d, slot *sl) {
         stop(STOP_ABORT);
         return false;
     }
-    long n = ++sent_;
-    if (k_.die_at == sqlcmd_knobs::DIE_COMMAND && n == k_.die_command)
-        die(k_, ("after sending command " + std::to_string(n)).c_str());
+    long n = ++sent_, dn = ++d->sent;
+    for (const vdi_plan_fault &f : k_.faults)
+        if (f.kind == VDI_PLAN_DIE && f.point == VDI_PLAN_AT_COMMAND &&
+            count_for(f, d, n, dn) == static_cast<long>(f.after))
+            die_with(f.how, ("after sending command " + std::to_string(n)).c_str());
     return true;
 }
 
@@ -471,12 +561,14 @@ bool session::handle(device *d, slot *sl) {
         return false;
     uint32_t code = sl->cmd.completionCode;
     uint32_t bytes = sl->cmd.bytesTransferred;
-    long n = ++completed_;
-    if (n == k_.fail_at) {
-        fprintf(stderr, "vdi-sqlcmd: chaos: command %ld taken as failed with code %u\n", n,
-                k_.fail_code);
-        code = k_.fail_code;
-        bytes = 0;
+    long n = ++completed_, dn = ++d->completed;
+    for (const vdi_plan_fault &f : k_.faults) {
+        if (f.kind == VDI_PLAN_FAIL && count_for(f, d, n, dn) == static_cast<long>(f.after)) {
+            fprintf(stderr, "vdi-sqlcmd: chaos: command %ld taken as failed with code %u\n", n,
+                    f.code);
+            code = f.code;
+            bytes = 0;
+        }
     }
     const char *cmd = sl->what.code == VDC_Flush      ? "Flush"
                       : sl->what.code == VDC_Complete ? "Complete"
@@ -495,7 +587,13 @@ bool session::handle(device *d, slot *sl) {
         stop(STOP_ABORT);
         return false;
     }
-    if (n == k_.abort_after) {
+    bool abort_now = false, close_now = false;
+    for (const vdi_plan_fault &f : k_.faults) {
+        long at = count_for(f, d, n, dn);
+        abort_now |= f.kind == VDI_PLAN_ABORT && at == static_cast<long>(f.after);
+        close_now |= f.kind == VDI_PLAN_CLOSE && at == static_cast<long>(f.after);
+    }
+    if (abort_now) {
         fprintf(stderr, "vdi-sqlcmd: chaos: SignalAbort after %ld commands\n", n);
         fail(3271, "A nonrecoverable I/O error occurred on file \"" + d->name +
                        ":\" The virtual device set was aborted (chaos: abort after " +
@@ -503,7 +601,7 @@ bool session::handle(device *d, slot *sl) {
         stop(STOP_ABORT);
         return false;
     }
-    if (n == k_.close_after) {
+    if (close_now) {
         fprintf(stderr, "vdi-sqlcmd: chaos: closing the set after %ld commands\n", n);
         fail(3271, "A nonrecoverable I/O error occurred on file \"" + d->name +
                        ":\" The server closed the virtual device set early (chaos: close "
@@ -649,6 +747,61 @@ uint64_t session::restore_data(const device *d, uint64_t pos, const uint8_t *buf
     return copied;
 }
 
+/* A plan's shape for the device's data commands: each cut to its transfer size (whole
+ * blocks, the image bytes split with them), last first when the client allows random
+ * access, and a VDC_ClearError after the plan's command counts. */
+void session::shape_ops(device *d, std::vector<op> *ops) {
+    uint32_t t = d->index < VDI_PLAN_MAX_DEVICES ? k_.transfer[d->index] : 0;
+    if (t && (t % block_ || t > transfer_)) {
+        fprintf(stderr,
+                "vdi-sqlcmd: plan: transfer %u on device %zu ignored: not whole blocks of %u "
+                "up to MAXTRANSFERSIZE %u\n",
+                t, d->index, block_, transfer_);
+        t = 0;
+    }
+    if (t) {
+        std::vector<op> cut;
+        for (const op &o : *ops) {
+            if (o.kind == OP_HEADER || o.kind == OP_CONTROL || o.len <= t) {
+                cut.push_back(o);
+                continue;
+            }
+            for (uint32_t a = 0; a < o.len; a += t) {
+                op p = o;
+                p.pos = o.pos + a;
+                p.len = o.len - a < t ? o.len - a : t;
+                p.img_off = o.img_off + a;
+                p.img_len = o.img_len > a ? (o.img_len - a < p.len ? o.img_len - a : p.len) : 0;
+                cut.push_back(p);
+            }
+        }
+        ops->swap(cut);
+    }
+    if (d->index < VDI_PLAN_MAX_DEVICES && k_.reverse[d->index]) {
+        if (client_features_ & VDF_RandomAccess) {
+            auto first = ops->begin();
+            if (first != ops->end() && first->kind == OP_HEADER)
+                ++first;
+            std::reverse(first, ops->end());
+        } else {
+            fprintf(stderr,
+                    "vdi-sqlcmd: plan: order %zu reverse ignored: the client did not ask "
+                    "for VDF_RandomAccess\n",
+                    d->index);
+        }
+    }
+    for (const vdi_plan_fault &f : k_.faults) {
+        if (f.kind != VDI_PLAN_CLEARERROR ||
+            (f.device >= 0 && static_cast<size_t>(f.device) != d->index))
+            continue;
+        /* ops of a restore start after the header read: count it */
+        size_t at = f.after - (st_.restore ? 1 : 0);
+        if (f.after >= 1 && at <= ops->size())
+            ops->insert(ops->begin() + static_cast<long>(at),
+                        op{OP_CONTROL, VDC_ClearError, 0, 0, 0, 0});
+    }
+}
+
 void session::device_main(device *d) {
     unsigned window = per_device_;
     if (!st_.restore) {
@@ -674,10 +827,10 @@ void session::device_main(device *d) {
                 {OP_PAD, VDC_Write, static_cast<int64_t>(pos), static_cast<uint32_t>(len), 0, 0});
             pos += len;
         }
+        shape_ops(d, &ops);
         if (!run_ops(d, ops, window))
             return;
-        if (k_.die_at == sqlcmd_knobs::DIE_END)
-            die(k_, ("after the data on device '" + d->name + "'").c_str());
+        die_at_point(VDI_PLAN_AT_END, ("after the data on device '" + d->name + "'").c_str());
         std::vector<op> end;
         for (int i = 0; i < k_.flushes; i++)
             end.push_back({OP_CONTROL, VDC_Flush, 0, 0, 0, 0});
@@ -697,10 +850,10 @@ void session::device_main(device *d) {
             stop(STOP_ABORT);
             return;
         }
+        shape_ops(d, &ops);
         if (!run_ops(d, ops, window))
             return;
-        if (k_.die_at == sqlcmd_knobs::DIE_END)
-            die(k_, ("after the data on device '" + d->name + "'").c_str());
+        die_at_point(VDI_PLAN_AT_END, ("after the data on device '" + d->name + "'").c_str());
     }
     int rc = vdi_server_device_close(d->dev);
     if (rc != NOERROR && !stopped()) {
@@ -763,12 +916,10 @@ bool session::run() {
     }
     if (!open_set())
         return false;
-    if (k_.die_at == sqlcmd_knobs::DIE_OPEN)
-        die(k_, "after opening the set");
+    die_at_point(VDI_PLAN_AT_OPEN, "after opening the set");
     if (!configure())
         return false;
-    if (k_.die_at == sqlcmd_knobs::DIE_CONFIGURED)
-        die(k_, "after configuring the set");
+    die_at_point(VDI_PLAN_AT_CONFIGURED, "after configuring the set");
     if (!start_agent()) {
         (void)vdi_server_set_signal_abort(set_);
         agent_.join();
@@ -827,7 +978,48 @@ bool session::run() {
 
 } // namespace
 
-bool sqlcmd_run(const tsql_statement &st, const sqlcmd_config &cfg, sqlcmd_output *out) {
+void sqlcmd_knobs_to_faults(sqlcmd_knobs *k) {
+    auto add = [k](uint8_t kind, long after) {
+        vdi_plan_fault f;
+        memset(&f, 0, sizeof f);
+        f.kind = kind;
+        f.device = -1;
+        f.after = static_cast<uint32_t>(after);
+        f.how = plan_how(k->die_how);
+        k->faults.push_back(f);
+        return &k->faults.back();
+    };
+    if (k->abort_after > 0)
+        add(VDI_PLAN_ABORT, k->abort_after);
+    if (k->close_after > 0)
+        add(VDI_PLAN_CLOSE, k->close_after);
+    if (k->fail_at > 0)
+        add(VDI_PLAN_FAIL, k->fail_at)->code = k->fail_code;
+    switch (k->die_at) {
+    case sqlcmd_knobs::DIE_OPEN:
+        add(VDI_PLAN_DIE, 0)->point = VDI_PLAN_AT_OPEN;
+        break;
+    case sqlcmd_knobs::DIE_CONFIGURED:
+        add(VDI_PLAN_DIE, 0)->point = VDI_PLAN_AT_CONFIGURED;
+        break;
+    case sqlcmd_knobs::DIE_END:
+        add(VDI_PLAN_DIE, 0)->point = VDI_PLAN_AT_END;
+        break;
+    case sqlcmd_knobs::DIE_COMMAND:
+        add(VDI_PLAN_DIE, k->die_command);
+        break;
+    default:
+        break;
+    }
+}
+
+bool sqlcmd_run(const tsql_statement &st, const sqlcmd_config &cfg, sqlcmd_output *out,
+                sqlcmd_result *result) {
     session s(st, cfg, out);
-    return s.run();
+    bool ok = s.run();
+    if (result) {
+        result->sent = s.sent();
+        result->completed = s.completed();
+    }
+    return ok;
 }

@@ -5,11 +5,13 @@
 #ifndef VDI_SQLCMD_SESSION_H
 #define VDI_SQLCMD_SESSION_H
 
+#include "plan.h"
 #include "tsql.h"
 
 #include <cstdint>
 #include <mutex>
 #include <string>
+#include <vector>
 
 /* Each knob has an option and an environment variable (see vdi-sqlcmd --help). */
 struct sqlcmd_knobs {
@@ -32,7 +34,16 @@ struct sqlcmd_knobs {
     int flushes = 1;         /* VDC_Flush per device at the end of a backup */
     int complete = -1;       /* VDC_Complete: -1 when negotiated, 0 never, 1 always */
     long timeout_ms = 60000; /* waiting for the set to exist, and for each completion */
+    /* The faults the session plays: a plan's (--plan), and the knobs abort-after,
+     * close-after, fail-command and die-at (but writing) as the same steps, so one
+     * interpreter serves both (sqlcmd_knobs_to_faults). */
+    std::vector<vdi_plan_fault> faults;
+    uint32_t transfer[VDI_PLAN_MAX_DEVICES] = {}; /* a plan's data command size per device */
+    uint8_t reverse[VDI_PLAN_MAX_DEVICES] = {};   /* a plan's order per device */
 };
+
+/* Appends the knobs' faults (abort-after, close-after, fail-command, die-at) to k->faults. */
+void sqlcmd_knobs_to_faults(sqlcmd_knobs *k);
 
 struct sqlcmd_config {
     std::string data_dir;
@@ -54,6 +65,12 @@ class sqlcmd_output {
 
 /* Runs the statement; true when it succeeded. Every failure has been printed as a Msg
  * (the caller adds the final Msg 3013). */
-bool sqlcmd_run(const tsql_statement &st, const sqlcmd_config &cfg, sqlcmd_output *out);
+/* What a session did, for the report (VDI_SQLCMD_REPORT). */
+struct sqlcmd_result {
+    long sent = 0, completed = 0;
+};
+
+bool sqlcmd_run(const tsql_statement &st, const sqlcmd_config &cfg, sqlcmd_output *out,
+                sqlcmd_result *result);
 
 #endif /* VDI_SQLCMD_SESSION_H */

@@ -4,6 +4,7 @@
  * prints SQL Server's messages and exits as sqlcmd does; its chaos knobs (options or
  * environment) make the server misbehave in the ways a client must survive. */
 #include "media.h"
+#include "plan.h"
 #include "session.h"
 #include "tsql.h"
 
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,6 +42,9 @@ const char usage_text[] =
     "  --die-how HOW         VDI_SQLCMD_DIE_HOW    exit (_exit 99) | abort | kill | term\n"
     "  --flushes N           VDI_SQLCMD_FLUSHES    VDC_Flush per device after a backup (1)\n"
     "  --complete WHEN       VDI_SQLCMD_COMPLETE   VDC_Complete: auto | always | never\n"
+    "  --plan FILE           VDI_SQLCMD_PLAN       play a server plan (PLAN.md); its steps\n"
+    "                                              override the statement's WITH options\n"
+    "  --report FILE         VDI_SQLCMD_REPORT     append what the session did to FILE\n"
     "  --parse-only          print the parsed statement and exit\n"
     "The default data directory must be yours and not writable by group or others;\n"
     "vdi-sqlcmd refuses it otherwise. Temporary files of a restore are removed when a\n"
@@ -51,6 +56,7 @@ struct options {
     bool have_query = false;
     bool fail_exit = false; /* -b */
     bool parse_only = false;
+    std::string plan_path, report_path;
     sqlcmd_config cfg;
 };
 
@@ -191,6 +197,10 @@ void parse_args(int argc, char **argv, options *o) {
         o->cfg.data_dir = v;
     if (const char *v = getenv("VDI_SQLCMD_DB_SIZE"))
         o->cfg.db_size = to_db_size("VDI_SQLCMD_DB_SIZE", v);
+    if (const char *v = getenv("VDI_SQLCMD_PLAN"))
+        o->plan_path = v;
+    if (const char *v = getenv("VDI_SQLCMD_REPORT"))
+        o->report_path = v;
     std::string script;
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
@@ -215,12 +225,17 @@ void parse_args(int argc, char **argv, options *o) {
                     usage_error("'--" + name + "': Missing argument");
                 val = argv[++i];
             }
-            bool known = name == "data-dir" || name == "db-size";
+            bool known =
+                name == "data-dir" || name == "db-size" || name == "plan" || name == "report";
             for (const char *knob : knob_names)
                 known |= name == knob;
             if (!known)
                 usage_error("'--" + name + "': Unknown option");
-            if (name == "data-dir")
+            if (name == "plan")
+                o->plan_path = val;
+            else if (name == "report")
+                o->report_path = val;
+            else if (name == "data-dir")
                 o->cfg.data_dir = val;
             else if (name == "db-size")
                 o->cfg.db_size = to_db_size("--db-size", val);
@@ -332,9 +347,58 @@ void print_parsed(const tsql_statement &st) {
         printf("accepted: %s\n", a.c_str());
 }
 
+/* A plan's steps over the statement and the knobs. Lines the parser cannot read are
+ * skipped with a warning, so any file plays (a fuzzer mutates them). */
+void apply_plan(const std::string &path, tsql_statement *st, sqlcmd_config *cfg) {
+    std::string text;
+    if (!read_file(path, &text))
+        usage_error("'--plan " + path + "': " + strerror(errno));
+    static vdi_plan p; /* 30 KB: not on the stack */
+    char err[200];
+    int skipped = vdi_plan_parse(text.data(), text.size(), 0, &p, err, sizeof err);
+    if (skipped > 0)
+        fprintf(stderr, "vdi-sqlcmd: plan %s: %d line(s) skipped; the first: %s\n", path.c_str(),
+                skipped, err);
+    if (p.block_size)
+        st->block_size = p.block_size;
+    if (p.max_transfer)
+        st->max_transfer = p.max_transfer;
+    if (p.buffer_count)
+        st->buffer_count = p.buffer_count;
+    sqlcmd_knobs &k = cfg->knobs;
+    if (p.db_size)
+        cfg->db_size = p.db_size;
+    if (p.timeout_ms)
+        k.timeout_ms = p.timeout_ms;
+    if (p.delay_ms)
+        k.delay_ms = p.delay_ms;
+    if (p.flushes >= 0)
+        k.flushes = p.flushes;
+    if (p.complete >= 0)
+        k.complete = p.complete;
+    memcpy(k.transfer, p.transfer, sizeof k.transfer);
+    memcpy(k.reverse, p.reverse, sizeof k.reverse);
+    for (uint32_t i = 0; i < p.nfaults; i++)
+        k.faults.push_back(p.faults[i]);
+}
+
+/* The report a harness reads: appended lines, the set first (a killed run leaves that). */
+void report(const std::string &path, const std::string &lines) {
+    if (path.empty())
+        return;
+    int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    ssize_t n = write(fd, lines.data(), lines.size());
+    if (n != static_cast<ssize_t>(lines.size()))
+        fprintf(stderr, "vdi-sqlcmd: cannot write the report %s\n", path.c_str());
+    close(fd);
+}
+
 int run(int argc, char **argv) {
     options o;
     parse_args(argc, argv, &o);
+    sqlcmd_knobs_to_faults(&o.cfg.knobs);
     sqlcmd_output out(o.server);
     tsql_statement st;
     tsql_error err;
@@ -342,10 +406,14 @@ int run(int argc, char **argv) {
         out.error(err);
         return 1; /* stricter than sqlcmd: a malformed statement never passes silently */
     }
+    if (!o.plan_path.empty())
+        apply_plan(o.plan_path, &st, &o.cfg);
     if (o.parse_only) {
         print_parsed(st);
         return 0;
     }
+    report(o.report_path, "set " + st.devices[0] + "\n" + (st.restore ? "restore " : "backup ") +
+                              st.database + "\n");
     if (o.cfg.data_dir.empty()) {
         o.cfg.data_dir = default_data_dir();
         if (mkdir(o.cfg.data_dir.c_str(), 0700) != 0 && errno != EEXIST)
@@ -363,7 +431,11 @@ int run(int argc, char **argv) {
     for (const auto &name : media_remove_stale_partials(o.cfg.data_dir))
         fprintf(stderr, "vdi-sqlcmd: removed %s/%s, left by a run that was killed\n",
                 o.cfg.data_dir.c_str(), name.c_str());
-    bool ok = sqlcmd_run(st, o.cfg, &out);
+    sqlcmd_result res;
+    bool ok = sqlcmd_run(st, o.cfg, &out, &res);
+    report(o.report_path, "sent " + std::to_string(res.sent) + "\ncompleted " +
+                              std::to_string(res.completed) + "\noutcome " +
+                              (ok ? "success" : "failed") + "\n");
     if (const char *w = getenv("VDI_SQLCMD_REPORT_WORK"); w && strcmp(w, "1") == 0)
         fprintf(stderr, "vdi-sqlcmd: work: %llu image bytes checksummed\n",
                 static_cast<unsigned long long>(media_checksum_bytes()));
