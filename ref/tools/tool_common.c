@@ -30,6 +30,7 @@ static const char common_help[] =
     "                      'stalled' when --stall-after takes effect\n"
     "  --stall-after N     stop answering after N commands, as a hung peer would (for tests)\n"
     "  --help              this text\n"
+    "  --version           the version\n"
     "Sizes accept K, M and G suffixes (binary).\n"
     "\n"
     "Stream layout: FILE is cut into chunks of --max-transfer bytes; chunk i, at offset\n"
@@ -100,7 +101,19 @@ static int is_pow2(uint32_t v) {
 }
 
 void tool_parse(int argc, char **argv, const char *prog, const char *role_help, tool_opts *o) {
-    enum { O_DEV = 256, O_BS, O_MT, O_BUF, O_TMO, O_INST, O_NOC, O_READY, O_STALL, O_HELP };
+    enum {
+        O_DEV = 256,
+        O_BS,
+        O_MT,
+        O_BUF,
+        O_TMO,
+        O_INST,
+        O_NOC,
+        O_READY,
+        O_STALL,
+        O_HELP,
+        O_VERSION
+    };
     static const struct option longopts[] = {
         {"devices", required_argument, NULL, O_DEV},
         {"block-size", required_argument, NULL, O_BS},
@@ -112,6 +125,7 @@ void tool_parse(int argc, char **argv, const char *prog, const char *role_help, 
         {"ready-fd", required_argument, NULL, O_READY},
         {"stall-after", required_argument, NULL, O_STALL},
         {"help", no_argument, NULL, O_HELP},
+        {"version", no_argument, NULL, O_VERSION},
         {NULL, 0, NULL, 0},
     };
     status_prog = prog;
@@ -184,6 +198,9 @@ void tool_parse(int argc, char **argv, const char *prog, const char *role_help, 
         case O_HELP:
             printf("usage: %s backup|restore SET FILE [options]\n%s\n%s", prog, role_help,
                    common_help);
+            exit(TOOL_EXIT_OK);
+        case O_VERSION:
+            printf("%s (vdichaos) %s\n", prog, VDICHAOS_VERSION);
             exit(TOOL_EXIT_OK);
         case ':':
             usage_error("%s needs a value", name);

@@ -1,0 +1,50 @@
+#!/bin/sh
+# cmake --install of a built tree into a scratch prefix, then an outside project built
+# against it both ways: find_package(vdiref) (static, shared and SDK targets) and
+# pkg-config (vdiref, sqlvdi); each program runs. Also: the SONAMEs (libvdiref.so.MAJOR;
+# libsqlvdi.so unversioned, as the SDK's programs need it) and every tool's --version.
+# Usage: t_install.sh BUILD_DIR SOURCE_DIR WORK_DIR VERSION
+set -u
+build=$1 src=$2 work=$3 version=$4
+fail() { echo "t_install: $*"; exit 1; }
+rm -rf "$work" && mkdir -p "$work" || exit 1
+prefix=$work/prefix
+cmake --install "$build" --prefix "$prefix" >"$work/install.log" 2>&1 || fail "install: $(tail -n 5 "$work/install.log")"
+lib=$prefix/lib
+for f in bin/vdi-client bin/vdi-server bin/vdi-sqlcmd bin/vdichaos include/vdi/vdi.h \
+    include/sqlvdi/vdi.h include/sqlvdi/vdierror.h lib/libvdiref.a lib/libsqlvdi.so \
+    lib/cmake/vdiref/vdirefConfig.cmake lib/pkgconfig/vdiref.pc lib/pkgconfig/sqlvdi.pc; do
+    [ -e "$prefix/$f" ] || fail "not installed: $f"
+done
+command -v readelf >/dev/null 2>&1 || { echo "t_install: no readelf (binutils): skipped"; exit 77; }
+major=${version%%.*}
+soname() { readelf -d "$1" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'; }
+[ "$(soname "$lib/libvdiref.so")" = "libvdiref.so.$major" ] || fail "libvdiref.so's SONAME is '$(soname "$lib/libvdiref.so")'"
+[ "$(soname "$lib/libsqlvdi.so")" = "libsqlvdi.so" ] || fail "libsqlvdi.so's SONAME is '$(soname "$lib/libsqlvdi.so")'"
+for t in vdi-client vdi-server vdichaos; do
+    out=$("$prefix/bin/$t" --version 2>&1) || fail "$t --version exited $?: $out"
+    case "$out" in *"$version"*) ;; *) fail "$t --version says '$out', not $version" ;; esac
+done
+
+# find_package(vdiref)
+cmake -S "$src/tests/install/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
+    >"$work/consumer.log" 2>&1 || fail "consumer configure: $(tail -n 10 "$work/consumer.log")"
+cmake --build "$work/consumer" >>"$work/consumer.log" 2>&1 || fail "consumer build: $(tail -n 10 "$work/consumer.log")"
+for p in consumer_c consumer_shared consumer_sdk; do
+    "$work/consumer/$p" >"$work/$p.out" 2>&1 || fail "$p: $(cat "$work/$p.out")"
+done
+readelf -d "$work/consumer/consumer_shared" | grep -q "libvdiref.so.$major" || fail "consumer_shared does not need libvdiref.so.$major"
+
+# pkg-config
+command -v pkg-config >/dev/null 2>&1 || { echo "t_install: no pkg-config (skipped that half)"; exit 77; }
+export PKG_CONFIG_PATH="$lib/pkgconfig"
+[ "$(pkg-config --modversion vdiref)" = "$version" ] || fail "pkg-config vdiref: $(pkg-config --modversion vdiref 2>&1)"
+# shellcheck disable=SC2046
+cc -o "$work/pc_c" "$src/tests/install/consumer/consumer.c" $(pkg-config --cflags --libs vdiref) \
+    2>"$work/pc.log" || fail "cc with pkg-config vdiref: $(cat "$work/pc.log")"
+# shellcheck disable=SC2046
+c++ -o "$work/pc_sdk" "$src/tests/install/consumer/consumer_sdk.cpp" $(pkg-config --cflags --libs sqlvdi) \
+    2>>"$work/pc.log" || fail "c++ with pkg-config sqlvdi: $(cat "$work/pc.log")"
+LD_LIBRARY_PATH=$lib "$work/pc_c" >"$work/pc_c.out" 2>&1 || fail "pc_c: $(cat "$work/pc_c.out")"
+LD_LIBRARY_PATH=$lib "$work/pc_sdk" >"$work/pc_sdk.out" 2>&1 || fail "pc_sdk: $(cat "$work/pc_sdk.out")"
+echo "t_install: installed $version; find_package and pkg-config consumers built and ran"
