@@ -25,8 +25,8 @@ build=$WORK/vdichaos-build-${SANITIZER:-default}
 mkdir -p "$OUT" "$build"
 
 # The targets: FUZZ_TARGETS in fuzz/CMakeLists.txt, those whose source exists.
-list=$(sed -n '/^[[:space:]]*set(FUZZ_TARGETS/,/)/p' "$root/fuzz/CMakeLists.txt" |
-    tr '()' '  ' | tr -s ' \t\n' '\n' | grep -E '^fuzz_[A-Za-z0-9_]+$' || true)
+list=$(tr '\n' ' ' <"$root/fuzz/CMakeLists.txt" | grep -oE 'set\(FUZZ_TARGETS[^)]*\)' | head -n 1 |
+    tr '()' '  ' | tr -s ' \t' '\n' | grep -E '^fuzz_[A-Za-z0-9_]+$' || true)
 targets=()
 for t in $list; do
     for ext in c cc cpp; do
