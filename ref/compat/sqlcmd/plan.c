@@ -364,7 +364,7 @@ size_t vdi_plan_fault_print(const vdi_plan_fault *f, char *buf, size_t cap) {
             put(&o, " at %s", point_names[f->point < 4 ? f->point : 0]);
         put(&o, " how %s", how_names[f->how < 4 ? f->how : 0]);
     } else {
-        put(&o, " after %u", f->after);
+        put(&o, f->kind == VDI_PLAN_FAIL ? " at %u" : " after %u", f->after);
     }
     if (f->kind == VDI_PLAN_FAIL)
         put(&o, " code %u", f->code);

@@ -1,0 +1,56 @@
+/* audit.h: one run of vdichaos client: the client under test as its own process group,
+ * our vdi-sqlcmd playing SQL Server from a plan (found on PATH as sqlcmd, or started here
+ * with the statement), and the oracles that judge what the client did. */
+#ifndef CHAOS_CLIENT_AUDIT_H
+#define CHAOS_CLIENT_AUDIT_H
+
+#include "plan.h"
+
+#include <limits.h>
+#include <stddef.h>
+
+#define AUDIT_MAX_FINDINGS 6
+
+typedef struct audit_ctx {
+    char **argv; /* the client's command; "{set}" in an argument is the set name */
+    int argc;
+    const char *statement; /* run by vdichaos for the client (a plan's statement wins) */
+    const char *sqlcmd;    /* vdi-sqlcmd */
+    const char *libdir;    /* the directory of our libsqlvdi.so, first on LD_LIBRARY_PATH */
+    const char *media;     /* the file the client presents as a complete backup, or NULL */
+    long hang_ms;          /* a run longer than this is a hang */
+    int stacks;            /* on a hang: 2 gdb, 1 /proc, 0 none */
+    char work[PATH_MAX];   /* this session's directory: bin/sqlcmd, data/, run-N/ */
+    unsigned long runs;
+} audit_ctx;
+
+typedef struct audit_finding {
+    char oracle[24];   /* ends, truth, crash, sanitizer, leftover */
+    char cls[64];      /* the kind within the oracle: success-after-failure, busy-loop, ... */
+    char where[160];   /* top frames, when known: part of the signature */
+    char detail[1200]; /* what was seen, for the report */
+} audit_finding;
+
+typedef struct audit_result {
+    int exited, status, sig; /* the client's end */
+    int server;              /* 1 the session succeeded, 0 failed, -1 the server died, -2 no
+                                session was run */
+    int restore;             /* the session was a restore */
+    long sent, completed;    /* commands of the (last) session */
+    double seconds;
+    int nfindings;
+    audit_finding findings[AUDIT_MAX_FINDINGS];
+} audit_result;
+
+/* Makes the session directory and the sqlcmd link; 0, or -1 with a message printed. */
+int audit_setup(audit_ctx *c);
+/* Removes the session directory. */
+void audit_cleanup(audit_ctx *c);
+/* Runs the client once under plan p and judges it. 0, or -1 when the run could not be
+ * made (a message is printed). */
+int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r);
+
+/* "oracle:cls[:where]": what findings are deduplicated by. */
+void audit_signature(const audit_finding *f, char *buf, size_t cap);
+
+#endif /* CHAOS_CLIENT_AUDIT_H */

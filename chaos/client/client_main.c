@@ -1,0 +1,655 @@
+/* client_main.c: `vdichaos client`, the audit of an unmodified VDI client: each run is one
+ * server plan (ref/compat/sqlcmd/PLAN.md) played by vdi-sqlcmd against the client, judged
+ * by the oracles of audit.c. Strategies: clean (one run, no fault), sweep (from a clean
+ * run's command count, each single fault at each index, once), random (seeded
+ * combinations); `replay PLAN` runs one saved plan. Findings are deduplicated by signature,
+ * saved once under the findings directory as their plan, and printed with the command that
+ * replays them. Exit 0 clean, 1 finding, 2 usage. */
+#include "audit.h"
+#include "client_main.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef VDICHAOS_SQLCMD
+#define VDICHAOS_SQLCMD "vdi-sqlcmd"
+#endif
+#ifndef VDICHAOS_SQLVDI_DIR
+#define VDICHAOS_SQLVDI_DIR ""
+#endif
+
+static int client_usage(void) {
+    fprintf(stderr,
+            "usage: vdichaos client [OPTIONS] -- COMMAND [ARG...]\n"
+            "       vdichaos client replay PLAN [OPTIONS] -- COMMAND [ARG...]\n"
+            "Runs COMMAND (a VDI client, unchanged) against vdi-sqlcmd playing SQL Server from\n"
+            "a plan: as sqlcmd on PATH, or, with --statement, started here with the statement\n"
+            "('{set}' in it and in COMMAND's arguments is the run's set name).\n"
+            "  --plans clean|sweep|random  one clean run (default), every single fault, or\n"
+            "                           seeded combinations\n"
+            "  --statement SQL          the statement vdichaos runs for the client\n"
+            "  --seed N --runs N        random: the seed (1) and number of runs (100);\n"
+            "                           sweep: at most N runs\n"
+            "  --budget DURATION        start no run after this long (90s, 10m, 1h)\n"
+            "  --faults LIST            abort,close,fail,die-exit,die-kill,pause,stall (all)\n"
+            "  --max-index N            sweep: fault indices 1..N only\n"
+            "  --media PATH             the file the client presents as a complete backup\n"
+            "  --findings DIR           where findings are saved (findings)\n"
+            "  --hang-ms MS             a run longer than this is a hang (30000)\n"
+            "  --pause-ms MS            a pause fault's length (1500)\n"
+            "  --server-timeout MS      the server's wait in every plan (5000)\n"
+            "  --dbsize N --maxtransfersize N  the base plan's geometry (300001, 65536)\n"
+            "  --stacks gdb|proc|none   thread stacks on a hang (gdb)\n"
+            "  --sqlcmd PATH --lib DIR  vdi-sqlcmd and our libsqlvdi.so's directory\n"
+            "  --json                   the summary as JSON on stdout\n"
+            "  --quiet                  no line per run\n"
+            "  --first                  stop at the first finding\n"
+            "Exit status: 0 clean, 1 finding, 2 usage.\n");
+    return 2;
+}
+
+enum {
+    F_ABORT = 1,
+    F_CLOSE = 2,
+    F_FAIL = 4,
+    F_DIE_EXIT = 8,
+    F_DIE_KILL = 16,
+    F_PAUSE = 32,
+    F_STALL = 64,
+    F_ALL = 127
+};
+static const char *const fault_names[] = {"abort",    "close", "fail", "die-exit",
+                                          "die-kill", "pause", "stall"};
+
+typedef struct {
+    char signature[300];
+    char oracle[24], cls[64];
+    char file[PATH_MAX];
+    char detail[1200];
+    unsigned long runs, first_run;
+    int is_new;
+} finding_entry;
+
+typedef struct {
+    audit_ctx ctx;
+    const char *strategy, *findings_dir, *replay;
+    uint64_t seed;
+    long runs, max_index, pause_ms, server_timeout;
+    uint64_t db_size;
+    uint32_t max_transfer;
+    double budget;
+    unsigned faults;
+    int json, quiet, first;
+    finding_entry *found;
+    int nfound, capfound;
+    unsigned long total_runs, runs_with_findings;
+    double t0;
+} session;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int parse_num(const char *s, long lo, long hi, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_duration(const char *s, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0)
+        return -1;
+    double mul = 1;
+    if (strcmp(end, "ms") == 0)
+        mul = 0.001;
+    else if (strcmp(end, "m") == 0)
+        mul = 60;
+    else if (strcmp(end, "h") == 0)
+        mul = 3600;
+    else if (*end && strcmp(end, "s") != 0)
+        return -1;
+    *out = v * mul;
+    return 0;
+}
+
+static int parse_faults(const char *s, unsigned *out) {
+    *out = 0;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", s);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        unsigned bit = 0;
+        for (unsigned i = 0; i < 7; i++)
+            if (strcmp(t, fault_names[i]) == 0)
+                bit = 1u << i;
+        if (strcmp(t, "all") == 0)
+            bit = F_ALL;
+        if (!bit)
+            return -1;
+        *out |= bit;
+    }
+    return *out ? 0 : -1;
+}
+
+/* splitmix64: the random strategy's only source of choices. */
+static uint64_t next_u64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+static uint32_t fnv32(const char *s) {
+    uint32_t h = 2166136261u;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* The command line that replays a plan. */
+static void replay_command(const session *s, const char *plan, char *buf, size_t cap) {
+    size_t l = (size_t)snprintf(buf, cap, "vdichaos client replay %s", plan);
+    if (s->ctx.media && l < cap)
+        l += (size_t)snprintf(buf + l, cap - l, " --media '%s'", s->ctx.media);
+    if (s->ctx.hang_ms != 30000 && l < cap)
+        l += (size_t)snprintf(buf + l, cap - l, " --hang-ms %ld", s->ctx.hang_ms);
+    if (l < cap)
+        l += (size_t)snprintf(buf + l, cap - l, " --");
+    for (int i = 0; i < s->ctx.argc && l < cap; i++)
+        l += (size_t)snprintf(buf + l, cap - l, " '%s'", s->ctx.argv[i]);
+}
+
+static void describe(const vdi_plan *p, char *buf, size_t cap) {
+    buf[0] = '\0';
+    if (p->nfaults == 0) {
+        snprintf(buf, cap, "%s", vdi_plan_benign(p) ? "clean" : "");
+        return;
+    }
+    size_t l = 0;
+    for (uint32_t i = 0; i < p->nfaults && l < cap; i++) {
+        char f[128];
+        vdi_plan_fault_print(&p->faults[i], f, sizeof f);
+        l += (size_t)snprintf(buf + l, cap - l, "%s%s", i ? "; " : "", f);
+    }
+}
+
+/* Records a finding: new signatures are saved as their plan (once: a file already there
+ * from an earlier session is known, not new). */
+static void record(session *s, const vdi_plan *p, const audit_finding *f, unsigned long run) {
+    char sig[300];
+    audit_signature(f, sig, sizeof sig);
+    for (int i = 0; i < s->nfound; i++)
+        if (strcmp(s->found[i].signature, sig) == 0) {
+            s->found[i].runs++;
+            return;
+        }
+    if (s->nfound == s->capfound) {
+        int cap = s->capfound ? s->capfound * 2 : 8;
+        finding_entry *n = realloc(s->found, (size_t)cap * sizeof *n);
+        if (!n)
+            return;
+        s->found = n;
+        s->capfound = cap;
+    }
+    finding_entry *e = &s->found[s->nfound++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->signature, sizeof e->signature, "%s", sig);
+    snprintf(e->oracle, sizeof e->oracle, "%s", f->oracle);
+    snprintf(e->cls, sizeof e->cls, "%s", f->cls);
+    snprintf(e->detail, sizeof e->detail, "%s", f->detail);
+    e->runs = 1;
+    e->first_run = run;
+    (void)mkdir(s->findings_dir, 0755);
+    snprintf(e->file, sizeof e->file, "%s/%s-%s-%08x.plan", s->findings_dir, f->oracle, f->cls,
+             fnv32(sig));
+    struct stat st;
+    e->is_new = stat(e->file, &st) != 0;
+    char replay[PATH_MAX + 1024], what[600];
+    replay_command(s, e->file, replay, sizeof replay);
+    describe(p, what, sizeof what);
+    if (e->is_new) {
+        FILE *out = fopen(e->file, "w");
+        static char text[VDI_PLAN_MAX_STATEMENT + 8192];
+        size_t n = vdi_plan_print(p, text, sizeof text);
+        if (out) {
+            fprintf(out, "# vdichaos client finding: %s\n# signature: %s\n# replay: %s\n", f->cls,
+                    sig, replay);
+            fwrite(text, 1, n < sizeof text ? n : sizeof text - 1, out);
+            fclose(out);
+        }
+    }
+    if (!s->json || !s->quiet) {
+        fprintf(stderr, "FINDING %s: %s (run %lu: %s)\n", f->oracle, f->cls, run,
+                what[0] ? what : "no fault");
+        /* the detail, indented, first lines only */
+        const char *d = f->detail;
+        for (int lines = 0; *d && lines < 8; lines++) {
+            const char *nl = strchr(d, '\n');
+            int len = nl ? (int)(nl - d) : (int)strlen(d);
+            fprintf(stderr, "  %.*s\n", len, d);
+            d = nl ? nl + 1 : d + len;
+        }
+        fprintf(stderr, "  %s %s\n  replay: %s\n", e->is_new ? "saved" : "known", e->file, replay);
+    }
+}
+
+/* One run: the plan played, judged, its findings recorded; -1 when it could not run. */
+static int run_plan(session *s, const vdi_plan *p, audit_result *r) {
+    if (audit_run(&s->ctx, p, r) != 0)
+        return -1;
+    unsigned long run = ++s->total_runs;
+    if (r->nfindings)
+        s->runs_with_findings++;
+    if (!s->quiet) {
+        char what[600];
+        describe(p, what, sizeof what);
+        fprintf(stderr, "[%4lu] %-40s exit %-4d %-28s %6.2f s%s\n", run,
+                what[0] ? what : "no fault", r->exited ? r->status : -r->sig,
+                r->server == 1    ? "server: success"
+                : r->server == 0  ? "server: failed"
+                : r->server == -1 ? "server: died"
+                                  : "server: none",
+                r->seconds, r->nfindings ? "  FINDING" : "");
+    }
+    for (int i = 0; i < r->nfindings; i++)
+        record(s, p, &r->findings[i], run);
+    return 0;
+}
+
+static int over_budget(const session *s) {
+    if (s->first && s->nfound)
+        return 1;
+    return s->budget > 0 && now_s() - s->t0 >= s->budget;
+}
+
+static void base_plan(const session *s, vdi_plan *p) {
+    vdi_plan_init(p);
+    if (s->ctx.statement)
+        snprintf(p->statement, sizeof p->statement, "%s", s->ctx.statement);
+    p->db_size = s->db_size;
+    p->max_transfer = s->max_transfer;
+    p->timeout_ms = (uint32_t)s->server_timeout;
+}
+
+static vdi_plan_fault make_fault(unsigned bit, uint32_t at, uint32_t pause_ms) {
+    vdi_plan_fault f;
+    memset(&f, 0, sizeof f);
+    f.device = -1;
+    f.after = at;
+    switch (bit) {
+    case F_ABORT:
+        f.kind = VDI_PLAN_ABORT;
+        break;
+    case F_CLOSE:
+        f.kind = VDI_PLAN_CLOSE;
+        break;
+    case F_FAIL:
+        f.kind = VDI_PLAN_FAIL;
+        f.code = 1117; /* ERROR_IO_DEVICE */
+        break;
+    case F_DIE_EXIT:
+    case F_DIE_KILL:
+        f.kind = VDI_PLAN_DIE;
+        f.how = bit == F_DIE_KILL ? VDI_PLAN_KILL : VDI_PLAN_EXIT;
+        break;
+    case F_PAUSE:
+        f.kind = VDI_PLAN_PAUSE;
+        f.ms = pause_ms;
+        break;
+    default:
+        f.kind = VDI_PLAN_STALL;
+        break;
+    }
+    return f;
+}
+
+/* The clean run every strategy starts from: its command count sizes the sweep. */
+static int clean_run(session *s, long *commands) {
+    vdi_plan p;
+    audit_result r;
+    base_plan(s, &p);
+    if (run_plan(s, &p, &r) != 0)
+        return -1;
+    *commands = r.completed;
+    if (r.server != 1)
+        fprintf(stderr,
+                "vdichaos client: the clean run's session did not succeed (%s); check the "
+                "command, and that it runs sqlcmd or uses --statement\n",
+                r.server == -2 ? "no session was run" : "the server failed");
+    return r.server == 1 ? 0 : -1;
+}
+
+static void sweep(session *s) {
+    long commands = 0;
+    if (clean_run(s, &commands) != 0)
+        return;
+    long top = s->max_index > 0 && s->max_index < commands ? s->max_index : commands;
+    long limit = s->runs > 0 ? s->runs : LONG_MAX;
+    long done = 1;
+    for (unsigned i = 0; i < 7; i++) {
+        unsigned bit = 1u << i;
+        if (!(s->faults & bit))
+            continue;
+        for (long at = 1; at <= top; at++) {
+            if (over_budget(s) || done >= limit)
+                return;
+            vdi_plan p;
+            audit_result r;
+            base_plan(s, &p);
+            p.faults[p.nfaults++] = make_fault(bit, (uint32_t)at, (uint32_t)s->pause_ms);
+            if (run_plan(s, &p, &r) != 0)
+                return;
+            done++;
+        }
+        if (bit == F_DIE_EXIT || bit == F_DIE_KILL) {
+            for (uint8_t point = VDI_PLAN_AT_OPEN; point <= VDI_PLAN_AT_END; point++) {
+                if (over_budget(s) || done >= limit)
+                    return;
+                vdi_plan p;
+                audit_result r;
+                base_plan(s, &p);
+                vdi_plan_fault f = make_fault(bit, 0, 0);
+                f.point = point;
+                p.faults[p.nfaults++] = f;
+                if (run_plan(s, &p, &r) != 0)
+                    return;
+                done++;
+            }
+        }
+    }
+}
+
+static void random_plans(session *s) {
+    long commands = 0;
+    if (clean_run(s, &commands) != 0)
+        return;
+    uint64_t rng = s->seed;
+    unsigned kinds[7], nk = 0;
+    for (unsigned i = 0; i < 7; i++)
+        if (s->faults & (1u << i))
+            kinds[nk++] = 1u << i;
+    for (long run = 1; run < s->runs && !over_budget(s); run++) {
+        vdi_plan p;
+        audit_result r;
+        base_plan(s, &p);
+        if (next_u64(&rng) % 4 == 0)
+            p.buffer_count = (uint32_t)(1 + next_u64(&rng) % 6);
+        if (next_u64(&rng) % 4 == 0)
+            p.delay_ms = (uint32_t)(next_u64(&rng) % 3);
+        unsigned n = (unsigned)(1 + next_u64(&rng) % 3);
+        for (unsigned i = 0; i < n; i++) {
+            unsigned bit = kinds[next_u64(&rng) % nk];
+            uint32_t at = (uint32_t)(1 + next_u64(&rng) % (uint64_t)(commands + 1));
+            uint64_t pause = (uint64_t)s->pause_ms / 2 + 1 + next_u64(&rng) % (uint64_t)s->pause_ms;
+            vdi_plan_fault f = make_fault(bit, at, (uint32_t)pause);
+            if (f.kind == VDI_PLAN_DIE && next_u64(&rng) % 4 == 0)
+                f.point = (uint8_t)(1 + next_u64(&rng) % 3), f.after = 0;
+            p.faults[p.nfaults++] = f;
+        }
+        if (run_plan(s, &p, &r) != 0)
+            return;
+    }
+}
+
+static void json_string(const char *t) {
+    putchar('"');
+    for (; *t; t++) {
+        unsigned char ch = (unsigned char)*t;
+        if (ch == '"' || ch == '\\')
+            printf("\\%c", ch);
+        else if (ch < 0x20)
+            printf("\\u%04x", ch);
+        else
+            putchar(ch);
+    }
+    putchar('"');
+}
+
+static void summary(const session *s) {
+    double secs = now_s() - s->t0;
+    double rate = secs > 0 ? (double)s->total_runs / secs : 0;
+    if (s->json) {
+        printf("{\"strategy\":");
+        json_string(s->replay ? "replay" : s->strategy);
+        printf(",\"runs\":%lu,\"seconds\":%.3f,\"plans_per_second\":%.2f,\"findings\":[",
+               s->total_runs, secs, rate);
+        for (int i = 0; i < s->nfound; i++) {
+            const finding_entry *e = &s->found[i];
+            char replay[PATH_MAX + 1024];
+            replay_command(s, e->file, replay, sizeof replay);
+            printf("%s{\"oracle\":", i ? "," : "");
+            json_string(e->oracle);
+            printf(",\"class\":");
+            json_string(e->cls);
+            printf(",\"signature\":");
+            json_string(e->signature);
+            printf(",\"runs\":%lu,\"first_run\":%lu,\"new\":%s,\"plan\":", e->runs, e->first_run,
+                   e->is_new ? "true" : "false");
+            json_string(e->file);
+            printf(",\"replay\":");
+            json_string(replay);
+            printf(",\"detail\":");
+            json_string(e->detail);
+            printf("}");
+        }
+        printf("]}\n");
+        return;
+    }
+    fprintf(stderr, "vdichaos client: %lu runs in %.2f s (%.1f plans/s), %d finding%s\n",
+            s->total_runs, secs, rate, s->nfound, s->nfound == 1 ? "" : "s");
+    if (s->nfound) {
+        fprintf(stderr, "  %-10s %-24s %5s %6s  %s\n", "oracle", "class", "runs", "first", "plan");
+        for (int i = 0; i < s->nfound; i++)
+            fprintf(stderr, "  %-10s %-24s %5lu %6lu  %s%s\n", s->found[i].oracle, s->found[i].cls,
+                    s->found[i].runs, s->found[i].first_run, s->found[i].file,
+                    s->found[i].is_new ? "" : " (known)");
+    }
+}
+
+static int read_plan(const char *path, vdi_plan *p) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "vdichaos client: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return -1;
+    }
+    n = fread(buf, 1, cap, f);
+    fclose(f);
+    char err[200];
+    int skipped = vdi_plan_parse(buf, n, 0, p, err, sizeof err);
+    free(buf);
+    if (skipped > 0)
+        fprintf(stderr, "vdichaos client: %s: %d line(s) skipped; the first: %s\n", path, skipped,
+                err);
+    return 0;
+}
+
+static void exe_relative(char *out, size_t cap, const char *rel) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    out[0] = '\0';
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    int w = snprintf(out, cap, "%s/%s", exe, rel);
+    if (w < 0 || (size_t)w >= cap)
+        out[0] = '\0';
+}
+
+int vdichaos_client_main(int argc, char **argv) {
+    session s;
+    memset(&s, 0, sizeof s);
+    s.strategy = "clean";
+    s.findings_dir = "findings";
+    s.seed = 1;
+    s.runs = 0;
+    s.pause_ms = 1500;
+    s.server_timeout = 5000;
+    s.db_size = 300001;
+    s.max_transfer = 65536;
+    s.faults = F_ALL;
+    s.ctx.hang_ms = 30000;
+    s.ctx.stacks = 2;
+    const char *env_sqlcmd = getenv("VDICHAOS_SQLCMD"), *env_lib = getenv("VDICHAOS_LIB");
+    s.ctx.sqlcmd = env_sqlcmd && *env_sqlcmd ? env_sqlcmd : VDICHAOS_SQLCMD;
+    s.ctx.libdir = env_lib && *env_lib ? env_lib : VDICHAOS_SQLVDI_DIR;
+    int i = 1;
+    if (i < argc && strcmp(argv[i], "replay") == 0) {
+        if (i + 1 >= argc)
+            return client_usage();
+        s.replay = argv[i + 1];
+        i += 2;
+    }
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        long v;
+        if (strcmp(a, "--") == 0) {
+            i++;
+            break;
+        }
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        int takes = strcmp(a, "--json") != 0 && strcmp(a, "--quiet") != 0 &&
+                    strcmp(a, "--help") != 0 && strcmp(a, "--first") != 0;
+        if (takes && !val)
+            return client_usage();
+        if (strcmp(a, "--help") == 0) {
+            (void)client_usage();
+            return 0;
+        } else if (strcmp(a, "--json") == 0) {
+            s.json = 1;
+        } else if (strcmp(a, "--quiet") == 0) {
+            s.quiet = 1;
+        } else if (strcmp(a, "--first") == 0) {
+            s.first = 1;
+        } else if (strcmp(a, "--plans") == 0) {
+            if (strcmp(val, "clean") && strcmp(val, "sweep") && strcmp(val, "random"))
+                return client_usage();
+            s.strategy = val;
+        } else if (strcmp(a, "--statement") == 0) {
+            if (!*val || strlen(val) >= VDI_PLAN_MAX_STATEMENT)
+                return client_usage();
+            s.ctx.statement = val;
+        } else if (strcmp(a, "--seed") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long sv = strtoull(val, &end, 10);
+            if (!*val || *end || errno || val[0] == '-')
+                return client_usage();
+            s.seed = sv;
+        } else if (strcmp(a, "--runs") == 0 && parse_num(val, 1, 100000000, &v) == 0) {
+            s.runs = v;
+        } else if (strcmp(a, "--budget") == 0 && parse_duration(val, &s.budget) == 0) {
+        } else if (strcmp(a, "--faults") == 0 && parse_faults(val, &s.faults) == 0) {
+        } else if (strcmp(a, "--max-index") == 0 && parse_num(val, 1, 1000000000, &v) == 0) {
+            s.max_index = v;
+        } else if (strcmp(a, "--media") == 0 && *val) {
+            s.ctx.media = val;
+        } else if (strcmp(a, "--findings") == 0 && *val) {
+            s.findings_dir = val;
+        } else if (strcmp(a, "--hang-ms") == 0 && parse_num(val, 1, 86400000, &v) == 0) {
+            s.ctx.hang_ms = v;
+        } else if (strcmp(a, "--pause-ms") == 0 && parse_num(val, 1, VDI_PLAN_MAX_MS, &v) == 0) {
+            s.pause_ms = v;
+        } else if (strcmp(a, "--server-timeout") == 0 &&
+                   parse_num(val, 1, VDI_PLAN_MAX_MS, &v) == 0) {
+            s.server_timeout = v;
+        } else if (strcmp(a, "--dbsize") == 0 && parse_num(val, 1, LONG_MAX, &v) == 0 &&
+                   (uint64_t)v <= VDI_PLAN_MAX_DB_SIZE) {
+            s.db_size = (uint64_t)v;
+        } else if (strcmp(a, "--maxtransfersize") == 0 && parse_num(val, 65536, 4194304, &v) == 0 &&
+                   v % 65536 == 0) {
+            s.max_transfer = (uint32_t)v;
+        } else if (strcmp(a, "--stacks") == 0 &&
+                   (!strcmp(val, "gdb") || !strcmp(val, "proc") || !strcmp(val, "none"))) {
+            s.ctx.stacks = !strcmp(val, "gdb") ? 2 : !strcmp(val, "proc") ? 1 : 0;
+        } else if (strcmp(a, "--sqlcmd") == 0 && *val) {
+            s.ctx.sqlcmd = val;
+        } else if (strcmp(a, "--lib") == 0) {
+            s.ctx.libdir = val;
+        } else {
+            fprintf(stderr, "vdichaos client: bad option or value: %s%s%s\n", a, takes ? " " : "",
+                    takes ? val : "");
+            return client_usage();
+        }
+        if (takes)
+            i++;
+    }
+    if (i >= argc)
+        return client_usage();
+    if (strcmp(s.strategy, "random") == 0 && s.runs == 0)
+        s.runs = 100;
+    s.ctx.argv = argv + i;
+    s.ctx.argc = argc - i;
+    /* vdi-sqlcmd and libsqlvdi.so: options, environment, the build tree, PATH */
+    static char sq[PATH_MAX], lib[PATH_MAX];
+    if (access(s.ctx.sqlcmd, X_OK) != 0) {
+        exe_relative(sq, sizeof sq, "../ref/compat/sqlcmd/vdi-sqlcmd");
+        if (access(sq, X_OK) == 0)
+            s.ctx.sqlcmd = sq;
+    }
+    if (access(s.ctx.sqlcmd, X_OK) != 0) {
+        fprintf(stderr, "vdichaos client: cannot find vdi-sqlcmd (%s); give --sqlcmd PATH\n",
+                s.ctx.sqlcmd);
+        return 2;
+    }
+    if (!s.ctx.libdir || !*s.ctx.libdir) {
+        exe_relative(lib, sizeof lib, "../ref/compat");
+        s.ctx.libdir = lib;
+    }
+    if (s.ctx.sqlcmd[0] != '/') {
+        static char absq[PATH_MAX];
+        if (realpath(s.ctx.sqlcmd, absq))
+            s.ctx.sqlcmd = absq;
+    }
+    vdi_plan replay_plan;
+    if (s.replay && read_plan(s.replay, &replay_plan) != 0)
+        return 2;
+    if (audit_setup(&s.ctx) != 0) {
+        audit_cleanup(&s.ctx);
+        return 2;
+    }
+    s.t0 = now_s();
+    if (s.replay) {
+        audit_result r;
+        if (!replay_plan.statement[0] && s.ctx.statement)
+            snprintf(replay_plan.statement, sizeof replay_plan.statement, "%s", s.ctx.statement);
+        (void)run_plan(&s, &replay_plan, &r);
+    } else if (strcmp(s.strategy, "sweep") == 0) {
+        sweep(&s);
+    } else if (strcmp(s.strategy, "random") == 0) {
+        random_plans(&s);
+    } else {
+        long commands;
+        (void)clean_run(&s, &commands);
+    }
+    summary(&s);
+    audit_cleanup(&s.ctx);
+    int rc = s.nfound ? 1 : 0;
+    if (s.total_runs == 0)
+        rc = 2;
+    free(s.found);
+    return rc;
+}

@@ -1,0 +1,57 @@
+#!/bin/sh
+# run_audit.sh EXPECT VDICHAOS [OPTIONS] -- CLIENT ARGS...: runs `vdichaos client` with the
+# options on the client and checks its verdict. EXPECT is "clean" (exit 0, no finding) or
+# ORACLE:CLASS (exit 1 with a finding of that oracle and class, whose saved plan replays
+# to the same finding). MEDIA in the client's arguments or options is a file in a fresh
+# directory; findings are saved there too.
+set -u
+expect=$1 vdichaos=$2
+shift 2
+dir=$(mktemp -d "${TMPDIR:-/tmp}/t-client-audit-XXXXXX") || exit 1
+trap 'rm -rf "$dir"' EXIT
+args=""
+for a in "$@"; do
+    [ "$a" = MEDIA ] && a="$dir/media.bak"
+    args="$args '$a'"
+done
+eval "set -- $args"
+"$vdichaos" client --findings "$dir/findings" --json "$@" >"$dir/out.json" 2>"$dir/err"
+rc=$?
+show() { cat "$dir/err"; cat "$dir/out.json"; }
+if [ "$expect" = clean ]; then
+    if [ $rc -ne 0 ]; then
+        echo "FAILED: want a clean audit, got exit $rc"
+        show
+        exit 1
+    fi
+    grep -q '"findings":\[\]' "$dir/out.json" || { echo "FAILED: findings in a clean audit"; show; exit 1; }
+    tail -n 1 "$dir/err"
+    exit 0
+fi
+oracle=${expect%%:*} class=${expect#*:}
+if [ $rc -ne 1 ] || ! grep -q "\"oracle\":\"$oracle\",\"class\":\"$class\"" "$dir/out.json"; then
+    echo "FAILED: want a finding $oracle: $class, got exit $rc"
+    show
+    exit 1
+fi
+plan=$(ls "$dir/findings/$oracle-$class-"*.plan 2>/dev/null | head -n 1)
+[ -n "$plan" ] || { echo "FAILED: the finding's plan was not saved"; show; exit 1; }
+# The saved plan replays to the same finding.
+for a in "$@"; do
+    shift
+    [ "$a" = -- ] && break
+done
+replay_opts=""
+case "$*" in *"$dir/media.bak"*) replay_opts="--media $dir/media.bak" ;; esac
+# shellcheck disable=SC2086
+"$vdichaos" client replay "$plan" --findings "$dir/replayed" --json --hang-ms 3000 --stacks proc \
+    $replay_opts -- "$@" >"$dir/replay.json" 2>>"$dir/err"
+if [ $? -ne 1 ] || ! grep -q "\"oracle\":\"$oracle\",\"class\":\"$class\"" "$dir/replay.json"; then
+    echo "FAILED: the saved plan $plan does not replay to $oracle: $class"
+    show
+    cat "$dir/replay.json"
+    exit 1
+fi
+grep "^FINDING" "$dir/err" | head -n 1
+tail -n 1 "$dir/err" | grep "runs in" || true
+exit 0
