@@ -136,6 +136,7 @@ struct fz {
     int delta_known[NCLIENT];
     uint32_t handles[MAX_HANDLES];
     int handle_buf[MAX_HANDLES];
+    int handle_set[MAX_HANDLES]; /* c_set of the client that got it */
     int nhandles;
     uint32_t prefix;
     /* agents */
@@ -948,6 +949,7 @@ void op_client(fz *f, int op, fuzz_input *in, uint8_t flags) {
         rc = cs->GetBufferHandle(cp, null_out ? nullptr : &h);
         if (rc == NOERROR && o.code == NOERROR && f->nhandles < MAX_HANDLES) {
             f->handles[f->nhandles] = h;
+            f->handle_set[f->nhandles] = f->c_set[ci];
             f->handle_buf[f->nhandles++] = k.buf;
         } else if (rc != NOERROR && !null_out && h != 0) {
             fail(f, "a failed GetBufferHandle left *pBufferHandle %u", h);
@@ -957,17 +959,25 @@ void op_client(fz *f, int op, fuzz_input *in, uint8_t flags) {
     case OP_C_MAP_HANDLE: {
         k.op = CM_C_MAP_BUFFER_HANDLE;
         uint32_t h;
-        int which = (int)fuzz_choice(in, (uint32_t)f->nhandles + 1);
+        int which = (int)fuzz_choice(in, (uint32_t)f->nhandles + 1), hset = 0;
         if (which < f->nhandles) {
             h = f->handles[which];
             k.buf = f->handle_buf[which];
+            hset = f->handle_set[which];
         } else {
             h = fuzz_u32(in);
             k.buf = CHAOS_MODEL_OTHER;
             for (int i = 0; i < f->nhandles; i++)
-                if (f->handles[i] == h)
+                if (f->handles[i] == h && f->handle_set[i] == f->c_set[ci]) {
                     k.buf = f->handle_buf[i];
+                    hset = f->handle_set[i];
+                }
         }
+        /* A handle names a slot of the set's buffer table: once its buffer is freed, or on
+         * another set, the same value may name another buffer (the model's "never given
+         * out, may collide"). */
+        if (k.buf >= 0 && (!chaos_model_buf_live(f->m, k.buf) || hset != f->c_set[ci]))
+            k.buf = CHAOS_MODEL_OTHER;
         uint8_t *p = f->junk;
         MODEL_OR_SKIP(f, &k, &o);
         rc = cs->MapBufferHandle((int)h, null_out ? nullptr : &p);

@@ -245,6 +245,15 @@ def _(a):
     a.complete(which=0).get_command().s_close().c_close()
 
 
+@seeds("map-handle-after-free", "MapBufferHandle of a handle whose buffer was freed and whose "
+       "slot a new buffer took: the value names the new buffer (the target once expected "
+       "VD_E_INVALID)")
+def _(a):
+    a.to_active().allocate().send(cmd=0).get_command().get_handle(how=0, buf=0)
+    a.complete(which=0).free(how=0, buf=0).allocate().map_handle(which=0)
+    a.close_device().get_command().s_close().c_close()
+
+
 @seeds("complete-codes", "CompleteCommand: error codes as int, -1 position, byte counts "
        "(above the size, above 32 bits), twice, NULL")
 def _(a):
