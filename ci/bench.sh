@@ -6,7 +6,8 @@
 # threads (target >= 0.4). Missing a target is reported, not failed: numbers on a shared
 # machine are noisy, and no test ever asserts a time.
 #
-# Part two: the close race under the engine; part three: every fuzz target under each engine.
+# Part two: the close race under the engine; part three: every fuzz target under each engine;
+# part four: exec/s of ci/fuzz.sh --jobs N against N.
 #
 # Usage: ci/bench.sh [--no-build] [--mib N (default 4096)] [--rounds N (default 20000)]
 set -euo pipefail
@@ -89,3 +90,25 @@ else
     echo "ci/fuzz.sh failed (see build/bench-fuzz.log)"
     tail -n 5 build/bench-fuzz.log
 fi
+
+# ---- part four: parallel fuzzing ---------------------------------------------------------
+# ci/fuzz.sh --jobs N: libFuzzer -fork=N and AFL++ -M/-S instances, total exec/s against N,
+# for two targets (a plain one and one under the engine), 20 s each, on a scratch copy of
+# the seeds (the working corpus and the tree stay as they were).
+echo
+echo "parallel fuzzing (ci/fuzz.sh --jobs N), 20 s per target, engine and N, exec/s summed:"
+printf '%-13s %-9s %10s %10s\n' target engine "N=1" "N=$(nproc)"
+for t in fuzz_config fuzz_race; do
+    scratch=build/bench-jobs/$t
+    rm -rf "$scratch" && mkdir -p "$scratch/$t/seed"
+    cp corpora/"$t"/seed/* "$scratch/$t/seed/" 2>/dev/null || true
+    for e in libfuzzer afl; do
+        r=()
+        for n in 1 "$(nproc)"; do
+            ci/fuzz.sh --no-setup --target "$t" --engine "$e" --jobs "$n" --seconds-each 20 \
+                --corpora "$scratch" >"build/bench-jobs-$t-$e-$n.log" 2>&1 || true
+            r+=("$(awk -v t="$t" -v e="$e" '$1 == t && $2 == e { print $4 }' "build/bench-jobs-$t-$e-$n.log")")
+        done
+        printf '%-13s %-9s %10s %10s\n' "$t" "$e" "${r[0]:--}" "${r[1]:--}"
+    done
+done

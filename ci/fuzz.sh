@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # The main job (README): builds every fuzz target for libFuzzer (preset fuzz) and, where
 # AFL++ is installed, for AFL++ (preset afl); replays the stored corpora; fuzzes each
-# target for its share of the budget with each engine; merges new coverage back into
-# corpora/<target>/seed/ (libFuzzer's set-cover merge); minimizes each crash, names it by
-# its signature (ci/crash_signature.py: oracle kind, protocol state, top frames outside
-# the harness) and stores one file per new signature under corpora/<target>/crash/;
-# prints a table and exits 1 on a new crash (0 clean, 2 usage or build error).
+# target for its share of the budget with each engine, from the tracked seeds and the
+# working corpus (build/fuzz-corpus/<target>, kept between runs, minimized by libFuzzer's
+# set-cover merge after each); minimizes each crash, names it by its signature
+# (ci/crash_signature.py: oracle kind, protocol state, top frames outside the harness) and
+# stores one file per new signature under corpora/<target>/crash/; prints a progress line
+# per target every few seconds and a table at the end; exits 1 on a new crash (0 clean, 2
+# usage or build error). The tracked seeds change only with --merge.
 #
-# Usage: ci/fuzz.sh [--minutes M] [--target NAME] [--engine libfuzzer|afl|both]
-#                   [--corpora DIR] [--build-dir DIR] [--plant BUG] [--smoke] [--no-setup]
-#   --minutes M    total budget over all targets and engines (default 3)
+# Usage: ci/fuzz.sh [--minutes M] [--target NAME] [--engine libfuzzer|afl|both] [--jobs N]
+#                   [--corpora DIR] [--work DIR] [--merge] [--build-dir DIR] [--plant BUG]
+#                   [--smoke] [--no-setup]
+#   --minutes M    fuzzing budget over all targets and engines, builds excluded (default 3)
+#   --jobs N       N processes per target: libFuzzer -fork=N, AFL++ one -M and N-1 -S
 #   --corpora DIR  where the seed/ and crash/ folders live (default corpora)
+#   --work DIR     the working corpus, DIR/<target>/ (default build/fuzz-corpus; with
+#                  --corpora D other than corpora, D/work)
+#   --merge        also merge the new coverage into DIR/<target>/seed/ (set cover)
 #   --build-dir D  use the libFuzzer binaries in D (default build/fuzz, configured here)
 #   --plant BUG    fuzz_race built against a seeded bug of tests/meta (libFuzzer only);
 #                  use with --corpora on a scratch folder: shows the whole crash path
@@ -31,24 +38,35 @@ plant=""
 each=""
 smoke=0
 do_setup=1
+workdir=""
+merge=0
+jobs=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --minutes) minutes=${2:-}; shift 2 ;;
     --target) only=${2:-}; shift 2 ;;
     --engine) engine=${2:-}; shift 2 ;;
     --corpora) corpora=${2:-}; shift 2 ;;
+    --work) workdir=${2:-}; [ -n "$workdir" ] || { echo "ci/fuzz.sh: --work wants a folder" >&2; exit 2; }; shift 2 ;;
+    --merge) merge=1; shift ;;
+    --jobs) jobs=${2:-}; shift 2 ;;
     --build-dir) lfdir=${2:-}; shift 2 ;;
     --plant) plant=${2:-}; engine=libfuzzer; only=fuzz_race; shift 2 ;;
     --smoke) smoke=1; shift ;;
     --no-setup) do_setup=0; shift ;;
     --seconds-each) each=${2:-}; shift 2 ;;
-    -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "ci/fuzz.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
 case "$minutes" in '' | *[!0-9.]* | .*) echo "ci/fuzz.sh: --minutes wants a number" >&2; exit 2 ;; esac
 case "$each" in *[!0-9]*) echo "ci/fuzz.sh: --seconds-each wants an integer" >&2; exit 2 ;; esac
 case "$engine" in libfuzzer | afl | both) ;; *) echo "ci/fuzz.sh: --engine is libfuzzer, afl or both" >&2; exit 2 ;; esac
+case "$jobs" in '' | *[!0-9]* | 0) echo "ci/fuzz.sh: --jobs wants a whole number >= 1" >&2; exit 2 ;; esac
+if [ -z "$workdir" ]; then
+    # A scratch --corpora (a planted bug, a TSan session) keeps its working corpus apart.
+    if [ "$corpora" = corpora ]; then workdir=build/fuzz-corpus; else workdir=$corpora/work; fi
+fi
 
 out=build/fuzz-out
 mkdir -p "$out"
@@ -64,6 +82,7 @@ build() { # preset [target]
         --target "${2:-fuzz_targets}" >"$out/build-$1.log" 2>&1 ||
         { tail -n 30 "$out/build-$1.log" "$out/configure-$1.log" >&2; return 1; }
 }
+build_begun=$SECONDS
 if [ -z "$lfdir" ]; then
     build fuzz || exit 2
     lfdir=build/fuzz
@@ -90,6 +109,7 @@ engines=""
 [ "$engine" != afl ] && engines="libfuzzer"
 [ $afl = 1 ] && engines="$engines afl"
 [ -n "$engines" ] || { echo "ci/fuzz.sh: no engine to run" >&2; exit 2; }
+build_s=$((SECONDS - build_begun))
 
 list=$(find "$lfdir/fuzz" -maxdepth 1 -type f -name 'fuzz_*' ! -name '*_replay' ! -name '*_afl' \
     -perm -u+x -printf '%f\n' 2>/dev/null | sort | { if [ -n "$only" ]; then grep -x "$only"; else cat; fi; })
@@ -107,6 +127,19 @@ elif [ $smoke = 1 ]; then
 else
     per=$(awk -v m="$minutes" -v n=$((nt * ne)) 'BEGIN { s = int(m * 60 / n); print (s < 5 ? 5 : s) }')
 fi
+# --minutes is a deadline for everything after the build (replays, fuzzing, triage,
+# merges): each engine run gets an equal share of what is left when it starts.
+budget_s=$(awk -v m="$minutes" 'BEGIN { print int(m * 60) }')
+start_s=$SECONDS
+pairs_left=$((nt * ne))
+share() { # the seconds of the next engine run
+    if [ -n "$each" ] || [ $smoke = 1 ]; then echo "$per"; return; fi
+    local left=$((budget_s - (SECONDS - start_s))) s
+    s=$((left / (pairs_left > 0 ? pairs_left : 1)))
+    # Minimizing and merging take a few seconds of each share.
+    s=$((s > 8 ? s - 3 : 5))
+    echo "$s"
+}
 
 # ---- crashes --------------------------------------------------------------------------------
 new_crashes=0
@@ -150,23 +183,68 @@ store_crash() {
     return 0
 }
 
+# ---- progress -------------------------------------------------------------------------------
+# A line per running engine every $tick seconds: on a terminal one line rewritten in
+# place, in a log one line each time (no carriage returns).
+tick=10
+[ -t 1 ] && tick=2
+progress_start() { # target engine seconds statfn...
+    local t=$1 e=$2 secs=$3
+    shift 3
+    (
+        local begun=$SECONDS line
+        while sleep "$tick"; do
+            line=$(printf '%-13s %-9s %4ss/%ss %s' "$t" "$e" $((SECONDS - begun)) "$secs" "$("$@")")
+            if [ -t 1 ]; then printf '\r%s\033[K' "$line"; else echo "$line"; fi
+        done
+    ) &
+    ticker=$!
+}
+progress_stop() {
+    [ -n "${ticker:-}" ] && kill "$ticker" 2>/dev/null && wait "$ticker" 2>/dev/null
+    ticker=""
+    [ -t 1 ] && printf '\r\033[K'
+    return 0
+}
+trap progress_stop EXIT
+lf_status() { # the last status line libFuzzer wrote: executions, coverage, exec/s
+    # "#N KIND cov: C ... exec/s: R", or in fork mode "#N: cov: C ... exec/s R".
+    grep -aE '^#[0-9]+' "$1" 2>/dev/null | grep -a 'exec/s' | tail -n 1 |
+        sed -E 's/^#([0-9]+):?[[:space:]]+([A-Z_]+[[:space:]]+)?/execs \1 /' |
+        grep -oE '^execs [0-9]+|cov: [0-9]+|exec/s:? [0-9]+' | tr '\n' ' ' | cut -c1-60
+}
+afl_status() { # execs and coverage summed over the instances' fuzzer_stats
+    cat "$1"/*/fuzzer_stats 2>/dev/null | awk -F' *: *' '$1 == "execs_done" { e += $2 }
+        $1 == "bitmap_cvg" { c = $2 } END { if (e) printf "execs %d bitmap %s", e, c; else print "starting" }'
+}
+
 # ---- engines --------------------------------------------------------------------------------
 row() { printf '%-13s %-9s %10s %8s %9s %5s %7s\n' "$@" >>"$out/table.txt"; }
 : >"$out/table.txt"
 row target engine runs runs/s coverage new crashes
 
 run_libfuzzer() { # target
-    local t=$1 bin work=$out/$1 seed=$corpora/$1/seed runs rate cov before after found=0 a
+    local t=$1 bin work=$out/$1 seed=$corpora/$1/seed runs rate cov before after found=0 a secs
     bin=$(lfbin "$t")
+    secs=$(share)
+    pairs_left=$((pairs_left - 1))
     local dict=()
     [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
     before=$(ls "$work/lf-corpus" | wc -l)
-    local budget=(-max_total_time="$per")
+    local budget=(-max_total_time="$secs")
     [ -n "$smoke_runs" ] && budget+=(-runs="$smoke_runs" -seed=1)
+    # -fork=N: N worker processes, which libFuzzer restarts after a crash it records.
+    [ "$jobs" -gt 1 ] && [ -z "$smoke_runs" ] && budget+=(-fork="$jobs" -ignore_crashes=1)
+    progress_start "$t" libfuzzer "$secs" lf_status "$work/libfuzzer.log"
     "$bin" "$work/lf-corpus" "$seed" "${dict[@]}" "${budget[@]}" -timeout=30 \
         -artifact_prefix="$work/lf-artifacts/" -print_final_stats=1 >"$work/libfuzzer.log" 2>&1
-    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' || echo 0)
-    rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' || echo 0)
+    progress_stop
+    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' | tail -n 1)
+    rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' | tail -n 1)
+    if [ -z "$runs" ]; then # fork mode: the last status line says it
+        runs=$(grep -aoE '^#[0-9]+' "$work/libfuzzer.log" | tail -n 1 | tr -d '#')
+        rate=$(grep -aoE 'exec/s:? [0-9]+' "$work/libfuzzer.log" | tail -n 1 | grep -oE '[0-9]+')
+    fi
     cov=$(grep -oE 'cov: [0-9]+' "$work/libfuzzer.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
     after=$(ls "$work/lf-corpus" | wc -l)
     for a in "$work"/lf-artifacts/*; do
@@ -178,34 +256,56 @@ run_libfuzzer() { # target
 }
 
 run_afl() { # target
-    local t=$1 bin=build/afl/fuzz/$1_afl work=$out/$1 seed=$corpora/$1/seed st runs rate cov newq found=0 a
+    local t=$1 bin=build/afl/fuzz/$1_afl work=$out/$1 seed=$corpora/$1/seed st runs rate cov newq found=0 a secs
+    secs=$(share)
+    pairs_left=$((pairs_left - 1))
     [ -x "$bin" ] || { row "$t" afl - - - - -; return 0; }
     local dict=()
     [ -f "fuzz/$t.dict" ] && dict=(-x "fuzz/$t.dict")
     rm -rf "$work/afl-out" "$work/afl-in"
     mkdir -p "$work/afl-in"
-    find "$seed" -maxdepth 1 -type f ! -name '*.md' -exec cp {} "$work/afl-in/" \;
+    # The seeds and the working corpus (AFL's -i takes one folder).
+    local from=("$seed")
+    [ $smoke = 1 ] || from+=("$workdir/$t")
+    find "${from[@]}" -maxdepth 1 -type f ! -name '*.md' ! -name '*.py' \
+        -exec cp {} "$work/afl-in/" \; 2>/dev/null
     [ -n "$(ls "$work/afl-in")" ] || printf '\0' >"$work/afl-in/empty"
-    AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
-        AFL_SKIP_CRASHES=1 AFL_NO_STARTUP_CALIBRATION=1 \
-        timeout $((per + 60)) afl-fuzz -i "$work/afl-in" -o "$work/afl-out" \
-        $([ -n "$smoke_runs" ] && echo "-E $smoke_runs -s 1" || echo "-V $per") -m none \
-        -t 30000 "${dict[@]}" -- "$bin" >"$work/afl.log" 2>&1 </dev/null
-    st=$work/afl-out/default/fuzzer_stats
-    if [ ! -f "$st" ]; then
-        echo "$t: AFL++ did not start (see $work/afl.log)"
+    local limit=(-V "$secs")
+    [ -n "$smoke_runs" ] && limit=(-E "$smoke_runs" -s 1)
+    # --jobs N: one main instance (-M) and N-1 secondaries (-S) sharing the output folder.
+    local names=(default) pids=() i
+    [ "$jobs" -gt 1 ] && [ -z "$smoke_runs" ] && { names=(main); for ((i = 1; i < jobs; i++)); do names+=("s$i"); done; }
+    progress_start "$t" afl "$secs" afl_status "$work/afl-out"
+    for i in "${!names[@]}"; do
+        local role=()
+        [ "${names[$i]}" = default ] || { [ "$i" = 0 ] && role=(-M main) || role=(-S "${names[$i]}"); }
+        AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
+            AFL_SKIP_CRASHES=1 AFL_NO_STARTUP_CALIBRATION=1 \
+            timeout $((secs + 60)) afl-fuzz -i "$work/afl-in" -o "$work/afl-out" "${role[@]}" \
+            "${limit[@]}" -m none -t 30000 "${dict[@]}" -- "$bin" >"$work/afl-${names[$i]}.log" 2>&1 </dev/null &
+        pids+=($!)
+    done
+    wait "${pids[@]}"
+    progress_stop
+    if ! ls "$work"/afl-out/*/fuzzer_stats >/dev/null 2>&1; then
+        echo "$t: AFL++ did not start (see $work/afl-*.log)"
         row "$t" afl 0 0 - 0 0
         return 0
     fi
-    stat() { awk -F' *: *' -v k="$1" '$1 == k { print $2 }' "$st"; }
-    runs=$(stat execs_done)
-    rate=$(stat execs_per_sec)
-    cov=$(stat bitmap_cvg)
-    newq=$(find "$work/afl-out/default/queue" -maxdepth 1 -type f -name 'id:*' ! -name '*orig:*' | wc -l)
+    # Summed over the instances; coverage is the main instance's (its map holds them all).
+    sum() { cat "$work"/afl-out/*/fuzzer_stats | awk -F' *: *' -v k="$1" '$1 == k { s += $2 } END { printf "%d", s }'; }
+    st=$work/afl-out/${names[0]}/fuzzer_stats
+    runs=$(sum execs_done)
+    rate=$(sum execs_per_sec)
+    cov=$(awk -F' *: *' '$1 == "bitmap_cvg" { print $2 }' "$st")
+    newq=$(find "$work"/afl-out/*/queue -maxdepth 1 -type f -name 'id:*' ! -name '*orig:*' | wc -l)
     # AFL's new inputs join the libFuzzer corpus, so the merge below sees both engines' finds.
-    find "$work/afl-out/default/queue" -maxdepth 1 -type f -name 'id:*' ! -name '*orig:*' \
-        -exec cp {} "$work/lf-corpus/" \; 2>/dev/null
-    for a in "$work"/afl-out/default/crashes/id:* "$work"/afl-out/default/hangs/id:*; do
+    local q k=0
+    for q in "$work"/afl-out/*/queue/id:*; do
+        case "$q" in *orig:*) continue ;; esac
+        [ -f "$q" ] && cp "$q" "$work/lf-corpus/afl-$((k += 1))"
+    done
+    for a in "$work"/afl-out/*/crashes/id:* "$work"/afl-out/*/hangs/id:*; do
         [ -f "$a" ] || continue
         case "$a" in */hangs/*) cp "$a" "$work/afl-hang-$(basename "$a" | tr ':,' '__')"; a="$work/afl-hang-$(basename "$a" | tr ':,' '__')" ;; esac
         store_crash "$t" "$a" && found=$((found + 1))
@@ -217,7 +317,10 @@ run_afl() { # target
 for t in $list; do
     work=$out/$t
     rm -rf "$work"
-    mkdir -p "$corpora/$t/seed" "$corpora/$t/crash" "$work/lf-corpus" "$work/lf-artifacts"
+    mkdir -p "$corpora/$t/seed" "$corpora/$t/crash" "$work/lf-corpus" "$work/lf-artifacts" "$workdir/$t"
+    # The working corpus is where libFuzzer writes: a copy of it, merged back after (not in
+    # a smoke run, which starts from the tracked seeds alone to be the same everywhere).
+    [ $smoke = 1 ] || find "$workdir/$t" -maxdepth 1 -type f -exec cp {} "$work/lf-corpus/" \;
     # Every stored input first: a stored crash that fails again is a regression.
     if ! "$(lfbin "$t")" -runs=0 -artifact_prefix="$work/replay-" "$corpora/$t/seed" "$corpora/$t/crash" >"$work/replay.log" 2>&1; then
         echo "$t: a stored input fails on replay (see $work/replay.log)"
@@ -226,14 +329,28 @@ for t in $list; do
     for e in $engines; do
         "run_$e" "$t"
     done
-    # Set cover: only the inputs that add coverage join the seeds; a smoke run adds none.
+    # Set cover: the working corpus becomes the smallest set of its and the new inputs that
+    # keeps their coverage beyond the seeds'; with --merge the seeds take the new coverage
+    # too. A smoke run changes neither.
     if [ $smoke = 0 ]; then
-        before=$(ls "$corpora/$t/seed" | wc -l)
-        "$(lfbin "$t")" -merge=1 -artifact_prefix="$work/merge-" "$corpora/$t/seed" "$work/lf-corpus" >"$work/merge.log" 2>&1
-        echo "$t: $(($(ls "$corpora/$t/seed" | wc -l) - before)) new seed(s) merged into $corpora/$t/seed"
+        rm -rf "$work/wc-new" && mkdir -p "$work/wc-new"
+        find "$corpora/$t/seed" -maxdepth 1 -type f ! -name '*.md' ! -name '*.py' \
+            -exec sh -c 'for f; do cp "$f" "$0/seed-${f##*/}"; done' "$work/wc-new" {} +
+        if "$(lfbin "$t")" -merge=1 -artifact_prefix="$work/merge-" "$work/wc-new" "$work/lf-corpus" \
+            >"$work/merge.log" 2>&1; then
+            rm -f "$work"/wc-new/seed-*
+            rm -rf "${workdir:?}/$t" && mv "$work/wc-new" "$workdir/$t"
+        fi
+        echo "$t: working corpus $workdir/$t: $(ls "$workdir/$t" | wc -l) inputs"
+        if [ $merge = 1 ]; then
+            before=$(ls "$corpora/$t/seed" | wc -l)
+            "$(lfbin "$t")" -merge=1 -artifact_prefix="$work/merge-" "$corpora/$t/seed" "$workdir/$t" >>"$work/merge.log" 2>&1
+            echo "$t: $(($(ls "$corpora/$t/seed" | wc -l) - before)) new seed(s) merged into $corpora/$t/seed"
+        fi
     fi
 done
 cat "$out/table.txt"
+echo "fuzzing, triage and merges took $((SECONDS - start_s)) s (budget ${budget_s} s; builds before: ${build_s} s)"
 if [ $new_crashes -gt 0 ]; then
     echo "$new_crashes new crash(es): see $corpora/*/crash/ and $out/"
     exit 1

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Fuzzing judged by ThreadSanitizer, which ClusterFuzzLite has no mode for. Two steps:
 #  1. ci/fuzz.sh grows a working corpus (libFuzzer + ASan, --seconds-each per target) in
-#     --corpora DIR (default build/fuzz-tsan-corpus; seeded from corpora/<t>/seed, never
-#     written back into the tree), storing any crash there;
-#  2. every input of that corpus (seeds, new inputs, crashes) replays through the target's
+#     --corpora DIR (default build/fuzz-tsan-corpus: DIR/<t>/seed a copy of the tracked
+#     seeds, DIR/work/<t> the inputs found, DIR/<t>/crash any crash; never written back
+#     into the tree);
+#  2. every input of that corpus (seeds, inputs found, crashes) replays through the target's
 #     TSan build (preset tsan, <target>_replay), where any data race fails the run.
 # Why not libFuzzer under TSan directly: clang <= 14 instruments libFuzzer's inline edge
 # counters, so every edge two threads (or two of the engine's fibers) run is reported as
@@ -51,7 +52,7 @@ status=0
 echo "== fuzzing (libFuzzer + ASan), ${each}s per target, working corpus $corpora"
 for t in $list; do
     ci/fuzz.sh "${setup[@]}" --engine libfuzzer --target "$t" --seconds-each "$each" \
-        --corpora "$corpora" || { rc=$?; [ $rc = 2 ] && exit 2; status=1; }
+        --corpora "$corpora" --work "$corpora/work" || { rc=$?; [ $rc = 2 ] && exit 2; status=1; }
     setup=(--no-setup)
 done
 
@@ -68,10 +69,11 @@ prefix=(setarch "$(uname -m)" -R)
 "${prefix[@]}" true 2>/dev/null || prefix=()
 printf '%-14s %8s %s\n' target inputs result >build/fuzz-tsan-out/table.txt
 for t in $list; do
-    n=$(find "$corpora/$t/seed" "$corpora/$t/crash" -maxdepth 1 -type f | wc -l)
+    mkdir -p "$corpora/work/$t"
+    n=$(find "$corpora/$t/seed" "$corpora/$t/crash" "$corpora/work/$t" -maxdepth 1 -type f | wc -l)
     out=build/fuzz-tsan-out/$t.log
     if TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 ${TSAN_OPTIONS:-}" \
-        "${prefix[@]}" "build/tsan/fuzz/${t}_replay" "$corpora/$t/seed" "$corpora/$t/crash" >"$out" 2>&1; then
+        "${prefix[@]}" "build/tsan/fuzz/${t}_replay" "$corpora/$t/seed" "$corpora/$t/crash" "$corpora/work/$t" >"$out" 2>&1; then
         r=clean
     else
         r="FAILED (see $out)"
