@@ -188,6 +188,9 @@ void expect_code(fz *f, const chaos_model_outcome *o, int rc) {
 }
 
 void expect_layer(fz *f, int want, int rc, const char *rule) {
+    if (f->trace)
+        fprintf(stderr, "fuzz_compat: op %3d %-34s -> %-18s (libsqlvdi: %s)\n", f->op_index,
+                f->op_name, vdi_strerror(want), rule);
     if (rc != want)
         fail(f, "expected %s, got %s (libsqlvdi: %s)", vdi_strerror(want), vdi_strerror(rc), rule);
 }

@@ -206,6 +206,15 @@ def _(a):
     a.to_active().get_command().s_close().c_close()
 
 
+@seeds("orphan-after-reopen", "a device object kept across Close, Create and OpenDevice of the "
+       "same device: the old object answers VD_E_PROTOCOL, the new one gets the command")
+def _(a):
+    a.to_active().c_close().s_close().to_active().allocate().send(cmd=0)
+    a.orphan_get_command(dev=0).complete(dev=0, which=0).get_command(dev=1)
+    a.orphan_get_command(dev=0).complete(dev=1, which=0).close_device().get_command(dev=1)
+    a.s_close().c_close().orphan_get_command(dev=1)
+
+
 @seeds("device-object-outlives-set", "the set object deleted (its destructor closes, devices "
        "still open: the server sees the abort); the device objects answer VD_E_PROTOCOL")
 def _(a):

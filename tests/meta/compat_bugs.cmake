@@ -82,6 +82,15 @@ compat_bug(NAME close_open_keeps_devices SANITIZER asan
   TO "if (rc == NOERROR) /* seeded bug: VD_E_OPEN taken for a failed Close */"
   ORACLE "AddressSanitizer: heap-use-after-free")
 
+# Close orphans its device objects but leaves them their C handles: once the set is made
+# again and the device opened anew, the old object reaches the new session's device.
+compat_bug(NAME orphan_keeps_handle
+  FROM "        d->owner = nullptr@S@
+        d->dev = nullptr@S@
+        push(&orphans, d)@S@"
+  TO "        push(&orphans, d)@S@"
+  ORACLE "==fuzz_compat== mismatch at op [0-9]+ \\(GetCommand\\): expected VD_E_PROTOCOL, got")
+
 # The clean library replays every stored input clean.
 file(GLOB compat_meta_inputs ${COMPAT_INPUTS}/*)
 list(FILTER compat_meta_inputs EXCLUDE REGEX "README.md$")
