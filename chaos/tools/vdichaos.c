@@ -7,6 +7,7 @@
  * finding. */
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,28 @@ static int usage_to(FILE *out, int code) {
 
 static int usage(void) {
     return usage_to(stderr, 2);
+}
+
+/* Progress on stderr every 1000 runs: on a terminal one line rewritten in place and ended
+ * before anything else is printed; in a log one whole line each time. */
+static int progress_open;
+
+static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void progress(const char *fmt, ...) {
+    int tty = isatty(2);
+    va_list ap;
+    va_start(ap, fmt);
+    fputs(tty ? "\r" : "", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs(tty ? "\033[K" : "\n", stderr);
+    progress_open = tty;
+}
+
+static void progress_end(void) {
+    if (progress_open)
+        fputc('\n', stderr);
+    progress_open = 0;
 }
 
 static int parse_u64(const char *s, unsigned long long *out) {
@@ -91,6 +114,7 @@ static int run_dfs(const chaos_scenario *sc, unsigned long long runs, unsigned p
         chaos_result r;
         if (chaos_scenario_run(sc, &cfg, &r)) {
             char path[4096];
+            progress_end();
             printf("FINDING in schedule %llu of the search:\n%s\n", k + 1, r.text);
             if (save(dir, sc->name, "dfs", k + 1, access_points, &r, path, sizeof path) == 0)
                 printf("replay: vdichaos replay %s\n", path);
@@ -104,15 +128,17 @@ static int run_dfs(const chaos_scenario *sc, unsigned long long runs, unsigned p
         r.dfs_next = NULL;
         chaos_result_free(&r);
         if (!prefix) {
+            progress_end();
             printf("%s: search complete: all %llu schedules with at most %u preemptions, no "
                    "finding\n",
                    sc->name, k + 1, preemptions);
             return 0;
         }
         if ((k + 1) % 1000 == 0)
-            fprintf(stderr, "\r%s: %llu schedules, no finding", sc->name, k + 1);
+            progress("%s: %llu schedules, no finding", sc->name, k + 1);
     }
     free(prefix);
+    progress_end();
     printf("%s: %llu schedules with at most %u preemptions, no finding; the search is not "
            "complete (raise --runs)\n",
            sc->name, k, preemptions);
@@ -192,6 +218,7 @@ static int cmd_run(int argc, char **argv) {
         chaos_result r;
         if (chaos_scenario_run(sc, &cfg, &r)) {
             char path[4096];
+            progress_end();
             printf("\nFINDING in run %llu (seed %llu), %u steps, %d actors:\n%s\n", k + 1, s,
                    r.steps, r.actors, r.text);
             if (save(dir, sc->name, strategy, s, (int)access, &r, path, sizeof path) == 0)
@@ -208,10 +235,9 @@ static int cmd_run(int argc, char **argv) {
             max_actors = r.actors;
         chaos_result_free(&r);
         if ((k + 1) % 1000 == 0)
-            fprintf(stderr, "\r%s: %llu/%llu runs, no finding", sc->name, k + 1, runs);
+            progress("%s: %llu/%llu runs, no finding", sc->name, k + 1, runs);
     }
-    if (runs >= 1000)
-        fprintf(stderr, "\n");
+    progress_end();
     printf("%s: %llu %s runs (seeds %llu..%llu), no finding; up to %u steps and %d actors a run\n",
            sc->name, runs, strategy, seed, seed + runs - 1, max_steps, max_actors);
     printf("the model oracle judged %llu of the %llu runs (the others: injected faults "
