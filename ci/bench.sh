@@ -107,7 +107,8 @@ for t in fuzz_config fuzz_race; do
         for n in 1 "$(nproc)"; do
             ci/fuzz.sh --no-setup --target "$t" --engine "$e" --jobs "$n" --seconds-each 20 \
                 --corpora "$scratch" >"build/bench-jobs-$t-$e-$n.log" 2>&1 || true
-            r+=("$(awk -v t="$t" -v e="$e" '$1 == t && $2 == e { print $4 }' "build/bench-jobs-$t-$e-$n.log")")
+            r+=("$(sed -n '/^target /,$p' "build/bench-jobs-$t-$e-$n.log" |
+                awk -v t="$t" -v e="$e" '$1 == t && $2 == e { print $4 }')")
         done
         printf '%-13s %-9s %10s %10s\n' "$t" "$e" "${r[0]:--}" "${r[1]:--}"
     done
