@@ -50,7 +50,7 @@ constexpr int MAX_OPS = 256;
 constexpr int MAX_HANDLES = 64;
 constexpr int MAX_DOBJ = 12; /* device objects held at once */
 constexpr int LOG_MAX = 4096;
-constexpr uint64_t RESCUE_MS = 5000; /* a longer wait is ended by an abort at this point */
+constexpr uint64_t RESCUE_MS = 120000; /* a longer wait is ended by an abort at this point */
 constexpr uint64_t CLOCK_BASE = 1000000;
 
 enum fz_op {
@@ -506,10 +506,10 @@ struct name_copy {
 
 /* time_t timeouts: every class, and what the C API receives for each (negative: forever). */
 time_t pick_timeout(fuzz_input *in) {
-    static const time_t t[] = {0,        0,       1,    2,     499,
-                               500,      501,     1000, 1501,  -1,
-                               -1,       -2,      5001, 60000, (time_t)1 << 32 | 1,
-                               LONG_MAX, LONG_MIN};
+    static const time_t t[] = {0,        0,        1,      2,      499,
+                               500,      501,      1000,   1501,   -1,
+                               -1,       -2,       5001,   60000,  (time_t)1 << 32 | 1,
+                               LONG_MAX, LONG_MIN, 120001, 3600000};
     return FUZZ_PICK(in, t);
 }
 

@@ -17,8 +17,9 @@ NULL_HANDLE, NULL_OUT = 0x0F, 0xF0
 
 # pick_timeout's table: the index of each time_t class
 T = {0: 0, 1: 2, 2: 3, 499: 4, 500: 5, 501: 6, 1000: 7, 1501: 8, "inf": 9, -2: 11,
-     5001: 12, 60000: 13, "2^32+1": 14, "LONG_MAX": 15, "LONG_MIN": 16}
-BY_CLIENT, BY_SERVER = 0, 1  # who ends a wait the model says outlasts RESCUE_MS
+     5001: 12, 60000: 13, "2^32+1": 14, "LONG_MAX": 15, "LONG_MIN": 16, 120001: 17,
+     3600000: 18}
+BY_CLIENT, BY_SERVER = 0, 1  # who ends a wait the model says outlasts RESCUE_MS (120 s)
 
 
 class Compat:
@@ -164,7 +165,7 @@ def _(a):
 
 
 @seeds("config-infinite-client-abort", "GetConfiguration(INFINITE) before any server: still "
-       "waiting at 5 s, ended by the client's own SignalAbort: VD_E_ABORT")
+       "waiting at 120 s, ended by the client's own SignalAbort: VD_E_ABORT")
 def _(a):
     a.create().get_config(timeout="inf").get_config().c_close()
 
@@ -178,14 +179,15 @@ def _(a):
 @seeds("config-huge-timeouts", "timeouts beyond 32 bits and LONG_MAX still wait (not wrapped)")
 def _(a):
     a.create().get_config(timeout="2^32+1").renew().create().get_config(timeout="LONG_MAX")
-    a.renew().create().s_open().get_config(timeout=60000, rescuer=BY_SERVER)
+    a.renew().create().s_open().get_config(timeout=60000).get_config(timeout=120001)
+    a.renew().create().s_open().get_config(timeout=3600000, rescuer=BY_SERVER)
 
 
 @seeds("command-timeouts", "GetCommand with every finite timeout class, INFINITE with a "
        "command queued, then INFINITE ended by the server's abort (the agent drains)")
 def _(a):
     a.to_active()
-    for t in (0, 1, 2, 499, 500, 501, 1000, 1501):
+    for t in (0, 1, 2, 499, 500, 501, 1000, 1501, 5001, 60000):
         a.get_command(timeout=t)
     a.allocate().send(cmd=0).send(cmd=1).get_command(timeout="inf").complete(which=0)
     a.get_command(timeout="LONG_MIN").get_command(timeout="inf", rescuer=BY_SERVER)
