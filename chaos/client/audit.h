@@ -18,6 +18,7 @@ typedef struct audit_ctx {
     const char *sqlcmd;    /* vdi-sqlcmd */
     const char *libdir;    /* the directory of our libsqlvdi.so, first on LD_LIBRARY_PATH */
     const char *media;     /* the file the client presents as a complete backup, or NULL */
+    char **restore_argv;   /* a command that restores the backup, or NULL (NULL-terminated) */
     long hang_ms;          /* a run longer than this is a hang */
     int stacks;            /* on a hang: 2 gdb, 1 /proc, 0 none */
     char work[PATH_MAX];   /* this session's directory: bin/sqlcmd, data/, run-N/ */

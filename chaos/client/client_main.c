@@ -41,6 +41,8 @@ static int client_usage(void) {
             "  --faults LIST            abort,close,fail,die-exit,die-kill,pause,stall (all)\n"
             "  --max-index N            sweep: fault indices 1..N only\n"
             "  --media PATH             the file the client presents as a complete backup\n"
+            "  --restore-command \"CMD ARG...\"  restores a backup that succeeded (words split\n"
+            "                           on spaces): it must restore byte for byte\n"
             "  --findings DIR           where findings are saved (findings)\n"
             "  --hang-ms MS             a run longer than this is a hang (30000)\n"
             "  --pause-ms MS            a pause fault's length (1500)\n"
@@ -166,6 +168,9 @@ static void replay_command(const session *s, const char *plan, char *buf, size_t
     size_t l = (size_t)snprintf(buf, cap, "vdichaos client replay %s", plan);
     if (s->ctx.media && l < cap)
         l += (size_t)snprintf(buf + l, cap - l, " --media '%s'", s->ctx.media);
+    for (int i = 0; s->ctx.restore_argv && s->ctx.restore_argv[i] && l < cap; i++)
+        l += (size_t)snprintf(buf + l, cap - l, "%s%s%s", i ? " " : " --restore-command '",
+                              s->ctx.restore_argv[i], s->ctx.restore_argv[i + 1] ? "" : "'");
     if (s->ctx.hang_ms != 30000 && l < cap)
         l += (size_t)snprintf(buf + l, cap - l, " --hang-ms %ld", s->ctx.hang_ms);
     if (l < cap)
@@ -484,6 +489,24 @@ static int read_plan(const char *path, vdi_plan *p) {
     return 0;
 }
 
+/* "CMD ARG..." split on spaces (no quoting) into a NULL-terminated argv. */
+static int split_words(const char *text, char ***out) {
+    static char buf[8192];
+    static char *words[256];
+    if (strlen(text) >= sizeof buf)
+        return -1;
+    snprintf(buf, sizeof buf, "%s", text);
+    int n = 0;
+    for (char *save = NULL, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        if (n == 255)
+            return -1;
+        words[n++] = t;
+    }
+    words[n] = NULL;
+    *out = words;
+    return n ? 0 : -1;
+}
+
 static void exe_relative(char *out, size_t cap, const char *rel) {
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -567,6 +590,9 @@ int vdichaos_client_main(int argc, char **argv) {
             s.max_index = v;
         } else if (strcmp(a, "--media") == 0 && *val) {
             s.ctx.media = val;
+        } else if (strcmp(a, "--restore-command") == 0 && *val) {
+            if (split_words(val, &s.ctx.restore_argv) != 0)
+                return client_usage();
         } else if (strcmp(a, "--findings") == 0 && *val) {
             s.findings_dir = val;
         } else if (strcmp(a, "--hang-ms") == 0 && parse_num(val, 1, 86400000, &v) == 0) {

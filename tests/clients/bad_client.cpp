@@ -13,6 +13,12 @@
  *                          set's shared memory stays behind
  *   BUG_SPIN_ON_ABORT      every error but VD_E_CLOSE is "transient" and retried at once:
  *                          after an abort the device thread spins forever
+ *   BUG_DEADLOCK_AT_ABORT  a device thread reports its error under the status lock, which the
+ *                          main thread holds while it joins the device threads: an abort
+ *                          deadlocks them
+ *   BUG_TRIM_MEDIA         after a backup, the trailing zeros of each media file are cut
+ *                          "to save space": the stream is shorter than the server wrote it,
+ *                          so the backup does not restore
  *
  * usage: bad-client-NAME backup DATABASE MEDIA [DEVICES] */
 #include "vdi.h"
@@ -22,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <mutex>
 #include <string>
 #include <sys/wait.h>
 #include <thread>
@@ -37,6 +44,9 @@ struct stream {
     int fd = -1;
     int end = NOERROR;
 };
+
+std::mutex status_mu; /* guards the error report between device threads and main */
+std::string first_error;
 
 #if defined(BUG_TIMEOUT_FATAL)
 constexpr time_t get_timeout = 1000; /* "a healthy server sends well within a second" */
@@ -59,6 +69,11 @@ void serve(ClientVirtualDeviceSet *vds, stream *s) {
             vds->SignalAbort(); /* BUG: a timeout only means nothing came yet */
         }
 #endif
+        if (rc != NOERROR && rc != VD_E_CLOSE) {
+            std::lock_guard<std::mutex> lk(status_mu);
+            if (first_error.empty())
+                first_error = s->name + ": GetCommand failed";
+        }
         if (rc != NOERROR) {
 #if defined(BUG_EXIT0_AFTER_ABORT)
             rc = VD_E_CLOSE; /* BUG: every end of the command stream is taken as the normal one */
@@ -95,6 +110,22 @@ pid_t start_sqlcmd(const std::string &stmt) {
     }
     return pid;
 }
+
+#if defined(BUG_TRIM_MEDIA)
+/* BUG: the zeros are the server's: the restore reads them back */
+void trim_zeros(const std::string &file) {
+    int fd = open(file.c_str(), O_RDWR);
+    if (fd < 0)
+        return;
+    off_t end = lseek(fd, 0, SEEK_END);
+    unsigned char b = 0;
+    while (end > 0 && pread(fd, &b, 1, end - 1) == 1 && b == 0)
+        end--;
+    if (ftruncate(fd, end) != 0)
+        fprintf(stderr, "bad-client: cannot trim %s\n", file.c_str());
+    close(fd);
+}
+#endif
 
 #if defined(BUG_LEAK_SET)
 [[noreturn]] void fatal(const char *what) {
@@ -153,8 +184,16 @@ int main(int argc, char **argv) {
     for (auto &s : streams)
         if (s.dev)
             threads.emplace_back(serve, &vds, &s);
-    for (auto &t : threads)
-        t.join();
+    {
+#if defined(BUG_DEADLOCK_AT_ABORT)
+        /* BUG: "keep the status stable while the devices finish" */
+        std::lock_guard<std::mutex> lk(status_mu);
+#endif
+        for (auto &t : threads)
+            t.join();
+    }
+    if (!first_error.empty())
+        fprintf(stderr, "bad-client: %s\n", first_error.c_str());
     for (auto &s : streams) {
         if (s.dev && s.end != VD_E_CLOSE)
             ok = false;
@@ -185,6 +224,11 @@ int main(int argc, char **argv) {
     int status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 #if defined(BUG_EXIT0_AFTER_ABORT)
     status = 0; /* BUG: "sqlcmd prints its own errors" */
+#endif
+#if defined(BUG_TRIM_MEDIA)
+    if (ok && status == 0)
+        for (auto &s : streams)
+            trim_zeros(s.file);
 #endif
     printf("bad-client: backup of %s %s (sqlcmd exit %d)\n", argv[2],
            ok && status == 0 ? "succeeded" : "FAILED", status);

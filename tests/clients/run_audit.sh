@@ -11,8 +11,9 @@ dir=$(mktemp -d "${TMPDIR:-/tmp}/t-client-audit-XXXXXX") || exit 1
 trap 'rm -rf "$dir"' EXIT
 args=""
 for a in "$@"; do
-    [ "$a" = MEDIA ] && a="$dir/media.bak"
-    args="$args '$a'"
+    a=$(printf '%s' "$a" | sed "s|MEDIA|$dir/media.bak|g")
+    q=$(printf '%s' "$a" | sed "s/'/'\\\\''/g")
+    args="$args '$q'"
 done
 eval "set -- $args"
 "$vdichaos" client --findings "$dir/findings" --json "$@" >"$dir/out.json" 2>"$dir/err"
@@ -36,16 +37,9 @@ if [ $rc -ne 1 ] || ! grep -q "\"oracle\":\"$oracle\",\"class\":\"$class\"" "$di
 fi
 plan=$(ls "$dir/findings/$oracle-$class-"*.plan 2>/dev/null | head -n 1)
 [ -n "$plan" ] || { echo "FAILED: the finding's plan was not saved"; show; exit 1; }
-# The saved plan replays to the same finding.
-for a in "$@"; do
-    shift
-    [ "$a" = -- ] && break
-done
-replay_opts=""
-case "$*" in *"$dir/media.bak"*) replay_opts="--media $dir/media.bak" ;; esac
-# shellcheck disable=SC2086
-"$vdichaos" client replay "$plan" --findings "$dir/replayed" --json --hang-ms 3000 --stacks proc \
-    $replay_opts -- "$@" >"$dir/replay.json" 2>>"$dir/err"
+# The saved plan replays to the same finding (the same options; --plans is moot in replay).
+"$vdichaos" client replay "$plan" --findings "$dir/replayed" --json "$@" >"$dir/replay.json" \
+    2>>"$dir/err"
 if [ $? -ne 1 ] || ! grep -q "\"oracle\":\"$oracle\",\"class\":\"$class\"" "$dir/replay.json"; then
     echo "FAILED: the saved plan $plan does not replay to $oracle: $class"
     show
