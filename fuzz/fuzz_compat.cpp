@@ -104,12 +104,18 @@ struct fz_dobj {
     unsigned gen;
 };
 
+/* How a wait that outlasts RESCUE_MS ends: an abort from inside the wait (the client's own,
+ * or the attached server's), or the set's Close or delete on another thread, which must wait
+ * for the blocked call to leave (VDI-SPEC 5.0, 5.2) before it returns or frees anything. */
+enum { RESCUE_CLIENT_ABORT, RESCUE_SERVER_ABORT, RESCUE_CLOSE, RESCUE_DELETE, RESCUE_KINDS };
+
 /* The client call that may wait: what the model allows it. */
 struct fz_timed {
     int active;
     uint64_t start, limit; /* limit: the most it may wait (unless rescue) */
-    int rescue;            /* the model says it waits beyond RESCUE_MS: abort it there */
-    int rescuer;           /* -1: the client's own SignalAbort; else that server */
+    int rescue;            /* the model says it waits beyond RESCUE_MS: end it there */
+    int how;               /* RESCUE_*: how */
+    int rescuer;           /* RESCUE_SERVER_ABORT: that server */
     int rescued, rescue_rc;
     int ci;
 };
@@ -150,6 +156,11 @@ struct fz {
     std::atomic<uint64_t> clock;
     fz_timed timed;
     int in_rescue;
+    /* the closing thread of RESCUE_CLOSE / RESCUE_DELETE */
+    pthread_t closer;
+    std::atomic<uintptr_t> closer_tid;
+    std::atomic<int> closer_waiting, closer_done;
+    int closer_rc;
     int fail_new; /* the next ClientVirtualDeviceSet constructor's allocation fails */
     /* callbacks */
     pthread_mutex_t mu;
@@ -221,6 +232,8 @@ int fz_wait(void *ctx, uint32_t *word, uint32_t expected, long timeout_ms,
         for (int i = 0; i < NSERVER; i++)
             if (f->agent_tid[i].load() == me)
                 f->agent_waiting[i].store(1);
+        if (f->closer_tid.load() == me)
+            f->closer_waiting.store(1);
         return futex_wait(word, expected, timeout_ms);
     }
     fz_timed *t = &f->timed;
@@ -567,14 +580,42 @@ void remove_dobj(fz *f, int i) {
     f->dobj[i] = f->dobj[--f->ndobj];
 }
 
-/* Abort the waiting call's set from inside its wait, as another thread would. */
+void *closer_main(void *arg) {
+    fz *f = static_cast<fz *>(arg);
+    f->closer_tid.store((uintptr_t)pthread_self());
+    if (f->timed.how == RESCUE_CLOSE)
+        f->closer_rc = f->client[f->timed.ci]->Close();
+    else
+        delete f->client[f->timed.ci];
+    f->closer_done.store(1);
+    return nullptr;
+}
+
+/* End the waiting call from inside its wait: an abort made here, as another thread would,
+ * or a thread that closes (or deletes) the set; the wait returns once that thread waits for
+ * the call to leave. */
 void rescue(fz *f) {
     fz_timed *t = &f->timed;
     f->in_rescue = 1;
-    if (t->rescuer < 0)
+    if (t->how == RESCUE_CLIENT_ABORT) {
         t->rescue_rc = f->client[t->ci]->SignalAbort();
-    else
+    } else if (t->how == RESCUE_SERVER_ABORT) {
         t->rescue_rc = vdi_server_set_signal_abort(f->server[t->rescuer]);
+    } else {
+        f->closer_tid.store(0);
+        f->closer_waiting.store(0);
+        f->closer_done.store(0);
+        if (pthread_create(&f->closer, nullptr, closer_main, f) != 0)
+            abort();
+        for (unsigned long i = 0; !f->closer_waiting.load() && !f->closer_done.load(); i++) {
+            if (i > 200000000ul)
+                fail(f, "the closing thread never waited nor returned");
+            sched_yield();
+        }
+        if (f->closer_done.load())
+            fail(f, "the set's %s returned while a call was still inside it",
+                 t->how == RESCUE_CLOSE ? "Close" : "delete");
+    }
     f->in_rescue = 0;
     t->rescued = 1;
 }
@@ -586,22 +627,53 @@ void timed_begin(fz *f, fuzz_input *in, int ci, const chaos_model_outcome *o, lo
     t->active = 1;
     t->ci = ci;
     t->start = f->clock.load();
-    t->rescuer = -1;
     if (o->blocks || (o->code == VD_E_TIMEOUT && (uint64_t)timeout > RESCUE_MS))
         t->rescue = 1;
     else if (o->code == VD_E_TIMEOUT)
         t->limit = (uint64_t)timeout;
-    uint32_t r = fuzz_choice(in, 2);
-    for (int s = 0; s < NSERVER && r; s++)
-        if (f->c_set[ci] && f->s_set[s] == f->c_set[ci] &&
-            chaos_model_server_state(f->m, s) != CM_ST_DNE) {
-            t->rescuer = s;
-            break;
-        }
+    t->how = (int)fuzz_choice(in, RESCUE_KINDS);
+    if (t->how == RESCUE_SERVER_ABORT) {
+        t->how = RESCUE_CLIENT_ABORT; /* unless a server is attached */
+        for (int s = 0; s < NSERVER; s++)
+            if (f->c_set[ci] && f->s_set[s] == f->c_set[ci] &&
+                chaos_model_server_state(f->m, s) != CM_ST_DNE) {
+                t->how = RESCUE_SERVER_ABORT;
+                t->rescuer = s;
+                break;
+            }
+    }
+}
+
+/* The set was closed or deleted under the blocked call (RESCUE_CLOSE / RESCUE_DELETE): the
+ * closing thread is joined and its Close given to the model; the call itself must answer
+ * VD_E_ABORT (VDI-SPEC 5.2), which timed_end's caller checks. */
+void closer_end(fz *f) {
+    fz_timed *t = &f->timed;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 20;
+    if (pthread_timedjoin_np(f->closer, nullptr, &ts) != 0)
+        fail(f, "the set's %s did not return after the blocked call left",
+             t->how == RESCUE_CLOSE ? "Close" : "delete");
+    chaos_model_call a;
+    memset(&a, 0, sizeof a);
+    a.op = CM_C_CLOSE;
+    a.obj = t->ci;
+    chaos_model_outcome co;
+    chaos_model_step(f->m, &a, &co);
+    if (t->how == RESCUE_CLOSE && f->closer_rc != co.code)
+        fail(f, "Close on the other thread returned %s, expected %s (rule: %s)",
+             vdi_strerror(f->closer_rc), vdi_strerror(co.code), co.why);
+    if (co.code != VD_E_PROTOCOL)
+        client_closed(f, t->ci);
+    if (t->how == RESCUE_DELETE)
+        f->client[t->ci] = new ClientVirtualDeviceSet();
+    after_call(f, &co);
 }
 
 /* After it: the time it took, and for a rescued call the abort, then the call again, in
- * the model. Returns 1 when the model was stepped again (o is the new outcome). */
+ * the model. Returns 1 when the model was stepped again (o is the new outcome), 2 when the
+ * set was closed under the call (the call must answer VD_E_ABORT; the model has no answer). */
 int timed_end(fz *f, const chaos_model_call *k, chaos_model_outcome *o, int rc) {
     fz_timed *t = &f->timed;
     t->active = 0;
@@ -616,16 +688,21 @@ int timed_end(fz *f, const chaos_model_call *k, chaos_model_outcome *o, int rc) 
         fail(f, "returned %s after %llu ms; the model says it waits past %llu ms (timeout %ld)",
              vdi_strerror(rc), (unsigned long long)waited, (unsigned long long)RESCUE_MS,
              k->timeout);
+    if (t->how == RESCUE_CLOSE || t->how == RESCUE_DELETE) {
+        closer_end(f);
+        expect_layer(f, VD_E_ABORT, rc, "a call blocked when another thread closes its set");
+        return 2;
+    }
     chaos_model_call a;
     memset(&a, 0, sizeof a);
-    a.op = t->rescuer < 0 ? CM_C_SIGNAL_ABORT : CM_S_SIGNAL_ABORT;
-    a.obj = t->rescuer < 0 ? t->ci : t->rescuer;
+    int by_client = t->how == RESCUE_CLIENT_ABORT;
+    a.op = by_client ? CM_C_SIGNAL_ABORT : CM_S_SIGNAL_ABORT;
+    a.obj = by_client ? t->ci : t->rescuer;
     chaos_model_outcome ao;
     chaos_model_step(f->m, &a, &ao);
     if (t->rescue_rc != ao.code)
         fail(f, "the rescuing %s signal_abort returned %s, expected %s",
-             t->rescuer < 0 ? "client" : "server", vdi_strerror(t->rescue_rc),
-             vdi_strerror(ao.code));
+             by_client ? "client" : "server", vdi_strerror(t->rescue_rc), vdi_strerror(ao.code));
     after_call(f, &ao);
     chaos_model_step(f->m, k, o);
     if (o->unmodelled || o->blocks)
@@ -676,7 +753,11 @@ void op_get_command(fz *f, fuzz_input *in, uint8_t flags) {
         return;
     timed_begin(f, in, ci, &o, k.timeout);
     int rc = d->obj->GetCommand(timeout, null_out ? nullptr : &vc);
-    timed_end(f, &k, &o, rc);
+    if (timed_end(f, &k, &o, rc) == 2) {
+        if (!null_out && vc)
+            fail(f, "GetCommand ended by a Close left *ppCmd non-NULL");
+        return;
+    }
     resolve_or_fail(f, &k, &o, rc);
     if (rc == NOERROR) {
         int c = o.delivered;
@@ -883,7 +964,11 @@ void op_client(fz *f, int op, fuzz_input *in, uint8_t flags) {
             return;
         timed_begin(f, in, ci, &o, k.timeout);
         rc = cs->GetConfiguration(timeout, null_out ? nullptr : &cfg);
-        timed_end(f, &k, &o, rc);
+        if (timed_end(f, &k, &o, rc) == 2) { /* cs may be gone */
+            if (memcmp(&cfg, &before, sizeof cfg) != 0)
+                fail(f, "GetConfiguration ended by a Close changed *cfg");
+            return;
+        }
         if (rc == NOERROR && o.code == NOERROR)
             check_cfg(f, &o, &cfg, "GetConfiguration");
         else if (rc != NOERROR && memcmp(&cfg, &before, sizeof cfg) != 0)

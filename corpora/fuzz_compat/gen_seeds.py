@@ -19,7 +19,9 @@ NULL_HANDLE, NULL_OUT = 0x0F, 0xF0
 T = {0: 0, 1: 2, 2: 3, 499: 4, 500: 5, 501: 6, 1000: 7, 1501: 8, "inf": 9, -2: 11,
      5001: 12, 60000: 13, "2^32+1": 14, "LONG_MAX": 15, "LONG_MIN": 16, 120001: 17,
      3600000: 18}
-BY_CLIENT, BY_SERVER = 0, 1  # who ends a wait the model says outlasts RESCUE_MS (120 s)
+# who ends a wait the model says outlasts RESCUE_MS (120 s): an abort from inside the wait by
+# the client or the attached server, or the set's Close or delete on another thread
+BY_CLIENT, BY_SERVER, BY_CLOSE, BY_DELETE = 0, 1, 2, 3
 
 
 class Compat:
@@ -192,6 +194,21 @@ def _(a):
     a.allocate().send(cmd=0).send(cmd=1).get_command(timeout="inf").complete(which=0)
     a.get_command(timeout="LONG_MIN").get_command(timeout="inf", rescuer=BY_SERVER)
     a.s_close().c_close()
+
+
+@seeds("close-under-get-command", "GetCommand(INFINITE) ended by the set's Close on another "
+       "thread: Close waits for it to leave (VD_E_OPEN, the device unfinished), it answers "
+       "VD_E_ABORT; then the same for GetConfiguration of a new set")
+def _(a):
+    a.to_active().get_command(timeout="inf", rescuer=BY_CLOSE).orphan_get_command().s_close()
+    a.create(ci=1).get_config(ci=1, timeout="inf", rescuer=BY_CLOSE).get_config(ci=1)
+
+
+@seeds("delete-under-get-configuration", "the set object deleted on another thread while its "
+       "GetConfiguration(INFINITE) and later its GetCommand wait: the delete waits for the call")
+def _(a):
+    a.create().get_config(timeout="inf", rescuer=BY_DELETE).to_active()
+    a.get_command(timeout="LONG_MIN", rescuer=BY_DELETE).orphan_get_command().s_close()
 
 
 @seeds("command-huge-timeout", "GetCommand(2^32 + 1): the timeout is not cut to 32 bits")
