@@ -91,8 +91,9 @@ enum { A_RUNNABLE, A_BLOCKED, A_DONE };
 /* The context switch. On x86-64 a few instructions that save the callee-saved registers
  * and swap stacks: swapcontext() costs a sigprocmask system call per switch, and under
  * ASan its interceptor releases the shadow of the whole stack each time (two more system
- * calls), which made a run several times slower. Elsewhere, ucontext. */
-#if defined(__x86_64__)
+ * calls), which made a run several times slower. Elsewhere (or with CHAOS_PORTABLE_FIBERS,
+ * which tests/chaos builds to keep this path working), ucontext. */
+#if defined(__x86_64__) && !defined(CHAOS_PORTABLE_FIBERS)
 typedef struct fiber_ctx {
     void *sp;
 } fiber_ctx;
@@ -137,7 +138,8 @@ static void ctx_make(fiber_ctx *c, uint8_t *stack, size_t size, void (*entry)(vo
 #else
 typedef ucontext_t fiber_ctx;
 static void ctx_switch(fiber_ctx *from, fiber_ctx *to) {
-    ctx_switch(from, to);
+    if (swapcontext(from, to) != 0)
+        abort(); /* only with a bad context: never a silent wrong switch */
 }
 static void ctx_make(fiber_ctx *c, uint8_t *stack, size_t size, void (*entry)(void)) {
     getcontext(c);
@@ -201,6 +203,7 @@ struct chaos_engine {
     uint64_t now;
     uint32_t steps;
     uint64_t rng;
+    uint64_t fault_rng; /* CHAOS_FAULT_RANDOM's own stream: the same under every strategy */
     uint32_t change[16];
     unsigned nchange;
     uint32_t *dec;
@@ -304,6 +307,7 @@ chaos_engine *chaos_engine_new(const chaos_config *cfg) {
     e->last = -1;
     e->now = START_TIME;
     e->rng = cfg->seed;
+    e->fault_rng = cfg->seed ^ 0x6a09e667f3bcc909ull;
     e->hash = 0xcbf29ce484222325ull;
     pthread_mutex_init(&e->free_mu, NULL);
     return e;
@@ -665,11 +669,16 @@ DYING static int write_replay(const chaos_engine *e, const char *path) {
              e->cfg.label ? e->cfg.label : "?", strategy_name(e->cfg.strategy),
              (unsigned long long)e->cfg.seed, e->steps);
     put(fd, line);
-    if (e->cfg.fault_mode == CHAOS_FAULT_ONCE || e->cfg.fault_mode == CHAOS_FAULT_PERSISTENT) {
-        snprintf(line, sizeof line, "faults %s %u %d\n",
-                 e->cfg.fault_mode == CHAOS_FAULT_ONCE ? "once" : "persistent", e->cfg.fault_n,
+    if (e->cfg.fault_mode == CHAOS_FAULT_ONCE || e->cfg.fault_mode == CHAOS_FAULT_PERSISTENT ||
+        e->cfg.fault_mode == CHAOS_FAULT_RANDOM) {
+        static const char *const names[] = {"none", "once", "persistent", "random"};
+        snprintf(line, sizeof line, "faults %s %u %d\n", names[e->cfg.fault_mode], e->cfg.fault_n,
                  e->cfg.fault_errno);
         put(fd, line);
+        if (e->cfg.fault_mode == CHAOS_FAULT_RANDOM) { /* its decisions come from the seed */
+            snprintf(line, sizeof line, "fault-seed %llu\n", (unsigned long long)e->cfg.seed);
+            put(fd, line);
+        }
     }
     snprintf(line, sizeof line, "max-steps %u\n", e->cfg.max_steps);
     put(fd, line);
@@ -1104,7 +1113,7 @@ static int h_fail(void *ctx, const char *name) {
             err = k >= e->cfg.fault_n;
             break;
         case CHAOS_FAULT_RANDOM:
-            err = e->cfg.fault_n && splitmix(&e->rng) % e->cfg.fault_n == 0;
+            err = e->cfg.fault_n && splitmix(&e->fault_rng) % e->cfg.fault_n == 0;
             break;
         default:
             break;

@@ -281,7 +281,8 @@ typedef struct loaded {
 } loaded;
 
 static const char *fault_name(chaos_fault_mode m) {
-    return m == CHAOS_FAULT_NONE ? "none" : m == CHAOS_FAULT_ONCE ? "once" : "persistent";
+    static const char *const names[] = {"none", "once", "persistent", "random"};
+    return (unsigned)m < sizeof names / sizeof names[0] ? names[m] : "?";
 }
 
 static void unload(loaded *l) {
@@ -349,9 +350,15 @@ static int load(const char *path, loaded *l) {
         if (sscanf(line, "faults %15s %u %u", mode, &fn, &fe) == 3) {
             l->cfg.fault_mode = !strcmp(mode, "once")         ? CHAOS_FAULT_ONCE
                                 : !strcmp(mode, "persistent") ? CHAOS_FAULT_PERSISTENT
+                                : !strcmp(mode, "random")     ? CHAOS_FAULT_RANDOM
                                                               : CHAOS_FAULT_NONE;
             l->cfg.fault_n = fn;
             l->cfg.fault_errno = (int)fe;
+            continue;
+        }
+        unsigned long long fs;
+        if (sscanf(line, "fault-seed %llu", &fs) == 1) {
+            l->cfg.seed = fs; /* a random fault plan's decisions (the schedule is the list) */
             continue;
         }
         if (sscanf(line, "max-steps %u", &ms) == 1) {
@@ -408,6 +415,8 @@ static int save_file(const char *path, const chaos_scenario *sc, const chaos_con
     if (cfg->fault_mode != CHAOS_FAULT_NONE)
         fprintf(f, "faults %s %u %d\n", fault_name(cfg->fault_mode), cfg->fault_n,
                 cfg->fault_errno);
+    if (cfg->fault_mode == CHAOS_FAULT_RANDOM)
+        fprintf(f, "fault-seed %llu\n", (unsigned long long)cfg->seed);
     if (cfg->max_steps)
         fprintf(f, "max-steps %u\n", cfg->max_steps);
     if (cfg->access_points)

@@ -16,6 +16,7 @@ int main(int argc, char **argv) {
     size_t n;
     const chaos_scenario *sc = chaos_scenarios(&n);
     T_REQUIRE(n >= 2);
+    unsigned long random_faults = 0;
     for (size_t i = 0; i < n; i++) {
         unsigned findings = 0;
         for (unsigned k = 1; k <= runs; k++) {
@@ -49,7 +50,30 @@ int main(int argc, char **argv) {
         chaos_result_free(&a);
         chaos_result_free(&b);
         chaos_result_free(&c);
+
+        /* a random fault plan replays too: its decisions come from the seed alone, not
+         * from the schedule strategy's stream */
+        chaos_config rf = {.strategy = CHAOS_RANDOM,
+                           .seed = 77,
+                           .fault_mode = CHAOS_FAULT_RANDOM,
+                           .fault_n = 3,
+                           .fault_errno = 12};
+        chaos_scenario_run(&sc[i], &rf, &a);
+        chaos_config rfr = {.strategy = CHAOS_REPLAY,
+                            .seed = 77,
+                            .decisions = a.decisions,
+                            .ndecisions = a.ndecisions,
+                            .fault_mode = CHAOS_FAULT_RANDOM,
+                            .fault_n = 3,
+                            .fault_errno = 12};
+        chaos_scenario_run(&sc[i], &rfr, &c);
+        T_EXPECT_EQ(c.hash, a.hash);
+        T_EXPECT_EQ(c.faults_injected, a.faults_injected);
+        random_faults += a.faults_injected;
+        chaos_result_free(&a);
+        chaos_result_free(&c);
     }
+    T_EXPECT(random_faults > 0);
     /* Every fail point of the reference is asked during the scenarios (so the fault sweep
      * of `vdichaos faults` can reach each one). */
     const char *const *all;
