@@ -124,6 +124,7 @@ typedef struct fs {
     uint8_t *store[NDEV_MAX]; /* the client's medium, kept from the backup to the restore */
     uint32_t stored[NDEV_MAX], failed[NDEV_MAX];
     uint32_t cap[NDEV_MAX];
+    int trace; /* FUZZ_STREAM_TRACE set (vdichaos replay sets it): the program and timelines */
 } fs;
 
 __attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...) {
@@ -759,6 +760,33 @@ static void setup(fs *f, uint8_t **bufs) {
         SETUP(vdi_server_set_allocate_buffer(f->server, &bufs[i], g->bufsize, 0));
 }
 
+/* The trace: the decoded program, then each session's timeline (step, actor, point or note). */
+static void print_program(const fs *f) {
+    const geom *g = &f->g;
+    printf("fuzz_stream: %u device(s), block %u, max transfer %u, depth %u, hold %u, buffer %u, "
+           "flags %#x\n",
+           g->ndev, g->block, g->max_transfer, g->depth, g->hold, g->bufsize, g->flags);
+    static const char *const names[] = {"backup", "restore"};
+    const chunk *const lists[] = {f->back, f->rest};
+    const int counts[] = {f->nback, f->nrest};
+    for (int p = 0; p < 2; p++)
+        for (int i = 0; i < counts[p]; i++) {
+            const chunk *c = &lists[p][i];
+            printf("  %s chunk %d: device %d, %u bytes at buffer offset %u, position %lld, "
+                   "outcome %u, flags %#x\n",
+                   names[p], i, c->dev, c->size, c->off, (long long)c->pos, c->outcome, c->flags);
+        }
+}
+
+static void print_timeline(const fs *f) {
+    const chaos_event *ev;
+    size_t n = chaos_events(f->e, &ev);
+    printf("fuzz_stream %s: %zu events\n", phase_name(f), n);
+    for (size_t i = 0; i < n; i++)
+        printf("%6u %-14s %s%s\n", ev[i].step, chaos_actor_name(f->e, ev[i].actor),
+               ev[i].note ? "    " : "", ev[i].point);
+}
+
 static void session(fs *f, int phase, const uint8_t *sched, size_t nsched) {
     f->phase = phase;
     memset(f->slots, 0, sizeof f->slots);
@@ -777,7 +805,11 @@ static void session(fs *f, int phase, const uint8_t *sched, size_t nsched) {
     f->cb_seq = f->agent_done = f->opened = 0;
     f->agent_rc = 0;
 
-    chaos_config cfg = {.strategy = CHAOS_BYTES, .bytes = sched, .nbytes = nsched};
+    chaos_config cfg = {.strategy = CHAOS_BYTES,
+                        .bytes = sched,
+                        .nbytes = nsched,
+                        .record_events = f->trace,
+                        .record_notes = f->trace};
     f->e = chaos_engine_new(&cfg);
     f->client = vdi_client_set_new();
     f->server = vdi_server_set_new();
@@ -799,6 +831,8 @@ static void session(fs *f, int phase, const uint8_t *sched, size_t nsched) {
         chaos_spawn(f->e, "client-device", client_actor, &f->args[d]);
     }
     chaos_outcome out = chaos_run(f->e);
+    if (f->trace)
+        print_timeline(f);
     if (out != CHAOS_DONE) {
         const char *text = chaos_finding(f->e);
         const char *nl = strchr(text, '\n');
@@ -860,6 +894,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!f)
         fail("out of memory");
     decode(f, &in);
+    f->trace = getenv("FUZZ_STREAM_TRACE") != NULL;
+    if (f->trace)
+        print_program(f);
     snprintf(f->name, sizeof f->name, "fuzz-stream-%ld", (long)getpid());
     for (uint32_t d = 0; d < f->g.ndev; d++) {
         if (d == 0)
