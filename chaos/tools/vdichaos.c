@@ -19,16 +19,19 @@
 #include "chaos/scenario.h"
 
 static int usage_to(FILE *out, int code) {
-    fprintf(out, "usage: vdichaos list\n"
-                 "       vdichaos run SCENARIO [--strategy random|pct|dfs] [--depth D] [--seed S]\n"
-                 "                             [--runs N] [--preemptions P] [--out DIR]\n"
-                 "                             [--free | --free-nodelay] [--access-points 0|1|2]\n"
-                 "       vdichaos replay FILE [--target fuzz_NAME]\n"
-                 "       vdichaos shrink FILE [--out FILE] [--budget RUNS]\n"
-                 "       vdichaos faults SCENARIO [--seed S]\n"
-                 "       vdichaos --help | --version\n"
-                 "exit status: 0 clean, 1 finding, 2 usage error or unreadable input, 3 shrink:\n"
-                 "nothing to shrink, 4 shrink: the shrunk file does not replay\n");
+    fprintf(out,
+            "usage: vdichaos list\n"
+            "       vdichaos run SCENARIO [--strategy random|pct|dfs] [--depth D] [--seed S]\n"
+            "                             [--runs N] [--preemptions P] [--out DIR]\n"
+            "                             [--free | --free-nodelay] [--access-points 0|1|2]\n"
+            "       vdichaos replay FILE [--target fuzz_NAME]\n"
+            "       vdichaos shrink FILE [--out FILE] [--budget RUNS]\n"
+            "       vdichaos faults SCENARIO [--seed S]\n"
+            "       vdichaos client [OPTIONS] -- COMMAND...   (an unmodified VDI client's audit:\n"
+            "                                                 vdichaos client --help)\n"
+            "       vdichaos --help | --version\n"
+            "exit status: 0 clean, 1 finding, 2 usage error or unreadable input, 3 shrink:\n"
+            "nothing to shrink, 4 shrink: the shrunk file does not replay\n");
     return code;
 }
 
@@ -781,9 +784,19 @@ static int cmd_faults(int argc, char **argv) {
     return 0;
 }
 
+/* chaos/client/: linked into vdichaos, not into the seeded-bug copies of tests/meta. */
+int vdichaos_client_main(int argc, char **argv) __attribute__((weak));
+
 int main(int argc, char **argv) {
     if (argc < 2)
         return usage();
+    if (strcmp(argv[1], "client") == 0) {
+        if (!vdichaos_client_main) {
+            fprintf(stderr, "vdichaos: this build has no client audit (vdichaos-client has it)\n");
+            return 2;
+        }
+        return vdichaos_client_main(argc - 1, argv + 1);
+    }
     if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
         return usage_to(stdout, 0);
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
