@@ -504,8 +504,8 @@ static void kill_group(pid_t pgid) {
  * restore command runs under the plan's settings without its faults; vdi-sqlcmd's restore
  * checks the media's checksum and compares the restored image with the original (Msg 3183
  * otherwise). 1 when it restored, 0 when not (why in buf). */
-static int restores(const audit_ctx *c, const vdi_plan *p, const char *rundir, char *why,
-                    size_t cap) {
+static int run_clean(const audit_ctx *c, const vdi_plan *p, const char *rundir, char **argv,
+                     int want_restore, char *why, size_t cap) {
     static vdi_plan clean;
     clean = *p;
     clean.nfaults = 0;
@@ -521,7 +521,7 @@ static int restores(const audit_ctx *c, const vdi_plan *p, const char *rundir, c
     }
     child_env env = {c, rundir, planf, reportf};
     proc ps[1] = {{0, 0, 0}};
-    ps[0].pid = spawn(&env, c->restore_argv, "restore.out", "restore.err");
+    ps[0].pid = spawn(&env, argv, "restore.out", "restore.err");
     if (ps[0].pid < 0) {
         snprintf(why, cap, "the restore command could not start");
         return 0;
@@ -544,17 +544,39 @@ static int restores(const audit_ctx *c, const vdi_plan *p, const char *rundir, c
     memset(&rr, 0, sizeof rr);
     read_report(reportf, &rr, set, sizeof set);
     int st = ps[0].status;
-    if (!hung && WIFEXITED(st) && WEXITSTATUS(st) == 0 && rr.server == 1 && rr.restore)
+    if (!hung && WIFEXITED(st) && WEXITSTATUS(st) == 0 && rr.server == 1 &&
+        rr.restore == want_restore)
         return 1;
     char out[400];
     path_join(planf, sizeof planf, rundir, "restore.out");
     read_head(planf, out, sizeof out);
-    snprintf(why, cap, "%s; the restore command %s %d, %s%s:\n%s",
-             hung ? "the restore did not end" : "the restore failed",
-             WIFEXITED(st) ? "exited" : "was killed by signal",
+    snprintf(why, cap, "%s; the %s command %s %d, %s%s:\n%s", hung ? "it did not end" : "it failed",
+             want_restore ? "restore" : "backup", WIFEXITED(st) ? "exited" : "was killed by signal",
              WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st),
-             rr.restore || rr.server == -2 ? "" : "it ran a backup: ", server_story(rr.server),
-             out);
+             rr.restore == want_restore || rr.server == -2 ? "" : "it ran the other statement: ",
+             server_story(rr.server), out);
+    return 0;
+}
+
+int audit_prepare(audit_ctx *c, const vdi_plan *p, char **argv) {
+    char rundir[PATH_MAX], tmpd[PATH_MAX + 16], why[800];
+    path_join(rundir, sizeof rundir, c->work, "prepare");
+    path_join(tmpd, sizeof tmpd, rundir, "tmp");
+    rm_tree(rundir);
+    if (mkdir(rundir, 0700) != 0 || mkdir(tmpd, 0700) != 0)
+        return -1;
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old);
+    int ok = run_clean(c, p, rundir, argv, 0, why, sizeof why);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    rm_tree(rundir);
+    if (!ok) {
+        fprintf(stderr, "vdichaos client: the clean backup for the restore audit failed: %s\n",
+                why);
+        return -1;
+    }
     return 0;
 }
 
@@ -733,7 +755,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
     char why[800];
     sigprocmask(SIG_BLOCK, &chld, NULL);
     if (!hung && ok && r->server == 1 && !r->restore && c->restore_argv &&
-        !restores(c, p, rundir, why, sizeof why))
+        !run_clean(c, p, rundir, c->restore_argv, 1, why, sizeof why))
         add_finding(r, "truth", "backup-does-not-restore",
                     "the backup succeeded, but it does not restore byte for byte: %s", why);
     sigprocmask(SIG_SETMASK, &old, NULL);

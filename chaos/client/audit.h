@@ -47,6 +47,9 @@ typedef struct audit_result {
 int audit_setup(audit_ctx *c);
 /* Removes the session directory. */
 void audit_cleanup(audit_ctx *c);
+/* A restore audit's media: runs argv (a backup) once under p without its faults; 0 when
+ * it succeeded, else -1 with the reason printed. */
+int audit_prepare(audit_ctx *c, const vdi_plan *p, char **argv);
 /* Runs the client once under plan p and judges it. 0, or -1 when the run could not be
  * made (a message is printed). */
 int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r);

@@ -43,6 +43,8 @@ static int client_usage(void) {
             "  --media PATH             the file the client presents as a complete backup\n"
             "  --restore-command \"CMD ARG...\"  restores a backup that succeeded (words split\n"
             "                           on spaces): it must restore byte for byte\n"
+            "  --backup-command \"CMD ARG...\"   a restore audit: COMMAND restores what this\n"
+            "                           backup (run once, clean) wrote\n"
             "  --findings DIR           where findings are saved (findings)\n"
             "  --hang-ms MS             a run longer than this is a hang (30000)\n"
             "  --pause-ms MS            a pause fault's length (1500)\n"
@@ -89,6 +91,7 @@ typedef struct {
     double budget;
     unsigned faults;
     int json, quiet, first;
+    char **backup_argv; /* a restore audit: the backup that makes its media */
     finding_entry *found;
     int nfound, capfound;
     unsigned long total_runs, runs_with_findings;
@@ -168,6 +171,9 @@ static void replay_command(const session *s, const char *plan, char *buf, size_t
     size_t l = (size_t)snprintf(buf, cap, "vdichaos client replay %s", plan);
     if (s->ctx.media && l < cap)
         l += (size_t)snprintf(buf + l, cap - l, " --media '%s'", s->ctx.media);
+    for (int i = 0; s->backup_argv && s->backup_argv[i] && l < cap; i++)
+        l += (size_t)snprintf(buf + l, cap - l, "%s%s%s", i ? " " : " --backup-command '",
+                              s->backup_argv[i], s->backup_argv[i + 1] ? "" : "'");
     for (int i = 0; s->ctx.restore_argv && s->ctx.restore_argv[i] && l < cap; i++)
         l += (size_t)snprintf(buf + l, cap - l, "%s%s%s", i ? " " : " --restore-command '",
                               s->ctx.restore_argv[i], s->ctx.restore_argv[i + 1] ? "" : "'");
@@ -490,12 +496,13 @@ static int read_plan(const char *path, vdi_plan *p) {
 }
 
 /* "CMD ARG..." split on spaces (no quoting) into a NULL-terminated argv. */
-static int split_words(const char *text, char ***out) {
-    static char buf[8192];
-    static char *words[256];
-    if (strlen(text) >= sizeof buf)
+static int split_words(const char *text, char ***out, int which) {
+    static char bufs[2][8192];
+    static char *wordss[2][256];
+    char *buf = bufs[which], **words = wordss[which];
+    if (strlen(text) >= sizeof bufs[0])
         return -1;
-    snprintf(buf, sizeof buf, "%s", text);
+    snprintf(buf, sizeof bufs[0], "%s", text);
     int n = 0;
     for (char *save = NULL, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
         if (n == 255)
@@ -591,7 +598,10 @@ int vdichaos_client_main(int argc, char **argv) {
         } else if (strcmp(a, "--media") == 0 && *val) {
             s.ctx.media = val;
         } else if (strcmp(a, "--restore-command") == 0 && *val) {
-            if (split_words(val, &s.ctx.restore_argv) != 0)
+            if (split_words(val, &s.ctx.restore_argv, 0) != 0)
+                return client_usage();
+        } else if (strcmp(a, "--backup-command") == 0 && *val) {
+            if (split_words(val, &s.backup_argv, 1) != 0)
                 return client_usage();
         } else if (strcmp(a, "--findings") == 0 && *val) {
             s.findings_dir = val;
@@ -658,6 +668,16 @@ int vdichaos_client_main(int argc, char **argv) {
         return 2;
     }
     s.t0 = now_s();
+    if (s.backup_argv) {
+        vdi_plan clean;
+        base_plan(&s, &clean);
+        if (s.replay)
+            clean = replay_plan;
+        if (audit_prepare(&s.ctx, &clean, s.backup_argv) != 0) {
+            audit_cleanup(&s.ctx);
+            return 2;
+        }
+    }
     if (s.replay) {
         audit_result r;
         if (!replay_plan.statement[0] && s.ctx.statement)

@@ -20,7 +20,7 @@
  *                          "to save space": the stream is shorter than the server wrote it,
  *                          so the backup does not restore
  *
- * usage: bad-client-NAME backup DATABASE MEDIA [DEVICES] */
+ * usage: bad-client-NAME backup|restore DATABASE MEDIA [DEVICES] */
 #include "vdi.h"
 
 #include <cerrno>
@@ -89,6 +89,10 @@ void serve(ClientVirtualDeviceSet *vds, stream *s) {
             ssize_t n = pwrite(s->fd, cmd->buffer, size, pos);
             done = n > 0 ? static_cast<unsigned long>(n) : 0;
             code = done == size ? ERROR_SUCCESS : ERROR_DISK_FULL;
+        } else if (cmd->commandCode == VDC_Read) {
+            ssize_t n = pread(s->fd, cmd->buffer, size, pos);
+            done = n > 0 ? static_cast<unsigned long>(n) : 0;
+            code = done == size ? ERROR_SUCCESS : ERROR_HANDLE_EOF;
         }
         rc = s->dev->CompleteCommand(cmd, code, done, cmd->position);
         if (rc != NOERROR) {
@@ -137,31 +141,35 @@ void trim_zeros(const std::string &file) {
 } // namespace
 
 int main(int argc, char **argv) {
-    if (argc < 4 || argc > 5 || strcmp(argv[1], "backup") != 0) {
-        fprintf(stderr, "usage: %s backup DATABASE MEDIA [DEVICES]\n", argv[0]);
+    if (argc < 4 || argc > 5 || (strcmp(argv[1], "backup") != 0 && strcmp(argv[1], "restore"))) {
+        fprintf(stderr, "usage: %s backup|restore DATABASE MEDIA [DEVICES]\n", argv[0]);
         return 2;
     }
+    bool backup = strcmp(argv[1], "backup") == 0;
     int ndev = argc == 5 ? atoi(argv[4]) : 1;
     if (ndev < 1 || ndev > 64)
         return 2;
     std::string set = "vdibad-" + std::to_string(static_cast<long>(getpid()));
     std::string media = argv[3];
 #if defined(BUG_PARTIAL_MEDIA)
-    std::string written = media + ".partial";
+    std::string written = backup ? media + ".partial" : media;
 #else
     std::string written = media;
 #endif
     std::vector<stream> streams(static_cast<size_t>(ndev));
-    std::string stmt = std::string("BACKUP DATABASE [") + argv[2] + "] TO ";
+    std::string stmt = std::string(backup ? "BACKUP" : "RESTORE") + " DATABASE [" + argv[2] +
+                       (backup ? "] TO " : "] FROM ");
     for (int i = 0; i < ndev; i++) {
         stream &s = streams[static_cast<size_t>(i)];
         s.name = i == 0 ? set : set + "_" + std::to_string(i);
         s.file = i == 0 ? written : written + "." + std::to_string(i);
-        s.fd = open(s.file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        s.fd = open(s.file.c_str(), backup ? O_WRONLY | O_CREAT | O_TRUNC : O_RDONLY, 0644);
         if (s.fd < 0)
             return 1;
         stmt += (i ? ", VIRTUAL_DEVICE = '" : "VIRTUAL_DEVICE = '") + s.name + "'";
     }
+    if (!backup)
+        stmt += " WITH REPLACE";
     ClientVirtualDeviceSet vds;
     VDConfig cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -200,12 +208,12 @@ int main(int argc, char **argv) {
         close(s.fd);
     }
 #if defined(BUG_PARTIAL_MEDIA)
-    /* BUG: the devices ended, so the media is "done", whatever sqlcmd will say */
-    for (auto &s : streams) {
-        std::string final_name = media + s.file.substr(written.size());
-        if (rename(s.file.c_str(), final_name.c_str()) != 0)
-            ok = false;
-    }
+    if (backup) /* BUG: the devices ended, so the media is "done", whatever sqlcmd will say */
+        for (auto &s : streams) {
+            std::string final_name = media + s.file.substr(written.size());
+            if (rename(s.file.c_str(), final_name.c_str()) != 0)
+                ok = false;
+        }
 #endif
 #if defined(BUG_LEAK_SET)
     if (!ok) {
@@ -226,11 +234,11 @@ int main(int argc, char **argv) {
     status = 0; /* BUG: "sqlcmd prints its own errors" */
 #endif
 #if defined(BUG_TRIM_MEDIA)
-    if (ok && status == 0)
+    if (backup && ok && status == 0)
         for (auto &s : streams)
             trim_zeros(s.file);
 #endif
-    printf("bad-client: backup of %s %s (sqlcmd exit %d)\n", argv[2],
+    printf("bad-client: %s of %s %s (sqlcmd exit %d)\n", argv[1], argv[2],
            ok && status == 0 ? "succeeded" : "FAILED", status);
     return ok && status == 0 ? 0 : 1;
 }
