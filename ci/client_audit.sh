@@ -79,6 +79,7 @@ audit leak-set leftover:shm -- "$bad/bad-client-leak-set" backup db "$work/b4"
 audit spin-on-abort ends:busy-loop -- "$bad/bad-client-spin-on-abort" backup db "$work/b5"
 audit deadlock-at-abort ends:hang -- "$bad/bad-client-deadlock-at-abort" backup db "$work/b7"
 audit trim-media truth:backup-does-not-restore --restore-command "$ex/vdi-sample-client restore db $work/b8" -- "$bad/bad-client-trim-media" backup db "$work/b8"
+audit touch-after-close "crash:SIGSEGV" -- "$bad/bad-client-touch-after-close" backup db "$work/b9"
 audit attach-exit0 truth:success-after-failure --statement "$stmt" -- "$bad/bad-client-attach-exit0" '{set}' "$work/b6"
 
 # Speed: a sweep of abort, close and fail over a 1-device backup of about 100 commands.

@@ -389,8 +389,9 @@ static void judge_sanitizer(const char *errfile, audit_result *r) {
     static char text[1 << 18];
     read_head(errfile, text, sizeof text);
     static const char *const marks[] = {
-        "ERROR: AddressSanitizer: ", "ERROR: LeakSanitizer: ", "WARNING: ThreadSanitizer: ",
-        ": runtime error: ", "ERROR: UndefinedBehaviorSanitizer: "};
+        "ERROR: AddressSanitizer: ",  "ERROR: LeakSanitizer: ",
+        "WARNING: ThreadSanitizer: ", "ERROR: ThreadSanitizer: ",
+        ": runtime error: ",          "ERROR: UndefinedBehaviorSanitizer: "};
     for (size_t i = 0; i < sizeof marks / sizeof marks[0]; i++) {
         char *at = strstr(text, marks[i]);
         if (!at)

@@ -16,6 +16,10 @@
  *   BUG_DEADLOCK_AT_ABORT  a device thread reports its error under the status lock, which the
  *                          main thread holds while it joins the device threads: an abort
  *                          deadlocks them
+ *   BUG_TOUCH_AFTER_CLOSE  after a failure, the last command's buffer is wiped "for
+ *                          security" once the set is closed: the view is gone
+ *   BUG_RACY_COUNTER       the device threads add to one byte counter without a lock (a
+ *                          data race, for the TSan build)
  *   BUG_TRIM_MEDIA         after a backup, the trailing zeros of each media file are cut
  *                          "to save space": the stream is shorter than the server wrote it,
  *                          so the backup does not restore
@@ -47,6 +51,11 @@ struct stream {
 
 std::mutex status_mu; /* guards the error report between device threads and main */
 std::string first_error;
+#if defined(BUG_TOUCH_AFTER_CLOSE)
+uint8_t *last_buffer = nullptr; /* the last command's buffer, and its size */
+size_t last_size = 0;
+#endif
+unsigned long total_bytes = 0; /* BUG_RACY_COUNTER: shared by the device threads */
 
 #if defined(BUG_TIMEOUT_FATAL)
 constexpr time_t get_timeout = 1000; /* "a healthy server sends well within a second" */
@@ -94,6 +103,21 @@ void serve(ClientVirtualDeviceSet *vds, stream *s) {
             done = n > 0 ? static_cast<unsigned long>(n) : 0;
             code = done == size ? ERROR_SUCCESS : ERROR_HANDLE_EOF;
         }
+#if defined(BUG_RACY_COUNTER)
+        total_bytes += done; /* BUG: every device thread writes it, unlocked */
+#else
+        {
+            std::lock_guard<std::mutex> lk(status_mu);
+            total_bytes += done;
+        }
+#endif
+#if defined(BUG_TOUCH_AFTER_CLOSE)
+        if (cmd->buffer && size) {
+            std::lock_guard<std::mutex> lk(status_mu);
+            last_buffer = cmd->buffer;
+            last_size = size;
+        }
+#endif
         rc = s->dev->CompleteCommand(cmd, code, done, cmd->position);
         if (rc != NOERROR) {
 #if defined(BUG_EXIT0_AFTER_ABORT)
@@ -224,6 +248,10 @@ int main(int argc, char **argv) {
     }
 #endif
     vds.Close();
+#if defined(BUG_TOUCH_AFTER_CLOSE)
+    if (!ok && last_buffer)
+        memset(last_buffer, 0, last_size); /* BUG: the buffers went with the set's Close */
+#endif
     for (auto &s : streams)
         delete s.dev;
     int st = 0;
