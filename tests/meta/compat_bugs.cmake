@@ -38,8 +38,10 @@ function(compat_bug)
   if(NOT old STREQUAL text) # written only when it changed: no rebuild on every configure
     file(WRITE ${dir}/sqlvdi.cpp "${text}")
   endif()
-  add_library(compat_sqlvdi_${B_NAME} STATIC ${dir}/sqlvdi.cpp)
-  target_include_directories(compat_sqlvdi_${B_NAME} PUBLIC ${PROJECT_SOURCE_DIR}/ref/compat/include)
+  add_library(compat_sqlvdi_${B_NAME} STATIC ${dir}/sqlvdi.cpp
+                                             ${PROJECT_SOURCE_DIR}/ref/compat/src/sqlvdi_audit.cpp)
+  target_include_directories(compat_sqlvdi_${B_NAME} PUBLIC ${PROJECT_SOURCE_DIR}/ref/compat/include
+                                                            ${PROJECT_SOURCE_DIR}/ref/compat/src)
   target_link_libraries(compat_sqlvdi_${B_NAME} PUBLIC vdiref Threads::Threads)
   set(fz ${PROJECT_SOURCE_DIR}/fuzz)
   add_executable(fuzz_compat_replay_${B_NAME} ${fz}/fuzz_compat.cpp ${fz}/replay_driver.c)

@@ -6,7 +6,10 @@
 #include "vdi/vdi.h" /* the reference C API: first, so that the SDK header reuses its types */
 #include "vdi.h"     /* the SDK surface (ref/compat/include) */
 
+#include "sqlvdi_audit.h"
+
 #include <climits>
+#include <cstring>
 #include <condition_variable>
 #include <mutex>
 #include <new>
@@ -21,6 +24,8 @@ struct compat_device {
     vdi_client_device *dev;
     ClientVirtualDevice *self;
     compat_device *prev, *next; /* on the owner's list, or on the orphans' */
+    bool dead;                  /* audit mode: its object was deleted (kept to say so) */
+    sqlvdi_audit::device_state audit;
 };
 
 /* What a ClientVirtualDeviceSet points to. */
@@ -30,7 +35,15 @@ struct compat_set {
     unsigned closes; /* Closes that closed the C set, under lib_mutex() */
     std::condition_variable idle;
     compat_device *devices; /* devices opened since the last Close */
+    bool dead;              /* audit mode: its object was deleted (kept to say so) */
+    compat_set *grave_next; /* audit mode: on the graveyard once dead */
+    sqlvdi_audit::set_state audit;
 };
+
+/* Audit mode: the objects of deleted sets and devices, kept (and reachable, so that a
+ * leak checker does not take them for leaks) to tell a call through a dangling pointer. */
+compat_set *dead_sets;
+compat_device *dead_devices;
 
 /* Allocated once and never freed, so that a device deleted from a static destructor
  * after this library's own statics are gone still finds them. */
@@ -66,6 +79,10 @@ int enter_set(void *impl, compat_set **out) {
     auto *s = static_cast<compat_set *>(impl);
     if (!s)
         return VD_E_MEMORY; /* the constructor could not allocate */
+    if (s->dead) {          /* audit mode only: otherwise the object's memory is gone */
+        sqlvdi_audit::report("deleted-object", "a call on a deleted ClientVirtualDeviceSet");
+        return VD_E_PROTOCOL;
+    }
     std::lock_guard<std::mutex> lk(lib_mutex());
     s->calls++;
     *out = s;
@@ -80,13 +97,23 @@ void leave_set(compat_set *s) {
 
 /* A device call: its C handle, and its set counted as in use; VD_E_PROTOCOL once the set
  * closed (the C handle belongs to the set and died with its Close). */
-int enter_device(void *impl, compat_set **s, vdi_client_device **dev) {
+int enter_device(void *impl, compat_set **s, vdi_client_device **dev, const char *call) {
     auto *d = static_cast<compat_device *>(impl);
     if (!d)
         return VD_E_PROTOCOL;
-    std::lock_guard<std::mutex> lk(lib_mutex());
-    if (!d->owner)
+    if (d->dead) {
+        sqlvdi_audit::report("deleted-object", "%s on a deleted ClientVirtualDevice", call);
         return VD_E_PROTOCOL;
+    }
+    std::unique_lock<std::mutex> lk(lib_mutex());
+    if (!d->owner) {
+        lk.unlock();
+        if (sqlvdi_audit::on)
+            sqlvdi_audit::report(strcmp(call, "CompleteCommand") == 0 ? "complete-after-close"
+                                                                      : "call-after-close",
+                                 "%s on a device of a set that was closed", call);
+        return VD_E_PROTOCOL;
+    }
     *s = d->owner;
     *dev = d->dev;
     d->owner->calls++;
@@ -110,6 +137,34 @@ long timeout_of(time_t t) {
     return t < 0 ? VDI_INFINITE : static_cast<long>(t);
 }
 
+/* Audit mode: why the reference refused a completion (VD_E_INVALID). */
+void judge_refused_completion(compat_set *s, compat_device *d, VDC_Command *cmd,
+                              unsigned long bytes) {
+    if (sqlvdi_audit::take(&d->audit, cmd)) {
+        bool data = cmd->commandCode == VDC_Read || cmd->commandCode == VDC_Write;
+        if (data && bytes > static_cast<unsigned long>(cmd->size))
+            sqlvdi_audit::report(
+                "complete-too-many", "set '%s': a %s of %d bytes completed with %lu bytes",
+                s->audit.name, cmd->commandCode == VDC_Read ? "read" : "write", cmd->size, bytes);
+        else
+            sqlvdi_audit::report("complete-unknown", "set '%s': CompleteCommand refused",
+                                 s->audit.name);
+        sqlvdi_audit::delivered(&d->audit, cmd); /* still held: it was not completed */
+        return;
+    }
+    bool other = false;
+    {
+        std::lock_guard<std::mutex> lk(lib_mutex());
+        for (compat_device *o = s->devices; o && !other; o = o->next)
+            for (unsigned i = 0; o != d && i < o->audit.nheld; i++)
+                other |= o->audit.held[i] == cmd;
+    }
+    sqlvdi_audit::report("complete-unknown",
+                         other ? "set '%s': a command completed on another device than its own"
+                               : "set '%s': a command completed twice, or never delivered",
+                         s->audit.name);
+}
+
 } // namespace
 
 /* ---- ClientVirtualDevice ---- */
@@ -124,6 +179,12 @@ ClientVirtualDevice::~ClientVirtualDevice() {
         std::lock_guard<std::mutex> lk(lib_mutex());
         unlink(d->owner ? &d->owner->devices : &orphans, d);
     }
+    if (sqlvdi_audit::on) { /* kept, so that a call through a dangling pointer is told */
+        std::lock_guard<std::mutex> lk(lib_mutex());
+        d->dead = true;
+        push(&dead_devices, d);
+        return;
+    }
     delete d;
 }
 
@@ -132,10 +193,20 @@ int ClientVirtualDevice::GetCommand(time_t timeOut, VDC_Command **ppCmd) {
         *ppCmd = nullptr;
     compat_set *s;
     vdi_client_device *dev;
-    int rc = enter_device(m_impl, &s, &dev);
+    int rc = enter_device(m_impl, &s, &dev, "GetCommand");
     if (rc != NOERROR)
         return rc;
     rc = vdi_client_device_get_command(dev, timeout_of(timeOut), ppCmd);
+    if (sqlvdi_audit::on) {
+        auto *d = static_cast<compat_device *>(m_impl);
+        if (rc == NOERROR && ppCmd && *ppCmd)
+            sqlvdi_audit::delivered(&d->audit, *ppCmd);
+        else if (rc == VD_E_PROTOCOL)
+            sqlvdi_audit::report("concurrent-get",
+                                 "set '%s': a second GetCommand on a device while one runs",
+                                 s->audit.name);
+        sqlvdi_audit::answered(&s->audit, rc, timeOut == 0);
+    }
     leave_set(s);
     return rc;
 }
@@ -146,12 +217,20 @@ int ClientVirtualDevice::CompleteCommand(VDC_Command *pCmd, int completionCode,
         return VD_E_INVALID;
     compat_set *s;
     vdi_client_device *dev;
-    int rc = enter_device(m_impl, &s, &dev);
+    int rc = enter_device(m_impl, &s, &dev, "CompleteCommand");
     if (rc != NOERROR)
         return rc;
     rc = vdi_client_device_complete_command(dev, pCmd, static_cast<uint32_t>(completionCode),
                                             static_cast<uint32_t>(bytesTransferred),
                                             static_cast<uint64_t>(position));
+    if (sqlvdi_audit::on) {
+        auto *d = static_cast<compat_device *>(m_impl);
+        if (rc == VD_E_INVALID && pCmd)
+            judge_refused_completion(s, d, pCmd, bytesTransferred);
+        else if (pCmd)
+            (void)sqlvdi_audit::take(&d->audit, pCmd); /* recorded, or dropped by an abort */
+        sqlvdi_audit::answered(&s->audit, rc, false);
+    }
     leave_set(s);
     return rc;
 }
@@ -159,6 +238,7 @@ int ClientVirtualDevice::CompleteCommand(VDC_Command *pCmd, int completionCode,
 /* ---- ClientVirtualDeviceSet ---- */
 
 ClientVirtualDeviceSet::ClientVirtualDeviceSet() : m_impl(nullptr) {
+    sqlvdi_audit::init();
     auto *s = new (std::nothrow) compat_set{};
     if (!s)
         return;
@@ -181,6 +261,15 @@ ClientVirtualDeviceSet::~ClientVirtualDeviceSet() {
         s->idle.wait(lk, [s] { return s->calls == 0; });
     }
     vdi_client_set_free(s->set);
+    if (sqlvdi_audit::on) { /* kept, so that a call through a dangling pointer is told */
+        sqlvdi_audit::set_deleted(&s->audit);
+        std::lock_guard<std::mutex> lk(lib_mutex());
+        s->set = nullptr;
+        s->dead = true;
+        s->grave_next = dead_sets;
+        dead_sets = s;
+        return;
+    }
     delete s;
 }
 
@@ -190,6 +279,8 @@ int ClientVirtualDeviceSet::Create(char *name, VDConfig *cfg) {
     if (rc != NOERROR)
         return rc;
     rc = vdi_client_set_create(s->set, name, cfg);
+    if (sqlvdi_audit::on && rc == NOERROR)
+        sqlvdi_audit::set_created(&s->audit, name);
     leave_set(s);
     return rc;
 }
@@ -200,6 +291,12 @@ int ClientVirtualDeviceSet::GetConfiguration(time_t timeout, VDConfig *cfg) {
     if (rc != NOERROR)
         return rc;
     rc = vdi_client_set_get_configuration(s->set, timeout_of(timeout), cfg);
+    if (sqlvdi_audit::on) {
+        if (rc == VD_E_PROTOCOL && s->audit.closed)
+            sqlvdi_audit::report("call-after-close", "GetConfiguration on set '%s' after its Close",
+                                 s->audit.name);
+        sqlvdi_audit::answered(&s->audit, rc, timeout == 0);
+    }
     leave_set(s);
     return rc;
 }
@@ -252,6 +349,14 @@ int ClientVirtualDeviceSet::Close() {
     rc = vdi_client_set_close(s->set);
     if (rc != VD_E_PROTOCOL) /* it closed: NOERROR or VD_E_OPEN */
         orphan_devices(s);
+    if (sqlvdi_audit::on && rc != VD_E_PROTOCOL) {
+        if (rc == VD_E_OPEN && !s->audit.aborted)
+            sqlvdi_audit::report("close-holding",
+                                 "set '%s': Close with devices not at their end (VD_E_OPEN), "
+                                 "no abort seen",
+                                 s->audit.name);
+        sqlvdi_audit::set_closed(&s->audit);
+    }
     leave_set(s);
     return rc;
 }

@@ -1,0 +1,232 @@
+/* t_compat_audit: libsqlvdi's audit mode (VDI_AUDIT_FILE) judges the client that uses it.
+ * Each case is a client built on the SDK surface only that backs a database up through
+ * vdi-sqlcmd and makes one mistake a vendor's program makes (or none: "clean"); it runs in
+ * a child process with VDI_AUDIT_FILE set, and the file must name exactly the rule the
+ * mistake breaks (the clean client: nothing). With the audit off, the same mistakes leave
+ * no trace in the file, which is what the audit is for.
+ *
+ * usage: t_compat_audit VDI_SQLCMD CASE */
+#include "t_compat.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vector>
+
+extern char **environ;
+extern "C" void __lsan_disable(void) __attribute__((weak));
+
+namespace {
+
+const char *sqlcmd_bin;
+std::string dir;
+
+std::string read_all(const std::string &path) {
+    std::string s;
+    FILE *f = fopen(path.c_str(), "rb");
+    if (!f)
+        return s;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        s.append(buf, n);
+    fclose(f);
+    return s;
+}
+
+/* vdi-sqlcmd backing database "db" up to the set, in the background. */
+pid_t start_server(const std::string &set, const char *extra_env) {
+    std::string stmt = "BACKUP DATABASE db TO VIRTUAL_DEVICE='" + set + "'";
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("VDI_SQLCMD_DATA_DIR", dir.c_str(), 1);
+        if (extra_env)
+            putenv(const_cast<char *>(extra_env));
+        unsetenv("VDI_AUDIT_FILE");
+        execl(sqlcmd_bin, sqlcmd_bin, "-b", "-Q", stmt.c_str(), static_cast<char *>(nullptr));
+        _exit(127);
+    }
+    return pid;
+}
+
+enum mistake {
+    NONE,
+    COMPLETE_TWICE,
+    TOO_MANY_BYTES,
+    USE_AFTER_CLOSE,
+    NEVER_CLOSED,
+    TOUCH_AFTER_CLOSE,
+    SPIN_ON_ABORT,
+    CLOSE_HOLDING,
+};
+
+/* The client: one device, serves writes until VD_E_CLOSE (or the mistake). */
+int client(mistake m) {
+    std::string set = "audit-" + std::to_string(static_cast<long>(getpid()));
+    auto *vds = new ClientVirtualDeviceSet();
+    VDConfig cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.deviceCount = 1;
+    std::vector<char> name(set.begin(), set.end());
+    name.push_back('\0');
+    if (vds->Create(name.data(), &cfg) != NOERROR)
+        return 10;
+    pid_t server = start_server(set, m == SPIN_ON_ABORT ? "VDI_SQLCMD_ABORT_AFTER=2" : nullptr);
+    if (vds->GetConfiguration(8000, &cfg) != NOERROR)
+        return 11;
+    ClientVirtualDevice *dev = nullptr;
+    if (vds->OpenDevice(name.data(), &dev) != NOERROR)
+        return 12;
+    uint8_t *kept_buffer = nullptr;
+    unsigned n = 0;
+    for (;;) {
+        VDC_Command *cmd = nullptr;
+        int rc = dev->GetCommand(8000, &cmd);
+        if (rc == VD_E_CLOSE)
+            break;
+        if (rc == VD_E_ABORT && m == SPIN_ON_ABORT) {
+            for (int i = 0; i < 5000; i++) /* "retry until it works" */
+                (void)dev->GetCommand(0, &cmd);
+            break;
+        }
+        if (rc != NOERROR)
+            return 13;
+        n++;
+        if (m == CLOSE_HOLDING && n == 2) {
+            (void)vds->Close(); /* holding the command just delivered */
+            return 0;
+        }
+        unsigned long bytes =
+            cmd->commandCode == VDC_Write ? static_cast<unsigned long>(cmd->size) : 0;
+        if (m == TOO_MANY_BYTES && n == 1 && cmd->commandCode == VDC_Write)
+            bytes = static_cast<unsigned long>(cmd->size) + 1;
+        if (cmd->buffer)
+            kept_buffer = cmd->buffer;
+        rc = dev->CompleteCommand(cmd, 0, bytes, 0);
+        if (rc == VD_E_ABORT && m == SPIN_ON_ABORT) {
+            for (int i = 0; i < 5000; i++)
+                (void)dev->GetCommand(0, &cmd);
+            break;
+        }
+        if (m == TOO_MANY_BYTES && n == 1 && cmd->commandCode == VDC_Write)
+            rc = dev->CompleteCommand(cmd, 0, static_cast<unsigned long>(cmd->size), 0);
+        if (m == COMPLETE_TWICE && n == 1)
+            (void)dev->CompleteCommand(cmd, 0, bytes, 0); /* the retry path */
+        if (rc != NOERROR)
+            return 14;
+    }
+    int status;
+    if (m == NEVER_CLOSED) {
+        waitpid(server, &status, 0);
+        return 0; /* no Close, no delete: the process exits with the set open */
+    }
+    (void)vds->Close();
+    waitpid(server, &status, 0);
+    if (m == USE_AFTER_CLOSE) {
+        VDC_Command *cmd = nullptr;
+        (void)dev->GetCommand(0, &cmd);
+    }
+    if (m == TOUCH_AFTER_CLOSE && kept_buffer) {
+        volatile uint8_t b = kept_buffer[0]; /* the audit keeps the view inaccessible */
+        (void)b;
+    }
+    delete vds;
+    delete dev;
+    return 0;
+}
+
+struct outcome {
+    int status;
+    std::string audit;
+};
+
+outcome run(mistake m, bool audit) {
+    std::string file =
+        dir + "/audit-" + std::to_string(static_cast<int>(m)) + (audit ? "" : "-off");
+    unlink(file.c_str());
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* The mistaken clients leak what they never closed or deleted, on purpose. */
+        if (m != NONE && __lsan_disable)
+            __lsan_disable();
+        if (audit)
+            setenv("VDI_AUDIT_FILE", file.c_str(), 1);
+        else
+            unsetenv("VDI_AUDIT_FILE");
+        exit(client(m)); /* exit, not _exit: the audit's exit handler judges what is open */
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    return {st, read_all(file)};
+}
+
+bool has(const std::string &hay, const char *needle) {
+    return hay.find(needle) != std::string::npos;
+}
+
+void expect_rule(mistake m, const char *rule, bool dies = false) {
+    outcome on = run(m, true);
+    if (dies)
+        T_EXPECT(WIFSIGNALED(on.status) && WTERMSIG(on.status) == SIGSEGV);
+    else
+        T_EXPECT(WIFEXITED(on.status) && WEXITSTATUS(on.status) == 0);
+    if (getenv("T_AUDIT_SHOW")) /* to read what a user reads */
+        fprintf(stderr, "%s", on.audit.c_str());
+    if (!has(on.audit, rule))
+        fprintf(stderr, "want '%s', the audit file says:\n%s\n", rule, on.audit.c_str());
+    T_EXPECT(has(on.audit, rule));
+    /* each finding comes with the client's stack */
+    T_EXPECT(has(on.audit, "    #0 "));
+    outcome off = run(m, false);
+    T_EXPECT(off.audit.empty());
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: t_compat_audit VDI_SQLCMD CASE\n");
+        return 2;
+    }
+    sqlcmd_bin = argv[1];
+    std::string c = argv[2];
+    const char *tmp = getenv("TMPDIR");
+    std::string t = std::string(tmp && *tmp ? tmp : "/tmp") + "/t-compat-audit-XXXXXX";
+    std::vector<char> tv(t.begin(), t.end());
+    tv.push_back('\0');
+    if (!mkdtemp(tv.data()))
+        return 1;
+    dir = tv.data();
+    if (c == "clean") {
+        outcome o = run(NONE, true);
+        T_EXPECT(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0);
+        if (!o.audit.empty())
+            fprintf(stderr, "a correct client, yet:\n%s\n", o.audit.c_str());
+        T_EXPECT(o.audit.empty());
+    } else if (c == "complete_twice") {
+        expect_rule(COMPLETE_TWICE, "protocol complete-unknown: set 'audit-");
+    } else if (c == "too_many_bytes") {
+        expect_rule(TOO_MANY_BYTES, "protocol complete-too-many");
+    } else if (c == "use_after_close") {
+        expect_rule(USE_AFTER_CLOSE, "protocol call-after-close: GetCommand");
+    } else if (c == "never_closed") {
+        expect_rule(NEVER_CLOSED, "protocol never-closed");
+    } else if (c == "touch_after_close") {
+        expect_rule(TOUCH_AFTER_CLOSE, "use-after-close: the client touched", true);
+    } else if (c == "spin_on_abort") {
+        expect_rule(SPIN_ON_ABORT, "protocol busy-loop");
+    } else if (c == "close_holding") {
+        expect_rule(CLOSE_HOLDING, "protocol close-holding");
+    } else {
+        fprintf(stderr, "no case '%s'\n", c.c_str());
+        return 2;
+    }
+    std::string rm = "rm -rf '" + dir + "'";
+    if (system(rm.c_str()) != 0)
+        fprintf(stderr, "could not remove %s\n", dir.c_str());
+    return t_done();
+}
