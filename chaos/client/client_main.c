@@ -29,6 +29,7 @@ static int client_usage(void) {
     fprintf(stderr,
             "usage: vdichaos client [OPTIONS] -- COMMAND [ARG...]\n"
             "       vdichaos client replay PLAN [OPTIONS] -- COMMAND [ARG...]\n"
+            "       vdichaos client shrink PLAN [OPTIONS] -- COMMAND [ARG...]\n"
             "Runs COMMAND (a VDI client, unchanged) against vdi-sqlcmd playing SQL Server from\n"
             "a plan: as sqlcmd on PATH, or, with --statement, started here with the statement\n"
             "('{set}' in it and in COMMAND's arguments is the run's set name).\n"
@@ -417,6 +418,105 @@ static void random_plans(session *s) {
     }
 }
 
+/* 1 when plan p, run once, gives a finding with signature sig. */
+static int reproduces(session *s, const vdi_plan *p, const char *sig) {
+    static audit_result r;
+    if (audit_run(&s->ctx, p, &r) != 0)
+        return 0;
+    s->total_runs++;
+    for (int i = 0; i < r.nfindings; i++) {
+        char got[300];
+        audit_signature(&r.findings[i], got, sizeof got);
+        if (strcmp(got, sig) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* shrink: the fewest faults, earliest, and no incidental delay or BUFFERCOUNT, that still
+ * give the plan's first finding; written to PLAN.shrunk. Greedy, like the chaos shrinker:
+ * drop each fault, then move each one as early as it still reproduces (1 first, then
+ * halving the distance). */
+static int shrink_plan(session *s, const vdi_plan *start) {
+    static vdi_plan best, cand;
+    static audit_result r;
+    best = *start;
+    if (audit_run(&s->ctx, &best, &r) != 0)
+        return 2;
+    s->total_runs++;
+    if (r.nfindings == 0) {
+        fprintf(stderr, "vdichaos client: %s gives no finding: nothing to shrink\n", s->replay);
+        return 0;
+    }
+    char sig[300];
+    audit_signature(&r.findings[0], sig, sizeof sig);
+    fprintf(stderr, "vdichaos client: shrinking %s (%u faults) for %s\n", s->replay, best.nfaults,
+            sig);
+    for (int changed = 1; changed && !over_budget(s);) {
+        changed = 0;
+        for (uint32_t i = 0; i < best.nfaults && !over_budget(s); i++) {
+            cand = best;
+            memmove(&cand.faults[i], &cand.faults[i + 1],
+                    (cand.nfaults - i - 1) * sizeof cand.faults[0]);
+            cand.nfaults--;
+            if (reproduces(s, &cand, sig)) {
+                best = cand;
+                changed = 1;
+                i--;
+            }
+        }
+        for (uint32_t i = 0; i < best.nfaults && !over_budget(s); i++) {
+            vdi_plan_fault *f = &best.faults[i];
+            if (f->kind == VDI_PLAN_DIE && f->point != VDI_PLAN_AT_COMMAND)
+                continue;
+            uint32_t lo = 1, hi = f->after; /* hi reproduces */
+            while (lo < hi && !over_budget(s)) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                cand = best;
+                cand.faults[i].after = mid;
+                if (reproduces(s, &cand, sig)) {
+                    hi = mid;
+                } else {
+                    lo = mid + 1;
+                }
+            }
+            if (hi < f->after) {
+                f->after = hi;
+                changed = 1;
+            }
+        }
+        if (best.delay_ms || best.buffer_count) {
+            cand = best;
+            cand.delay_ms = 0;
+            cand.buffer_count = 0;
+            if (reproduces(s, &cand, sig)) {
+                best = cand;
+                changed = 1;
+            }
+        }
+    }
+    char out[PATH_MAX];
+    snprintf(out, sizeof out, "%s.shrunk", s->replay);
+    static char text[VDI_PLAN_MAX_STATEMENT + 8192];
+    size_t n = vdi_plan_print(&best, text, sizeof text);
+    FILE *f = fopen(out, "w");
+    if (!f || fprintf(f, "# vdichaos client finding, shrunk: %s\n", sig) < 0 ||
+        fwrite(text, 1, n, f) != n) {
+        if (f)
+            fclose(f);
+        fprintf(stderr, "vdichaos client: cannot write %s\n", out);
+        return 2;
+    }
+    fclose(f);
+    char replay[PATH_MAX + 1024], what[600];
+    replay_command(s, out, replay, sizeof replay);
+    describe(&best, what, sizeof what);
+    fprintf(stderr, "vdichaos client: shrunk to %u fault%s (%s) in %lu runs: %s\n  replay: %s\n",
+            best.nfaults, best.nfaults == 1 ? "" : "s", what[0] ? what : "no fault", s->total_runs,
+            out, replay);
+    return 1;
+}
+
 static void json_string(const char *t) {
     putchar('"');
     for (; *t; t++) {
@@ -547,9 +647,11 @@ int vdichaos_client_main(int argc, char **argv) {
     s.ctx.sqlcmd = env_sqlcmd && *env_sqlcmd ? env_sqlcmd : VDICHAOS_SQLCMD;
     s.ctx.libdir = env_lib && *env_lib ? env_lib : VDICHAOS_SQLVDI_DIR;
     int i = 1;
-    if (i < argc && strcmp(argv[i], "replay") == 0) {
+    int shrink = 0;
+    if (i < argc && (strcmp(argv[i], "replay") == 0 || strcmp(argv[i], "shrink") == 0)) {
         if (i + 1 >= argc)
             return client_usage();
+        shrink = argv[i][0] == 's';
         s.replay = argv[i + 1];
         i += 2;
     }
@@ -677,6 +779,14 @@ int vdichaos_client_main(int argc, char **argv) {
             audit_cleanup(&s.ctx);
             return 2;
         }
+    }
+    if (shrink) {
+        if (!replay_plan.statement[0] && s.ctx.statement)
+            snprintf(replay_plan.statement, sizeof replay_plan.statement, "%s", s.ctx.statement);
+        int rc = shrink_plan(&s, &replay_plan);
+        audit_cleanup(&s.ctx);
+        free(s.found);
+        return rc;
     }
     if (s.replay) {
         audit_result r;
