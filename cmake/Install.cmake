@@ -5,6 +5,8 @@
 #   bin/       vdi-client, vdi-server, vdi-sqlcmd, vdichaos;
 #   lib/cmake/vdiref/   find_package(vdiref): vdiref::vdiref, vdiref::vdiref_shared,
 #                       vdiref::sqlvdi;
+#   lib/cmake/vdichaos/ find_package(vdichaos): vdichaos::vdichaos, vdichaos::vdi-sqlcmd
+#                       and vdichaos_add_client_audit() (cmake/VdichaosClientAudit.cmake);
 #   lib/pkgconfig/      vdiref.pc, sqlvdi.pc.
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
@@ -19,10 +21,8 @@ install(FILES ${PROJECT_SOURCE_DIR}/ref/include/vdi/vdi.h
 install(FILES ${PROJECT_SOURCE_DIR}/ref/compat/include/vdi.h
               ${PROJECT_SOURCE_DIR}/ref/compat/include/vdierror.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sqlvdi)
-foreach(t vdi-client vdi-server vdi-sqlcmd vdichaos)
-  if(TARGET ${t})
-    install(TARGETS ${t} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-  endif()
+foreach(t vdi-client vdi-server)
+  install(TARGETS ${t} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 endforeach()
 
 set(VDI_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/vdiref)
@@ -69,3 +69,31 @@ foreach(pc vdiref sqlvdi)
        "Libs.private: ${pc_private}\n")
   install(FILES ${PROJECT_BINARY_DIR}/${pc}.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
 endforeach()
+
+# find_package(vdichaos): the audit tool and the server it plays, and the ctest helper.
+if(TARGET vdichaos AND TARGET vdi-sqlcmd)
+  install(TARGETS vdichaos vdi-sqlcmd EXPORT vdichaosTargets
+          RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  set(VDICHAOS_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/vdichaos)
+  install(EXPORT vdichaosTargets NAMESPACE vdichaos:: DESTINATION ${VDICHAOS_CMAKE_DIR})
+  file(WRITE ${PROJECT_BINARY_DIR}/vdichaosConfig.cmake.in [=[
+@PACKAGE_INIT@
+include(CMakeFindDependencyMacro)
+if(NOT vdiref_DIR)
+  set(vdiref_DIR ${CMAKE_CURRENT_LIST_DIR}/../vdiref)
+endif()
+find_dependency(vdiref @PROJECT_VERSION@)
+include(${CMAKE_CURRENT_LIST_DIR}/vdichaosTargets.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/VdichaosClientAudit.cmake)
+check_required_components(vdichaos)
+]=])
+  configure_package_config_file(${PROJECT_BINARY_DIR}/vdichaosConfig.cmake.in
+                                ${PROJECT_BINARY_DIR}/vdichaosConfig.cmake
+                                INSTALL_DESTINATION ${VDICHAOS_CMAKE_DIR})
+  write_basic_package_version_file(${PROJECT_BINARY_DIR}/vdichaosConfigVersion.cmake
+                                   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
+  install(FILES ${PROJECT_BINARY_DIR}/vdichaosConfig.cmake
+                ${PROJECT_BINARY_DIR}/vdichaosConfigVersion.cmake
+                ${PROJECT_SOURCE_DIR}/cmake/VdichaosClientAudit.cmake
+          DESTINATION ${VDICHAOS_CMAKE_DIR})
+endif()

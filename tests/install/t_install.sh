@@ -26,14 +26,23 @@ for t in vdi-client vdi-server vdichaos; do
     case "$out" in *"$version"*) ;; *) fail "$t --version says '$out', not $version" ;; esac
 done
 
-# find_package(vdiref)
+# find_package(vdiref), and find_package(vdichaos) with vdichaos_add_client_audit
 cmake -S "$src/tests/install/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DSAMPLE_CLIENT_SOURCE="$src/ref/compat/example/sample_client.cpp" \
+    -DBAD_CLIENT_SOURCE="$src/tests/clients/bad_client.cpp" \
     >"$work/consumer.log" 2>&1 || fail "consumer configure: $(tail -n 10 "$work/consumer.log")"
 cmake --build "$work/consumer" >>"$work/consumer.log" 2>&1 || fail "consumer build: $(tail -n 10 "$work/consumer.log")"
 for p in consumer_c consumer_shared consumer_sdk; do
     "$work/consumer/$p" >"$work/$p.out" 2>&1 || fail "$p: $(cat "$work/$p.out")"
 done
 readelf -d "$work/consumer/consumer_shared" | grep -q "libvdiref.so.$major" || fail "consumer_shared does not need libvdiref.so.$major"
+# The audits: the installed vdichaos runs the installed vdi-sqlcmd against both clients.
+ctest --test-dir "$work/consumer" -L client-audit -V >"$work/audit.log" 2>&1 ||
+    fail "the consumer's client audits: $(tail -n 30 "$work/audit.log")"
+grep -q "audit_sample .*Passed" "$work/audit.log" && grep -q "audit_bad .*Passed" "$work/audit.log" ||
+    fail "the consumer's audits did not both run: $(cat "$work/audit.log")"
+grep -q "FINDING truth: success-after-failure" "$work/audit.log" ||
+    fail "the broken client failed its audit for another reason: $(cat "$work/audit.log")"
 
 # pkg-config
 command -v pkg-config >/dev/null 2>&1 || { echo "t_install: no pkg-config (skipped that half)"; exit 77; }
@@ -47,4 +56,4 @@ c++ -o "$work/pc_sdk" "$src/tests/install/consumer/consumer_sdk.cpp" $(pkg-confi
     2>>"$work/pc.log" || fail "c++ with pkg-config sqlvdi: $(cat "$work/pc.log")"
 LD_LIBRARY_PATH=$lib "$work/pc_c" >"$work/pc_c.out" 2>&1 || fail "pc_c: $(cat "$work/pc_c.out")"
 LD_LIBRARY_PATH=$lib "$work/pc_sdk" >"$work/pc_sdk.out" 2>&1 || fail "pc_sdk: $(cat "$work/pc_sdk.out")"
-echo "t_install: installed $version; find_package and pkg-config consumers built and ran"
+echo "t_install: installed $version; find_package (vdiref, vdichaos) and pkg-config consumers built and ran; a client audit of the consumer passed a correct client and failed a broken one"
