@@ -29,7 +29,7 @@ if [ $build = 1 ]; then
     if [ ! -f "$dir/build.ninja" ]; then cmake --preset release -B "$dir" >/dev/null || exit 2; fi
     cmake --build "$dir" -j2 >/dev/null || exit 2
 fi
-tool=$PWD/$dir/chaos/vdichaos-client
+tool=$PWD/$dir/chaos/vdichaos
 ex=$PWD/$dir/ref/compat/example
 bad=$PWD/$dir/tests/clients
 work=$(mktemp -d "${TMPDIR:-/tmp}/client-audit-XXXXXX") || exit 2
