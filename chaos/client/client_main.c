@@ -92,6 +92,7 @@ typedef struct {
     double budget;
     unsigned faults;
     int json, quiet, first;
+    int cannot_run;     /* the command could not be started (exit 127, no session) */
     char **backup_argv; /* a restore audit: the backup that makes its media */
     finding_entry *found;
     int nfound, capfound;
@@ -264,6 +265,11 @@ static void record(session *s, const vdi_plan *p, const audit_finding *f, unsign
 static int run_plan(session *s, const vdi_plan *p, audit_result *r) {
     if (audit_run(&s->ctx, p, r) != 0)
         return -1;
+    if (r->exited && r->status == 127 && r->server == -2) {
+        fprintf(stderr, "vdichaos client: cannot run %s (exit 127)\n", s->ctx.argv[0]);
+        s->cannot_run = 1;
+        return -1;
+    }
     unsigned long run = ++s->total_runs;
     if (r->nfindings)
         s->runs_with_findings++;
@@ -804,7 +810,7 @@ int vdichaos_client_main(int argc, char **argv) {
     summary(&s);
     audit_cleanup(&s.ctx);
     int rc = s.nfound ? 1 : 0;
-    if (s.total_runs == 0)
+    if (s.total_runs == 0 || s.cannot_run)
         rc = 2;
     free(s.found);
     return rc;
