@@ -15,7 +15,7 @@
 #                     [--builds "release asan"] [--signals "kill term stop"]
 #
 # --short: 24 trials (release + asan); default: 120 trials. --build-dir PREFIX builds
-# PREFIX-release and PREFIX-asan (default build/reliability). Every trial prints its seed;
+# PREFIXrelease and PREFIXasan (default build/reliability-; ci/test.sh passes build/). Every trial prints its seed;
 # `--seed S --trials N` reruns the same trials. Ends with `N passed, N failed`; exit 1 on
 # any failure.
 set -u
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 trials=120
 seed=1
-prefix=build/reliability
+prefix=build/reliability-
 builds="release asan"
 signals="kill term stop"
 short=0
@@ -44,7 +44,7 @@ case "$trials$seed" in *[!0-9]*) echo "reliability: --trials and --seed take num
 
 bindirs=""
 for b in $builds; do
-    d="$prefix-$b"
+    d="$prefix$b"
     if [ ! -f "$d/build.ninja" ] && ! cmake --preset "$b" -B "$d" >"/tmp/reliability-configure-$b.log" 2>&1; then
         tail -n 20 "/tmp/reliability-configure-$b.log"; echo "0 passed, 1 failed"; exit 1
     fi

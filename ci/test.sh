@@ -118,6 +118,16 @@ if [ -x ci/lint.sh ]; then
     fi
 fi
 
+# ---- kill-at-a-random-moment test of the tools, short form --------------------------------
+if [ -x ci/reliability.sh ]; then
+    echo "== reliability (short)"
+    if ci/reliability.sh --short --build-dir build/ >"$logdir/reliability.log" 2>&1; then pass; else
+        grep -E 'FAILED|failed' "$logdir/reliability.log" | head -n 20
+        fail "reliability"
+    fi
+    tail -n 1 "$logdir/reliability.log"
+fi
+
 # ---- short fuzz smoke of every target -----------------------------------------------------
 if [ $do_fuzz = 1 ] && [ -x ci/fuzz.sh ] && [ -d fuzz ]; then
     echo "== fuzz smoke"
