@@ -180,6 +180,9 @@ static void child_setup(const child_env *e, const char *out_name, const char *er
     setenv("VDI_SQLCMD_DATA_DIR", buf, 1);
     path_join(buf, sizeof buf, e->run, "tmp");
     setenv("TMPDIR", buf, 1);
+    /* libsqlvdi's audit mode: the library reports the client's protocol mistakes */
+    path_join(buf, sizeof buf, e->run, "vdi-audit");
+    setenv("VDI_AUDIT_FILE", buf, 1);
     int in = open("/dev/null", O_RDONLY);
     path_join(buf, sizeof buf, e->run, out_name);
     int out = open(buf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -423,6 +426,31 @@ static void judge_sanitizer(const char *errfile, audit_result *r) {
         }
         return;
     }
+}
+
+/* Oracles 3 and 4, judged inside libsqlvdi (audit mode): its first report, "vdi-audit
+ * ORACLE [RULE]: detail" and the client's stack. */
+static void judge_library_audit(const char *file, audit_result *r) {
+    static char text[1 << 16];
+    if (read_head(file, text, sizeof text) == 0)
+        return;
+    char *at = strstr(text, "vdi-audit ");
+    if (!at)
+        return;
+    char oracle[24] = "", rule[64] = "";
+    if (sscanf(at + 10, "%23[a-z-]", oracle) != 1)
+        return;
+    const char *after = at + 10 + strlen(oracle);
+    if (*after == ' ' && sscanf(after + 1, "%63[a-z-]", rule) == 1)
+        ;
+    else
+        snprintf(rule, sizeof rule, "%s", oracle);
+    int len = 0;
+    for (const char *q = at; *q && len < 900; q++, len++) {
+        if (*q == '\n' && strncmp(q + 1, "    #", 5) != 0)
+            break;
+    }
+    add_finding(r, oracle, rule, "%.*s", len, at);
 }
 
 /* Entries of dir (but . and ..), comma-separated into buf; their count. */
@@ -741,6 +769,9 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
         add_finding(r, "crash", signame(r->sig), "the client was killed by %s (%d)",
                     signame(r->sig), r->sig);
     judge_sanitizer(errf, r);
+    char auditf[PATH_MAX + 16];
+    path_join(auditf, sizeof auditf, rundir, "vdi-audit");
+    judge_library_audit(auditf, r);
     /* Oracle 2: the truth. */
     int ok = r->exited && r->status == 0;
     if (!hung && ok && r->server != 1)

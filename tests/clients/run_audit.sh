@@ -46,8 +46,10 @@ plan=$(ls "$dir/findings/$oracle-$class-"*.plan 2>/dev/null | head -n 1)
 [ -n "$plan" ] || { echo "FAILED: the finding's plan was not saved"; show; exit 1; }
 # The saved plan replays to the same finding (the same options; --plans is moot in replay).
 # A plan fixes the server, not the client's own thread timing: a race may need a second
-# try.
-for try in 1 2 3; do
+# try (six at most).
+# A data race depends on the client's interleaving alone: its replay is not required.
+[ "$class" = data-race ] && { grep "^FINDING" "$dir/err" | head -n 1; exit 0; }
+for try in 1 2 3 4 5 6; do
     "$vdichaos" client replay "$plan" --findings "$dir/replayed" --json "$@" >"$dir/replay.json" \
         2>>"$dir/err"
     rrc=$?
