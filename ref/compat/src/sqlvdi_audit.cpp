@@ -16,258 +16,259 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-namespace sqlvdi_audit __attribute__((visibility("hidden"))) {
+#pragma GCC visibility push(hidden)
+namespace sqlvdi_audit {
 
-    bool on;
+bool on;
 
-    namespace {
+namespace {
 
-    int out_fd = -1;
-    std::mutex &mu() {
-        static std::mutex *m = new std::mutex; /* never freed: used from atexit */
-        return *m;
-    }
-    set_state *live; /* created sets, under mu() */
+int out_fd = -1;
+std::mutex &mu() {
+    static std::mutex *m = new std::mutex; /* never freed: used from atexit */
+    return *m;
+}
+set_state *live; /* created sets, under mu() */
 
-    void put(const char *s, size_t n) {
-        while (n > 0) {
-            ssize_t w = write(out_fd, s, n);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w <= 0)
-                return;
-            s += w;
-            n -= static_cast<size_t>(w);
-        }
-    }
-
-    void put(const char *s) {
-        put(s, strlen(s));
-    }
-
-    /* The stack, one frame a line ("    #N ..."), without this file's own frames. */
-    void put_stack(void *const *frames, int n, int skip) {
-        for (int i = skip; i < n; i++) {
-            char line[48];
-            snprintf(line, sizeof line, "    #%d ", i - skip);
-            put(line);
-            char **sym = backtrace_symbols(&frames[i], 1); /* not in the signal handler */
-            put(sym ? sym[0] : "?");
-            free(sym);
-            put("\n");
-        }
-    }
-
-    /* Async-signal-safe: the symbols straight to the descriptor. */
-    void put_stack_raw(void *const *frames, int n, int skip) {
-        for (int i = skip; i < n; i++) {
-            char line[48];
-            snprintf(line, sizeof line, "    #%d ", i - skip);
-            put(line);
-            backtrace_symbols_fd(&frames[i], 1, out_fd);
-        }
-    }
-
-    /* ---- the unmap guard: views a Close unmapped stay reserved, inaccessible ---------------- */
-
-    constexpr int max_views = 1024;
-    constexpr int max_frames = 32;
-    struct view {
-        uintptr_t start;
-        size_t len;
-        int nframes;
-        void *frames[max_frames]; /* the stack that unmapped it */
-    };
-    view views[max_views]; /* appended under mu(), read by the signal handler */
-    volatile sig_atomic_t nviews;
-    struct sigaction previous_segv, previous_bus;
-
-    void *guard_map(void *, void *addr, size_t len, int prot, int flags, int fd, off_t off) {
-        return mmap(addr, len, prot, flags, fd, off);
-    }
-
-    int guard_unmap(void *, void *addr, size_t len) {
-        /* Replaced, not removed: a late touch faults here instead of hitting whatever the
-         * address is reused for. */
-        void *r = mmap(addr, len, PROT_NONE,
-                       MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (r == MAP_FAILED)
-            return munmap(addr, len);
-        std::lock_guard<std::mutex> lk(mu());
-        if (nviews < max_views) {
-            view *v = &views[nviews];
-            v->start = reinterpret_cast<uintptr_t>(addr);
-            v->len = len;
-            v->nframes = backtrace(v->frames, max_frames);
-            nviews = nviews + 1;
-        }
-        return 0;
-    }
-
-    void on_fault(int sig, siginfo_t *si, void *uc) {
-        uintptr_t a = reinterpret_cast<uintptr_t>(si->si_addr);
-        for (int i = 0; i < nviews; i++) {
-            const view *v = &views[i];
-            if (a < v->start || a - v->start >= v->len)
-                continue;
-            char line[200];
-            snprintf(line, sizeof line,
-                     "vdi-audit use-after-close: the client touched %p, %zu bytes into a view "
-                     "its set's Close unmapped\n",
-                     si->si_addr, static_cast<size_t>(a - v->start));
-            put(line);
-            void *frames[max_frames];
-            int n = backtrace(frames, max_frames);
-            put_stack_raw(frames, n, 2);
-            put("  the Close that unmapped it:\n");
-            put_stack_raw(v->frames, v->nframes, 2);
-            /* The default action: the process dies of this signal, as it would have. */
-            signal(sig, SIG_DFL);
+void put(const char *s, size_t n) {
+    while (n > 0) {
+        ssize_t w = write(out_fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
             return;
-        }
-        const struct sigaction *p = sig == SIGSEGV ? &previous_segv : &previous_bus;
-        if (p->sa_flags & SA_SIGINFO) {
-            p->sa_sigaction(sig, si, uc);
-        } else if (p->sa_handler == SIG_DFL || p->sa_handler == SIG_IGN) {
-            signal(sig, SIG_DFL);
-        } else {
-            p->sa_handler(sig);
-        }
+        s += w;
+        n -= static_cast<size_t>(w);
     }
+}
 
-    uint64_t now_ms() {
-        timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return static_cast<uint64_t>(ts.tv_sec) * 1000u +
-               static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+void put(const char *s) {
+    put(s, strlen(s));
+}
+
+/* The stack, one frame a line ("    #N ..."), without this file's own frames. */
+void put_stack(void *const *frames, int n, int skip) {
+    for (int i = skip; i < n; i++) {
+        char line[48];
+        snprintf(line, sizeof line, "    #%d ", i - skip);
+        put(line);
+        char **sym = backtrace_symbols(&frames[i], 1); /* not in the signal handler */
+        put(sym ? sym[0] : "?");
+        free(sym);
+        put("\n");
     }
+}
 
-    void at_exit() {
-        std::lock_guard<std::mutex> lk(mu());
-        for (set_state *s = live; s; s = s->next_live)
-            if (s->created && !s->closed) {
-                char line[VDI_MAX_NAME + 160];
-                snprintf(line, sizeof line,
-                         "vdi-audit protocol never-closed: the process ends with set '%s' created "
-                         "and never closed; its Create:\n",
-                         s->name);
-                put(line);
-                put_stack(s->created_at, s->ncreated_at, 2);
-            }
+/* Async-signal-safe: the symbols straight to the descriptor. */
+void put_stack_raw(void *const *frames, int n, int skip) {
+    for (int i = skip; i < n; i++) {
+        char line[48];
+        snprintf(line, sizeof line, "    #%d ", i - skip);
+        put(line);
+        backtrace_symbols_fd(&frames[i], 1, out_fd);
     }
+}
 
-    const vdi_seams guard_seams = {
-        nullptr,   nullptr,     nullptr, nullptr, nullptr, nullptr,
-        guard_map, guard_unmap, nullptr, nullptr, nullptr,
-    };
+/* ---- the unmap guard: views a Close unmapped stay reserved, inaccessible ---------------- */
 
-    } // namespace
+constexpr int max_views = 1024;
+constexpr int max_frames = 32;
+struct view {
+    uintptr_t start;
+    size_t len;
+    int nframes;
+    void *frames[max_frames]; /* the stack that unmapped it */
+};
+view views[max_views]; /* appended under mu(), read by the signal handler */
+volatile sig_atomic_t nviews;
+struct sigaction previous_segv, previous_bus;
 
-    void init() {
-        static std::once_flag once;
-        std::call_once(once, [] {
-            const char *file = getenv("VDI_AUDIT_FILE");
-            const char *flag = getenv("VDI_AUDIT");
-            if (file && *file)
-                out_fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-            else if (flag && strcmp(flag, "1") == 0)
-                out_fd = 2;
-            if (out_fd < 0)
-                return;
-            void *warm[1];
-            (void)backtrace(warm, 1); /* loads the unwinder now, not inside the handler */
-            vdi_seams_install(&guard_seams);
-            struct sigaction sa;
-            memset(&sa, 0, sizeof sa);
-            sa.sa_sigaction = on_fault;
-            sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-            sigemptyset(&sa.sa_mask);
-            sigaction(SIGSEGV, &sa, &previous_segv);
-            sigaction(SIGBUS, &sa, &previous_bus);
-            atexit(at_exit);
-            on = true;
-        });
+void *guard_map(void *, void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    return mmap(addr, len, prot, flags, fd, off);
+}
+
+int guard_unmap(void *, void *addr, size_t len) {
+    /* Replaced, not removed: a late touch faults here instead of hitting whatever the
+     * address is reused for. */
+    void *r =
+        mmap(addr, len, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED)
+        return munmap(addr, len);
+    std::lock_guard<std::mutex> lk(mu());
+    if (nviews < max_views) {
+        view *v = &views[nviews];
+        v->start = reinterpret_cast<uintptr_t>(addr);
+        v->len = len;
+        v->nframes = backtrace(v->frames, max_frames);
+        nviews = nviews + 1;
     }
+    return 0;
+}
 
-    void report(const char *rule, const char *fmt, ...) {
-        char line[512];
-        int k = snprintf(line, sizeof line, "vdi-audit protocol %s: ", rule);
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(line + k, sizeof line - static_cast<size_t>(k), fmt, ap);
-        va_end(ap);
+void on_fault(int sig, siginfo_t *si, void *uc) {
+    uintptr_t a = reinterpret_cast<uintptr_t>(si->si_addr);
+    for (int i = 0; i < nviews; i++) {
+        const view *v = &views[i];
+        if (a < v->start || a - v->start >= v->len)
+            continue;
+        char line[200];
+        snprintf(line, sizeof line,
+                 "vdi-audit use-after-close: the client touched %p, %zu bytes into a view "
+                 "its set's Close unmapped\n",
+                 si->si_addr, static_cast<size_t>(a - v->start));
+        put(line);
         void *frames[max_frames];
         int n = backtrace(frames, max_frames);
-        std::lock_guard<std::mutex> lk(mu());
-        put(line);
-        put("\n");
-        put_stack(frames, n, 2); /* without report() and the hook that called it */
+        put_stack_raw(frames, n, 2);
+        put("  the Close that unmapped it:\n");
+        put_stack_raw(v->frames, v->nframes, 2);
+        /* The default action: the process dies of this signal, as it would have. */
+        signal(sig, SIG_DFL);
+        return;
     }
+    const struct sigaction *p = sig == SIGSEGV ? &previous_segv : &previous_bus;
+    if (p->sa_flags & SA_SIGINFO) {
+        p->sa_sigaction(sig, si, uc);
+    } else if (p->sa_handler == SIG_DFL || p->sa_handler == SIG_IGN) {
+        signal(sig, SIG_DFL);
+    } else {
+        p->sa_handler(sig);
+    }
+}
 
-    void set_created(set_state * st, const char *name) {
-        int n = backtrace(st->created_at, 16);
-        std::lock_guard<std::mutex> lk(mu());
-        st->ncreated_at = n;
-        snprintf(st->name, sizeof st->name, "%s", name ? name : "");
-        if (!st->created) {
-            st->next_live = live;
-            live = st;
+uint64_t now_ms() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
+}
+
+void at_exit() {
+    std::lock_guard<std::mutex> lk(mu());
+    for (set_state *s = live; s; s = s->next_live)
+        if (s->created && !s->closed) {
+            char line[VDI_MAX_NAME + 160];
+            snprintf(line, sizeof line,
+                     "vdi-audit protocol never-closed: the process ends with set '%s' created "
+                     "and never closed; its Create:\n",
+                     s->name);
+            put(line);
+            put_stack(s->created_at, s->ncreated_at, 2);
         }
-        st->created = true;
-        st->closed = st->aborted = st->reported_busy = false;
-    }
+}
 
-    void set_closed(set_state * st) {
-        std::lock_guard<std::mutex> lk(mu());
-        st->closed = true;
-    }
+const vdi_seams guard_seams = {
+    nullptr,   nullptr,     nullptr, nullptr, nullptr, nullptr,
+    guard_map, guard_unmap, nullptr, nullptr, nullptr,
+};
 
-    void set_deleted(set_state * st) {
-        std::lock_guard<std::mutex> lk(mu());
-        for (set_state **p = &live; *p; p = &(*p)->next_live)
-            if (*p == st) {
-                *p = st->next_live;
-                break;
-            }
-    }
+} // namespace
 
-    void answered(set_state * st, int rc, bool zero_timeout) {
-        if (rc != VD_E_ABORT && !(rc == VD_E_TIMEOUT && zero_timeout))
+void init() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        const char *file = getenv("VDI_AUDIT_FILE");
+        const char *flag = getenv("VDI_AUDIT");
+        if (file && *file)
+            out_fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        else if (flag && strcmp(flag, "1") == 0)
+            out_fd = 2;
+        if (out_fd < 0)
             return;
-        bool busy = false;
-        {
-            std::lock_guard<std::mutex> lk(mu());
-            if (rc == VD_E_ABORT)
-                st->aborted = true;
-            uint64_t t = now_ms();
-            if (t - st->window_ms >= 1000) {
-                st->window_ms = t;
-                st->window_count = 0;
-            }
-            busy = ++st->window_count > 1000 && !st->reported_busy;
-            st->reported_busy |= busy;
+        void *warm[1];
+        (void)backtrace(warm, 1); /* loads the unwinder now, not inside the handler */
+        vdi_seams_install(&guard_seams);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_fault;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &previous_segv);
+        sigaction(SIGBUS, &sa, &previous_bus);
+        atexit(at_exit);
+        on = true;
+    });
+}
+
+void report(const char *rule, const char *fmt, ...) {
+    char line[512];
+    int k = snprintf(line, sizeof line, "vdi-audit protocol %s: ", rule);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + k, sizeof line - static_cast<size_t>(k), fmt, ap);
+    va_end(ap);
+    void *frames[max_frames];
+    int n = backtrace(frames, max_frames);
+    std::lock_guard<std::mutex> lk(mu());
+    put(line);
+    put("\n");
+    put_stack(frames, n, 2); /* without report() and the hook that called it */
+}
+
+void set_created(set_state *st, const char *name) {
+    int n = backtrace(st->created_at, 16);
+    std::lock_guard<std::mutex> lk(mu());
+    st->ncreated_at = n;
+    snprintf(st->name, sizeof st->name, "%s", name ? name : "");
+    if (!st->created) {
+        st->next_live = live;
+        live = st;
+    }
+    st->created = true;
+    st->closed = st->aborted = st->reported_busy = false;
+}
+
+void set_closed(set_state *st) {
+    std::lock_guard<std::mutex> lk(mu());
+    st->closed = true;
+}
+
+void set_deleted(set_state *st) {
+    std::lock_guard<std::mutex> lk(mu());
+    for (set_state **p = &live; *p; p = &(*p)->next_live)
+        if (*p == st) {
+            *p = st->next_live;
+            break;
         }
-        if (busy)
-            report("busy-loop",
-                   "set '%s': more than 1000 calls answered %s within one second: the client "
-                   "retries without waiting",
-                   st->name, rc == VD_E_ABORT ? "VD_E_ABORT" : "VD_E_TIMEOUT to a zero timeout");
-    }
+}
 
-    void delivered(device_state * d, VDC_Command * cmd) {
+void answered(set_state *st, int rc, bool zero_timeout) {
+    if (rc != VD_E_ABORT && !(rc == VD_E_TIMEOUT && zero_timeout))
+        return;
+    bool busy = false;
+    {
         std::lock_guard<std::mutex> lk(mu());
-        if (d->nheld < VDI_MAX_OUTSTANDING)
-            d->held[d->nheld++] = cmd;
+        if (rc == VD_E_ABORT)
+            st->aborted = true;
+        uint64_t t = now_ms();
+        if (t - st->window_ms >= 1000) {
+            st->window_ms = t;
+            st->window_count = 0;
+        }
+        busy = ++st->window_count > 1000 && !st->reported_busy;
+        st->reported_busy |= busy;
     }
+    if (busy)
+        report("busy-loop",
+               "set '%s': more than 1000 calls answered %s within one second: the client "
+               "retries without waiting",
+               st->name, rc == VD_E_ABORT ? "VD_E_ABORT" : "VD_E_TIMEOUT to a zero timeout");
+}
 
-    bool take(device_state * d, VDC_Command * cmd) {
-        std::lock_guard<std::mutex> lk(mu());
-        for (unsigned i = 0; i < d->nheld; i++)
-            if (d->held[i] == cmd) {
-                d->held[i] = d->held[--d->nheld];
-                return true;
-            }
-        return false;
-    }
+void delivered(device_state *d, VDC_Command *cmd) {
+    std::lock_guard<std::mutex> lk(mu());
+    if (d->nheld < VDI_MAX_OUTSTANDING)
+        d->held[d->nheld++] = cmd;
+}
 
-} // namespace )
+bool take(device_state *d, VDC_Command *cmd) {
+    std::lock_guard<std::mutex> lk(mu());
+    for (unsigned i = 0; i < d->nheld; i++)
+        if (d->held[i] == cmd) {
+            d->held[i] = d->held[--d->nheld];
+            return true;
+        }
+    return false;
+}
+
+} // namespace sqlvdi_audit
+#pragma GCC visibility pop

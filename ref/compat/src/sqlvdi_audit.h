@@ -28,42 +28,44 @@
 
 #include "vdi/vdi.h"
 
-namespace sqlvdi_audit __attribute__((visibility("hidden"))) {
+#pragma GCC visibility push(hidden)
+namespace sqlvdi_audit {
 
-    extern bool on; /* set once, before the first set object exists */
+extern bool on; /* set once, before the first set object exists */
 
-    /* Reads the environment and installs the unmap guard; every set constructor calls it. */
-    void init();
+/* Reads the environment and installs the unmap guard; every set constructor calls it. */
+void init();
 
-    /* A finding of the protocol oracle at the calling site (its stack is written after it). */
-    void report(const char *rule, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A finding of the protocol oracle at the calling site (its stack is written after it). */
+void report(const char *rule, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-    /* Per set: the name (for reports), an abort seen by the client, the busy-loop window. */
-    struct set_state {
-        char name[VDI_MAX_NAME + 1];
-        bool created, closed, aborted, reported_busy;
-        uint64_t window_ms;
-        unsigned window_count;
-        void *created_at[16]; /* the stack of the Create, for never-closed */
-        int ncreated_at;
-        set_state *next_live; /* the list never-closed is judged from at exit */
-    };
-    void set_created(set_state * st, const char *name);
-    void set_closed(set_state * st);
-    void set_deleted(set_state * st);
-    /* Every answer of the set or its devices: VD_E_ABORT marks the abort; busy loops. */
-    void answered(set_state * st, int rc, bool zero_timeout);
+/* Per set: the name (for reports), an abort seen by the client, the busy-loop window. */
+struct set_state {
+    char name[VDI_MAX_NAME + 1];
+    bool created, closed, aborted, reported_busy;
+    uint64_t window_ms;
+    unsigned window_count;
+    void *created_at[16]; /* the stack of the Create, for never-closed */
+    int ncreated_at;
+    set_state *next_live; /* the list never-closed is judged from at exit */
+};
+void set_created(set_state *st, const char *name);
+void set_closed(set_state *st);
+void set_deleted(set_state *st);
+/* Every answer of the set or its devices: VD_E_ABORT marks the abort; busy loops. */
+void answered(set_state *st, int rc, bool zero_timeout);
 
-    /* Per device: the commands delivered and not yet completed, and GetCommands inside. */
-    struct device_state {
-        VDC_Command *held[VDI_MAX_OUTSTANDING];
-        unsigned nheld;
-        unsigned getting;
-    };
-    void delivered(device_state * d, VDC_Command * cmd);
-    /* Before the C call: finds the command among those held (false: not there). */
-    bool take(device_state * d, VDC_Command * cmd);
+/* Per device: the commands delivered and not yet completed, and GetCommands inside. */
+struct device_state {
+    VDC_Command *held[VDI_MAX_OUTSTANDING];
+    unsigned nheld;
+    unsigned getting;
+};
+void delivered(device_state *d, VDC_Command *cmd);
+/* Before the C call: finds the command among those held (false: not there). */
+bool take(device_state *d, VDC_Command *cmd);
 
-} // namespace )
+} // namespace sqlvdi_audit
+#pragma GCC visibility pop
 
 #endif /* SQLVDI_AUDIT_H */
