@@ -11,15 +11,19 @@
 # and `ctest` are skipped, and every build/<preset>/ path is read as BUILD_DIR/ (the tree
 # the tests were built in): the commands as documented, on binaries built already.
 # --readme FILE: a README other than the clone's (to prove the test can fail).
+# --cxx "COMPILER FLAGS": with --short, what a README line's leading `c++` becomes: the
+# build's compiler and sanitizer flags, so a client links against that build's libsqlvdi.
 set -u
 short=""
 readme=""
+cxx=""
 src=$(cd "$(dirname "$0")/../.." && pwd)
 while [ $# -gt 0 ]; do
     case "$1" in
     --short) short=$(cd "$2" && pwd); shift ;;
     --readme) readme=$(realpath "$2"); shift ;;
     --source) src=$(cd "$2" && pwd); shift ;;
+    --cxx) cxx=$2; shift ;;
     *) echo "t_readme: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -31,10 +35,11 @@ cd "$scratch/clone" || exit 1
 [ -n "$readme" ] || readme=README.md
 
 # the commands: the set-up table's, then every line of every ```sh block (backslash lines joined)
-python3 - "$readme" "$short" >"$scratch/commands" <<'PY'
+python3 - "$readme" "$short" "$cxx" >"$scratch/commands" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
 short = sys.argv[2]
+cxx = sys.argv[3]
 cmds = []
 sec = ""
 inblock = False
@@ -70,6 +75,8 @@ for kind, c in cmds:
         else:
             c = re.sub(r"\$PWD/build/(asan|tsan|release|fuzz|afl)/", short + "/", c)
             c = re.sub(r"(?<![\w/.-])build/(asan|tsan|release|fuzz|afl)/", short + "/", c)
+            if cxx:
+                c = re.sub(r"^(\s*)c\+\+ ", lambda m: m.group(1) + cxx + " ", c)
     print(want + "\t" + c.replace("\t", " "))
 PY
 [ -s "$scratch/commands" ] || { echo "t_readme: no commands found in $readme"; exit 1; }
