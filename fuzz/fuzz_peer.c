@@ -8,8 +8,15 @@
  * writes come from the input too: at the n-th schedule point of the run, a field of the
  * control block, of a device's rings or of the buffer table is set, xored or bumped. The
  * input's mode byte picks whose fields the peer forges: the server's (the client is under
- * test), the client's (the server is under test), or both. A stall the peer caused is not a
- * finding: a reaper actor aborts both sides when virtual time reaches its deadline, after
+ * test), the client's (the server is under test), or both. A fourth mode (mode byte 0xc0 and
+ * up) makes the peer the server of the command rings itself: the real server configures,
+ * opens the devices and allocates the buffers, and from then on a forger actor writes every
+ * command entry (tag, slot, code, size, position, buffer offset) and publishes the heads,
+ * valid entries and forged ones as the input says, jumps a head, closes devices and takes
+ * the completions; the client, which holds some of its commands before completing them,
+ * must deliver each valid entry exactly as written and reject each invalid one with
+ * VD_E_ABORT (VDI-SPEC 7), and never abort a ring with no forged entry. A stall the peer caused is
+ * not a finding: a reaper actor aborts both sides when virtual time reaches its deadline, after
  * which every blocked call must return; a hang after that, or a spin (the step bound), is.
  *
  * Input: bytes 0-1 give the length S of the schedule (the last S bytes of the input); the
@@ -69,7 +76,10 @@ void AnnotateIgnoreWritesEnd(const char *file, int line);
 #define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
-enum { MODE_SERVER_LIES, MODE_CLIENT_LIES, MODE_BOTH_LIE };
+#define NENT 48 /* command entries the forger writes per device, at most */
+#define NHOLD 8 /* commands a client device holds before it completes one */
+
+enum { MODE_SERVER_LIES, MODE_CLIENT_LIES, MODE_BOTH_LIE, MODE_FORGED_RING };
 enum { BY_SERVER = 1, BY_CLIENT = 2, BY_EITHER = 3 };
 enum { W_CTL, W_DEV, W_CMD, W_CPL, W_BUF };
 
@@ -162,6 +172,28 @@ typedef struct cmd_rec {
     int accepted; /* the send returned NOERROR */
 } cmd_rec;
 
+/* MODE_FORGED_RING: one device's command ring as the forger wrote it, and the client's
+ * side of it as its device actor saw it (every entry by its absolute index). */
+typedef struct held_cmd {
+    VDC_Command *view;
+    uint32_t idx, tag;
+} held_cmd;
+
+typedef struct ring_shadow {
+    vdi_cmd_shm e[NENT];           /* every entry written */
+    uint32_t pub;                  /* entries published (the head as written, jumps aside) */
+    uint32_t consumed;             /* completions taken (the forger's cpl_tail) */
+    int jumped, closed;            /* a head forged out of the ring; server_closed set */
+    uint8_t outstanding[VDI_RING]; /* slot published, its completion not taken yet */
+    uint32_t gen[VDI_RING];
+    /* the client's side */
+    uint32_t delivered; /* get_command NOERROR */
+    held_cmd held[NHOLD];
+    int nheld;
+    vdi_cpl_shm cpl[NENT]; /* what complete_command was given, in call order */
+    uint32_t ncpl;
+} ring_shadow;
+
 typedef struct peer {
     chaos_engine *e;
     vdi_seams inner; /* the engine's hooks, which peer_* forward to */
@@ -195,6 +227,12 @@ typedef struct peer {
     uint32_t opened; /* 0, 1 the client opened its devices, 9 it could not */
     uint32_t agent_done, live;
     int agent_rc, agent_ran;
+    /* MODE_FORGED_RING */
+    fuzz_input plan;       /* the forger's actions, read as it goes */
+    uint32_t server_ready; /* 1 the server opened its devices and buffers, 9 it could not */
+    int bad_published;     /* an entry was forged or a head jumped: an abort is allowed */
+    int reaper_fired;
+    ring_shadow ring[NDEV];
 } peer;
 
 static peer *g_peer; /* the hooks' way back to the input being run (NULL between inputs) */
@@ -345,7 +383,8 @@ static void decode(peer *p, fuzz_input *in) {
     static const uint32_t timeouts[] = {0, 0, 0, 100};
     static const int32_t codes[] = {VDC_Write,      VDC_Write,     VDC_Read,       VDC_Flush,
                                     VDC_ClearError, VDC_WriteMark, VDC_GetPosition};
-    p->mode = (int)fuzz_choice(in, 3);
+    uint8_t mode = fuzz_u8(in); /* below 0xc0: mode % 3, as before the fourth mode */
+    p->mode = mode >= 0xc0 ? MODE_FORGED_RING : mode % 3;
     p->ndev = 1 + fuzz_u8(in) % NDEV;
     p->ncmd = 1 + fuzz_u8(in) % NCMD;
     p->bufsize = FUZZ_PICK(in, bufsizes);
@@ -355,6 +394,10 @@ static void decode(peer *p, fuzz_input *in) {
             p->code[d][k] = FUZZ_PICK(in, codes);
             p->outcome[d][k] = fuzz_u8(in);
         }
+    if (p->mode == MODE_FORGED_RING) { /* the rest is the forger's plan */
+        fuzz_input_init(&p->plan, in->data + in->pos, in->size - in->pos);
+        return;
+    }
     /* the fields the mode lets the peer forge */
     const field *pool[NFIELDS];
     uint32_t npool = 0;
@@ -468,7 +511,8 @@ static void server_actor(void *arg) {
         rc = vdi_server_set_end_configuration(p->server);
         allowed(rc, "end_configuration", 3, NOERROR, VD_E_ABORT, VD_E_MEMORY);
     }
-    STORE(&p->stage, rc == NOERROR ? 1u : 9u);
+    int forging = p->mode == MODE_FORGED_RING; /* no agent: the forger takes completions */
+    STORE(&p->stage, rc != NOERROR ? 9u : forging ? 8u : 1u);
     chaos_wake(p->e, &p->stage);
     for (uint32_t d = 0; rc == NOERROR && d < p->ndev; d++) {
         rc = vdi_server_set_open_device(p->server, p->devname[d], &p->sdev[d]);
@@ -480,6 +524,12 @@ static void server_actor(void *arg) {
             rc = vdi_server_set_allocate_buffer(p->server, &p->cmds[d][k].buf, p->bufsize, 0);
             allowed(rc, "allocate_buffer", 3, NOERROR, VD_E_ABORT, VD_E_MEMORY);
         }
+    if (forging) {
+        STORE(&p->server_ready, rc == NOERROR ? 1u : 9u);
+        chaos_wake(p->e, &p->server_ready);
+        done(p);
+        return;
+    }
     if (rc == NOERROR && await_agent(p) == 0) {
         for (uint32_t k = 0; k < p->ncmd; k++)
             for (uint32_t d = 0; d < p->ndev; d++) {
@@ -581,10 +631,391 @@ static void check_delivered(peer *p, const VDC_Command *c) {
         memset(c->buffer, 0x5a, len);
 }
 
+/* ---- MODE_FORGED_RING: the peer serves the command rings ----------------------------------- */
+
+static vdi_dev_shm *client_dev(peer *p, uint32_t d) {
+    return &((vdi_ctl_shm *)p->cctl)->dev[d];
+}
+
+/* What the client must reject in the entry at its tail (VDI-SPEC 7), given the slots it
+ * holds: NULL when the entry is a command it must deliver as written. */
+static const char *entry_fault(const peer *p, const ring_shadow *r, const vdi_cmd_shm *e) {
+    uint32_t k = e->tag & 0xffu;
+    if (k >= VDI_RING)
+        return "a tag whose slot is past the ring";
+    for (int i = 0; i < r->nheld; i++)
+        if ((r->held[i].tag & 0xffu) == k)
+            return "a tag whose slot the client still holds";
+    if (e->code < VDC_Read || e->code > VDC_Complete)
+        return "a command code out of range";
+    int data = e->code == VDC_Read || e->code == VDC_Write;
+    if (data && (e->size < 1 || (uint32_t)e->size > p->negotiated_transfer))
+        return "a data size outside 1..maxTransferSize";
+    if (data && e->buf_off == VDI_NO_BUFFER)
+        return "a data command without a buffer";
+    if (e->buf_off != VDI_NO_BUFFER) {
+        uint64_t len = data ? (uint64_t)e->size : 1;
+        uint64_t area = LOAD(&((vdi_ctl_shm *)p->cctl)->area_size);
+        if (e->buf_off >= VDI_MAX_AREA || e->buf_off + len > area)
+            return "a buffer outside the area";
+    }
+    return NULL;
+}
+
+/* Check and take every completion the client published on device d: each is what its
+ * complete_command was given, for the tag of the entry it had delivered. */
+static void take_client_completions(peer *p, uint32_t d) {
+    ring_shadow *r = &p->ring[d];
+    vdi_dev_shm *ds = client_dev(p, d);
+    FOREIGN_BEGIN();
+    uint32_t head = LOAD(&ds->cpl_head);
+    if (head - r->consumed > VDI_RING)
+        fail("device %u: the client published %u completions past the server's tail", d,
+             head - r->consumed);
+    for (; r->consumed != head; r->consumed++) {
+        vdi_cpl_shm got = ds->cpl[r->consumed % VDI_RING];
+        if (r->consumed >= r->ncpl)
+            fail("device %u: completion %u published, the client completed %u commands", d,
+                 r->consumed, r->ncpl);
+        const vdi_cpl_shm *want = &r->cpl[r->consumed];
+        if (got.tag != want->tag || got.code != want->code || got.bytes != want->bytes ||
+            got.position != want->position)
+            fail("device %u: completion %u is tag %#x code %u bytes %u position %llu; "
+                 "complete_command was given tag %#x code %u bytes %u position %llu",
+                 d, r->consumed, got.tag, got.code, got.bytes, (unsigned long long)got.position,
+                 want->tag, want->code, want->bytes, (unsigned long long)want->position);
+        if ((got.tag & 0xffu) < VDI_RING)
+            r->outstanding[got.tag & 0xffu] = 0;
+    }
+    STORE(&ds->cpl_tail, head);
+    FOREIGN_END();
+}
+
+static void wake_device(peer *p, uint32_t d) {
+    vdi_dev_shm *ds = client_dev(p, d);
+    FOREIGN_BEGIN();
+    __atomic_fetch_add(&ds->cmd_seq, 1u, __ATOMIC_SEQ_CST);
+    FOREIGN_END();
+    chaos_wake(p->e, &ds->cmd_seq);
+}
+
+/* A buffer offset inside the area for len bytes: a live buffer of the server's, or (sel
+ * odd) any place that fits. */
+static uint64_t pick_buf_off(peer *p, uint8_t sel, uint64_t len) {
+    vdi_ctl_shm *ctl = (vdi_ctl_shm *)p->cctl;
+    uint64_t area = LOAD(&ctl->area_size);
+    uint32_t nb = p->ndev * p->ncmd;
+    uint64_t off = LOAD(&ctl->buf[(sel >> 1) % nb].off);
+    if ((sel & 1) || off + len > area)
+        off = area > len ? ((uint64_t)sel * 4097u) % (area - len + 1) : 0;
+    return off;
+}
+
+/* Write the next entry of device d (valid, or forged as the plan says) and count it in
+ * the head to publish. 0 when the ring or the slots are full (nothing written). */
+static int write_entry(peer *p, uint32_t d, fuzz_input *in) {
+    static const int32_t codes[] = {VDC_Write,  VDC_Write,       VDC_Read,        VDC_Read,
+                                    VDC_Flush,  VDC_ClearError,  VDC_GetPosition, VDC_WriteMark,
+                                    VDC_Rewind, VDC_SetPosition, VDC_Complete};
+    ring_shadow *r = &p->ring[d];
+    int32_t code = FUZZ_PICK(in, codes);
+    uint8_t mut = fuzz_u8(in), size_sel = fuzz_u8(in), buf_sel = fuzz_u8(in), pos = fuzz_u8(in);
+    uint32_t tail = LOAD(&client_dev(p, d)->cmd_tail);
+    uint32_t slot = 0;
+    while (slot < VDI_RING && r->outstanding[slot])
+        slot++;
+    if (r->pub >= NENT || r->pub - tail >= VDI_RING || slot == VDI_RING)
+        return 0;
+    uint32_t forged = mut >= 176 ? (mut - 176u) % 16u : 16u;
+    if (forged >= 8 && forged < 12)
+        code = (mut & 1) ? VDC_Read : VDC_Write; /* the size and buffer checks apply */
+    int data = code == VDC_Read || code == VDC_Write;
+    vdi_cmd_shm e = {.code = code, .position = (uint64_t)pos * 512u, .buf_off = VDI_NO_BUFFER};
+    if (data) {
+        uint32_t sizes[] = {p->bufsize, 1, p->bufsize / 2, 512};
+        e.size = (int32_t)sizes[size_sel % 4];
+    }
+    if (data || (buf_sel & 0x80))
+        e.buf_off = pick_buf_off(p, buf_sel, data ? (uint64_t)e.size : 1);
+    r->gen[slot] = (r->gen[slot] + 1) & 0xffffffu;
+    e.tag = slot | r->gen[slot] << 8;
+    uint64_t len = data ? (uint64_t)e.size : 1;
+    uint64_t area = LOAD(&((vdi_ctl_shm *)p->cctl)->area_size);
+    switch (forged) {
+    case 0:
+        e.tag = (e.tag & ~0xffu) | VDI_RING;
+        break;
+    case 1:
+        e.tag |= 0xffu;
+        break;
+    case 2: /* a slot the client holds (else one published and not yet completed) */
+    case 3:
+        for (uint32_t k = 0; k < VDI_RING; k++)
+            if (r->outstanding[k])
+                e.tag = (e.tag & ~0xffu) | k;
+        if (forged == 2 && r->nheld)
+            e.tag = (e.tag & ~0xffu) | (r->held[r->nheld - 1].tag & 0xffu);
+        break;
+    case 4:
+        e.code = 0;
+        break;
+    case 5:
+        e.code = VDC_Complete + 1;
+        break;
+    case 6:
+        e.code = -1;
+        break;
+    case 7:
+        e.code = INT32_MAX;
+        break;
+    case 8:
+        e.size = 0;
+        break;
+    case 9:
+        e.size = -(int32_t)p->bufsize;
+        break;
+    case 10:
+        e.size = (int32_t)p->negotiated_transfer + 1;
+        break;
+    case 11:
+        e.buf_off = VDI_NO_BUFFER;
+        break;
+    case 12:
+        e.buf_off = area - len + 1;
+        break;
+    case 13:
+        e.buf_off = VDI_MAX_AREA - 1;
+        break;
+    case 14:
+        e.buf_off = UINT64_MAX - len + 2; /* the end wraps past zero */
+        break;
+    case 15:
+        e.buf_off = area;
+        break;
+    default:
+        break;
+    }
+    if (forged < 16)
+        p->bad_published = 1;
+    if ((e.tag & 0xffu) < VDI_RING)
+        r->outstanding[e.tag & 0xffu] = 1;
+    r->e[r->pub] = e;
+    vdi_cmd_shm *at = &client_dev(p, d)->cmd[r->pub % VDI_RING];
+    at->tag = e.tag;
+    at->code = e.code;
+    at->size = e.size;
+    at->position = e.position;
+    at->buf_off = e.buf_off;
+    if (p->trace)
+        fprintf(stderr,
+                "fuzz_peer: forger: device %u entry %u: tag %#x code %d size %d position %llu "
+                "buffer %#llx%s\n",
+                d, r->pub, e.tag, e.code, e.size, (unsigned long long)e.position,
+                (unsigned long long)e.buf_off, forged < 16 ? " (forged)" : "");
+    r->pub++;
+    return 1;
+}
+
+/* The hostile server: each action of the plan, with a schedule point before it. */
+static void forger(void *arg) {
+    peer *p = arg;
+    wait_word(p, &p->opened);
+    wait_word(p, &p->server_ready);
+    int ok = LOAD(&p->opened) == 1 && LOAD(&p->server_ready) == 1;
+    fuzz_input *in = &p->plan;
+    for (int act = 0; ok && act < 32 && !fuzz_exhausted(in); act++) {
+        chaos_point(p->e, "peer/forge");
+        uint8_t kind = fuzz_u8(in);
+        uint32_t d = fuzz_u8(in) % p->ndev;
+        ring_shadow *r = &p->ring[d];
+        FOREIGN_BEGIN();
+        for (uint32_t i = 0; i < p->ndev; i++)
+            take_client_completions(p, i);
+        int dead = r->jumped || r->closed;
+        FOREIGN_END();
+        switch (kind % 8) {
+        case 0:
+        case 1:
+        case 2:
+        case 3: { /* publish 1..4 entries (1..16 for kind 3) at once, then wake */
+            uint32_t n = 1 + fuzz_u8(in) % (kind % 8 == 3 ? 16u : 4u), wrote = 0;
+            FOREIGN_BEGIN();
+            for (uint32_t i = 0; i < n && !dead; i++)
+                wrote += (uint32_t)write_entry(p, d, in);
+            if (wrote)
+                STORE(&client_dev(p, d)->cmd_head, r->pub);
+            FOREIGN_END();
+            if (wrote)
+                wake_device(p, d);
+            break;
+        }
+        case 4: { /* the head jumps out of the ring (never back: the ring is broken) */
+            static const uint32_t jumps[] = {66, 100, 0x80000000u, 0xffffffffu};
+            uint32_t j = FUZZ_PICK(in, jumps);
+            if (dead)
+                break;
+            FOREIGN_BEGIN();
+            uint32_t tail = LOAD(&client_dev(p, d)->cmd_tail);
+            r->jumped = 1;
+            p->bad_published = 1;
+            STORE(&client_dev(p, d)->cmd_head, tail + j);
+            if (p->trace)
+                fprintf(stderr, "fuzz_peer: forger: device %u head %u -> %u (tail %u)\n", d, r->pub,
+                        tail + j, tail);
+            FOREIGN_END();
+            wake_device(p, d);
+            break;
+        }
+        case 5: /* close the device: after the last entry, as close_device does */
+            if (dead)
+                break;
+            FOREIGN_BEGIN();
+            r->closed = 1;
+            STORE(&client_dev(p, d)->server_closed, 1u);
+            FOREIGN_END();
+            wake_device(p, d);
+            break;
+        case 6: { /* let the others run */
+            uint32_t n = fuzz_u8(in) % 8u;
+            for (uint32_t i = 0; i < n; i++)
+                chaos_point(p->e, "peer/yield");
+            break;
+        }
+        default: /* only take the completions (done above) */
+            break;
+        }
+    }
+    for (uint32_t d = 0; ok && d < p->ndev; d++) { /* the end of every stream */
+        FOREIGN_BEGIN();
+        int dead = p->ring[d].jumped || p->ring[d].closed;
+        if (!dead) {
+            p->ring[d].closed = 1;
+            STORE(&client_dev(p, d)->server_closed, 1u);
+        }
+        FOREIGN_END();
+        if (!dead)
+            wake_device(p, d);
+    }
+    done(p);
+}
+
+/* The judge of one get_command of device d in MODE_FORGED_RING (rc, *c), started when
+ * the ring had jumped or not. */
+static void judge_take(peer *p, uint32_t d, int rc, VDC_Command *c, int jumped_before) {
+    ring_shadow *r = &p->ring[d];
+    FOREIGN_BEGIN();
+    uint32_t idx = r->delivered;
+    if (rc == NOERROR) {
+        if (idx >= r->pub)
+            fail("device %u: get_command delivered entry %u, but the server published %u "
+                 "(and forged the head %s)",
+                 d, idx, r->pub, r->jumped ? "out of the ring" : "nowhere");
+        if (jumped_before)
+            fail("device %u: get_command delivered a command from a ring whose head is out "
+                 "of it (more than %u entries past the tail)",
+                 d, VDI_RING);
+        const vdi_cmd_shm *e = &r->e[idx];
+        const char *why = entry_fault(p, r, e);
+        if (why)
+            fail("device %u: get_command delivered entry %u (tag %#x code %d size %d buffer "
+                 "%#llx), which it must reject: %s",
+                 d, idx, e->tag, e->code, e->size, (unsigned long long)e->buf_off, why);
+        uint8_t *buf = e->buf_off == VDI_NO_BUFFER ? NULL : p->carea + e->buf_off;
+        if (c->commandCode != e->code || c->size != e->size ||
+            c->position != (int64_t)e->position || c->buffer != buf)
+            fail("device %u: entry %u written as code %d size %d position %llu buffer %p, "
+                 "delivered as code %d size %d position %lld buffer %p",
+                 d, idx, e->code, e->size, (unsigned long long)e->position, (void *)buf,
+                 c->commandCode, c->size, (long long)c->position, (void *)c->buffer);
+        for (int i = 0; i < r->nheld; i++)
+            if (r->held[i].view == c)
+                fail("device %u: get_command handed out the command of entry %u again for "
+                     "entry %u, before it was completed",
+                     d, r->held[i].idx, idx);
+        r->held[r->nheld++] = (held_cmd){.view = c, .idx = idx, .tag = e->tag};
+        r->delivered++;
+    } else if (rc == VD_E_CLOSE) {
+        if (!r->closed || r->jumped || idx != r->pub)
+            fail("device %u: get_command returned VD_E_CLOSE after %u of %u entries (device "
+                 "%s)",
+                 d, idx, r->pub, r->closed ? "closed" : "not closed");
+    } else if (!p->bad_published && !p->reaper_fired) {
+        fail("device %u: get_command returned %s on a ring with no forged entry", d,
+             vdi_strerror(rc));
+    }
+    FOREIGN_END();
+}
+
+/* Completes held command i of device d with the outcome o. */
+static void complete_held(peer *p, uint32_t d, int i, uint8_t o) {
+    static const uint32_t fails[] = {ERROR_IO_DEVICE, ERROR_HANDLE_EOF, ERROR_DISK_FULL,
+                                     ERROR_INVALID_PARAMETER};
+    ring_shadow *r = &p->ring[d];
+    FOREIGN_BEGIN();
+    held_cmd h = r->held[i];
+    r->held[i] = r->held[--r->nheld];
+    const vdi_cmd_shm *e = &r->e[h.idx];
+    uint32_t code = o < 224 ? ERROR_SUCCESS : fails[o % 4];
+    int data = e->code == VDC_Read || e->code == VDC_Write;
+    uint32_t bytes = code == ERROR_SUCCESS && data ? (uint32_t)e->size : 0;
+    uint64_t position = e->position + bytes;
+    uint32_t n = r->ncpl++;
+    r->cpl[n] = (vdi_cpl_shm){.tag = h.tag, .code = code, .bytes = bytes, .position = position};
+    FOREIGN_END();
+    int rc = vdi_client_device_complete_command(p->cdev[d], h.view, code, bytes, position);
+    allowed(rc, "complete_command", 2, NOERROR, VD_E_ABORT);
+    if (rc != NOERROR) {
+        FOREIGN_BEGIN();
+        r->ncpl--; /* nothing published */
+        FOREIGN_END();
+    }
+}
+
+/* A client device of MODE_FORGED_RING: takes commands, holds some (up to NHOLD) and
+ * completes them out of order as the outcome bytes say, then the held ones at the end. */
+static void client_device_forged(peer *p, uint32_t d) {
+    ring_shadow *r = &p->ring[d];
+    for (uint32_t k = 0; LOAD(&p->opened) == 1; k++) {
+        uint8_t o = p->outcome[d][k % p->ncmd];
+        FOREIGN_BEGIN();
+        int nheld = r->nheld, jumped = r->jumped;
+        FOREIGN_END();
+        /* complete before the next take: when the hold is full, or as the outcome says */
+        while (nheld && (nheld == NHOLD || !(o & 0x40))) {
+            complete_held(p, d, (o & 0x20) ? 0 : nheld - 1, o);
+            nheld--;
+            if (o & 0x10)
+                break;
+        }
+        VDC_Command *c = NULL;
+        int rc = vdi_client_device_get_command(p->cdev[d], VDI_INFINITE, &c);
+        allowed(rc, "get_command", 3, NOERROR, VD_E_CLOSE, VD_E_ABORT);
+        judge_take(p, d, rc, c, jumped);
+        if (rc != NOERROR)
+            break;
+        FOREIGN_BEGIN(); /* the bytes are the client's; the forger may point two at one */
+        check_delivered(p, c);
+        FOREIGN_END();
+    }
+    for (;;) {
+        FOREIGN_BEGIN();
+        int nheld = r->nheld;
+        FOREIGN_END();
+        if (!nheld)
+            break;
+        complete_held(p, d, 0, p->outcome[d][(uint32_t)nheld % p->ncmd]);
+    }
+}
+
 static void client_device(void *arg) {
     peer *p = g_peer;
     int d = (int)(intptr_t)arg;
     wait_word(p, &p->opened);
+    if (p->mode == MODE_FORGED_RING) {
+        client_device_forged(p, (uint32_t)d);
+        done(p);
+        return;
+    }
     static const uint32_t fails[] = {ERROR_IO_DEVICE, ERROR_HANDLE_EOF, ERROR_DISK_FULL,
                                      ERROR_INVALID_PARAMETER};
     for (uint32_t k = 0; LOAD(&p->opened) == 1; k++) {
@@ -631,6 +1062,9 @@ static void reaper(void *arg) {
             left = -1;
         if (fired == 0 && left <= 0) {
             fired = 1;
+            FOREIGN_BEGIN();
+            p->reaper_fired = 1;
+            FOREIGN_END();
             deadline = chaos_now(p->e) + 1000u;
             allowed(vdi_client_set_signal_abort(p->client), "client signal_abort", 1, NOERROR);
             allowed(vdi_server_set_signal_abort(p->server), "server signal_abort", 1, NOERROR);
@@ -686,8 +1120,10 @@ static void run(peer *p, const uint8_t *sched, size_t nsched) {
     rc = vdi_server_set_open(p->server, NULL, p->name);
     if (rc != NOERROR)
         fail("setup: server open returned %s", vdi_strerror(rc));
-    p->live = 3 + p->ndev;
+    p->live = 3 + p->ndev + (p->mode == MODE_FORGED_RING);
     chaos_spawn(p->e, "agent", agent_actor, p);
+    if (p->mode == MODE_FORGED_RING)
+        chaos_spawn(p->e, "forger", forger, p);
     p->server_actor = chaos_spawn(p->e, "server", server_actor, p);
     chaos_spawn(p->e, "client-main", client_main, p);
     for (uint32_t d = 0; d < p->ndev; d++)
@@ -712,6 +1148,9 @@ static void run(peer *p, const uint8_t *sched, size_t nsched) {
                 nl ? (int)(nl - text) : (int)strlen(text), text, p->next_w, nl ? nl + 1 : "");
         abort();
     }
+    /* The completions the forger has not taken yet, checked while the views are mapped. */
+    for (uint32_t d = 0; p->mode == MODE_FORGED_RING && p->cctl && d < p->ndev; d++)
+        take_client_completions(p, d);
     /* Both closes on the main thread (one unmapper at a time for the engine's guard). */
     rc = vdi_server_set_close(p->server);
     allowed(rc, "server close", 2, NOERROR, VD_E_PROTOCOL);

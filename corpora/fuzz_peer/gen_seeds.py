@@ -181,6 +181,82 @@ def _():
     return p.schedule([2, 1, 0, 3, 4, 1] * 20)
 
 
+class Forger:
+    """Mode 0xc0 (the forging server): the real server configures and allocates; the plan
+    after the per-command bytes is the forger's, one action after another (forger() in
+    fuzz/fuzz_peer.c). An entry is valid unless forged=K (K of write_entry's 16 faults)."""
+    def __init__(self, ndev=1, ncmd=4, bufsize=65536, outcomes=None):
+        self.b = bytearray([0xc0, ndev - 1, ncmd - 1, BUFSIZES.index(bufsize), 0])
+        for d in range(ndev):
+            for k in range(ncmd):
+                self.b += bytes([0, (outcomes or {}).get((d, k), 0)])
+
+    def publish(self, dev, entries):
+        """entries: a list of dicts (code index, forged, size_sel, buf_sel, pos)."""
+        assert 1 <= len(entries) <= 16
+        self.b += bytes([3 if len(entries) > 4 else 0, dev, len(entries) - 1])
+        for e in entries:
+            f = e.get("forged")
+            self.b += bytes([e.get("code", 0), 0 if f is None else 176 + f, e.get("size", 0),
+                             e.get("buf", 0), e.get("pos", 0)])
+        return self
+
+    def jump(self, dev, which=0):
+        self.b += bytes([4, dev, which])
+        return self
+
+    def close(self, dev):
+        self.b += bytes([5, dev])
+        return self
+
+    def yield_(self, n):
+        self.b += bytes([6, 0, n])
+        return self
+
+    def encode(self):
+        return bytes([0, 0]) + bytes(self.b)
+
+
+VALID = {}
+
+
+@seed("forged-ring-clean", "the forging server writes the rings itself: valid commands of "
+      "every size on two devices, in batches, each device closed after its last")
+def _():
+    f = Forger(ndev=2, ncmd=4)
+    f.publish(0, [VALID, {"size": 1}, {"code": 2, "size": 2}])
+    f.publish(1, [{"code": 4}, {"code": 2, "size": 3, "pos": 9}]).yield_(5)
+    f.publish(0, [{"code": 5}, {"code": 6}]).close(0)
+    return f.publish(1, [{"size": 2, "buf": 1}] * 6).close(1)
+
+
+@seed("forged-ring-slot-reuse", "a valid command, then one whose tag names the slot the "
+      "client still holds (VDI-SPEC 7: rejected with VD_E_ABORT)")
+def _():
+    return Forger(ncmd=2, outcomes={(0, 1): 0x40}).publish(0, [VALID]).yield_(4).publish(
+        0, [{"forged": 2}])
+
+
+@seed("forged-ring-oversize", "a data command one byte above the negotiated "
+      "maxTransferSize, after a valid one")
+def _():
+    return Forger(ncmd=2).publish(0, [VALID]).yield_(2).publish(0, [{"forged": 10}])
+
+
+@seed("forged-ring-head-jump", "the command head published 66 entries past the tail")
+def _():
+    return Forger(ncmd=2).publish(0, [VALID]).yield_(2).jump(0)
+
+
+@seed("forged-ring-buffers", "buffer offsets past the area, wrapping past zero, at the "
+      "reservation's end, none for a write (one each, on four devices)")
+def _():
+    f = Forger(ndev=4, ncmd=1)
+    for d, k in enumerate((12, 14, 13, 11)):
+        f.publish(d, [{"forged": k}])
+    return f
+
+
 def main():
     seed.write(here_seed_dir(__file__),
                ["# fuzz_peer seeds (written by ../gen_seeds.py; do not edit by hand)", "",
