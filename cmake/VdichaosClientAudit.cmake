@@ -16,7 +16,9 @@
 #   SEED RUNS  random plans: the seed and the number of runs
 #   OPTIONS    any other `vdichaos client` options
 # The test passes when no plan ends in a finding; each finding is printed with its replay
-# command.
+# command. vdichaos is the package's (find_package(vdichaos)) or this tree's target; without
+# either, VDICHAOS_EXECUTABLE or vdichaos on PATH, which finds vdi-sqlcmd and libsqlvdi.so
+# beside itself (VDICHAOS_SQLCMD and VDICHAOS_LIB in the environment override).
 function(vdichaos_add_client_audit)
   cmake_parse_arguments(A "" "NAME;PLANS;BUDGET;STATEMENT;MEDIA;SEED;RUNS" "COMMAND;OPTIONS"
                         ${ARGN})
@@ -38,24 +40,35 @@ function(vdichaos_add_client_audit)
   if(NOT A_BUDGET MATCHES "^[0-9]+$")
     message(FATAL_ERROR "vdichaos_add_client_audit(${A_NAME}): BUDGET is whole seconds")
   endif()
-  # The installed package's targets, or this tree's own.
-  foreach(v vdichaos:vdichaos vdi-sqlcmd:vdi-sqlcmd sqlvdi:sqlvdi)
-    string(REPLACE ":" ";" pair ${v})
-    list(GET pair 0 var)
-    list(GET pair 1 t)
-    if(TARGET vdichaos::${t})
-      set(tgt_${var} vdichaos::${t})
-    elseif(TARGET vdiref::${t})
-      set(tgt_${var} vdiref::${t})
-    elseif(TARGET ${t})
-      set(tgt_${var} ${t})
-    else()
-      message(FATAL_ERROR "vdichaos_add_client_audit: no target ${t} (find_package(vdichaos)?)")
-    endif()
+  # The installed package's targets, or this tree's own, or a vdichaos program.
+  foreach(v vdichaos vdi-sqlcmd sqlvdi)
+    set(tgt_${v})
+    foreach(t vdichaos::${v} vdiref::${v} ${v})
+      if(TARGET ${t} AND NOT tgt_${v})
+        set(tgt_${v} ${t})
+      endif()
+    endforeach()
   endforeach()
   set(args client --plans ${A_PLANS} --budget ${A_BUDGET}s
-           --findings ${CMAKE_CURRENT_BINARY_DIR}/${A_NAME}.findings
-           --sqlcmd $<TARGET_FILE:${tgt_vdi-sqlcmd}> --lib $<TARGET_FILE_DIR:${tgt_sqlvdi}>)
+           --findings ${CMAKE_CURRENT_BINARY_DIR}/${A_NAME}.findings)
+  if(tgt_vdichaos)
+    set(tool ${tgt_vdichaos})
+  else()
+    if(NOT VDICHAOS_EXECUTABLE)
+      find_program(VDICHAOS_EXECUTABLE vdichaos)
+    endif()
+    if(NOT VDICHAOS_EXECUTABLE)
+      message(FATAL_ERROR "vdichaos_add_client_audit: no vdichaos (find_package(vdichaos), "
+                          "or set VDICHAOS_EXECUTABLE)")
+    endif()
+    set(tool ${VDICHAOS_EXECUTABLE})
+  endif()
+  if(tgt_vdi-sqlcmd)
+    list(APPEND args --sqlcmd $<TARGET_FILE:${tgt_vdi-sqlcmd}>)
+  endif()
+  if(tgt_sqlvdi)
+    list(APPEND args --lib $<TARGET_FILE_DIR:${tgt_sqlvdi}>)
+  endif()
   if(A_STATEMENT)
     list(APPEND args --statement ${A_STATEMENT})
   endif()
@@ -68,7 +81,7 @@ function(vdichaos_add_client_audit)
   if(A_RUNS)
     list(APPEND args --runs ${A_RUNS})
   endif()
-  add_test(NAME ${A_NAME} COMMAND ${tgt_vdichaos} ${args} ${A_OPTIONS} -- ${A_COMMAND})
+  add_test(NAME ${A_NAME} COMMAND ${tool} ${args} ${A_OPTIONS} -- ${A_COMMAND})
   math(EXPR timeout "${A_BUDGET} + 120")
   set_tests_properties(${A_NAME} PROPERTIES LABELS client-audit TIMEOUT ${timeout})
 endfunction()

@@ -18,12 +18,19 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Where this build put vdi-sqlcmd and libsqlvdi.so, and where an install puts the library
+ * relative to its bin/ (the lookup in find_server() tries an install's layout first). */
 #ifndef VDICHAOS_SQLCMD
-#define VDICHAOS_SQLCMD "vdi-sqlcmd"
+#define VDICHAOS_SQLCMD ""
 #endif
 #ifndef VDICHAOS_SQLVDI_DIR
 #define VDICHAOS_SQLVDI_DIR ""
 #endif
+#ifndef VDICHAOS_INSTALL_LIBDIR
+#define VDICHAOS_INSTALL_LIBDIR "lib"
+#endif
+#define SQLCMD_NAME "vdi-sqlcmd"
+#define SQLVDI_NAME "libsqlvdi.so"
 
 static int client_usage(void) {
     fprintf(stderr,
@@ -52,7 +59,9 @@ static int client_usage(void) {
             "  --server-timeout MS      the server's wait in every plan (5000)\n"
             "  --dbsize N --maxtransfersize N  the base plan's geometry (300001, 65536)\n"
             "  --stacks gdb|proc|none   thread stacks on a hang (gdb)\n"
-            "  --sqlcmd PATH --lib DIR  vdi-sqlcmd and our libsqlvdi.so's directory\n"
+            "  --sqlcmd PATH --lib DIR  vdi-sqlcmd and our libsqlvdi.so's directory (also\n"
+            "                           VDICHAOS_SQLCMD, VDICHAOS_LIB; default: beside vdichaos,\n"
+            "                           its bin/ and ../lib, or its build tree; then PATH)\n"
             "  --json                   the summary as JSON on stdout\n"
             "  --quiet                  no line per run\n"
             "  --first                  stop at the first finding\n"
@@ -543,6 +552,10 @@ static void summary(const session *s) {
     if (s->json) {
         printf("{\"strategy\":");
         json_string(s->replay ? "replay" : s->strategy);
+        printf(",\"sqlcmd\":");
+        json_string(s->ctx.sqlcmd);
+        printf(",\"lib\":");
+        json_string(s->ctx.libdir);
         printf(",\"runs\":%lu,\"seconds\":%.3f,\"plans_per_second\":%.2f,\"findings\":[",
                s->total_runs, secs, rate);
         for (int i = 0; i < s->nfound; i++) {
@@ -620,19 +633,96 @@ static int split_words(const char *text, char ***out, int which) {
     return n ? 0 : -1;
 }
 
-static void exe_relative(char *out, size_t cap, const char *rel) {
-    char exe[PATH_MAX];
+/* out = DIR/NAME when that is an executable file (X_OK) or a readable one: 0, else -1. */
+static int try_path(char *out, size_t cap, const char *dir, const char *name, int mode) {
+    struct stat st;
+    int w = snprintf(out, cap, "%s/%s", dir, name);
+    if (!*dir || w < 0 || (size_t)w >= cap || stat(out, &st) != 0 || !S_ISREG(st.st_mode) ||
+        access(out, mode) != 0) {
+        out[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* vdi-sqlcmd and libsqlvdi.so, when neither --sqlcmd/--lib nor VDICHAOS_SQLCMD/VDICHAOS_LIB
+ * name them: beside this program (an install: bin/vdi-sqlcmd and bin/../lib), then in the
+ * build tree this program lives in, then where this build put them, then vdi-sqlcmd on PATH.
+ * A name given without a slash is looked up on PATH. 0, or -1 with the reason printed. */
+static int find_server(audit_ctx *c, int lib_given) {
+    static char sq[PATH_MAX], lib[PATH_MAX];
+    char exe[PATH_MAX], dir[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    out[0] = '\0';
-    if (n <= 0)
-        return;
-    exe[n] = '\0';
+    exe[n > 0 ? n : 0] = '\0';
     char *slash = strrchr(exe, '/');
     if (slash)
         *slash = '\0';
-    int w = snprintf(out, cap, "%s/%s", exe, rel);
-    if (w < 0 || (size_t)w >= cap)
-        out[0] = '\0';
+    int searched = !c->sqlcmd || !*c->sqlcmd;
+    if (searched) {
+        int w = snprintf(dir, sizeof dir, "%s/../ref/compat/sqlcmd", exe);
+        if (try_path(sq, sizeof sq, exe, SQLCMD_NAME, X_OK) == 0 ||
+            (w > 0 && (size_t)w < sizeof dir &&
+             try_path(sq, sizeof sq, dir, SQLCMD_NAME, X_OK) == 0) ||
+            (VDICHAOS_SQLCMD[0] && access(VDICHAOS_SQLCMD, X_OK) == 0 &&
+             snprintf(sq, sizeof sq, "%s", VDICHAOS_SQLCMD) > 0))
+            c->sqlcmd = sq;
+        else
+            c->sqlcmd = SQLCMD_NAME;
+    }
+    if (!strchr(c->sqlcmd, '/')) { /* a name: PATH */
+        const char *path = getenv("PATH");
+        char entry[PATH_MAX];
+        int found = 0;
+        while (path && *path && !found) {
+            size_t len = strcspn(path, ":");
+            snprintf(entry, sizeof entry, "%.*s", (int)(len ? len : 1), len ? path : ".");
+            found = try_path(sq, sizeof sq, entry, c->sqlcmd, X_OK) == 0;
+            path += len + (path[len] == ':');
+        }
+        if (!found) {
+            fprintf(stderr, "vdichaos client: cannot find %s %son PATH; give --sqlcmd PATH\n",
+                    c->sqlcmd, searched ? "beside vdichaos, in its build tree or " : "");
+            return -1;
+        }
+        c->sqlcmd = sq;
+    }
+    if (access(c->sqlcmd, X_OK) != 0) {
+        fprintf(stderr, "vdichaos client: vdi-sqlcmd %s: %s; give --sqlcmd PATH\n", c->sqlcmd,
+                strerror(errno));
+        return -1;
+    }
+    if (c->sqlcmd[0] != '/') {
+        static char absq[PATH_MAX];
+        if (realpath(c->sqlcmd, absq))
+            c->sqlcmd = absq;
+    }
+    if (c->libdir && *c->libdir) {
+        if (try_path(lib, sizeof lib, c->libdir, SQLVDI_NAME, R_OK) != 0) {
+            fprintf(stderr, "vdichaos client: no readable %s in %s (%s)\n", SQLVDI_NAME, c->libdir,
+                    lib_given ? "--lib" : "VDICHAOS_LIB");
+            return -1;
+        }
+        return 0;
+    }
+    const char *rel[] = {VDICHAOS_INSTALL_LIBDIR, "lib", "lib64", "ref/compat"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        int w = snprintf(dir, sizeof dir, "%s/../%s", exe, rel[i]);
+        if (w > 0 && (size_t)w < sizeof lib &&
+            try_path(lib, sizeof lib, dir, SQLVDI_NAME, R_OK) == 0) {
+            memcpy(lib, dir, (size_t)w + 1);
+            c->libdir = lib;
+            return 0;
+        }
+    }
+    if (try_path(lib, sizeof lib, VDICHAOS_SQLVDI_DIR, SQLVDI_NAME, R_OK) == 0) {
+        c->libdir = VDICHAOS_SQLVDI_DIR;
+        return 0;
+    }
+    fprintf(stderr,
+            "vdichaos client: cannot find our %s beside vdichaos (../%s) or in its build "
+            "tree; give --lib DIR\n",
+            SQLVDI_NAME, VDICHAOS_INSTALL_LIBDIR);
+    return -1;
 }
 
 int vdichaos_client_main(int argc, char **argv) {
@@ -650,8 +740,9 @@ int vdichaos_client_main(int argc, char **argv) {
     s.ctx.hang_ms = 30000;
     s.ctx.stacks = 2;
     const char *env_sqlcmd = getenv("VDICHAOS_SQLCMD"), *env_lib = getenv("VDICHAOS_LIB");
-    s.ctx.sqlcmd = env_sqlcmd && *env_sqlcmd ? env_sqlcmd : VDICHAOS_SQLCMD;
-    s.ctx.libdir = env_lib && *env_lib ? env_lib : VDICHAOS_SQLVDI_DIR;
+    s.ctx.sqlcmd = env_sqlcmd && *env_sqlcmd ? env_sqlcmd : NULL;
+    s.ctx.libdir = env_lib && *env_lib ? env_lib : NULL;
+    int lib_given = 0;
     int i = 1;
     int shrink = 0;
     if (i < argc && (strcmp(argv[i], "replay") == 0 || strcmp(argv[i], "shrink") == 0)) {
@@ -733,6 +824,7 @@ int vdichaos_client_main(int argc, char **argv) {
             s.ctx.sqlcmd = val;
         } else if (strcmp(a, "--lib") == 0) {
             s.ctx.libdir = val;
+            lib_given = *val != '\0';
         } else {
             fprintf(stderr, "vdichaos client: bad option or value: %s%s%s\n", a, takes ? " " : "",
                     takes ? val : "");
@@ -747,27 +839,8 @@ int vdichaos_client_main(int argc, char **argv) {
         s.runs = 100;
     s.ctx.argv = argv + i;
     s.ctx.argc = argc - i;
-    /* vdi-sqlcmd and libsqlvdi.so: options, environment, the build tree, PATH */
-    static char sq[PATH_MAX], lib[PATH_MAX];
-    if (access(s.ctx.sqlcmd, X_OK) != 0) {
-        exe_relative(sq, sizeof sq, "../ref/compat/sqlcmd/vdi-sqlcmd");
-        if (access(sq, X_OK) == 0)
-            s.ctx.sqlcmd = sq;
-    }
-    if (access(s.ctx.sqlcmd, X_OK) != 0) {
-        fprintf(stderr, "vdichaos client: cannot find vdi-sqlcmd (%s); give --sqlcmd PATH\n",
-                s.ctx.sqlcmd);
+    if (find_server(&s.ctx, lib_given) != 0)
         return 2;
-    }
-    if (!s.ctx.libdir || !*s.ctx.libdir) {
-        exe_relative(lib, sizeof lib, "../ref/compat");
-        s.ctx.libdir = lib;
-    }
-    if (s.ctx.sqlcmd[0] != '/') {
-        static char absq[PATH_MAX];
-        if (realpath(s.ctx.sqlcmd, absq))
-            s.ctx.sqlcmd = absq;
-    }
     vdi_plan replay_plan;
     if (s.replay && read_plan(s.replay, &replay_plan) != 0)
         return 2;

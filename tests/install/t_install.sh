@@ -21,10 +21,25 @@ major=${version%%.*}
 soname() { readelf -d "$1" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'; }
 [ "$(soname "$lib/libvdiref.so")" = "libvdiref.so.$major" ] || fail "libvdiref.so's SONAME is '$(soname "$lib/libvdiref.so")'"
 [ "$(soname "$lib/libsqlvdi.so")" = "libsqlvdi.so" ] || fail "libsqlvdi.so's SONAME is '$(soname "$lib/libsqlvdi.so")'"
-for t in vdi-client vdi-server vdichaos; do
+for t in vdi-client vdi-server vdi-sqlcmd vdichaos; do
     out=$("$prefix/bin/$t" --version 2>&1) || fail "$t --version exited $?: $out"
     case "$out" in *"$version"*) ;; *) fail "$t --version says '$out', not $version" ;; esac
 done
+
+# The installed vdichaos on its own (no option, no environment) plays the installed
+# vdi-sqlcmd with the installed libsqlvdi.so, and says so; a --lib without the library is a
+# usage error.
+c++ -o "$work/sample" "$src/ref/compat/example/sample_client.cpp" -I"$prefix/include/sqlvdi" \
+    -L"$lib" -lsqlvdi -lpthread 2>"$work/sample.log" || fail "c++ sample client: $(cat "$work/sample.log")"
+(cd "$work" && env -u VDICHAOS_SQLCMD -u VDICHAOS_LIB "$prefix/bin/vdichaos" client --json \
+    --quiet --findings "$work/direct.findings" -- "$work/sample" backup db "$work/direct.bak") \
+    >"$work/direct.json" 2>"$work/direct.err" || fail "installed vdichaos client: $(cat "$work/direct.err" "$work/direct.json")"
+grep -q "\"sqlcmd\":\"$prefix/bin/vdi-sqlcmd\",\"lib\":\"$prefix/bin/../lib\"" "$work/direct.json" ||
+    fail "installed vdichaos did not use the installed server and library: $(cat "$work/direct.json")"
+"$prefix/bin/vdichaos" client --lib "$work" -- "$work/sample" backup db x >"$work/nolib.out" 2>&1
+rc=$?
+[ $rc -eq 2 ] && grep -q "no readable libsqlvdi.so in $work" "$work/nolib.out" ||
+    fail "--lib without the library: exit $rc, $(cat "$work/nolib.out")"
 
 # find_package(vdiref), and find_package(vdichaos) with vdichaos_add_client_audit
 cmake -S "$src/tests/install/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" \

@@ -46,6 +46,7 @@ const char usage_text[] =
     "                                              override the statement's WITH options\n"
     "  --report FILE         VDI_SQLCMD_REPORT     append what the session did to FILE\n"
     "  --parse-only          print the parsed statement and exit\n"
+    "  --help | --version    this text | the version\n"
     "The default data directory must be yours and not writable by group or others;\n"
     "vdi-sqlcmd refuses it otherwise. Temporary files of a restore are removed when a\n"
     "signal ends it, and those a killed run left are removed by the next run.\n";
@@ -214,6 +215,10 @@ void parse_args(int argc, char **argv, options *o) {
             }
             if (name == "help") {
                 fputs(usage_text, stdout);
+                exit(0);
+            }
+            if (name == "version" && !inline_val) {
+                printf("vdi-sqlcmd %s\n", VDICHAOS_VERSION);
                 exit(0);
             }
             if (name == "parse-only") {
