@@ -154,6 +154,7 @@ typedef struct {
     const char *run;    /* the run's directory */
     const char *plan;   /* its plan file */
     const char *report; /* vdi-sqlcmd's report */
+    const vdi_plan *p;  /* the run's plan: its shake, for libsqlvdi */
 } child_env;
 
 /* In the child: the environment every run gets, then stdio into the run's files. */
@@ -183,6 +184,12 @@ static void child_setup(const child_env *e, const char *out_name, const char *er
     /* libsqlvdi's audit mode: the library reports the client's protocol mistakes */
     path_join(buf, sizeof buf, e->run, "vdi-audit");
     setenv("VDI_AUDIT_FILE", buf, 1);
+    unsetenv("VDI_AUDIT_SHAKE");
+    if (e->p->shake_seed) { /* the client's threads, delayed at every schedule point */
+        snprintf(buf, sizeof buf, "%llu:%u", (unsigned long long)e->p->shake_seed,
+                 e->p->shake_max_us);
+        setenv("VDI_AUDIT_SHAKE", buf, 1);
+    }
     int in = open("/dev/null", O_RDONLY);
     path_join(buf, sizeof buf, e->run, out_name);
     int out = open(buf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -539,6 +546,7 @@ static int run_clean(const audit_ctx *c, const vdi_plan *p, const char *rundir, 
     clean = *p;
     clean.nfaults = 0;
     clean.statement[0] = '\0';
+    clean.shake_seed = 0; /* the judge's restore: the client's threads run as they will */
     char planf[PATH_MAX + 32], reportf[PATH_MAX + 32];
     path_join(planf, sizeof planf, rundir, "restore.plan");
     path_join(reportf, sizeof reportf, rundir, "restore.report");
@@ -548,7 +556,7 @@ static int run_clean(const audit_ctx *c, const vdi_plan *p, const char *rundir, 
         snprintf(why, cap, "the restore plan could not be written");
         return 0;
     }
-    child_env env = {c, rundir, planf, reportf};
+    child_env env = {c, rundir, planf, reportf, &clean};
     proc ps[1] = {{0, 0, 0}};
     ps[0].pid = spawn(&env, argv, "restore.out", "restore.err");
     if (ps[0].pid < 0) {
@@ -649,7 +657,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
     }
     for (int i = 0; i < c->argc; i++)
         argv[i] = substitute(c->argv[i], set);
-    child_env env = {c, rundir, planf, reportf};
+    child_env env = {c, rundir, planf, reportf, p};
     sigset_t chld, old;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);

@@ -45,6 +45,9 @@ static int client_usage(void) {
             "  --statement SQL          the statement vdichaos runs for the client\n"
             "  --seed N --runs N        random: the seed (1) and number of runs (100);\n"
             "                           sweep: at most N runs\n"
+            "  --shake SEED[:MAX_US]    shake the client's threads: libsqlvdi yields or\n"
+            "                           sleeps (up to MAX_US, 1000) at every VDI schedule\n"
+            "                           point, seeded per run (a plan's `shake` step)\n"
             "  --budget DURATION        start no run after this long (90s, 10m, 1h)\n"
             "  --faults LIST            abort,close,fail,die-exit,die-kill,pause,stall (all)\n"
             "  --max-index N            sweep: fault indices 1..N only\n"
@@ -95,6 +98,8 @@ typedef struct {
     audit_ctx ctx;
     const char *strategy, *findings_dir, *replay;
     uint64_t seed;
+    uint64_t shake_seed;   /* --shake: the client's threads delayed and yielded, 0 = not */
+    uint32_t shake_max_us; /* their longest delay */
     long runs, max_index, pause_ms, server_timeout;
     uint64_t db_size;
     uint32_t max_transfer;
@@ -198,16 +203,16 @@ static void replay_command(const session *s, const char *plan, char *buf, size_t
 
 static void describe(const vdi_plan *p, char *buf, size_t cap) {
     buf[0] = '\0';
-    if (p->nfaults == 0) {
-        snprintf(buf, cap, "%s", vdi_plan_benign(p) ? "clean" : "");
-        return;
-    }
     size_t l = 0;
+    if (p->nfaults == 0)
+        l = (size_t)snprintf(buf, cap, "%s", vdi_plan_benign(p) ? "clean" : "");
     for (uint32_t i = 0; i < p->nfaults && l < cap; i++) {
         char f[128];
         vdi_plan_fault_print(&p->faults[i], f, sizeof f);
         l += (size_t)snprintf(buf + l, cap - l, "%s%s", i ? "; " : "", f);
     }
+    if (p->shake_seed && l < cap)
+        snprintf(buf + l, cap - l, ", shaken");
 }
 
 /* Records a finding: new signatures are saved as their plan (once: a file already there
@@ -271,7 +276,16 @@ static void record(session *s, const vdi_plan *p, const audit_finding *f, unsign
 }
 
 /* One run: the plan played, judged, its findings recorded; -1 when it could not run. */
-static int run_plan(session *s, const vdi_plan *p, audit_result *r) {
+static int run_plan(session *s, const vdi_plan *plan, audit_result *r) {
+    static vdi_plan shaken;
+    const vdi_plan *p = plan;
+    if (s->shake_seed && !plan->shake_seed) { /* each run its own decisions, in its plan */
+        uint64_t x = s->shake_seed ^ (s->total_runs + 1) * 0x9e3779b97f4a7c15u;
+        shaken = *plan;
+        shaken.shake_seed = next_u64(&x) | 1u;
+        shaken.shake_max_us = s->shake_max_us;
+        p = &shaken;
+    }
     if (audit_run(&s->ctx, p, r) != 0)
         return -1;
     if (r->exited && r->status == 127 && r->server == -2) {
@@ -788,6 +802,23 @@ int vdichaos_client_main(int argc, char **argv) {
             if (!*val || *end || errno || val[0] == '-')
                 return client_usage();
             s.seed = sv;
+        } else if (strcmp(a, "--shake") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long sv = strtoull(val, &end, 10);
+            unsigned long long us = 1000;
+            if (*end == ':' && end[1] >= '0' && end[1] <= '9')
+                us = strtoull(end + 1, &end, 10);
+            if (val[0] < '0' || val[0] > '9' || *end || errno || sv == 0 || us == 0 ||
+                us > 1000000) {
+                fprintf(stderr,
+                        "vdichaos client: --shake %s: SEED (1..) or SEED:MAX_US "
+                        "(MAX_US 1..1000000)\n",
+                        val);
+                return client_usage();
+            }
+            s.shake_seed = sv;
+            s.shake_max_us = (uint32_t)us;
         } else if (strcmp(a, "--runs") == 0 && parse_num(val, 1, 100000000, &v) == 0) {
             s.runs = v;
         } else if (strcmp(a, "--budget") == 0 && parse_duration(val, &s.budget) == 0) {

@@ -20,6 +20,10 @@
  *                          security" once the set is closed: the view is gone
  *   BUG_RACY_COUNTER       the device threads add to one byte counter without a lock (a
  *                          data race, for the TSan build)
+ *   BUG_COMPLETE_EARLY     a write is completed before its bytes are saved "to keep the
+ *                          server busy": the buffer is the server's again and its next
+ *                          command's bytes may be in it by the time they are written (seen
+ *                          when the client's threads are shaken)
  *   BUG_TRIM_MEDIA         after a backup, the trailing zeros of each media file are cut
  *                          "to save space": the stream is shorter than the server wrote it,
  *                          so the backup does not restore
@@ -94,6 +98,19 @@ void serve(ClientVirtualDeviceSet *vds, stream *s) {
         unsigned long done = 0;
         size_t size = static_cast<size_t>(cmd->size);
         off_t pos = static_cast<off_t>(cmd->position);
+#if defined(BUG_COMPLETE_EARLY)
+        if (cmd->commandCode == VDC_Write) { /* BUG: the buffer is not ours after this */
+            uint8_t *buf = cmd->buffer;
+            rc = s->dev->CompleteCommand(cmd, ERROR_SUCCESS, static_cast<unsigned long>(size),
+                                         cmd->position);
+            ssize_t n = pwrite(s->fd, buf, size, pos);
+            if (rc != NOERROR || n != static_cast<ssize_t>(size)) {
+                s->end = rc != NOERROR ? rc : VD_E_ABORT;
+                return;
+            }
+            continue;
+        }
+#endif
         if (cmd->commandCode == VDC_Write) {
             ssize_t n = pwrite(s->fd, cmd->buffer, size, pos);
             done = n > 0 ? static_cast<unsigned long>(n) : 0;

@@ -74,6 +74,14 @@ static void test_steps(void) {
     round_trip(&a);
     T_EXPECT_EQ(parse("pause after 1 ms 10\nclearerror after 2\ndelay 5\n", 1, err, sizeof err), 0);
     T_EXPECT(vdi_plan_benign(&a));
+    /* shake: the seed, and the longest delay (1000 us unless given) */
+    T_EXPECT_EQ(parse("shake 7\n", 1, err, sizeof err), 0);
+    T_EXPECT(a.shake_seed == 7 && a.shake_max_us == 1000);
+    round_trip(&a);
+    T_EXPECT_EQ(parse("shake 18446744073709551615 250\n", 1, err, sizeof err), 0);
+    T_EXPECT(a.shake_seed == UINT64_MAX && a.shake_max_us == 250);
+    T_EXPECT(vdi_plan_benign(&a));
+    round_trip(&a);
     /* keys in any order; CRLF and tabs */
     T_EXPECT_EQ(parse("fail\tcode 6 device 2 at 9\r\n", 1, err, sizeof err), 0);
     T_EXPECT(a.nfaults == 1 && a.faults[0].after == 9 && a.faults[0].code == 6 &&
@@ -100,6 +108,11 @@ static void test_strict_errors(void) {
         {"maxtransfersize 65537\n", "line 1: maxtransfersize: a multiple of 65536"},
         {"blocksize 4096 extra\n", "line 1: unexpected 'extra'"},
         {"vdichaos-plan 2\n", "line 1: vdichaos-plan: not a number from 1 to 1"},
+        {"shake 0\n", "line 1: shake seed: not a number from 1"},
+        {"shake\n", "line 1: shake seed needs a number"},
+        {"shake 3 0\n", "line 1: shake max_us: not a number from 1 to 1000000"},
+        {"shake 3 1000001\n", "line 1: shake max_us: not a number from 1 to 1000000"},
+        {"shake 3 10 x\n", "line 1: unexpected 'x'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = parse(cases[i].text, 1, err, sizeof err);
@@ -145,6 +158,10 @@ static void test_random_plans(void) {
         a.complete = (int8_t)(next() % 3) - 1;
         a.transfer[next() % VDI_PLAN_MAX_DEVICES] = (uint32_t)(1 + next() % 8192) * 512;
         a.reverse[next() % VDI_PLAN_MAX_DEVICES] = (uint8_t)(next() % 2);
+        if (next() % 3 == 0) {
+            a.shake_seed = next() | 1u;
+            a.shake_max_us = (uint32_t)(1 + next() % 1000000);
+        }
         a.nfaults = (uint32_t)(next() % (VDI_PLAN_MAX_FAULTS + 1));
         for (uint32_t i = 0; i < a.nfaults; i++) {
             vdi_plan_fault *f = &a.faults[i];

@@ -23,6 +23,7 @@ namespace {
 
 const char *sqlcmd_bin;
 std::string dir;
+const char *shake_env; /* VDI_AUDIT_SHAKE for the client, or none */
 
 std::string read_all(const std::string &path) {
     std::string s;
@@ -152,6 +153,10 @@ outcome run(mistake m, bool audit) {
         /* The mistaken clients leak what they never closed or deleted, on purpose. */
         if (m != NONE && __lsan_disable)
             __lsan_disable();
+        if (shake_env)
+            setenv("VDI_AUDIT_SHAKE", shake_env, 1);
+        else
+            unsetenv("VDI_AUDIT_SHAKE");
         if (audit)
             setenv("VDI_AUDIT_FILE", file.c_str(), 1);
         else
@@ -207,6 +212,29 @@ int main(int argc, char **argv) {
         if (!o.audit.empty())
             fprintf(stderr, "a correct client, yet:\n%s\n", o.audit.c_str());
         T_EXPECT(o.audit.empty());
+    } else if (c == "shake") {
+        /* the clean client (one thread) shaken: yields and sleeps happen, no finding */
+        shake_env = "7:200";
+        outcome o = run(NONE, true);
+        T_EXPECT(WIFEXITED(o.status) && WEXITSTATUS(o.status) == 0);
+        unsigned long long pts = 0, ys = 0, sl = 0, th = 0;
+        size_t at = o.audit.find("vdi-shake 7:200: ");
+        T_REQUIRE(at != std::string::npos);
+        T_EXPECT_EQ(sscanf(o.audit.c_str() + at,
+                           "vdi-shake 7:200: %llu points, %llu yields, %llu sleeps, %llu threads",
+                           &pts, &ys, &sl, &th),
+                    4);
+        if (!(pts > 0 && ys > 0 && sl > 0 && ys + sl < pts && th >= 1))
+            fprintf(stderr, "the shake line: %s\n", o.audit.c_str() + at);
+        T_EXPECT(pts > 0 && ys > 0 && sl > 0 && ys + sl < pts && th >= 1);
+        T_EXPECT(!has(o.audit, "vdi-audit "));
+        shake_env = "0:5"; /* no seed: reported, not shaken */
+        o = run(NONE, true);
+        T_EXPECT(has(o.audit, "vdi-audit usage shake: VDI_AUDIT_SHAKE='0:5'"));
+        T_EXPECT(!has(o.audit, "vdi-shake"));
+        shake_env = "5:2000000";
+        o = run(NONE, true);
+        T_EXPECT(has(o.audit, "vdi-audit usage shake"));
     } else if (c == "complete_twice") {
         expect_rule(COMPLETE_TWICE, "protocol complete-unknown: set 'audit-");
     } else if (c == "too_many_bytes") {

@@ -286,6 +286,22 @@ static int parse_line(const char *b, const char *end, vdi_plan *p, errbuf *e) {
         p->reverse[d] = a[0] == 'r';
         return end_of_line(&c, e);
     }
+    if (tok_is(t, tn, "shake")) { /* shake SEED [MAX_US] */
+        uint64_t us = 1000;
+        if (!arg_u64(&c, e, "shake seed", 1, UINT64_MAX, &v))
+            return 0;
+        const char *save = c.p;
+        const char *a;
+        size_t an;
+        if (next_token(&c, &a, &an)) {
+            c.p = save;
+            if (!arg_u64(&c, e, "shake max_us", 1, 1000000, &us))
+                return 0;
+        }
+        p->shake_seed = v;
+        p->shake_max_us = (uint32_t)us;
+        return end_of_line(&c, e);
+    }
     for (uint8_t k = 1; k < VDI_PLAN_KIND_END; k++) {
         if (!tok_is(t, tn, kind_names[k]))
             continue;
@@ -404,6 +420,8 @@ size_t vdi_plan_print(const vdi_plan *p, char *buf, size_t cap) {
     for (int d = 0; d < VDI_PLAN_MAX_DEVICES; d++)
         if (p->reverse[d])
             put(&o, "order %d reverse\n", d);
+    if (p->shake_seed)
+        put(&o, "shake %llu %u\n", (unsigned long long)p->shake_seed, p->shake_max_us);
     for (uint32_t i = 0; i < p->nfaults && i < VDI_PLAN_MAX_FAULTS; i++) {
         char line[128];
         vdi_plan_fault_print(&p->faults[i], line, sizeof line);
@@ -418,7 +436,8 @@ int vdi_plan_equal(const vdi_plan *a, const vdi_plan *b) {
         a->db_size != b->db_size || a->timeout_ms != b->timeout_ms || a->delay_ms != b->delay_ms ||
         a->flushes != b->flushes || a->complete != b->complete ||
         memcmp(a->transfer, b->transfer, sizeof a->transfer) != 0 ||
-        memcmp(a->reverse, b->reverse, sizeof a->reverse) != 0 || a->nfaults != b->nfaults)
+        memcmp(a->reverse, b->reverse, sizeof a->reverse) != 0 || a->shake_seed != b->shake_seed ||
+        a->shake_max_us != b->shake_max_us || a->nfaults != b->nfaults)
         return 0;
     for (uint32_t i = 0; i < a->nfaults && i < VDI_PLAN_MAX_FAULTS; i++) {
         const vdi_plan_fault *x = &a->faults[i], *y = &b->faults[i];

@@ -60,6 +60,8 @@ typedef struct vdi_plan {
     int8_t complete;                         /* VDC_Complete: -1 auto, 0 never, 1 always */
     uint32_t transfer[VDI_PLAN_MAX_DEVICES]; /* data command size per device, 0 = max */
     uint8_t reverse[VDI_PLAN_MAX_DEVICES];   /* 1: the device's data commands last first */
+    uint64_t shake_seed;   /* the client's threads shaken with this seed, 0 = not */
+    uint32_t shake_max_us; /* their longest delay (VDI_AUDIT_SHAKE=SEED:MAX_US) */
     uint32_t nfaults;
     vdi_plan_fault faults[VDI_PLAN_MAX_FAULTS];
 } vdi_plan;

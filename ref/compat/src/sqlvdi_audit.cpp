@@ -12,7 +12,9 @@
 #include <ctime>
 #include <execinfo.h>
 #include <fcntl.h>
+#include <atomic>
 #include <mutex>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -136,6 +138,68 @@ void on_fault(int sig, siginfo_t *si, void *uc) {
     }
 }
 
+/* ---- shaking: seeded yields and delays of the client's threads at every schedule point -- */
+
+uint64_t shake_seed;                 /* VDI_AUDIT_SHAKE=SEED[:MAX_US]; 0: off */
+uint32_t shake_max_us;               /* the longest delay */
+std::atomic<uint64_t> shake_threads; /* threads seen so far: each its own stream */
+std::atomic<uint64_t> shake_points, shake_yields, shake_sleeps; /* for the exit line */
+thread_local uint64_t shake_state;
+thread_local bool shake_started;
+
+uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    return z ^ (z >> 31);
+}
+
+/* A quarter of the points yield, an eighth sleep up to shake_max_us; the decisions of a
+ * thread are its seed's (SEED and the order the thread first reached a point). */
+void shake_point(void *, const char *) {
+    if (!shake_started) {
+        shake_started = true;
+        shake_state = shake_seed ^ (shake_threads.fetch_add(1) + 1) * 0xd1b54a32d192ed03u;
+    }
+    uint64_t r = splitmix(&shake_state);
+    unsigned pick = static_cast<unsigned>(r & 15u);
+    shake_points.fetch_add(1, std::memory_order_relaxed);
+    if (pick < 4) {
+        shake_yields.fetch_add(1, std::memory_order_relaxed);
+        sched_yield();
+    } else if (pick < 6) {
+        shake_sleeps.fetch_add(1, std::memory_order_relaxed);
+        uint64_t us = (r >> 8) % (static_cast<uint64_t>(shake_max_us) + 1);
+        timespec ts = {static_cast<time_t>(us / 1000000u), static_cast<long>(us % 1000000u) * 1000};
+        nanosleep(&ts, nullptr); /* an interrupted delay is a shorter one */
+    }
+}
+
+/* "SEED" or "SEED:MAX_US" (SEED 1..2^64-1, MAX_US 1..1000000, default 1000): 0, else -1. */
+int parse_shake(const char *v) {
+    char *end;
+    errno = 0;
+    if (!v || *v < '0' || *v > '9')
+        return -1;
+    unsigned long long seed = strtoull(v, &end, 10);
+    unsigned long long max = 1000;
+    if (errno || seed == 0)
+        return -1;
+    if (*end == ':') {
+        const char *m = end + 1;
+        if (*m < '0' || *m > '9')
+            return -1;
+        max = strtoull(m, &end, 10);
+        if (errno || max == 0 || max > 1000000)
+            return -1;
+    }
+    if (*end)
+        return -1;
+    shake_seed = seed;
+    shake_max_us = static_cast<uint32_t>(max);
+    return 0;
+}
+
 uint64_t now_ms() {
     timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -144,6 +208,17 @@ uint64_t now_ms() {
 
 void at_exit() {
     std::lock_guard<std::mutex> lk(mu());
+    if (shake_seed) { /* not a finding: "vdi-shake", not "vdi-audit" */
+        char line[200];
+        snprintf(line, sizeof line,
+                 "vdi-shake %llu:%u: %llu points, %llu yields, %llu sleeps, %llu threads\n",
+                 static_cast<unsigned long long>(shake_seed), shake_max_us,
+                 static_cast<unsigned long long>(shake_points.load()),
+                 static_cast<unsigned long long>(shake_yields.load()),
+                 static_cast<unsigned long long>(shake_sleeps.load()),
+                 static_cast<unsigned long long>(shake_threads.load()));
+        put(line);
+    }
     for (set_state *s = live; s; s = s->next_live)
         if (s->created && !s->closed) {
             char line[VDI_MAX_NAME + 160];
@@ -176,7 +251,19 @@ void init() {
             return;
         void *warm[1];
         (void)backtrace(warm, 1); /* loads the unwinder now, not inside the handler */
-        vdi_seams_install(&guard_seams);
+        vdi_seams seams = guard_seams;
+        const char *shake = getenv("VDI_AUDIT_SHAKE");
+        if (shake && *shake && parse_shake(shake) != 0) {
+            char line[160];
+            snprintf(line, sizeof line,
+                     "vdi-audit usage shake: VDI_AUDIT_SHAKE='%.40s' is not SEED[:MAX_US] "
+                     "(SEED 1.., MAX_US 1..1000000)\n",
+                     shake);
+            put(line);
+        }
+        if (shake_seed)
+            seams.sched_point = shake_point;
+        vdi_seams_install(&seams);
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_sigaction = on_fault;

@@ -20,7 +20,12 @@
  *   close-holding       Close answered VD_E_OPEN with no abort seen: devices not at their end;
  *   never-closed        the process ends with a created set never closed;
  *   busy-loop           more than 1000 answers of VD_E_ABORT, or of VD_E_TIMEOUT to a
- *                       zero-timeout call, on one set within one second. */
+ *                       zero-timeout call, on one set within one second.
+ * Shaking (VDI_AUDIT_SHAKE=SEED[:MAX_US], with the audit on): at every schedule point of
+ * the library a quarter of the calls yield and an eighth sleep up to MAX_US (1000) us, as
+ * SEED and the order the threads first reach a point decide, so the client's own races get
+ * room; at exit a line "vdi-shake SEED:MAX_US: N points, ..." (not a finding). A value that
+ * does not parse is reported as "vdi-audit usage shake" and nothing is shaken. */
 #ifndef SQLVDI_AUDIT_H
 #define SQLVDI_AUDIT_H
 
