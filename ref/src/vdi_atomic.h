@@ -55,6 +55,14 @@ static inline uint32_t vdi_load_acquire(const uint32_t *p) {
     VDI_ACQ_(p);
     return v;
 }
+/* The close epoch read as a call's very first act: no access point before it, since a
+ * decision there cannot be told from the call being made later, while a harness would
+ * count the call as started (and so as overlapping a close that ran in between). */
+static inline uint32_t vdi_load_entry(const uint32_t *p) {
+    uint32_t v = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    VDI_ACQ_(p);
+    return v;
+}
 static inline void vdi_store_release(uint32_t *p, uint32_t v) {
     VDI_AT_(p);
     VDI_REL_(p);

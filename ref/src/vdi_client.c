@@ -90,7 +90,7 @@ static void observe(vdi_client_set *c) {
 }
 
 static int enter(vdi_client_set *c) {
-    return vdi_gate_enter(&c->g, vdi_load_acquire(&c->g.close_epoch));
+    return vdi_gate_enter(&c->g, vdi_load_entry(&c->g.close_epoch));
 }
 
 static int leave(vdi_client_set *c, int rc) {
@@ -652,7 +652,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     if (!is_normal && !c->aborted && (!c->secondary || rc == VD_E_OPEN))
         abort_locked(c);
     c->g.closing = 1;
-    vdi_store_release(&c->g.close_epoch, c->g.close_epoch + 1); /* odd: a close runs */
+    vdi_fetch_add(&c->g.close_epoch, 1); /* odd: a close runs */
     bump_all(c); /* wake this object's waiters (and, harmlessly, the server's) */
     VDI_SCHED("client/close:before-wait");
     while (c->g.active > 1) {
@@ -679,10 +679,11 @@ int vdi_client_set_close(vdi_client_set *c) {
     for (int i = 0; i < VDI_MAX_DEVICES; i++)
         memset(&c->dev[i].opened, 0, sizeof c->dev[i] - offsetof(struct vdi_client_device, opened));
     VDI_SCHED("client/close:exit");
-    /* Last: a call that started before this point overlapped the close (see enter). */
-    vdi_store_release(&c->g.close_epoch, c->g.close_epoch + 1);
     c->g.active--;
     vdi_unlock(&c->g.mu);
+    /* Last of all, after the unlock: a call that started before this point overlapped the
+     * close (see enter). */
+    vdi_fetch_add(&c->g.close_epoch, 1);
     return rc;
 }
 

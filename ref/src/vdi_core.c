@@ -282,7 +282,7 @@ void vdi_unlock(vdi_mutex *m) {
 int vdi_gate_enter(vdi_gate *g, uint32_t epoch) {
     vdi_lock(&g->mu);
     g->active++;
-    return epoch != g->close_epoch;
+    return (epoch & 1) || epoch != vdi_load_acquire(&g->close_epoch); /* odd: a close ran */
 }
 
 int vdi_gate_leave(vdi_gate *g, int rc) {

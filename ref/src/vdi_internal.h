@@ -102,14 +102,14 @@ int vdi_gate_leave(vdi_gate *g, int rc);
  * call's invocation is its entry, before the schedule point that may let a close run. */
 #define VDI_ENTER_AT_POINT(x, point)                                                               \
     do {                                                                                           \
-        uint32_t epoch_ = vdi_load_acquire(&(x)->g.close_epoch);                                   \
+        uint32_t epoch_ = vdi_load_entry(&(x)->g.close_epoch);                                     \
         VDI_SCHED(point);                                                                          \
         if (vdi_gate_enter(&(x)->g, epoch_))                                                       \
             return vdi_gate_leave(&(x)->g, VD_E_ABORT);                                            \
     } while (0)
 #define VDI_ENTER_OR_ABORT(x)                                                                      \
     do {                                                                                           \
-        if (vdi_gate_enter(&(x)->g, vdi_load_acquire(&(x)->g.close_epoch)))                        \
+        if (vdi_gate_enter(&(x)->g, vdi_load_entry(&(x)->g.close_epoch)))                          \
             return vdi_gate_leave(&(x)->g, VD_E_ABORT);                                            \
     } while (0)
 

@@ -83,7 +83,7 @@ static void observe(vdi_server_set *s) {
 }
 
 static int enter(vdi_server_set *s) {
-    return vdi_gate_enter(&s->g, vdi_load_acquire(&s->g.close_epoch));
+    return vdi_gate_enter(&s->g, vdi_load_entry(&s->g.close_epoch));
 }
 
 static int leave(vdi_server_set *s, int rc) {
@@ -584,7 +584,7 @@ int vdi_server_device_send_command(vdi_server_device *d, VDS_Command *cmd) {
     if (!d || !cmd || !cmd->completionRoutine)
         VDI_BAIL(VD_E_INVALID);
     vdi_server_set *s = d->set;
-    uint32_t epoch = vdi_load_acquire(&s->g.close_epoch);
+    uint32_t epoch = vdi_load_entry(&s->g.close_epoch);
     VDI_SCHED("server/send_command:enter");
     if (vdi_gate_enter(&s->g, epoch)) /* overlapped a close: as if concurrent with it */
         return reject(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED);
@@ -738,14 +738,14 @@ static void deliver(vdi_server_set *s, int dev, int k, uint32_t code, uint32_t b
 int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
-    uint32_t epoch = vdi_load_acquire(&s->g.close_epoch);
+    uint32_t epoch = vdi_load_entry(&s->g.close_epoch);
     VDI_SCHED("server/agent:enter");
     vdi_lock(&s->g.mu);
     if (s->agent) {
         vdi_unlock(&s->g.mu);
         VDI_BAIL(VD_E_PROTOCOL);
     }
-    if (epoch != s->g.close_epoch) { /* overlapped a close (see enter) */
+    if ((epoch & 1) || epoch != vdi_load_acquire(&s->g.close_epoch)) { /* overlapped a close */
         vdi_unlock(&s->g.mu);
         VDI_BAIL(VD_E_ABORT);
     }
@@ -935,7 +935,7 @@ int vdi_server_set_close(vdi_server_set *s) {
     for (uint32_t i = 0; i < s->ndev; i++)
         open_dev |= s->dev[i].opened && !s->dev[i].closed;
     int rc = (!s->aborted && !s->normal && (open_dev || s->outstanding)) ? VD_E_PROTOCOL : NOERROR;
-    vdi_store_release(&s->g.close_epoch, s->g.close_epoch + 1); /* odd: a close runs */
+    vdi_fetch_add(&s->g.close_epoch, 1); /* odd: a close runs */
     /* (1) mark: closed, and aborted unless Normally Terminated; (2) wake every
      * waiter */
     vdi_store_release(&s->map.ctl->server_closed, 1);
@@ -971,11 +971,12 @@ int vdi_server_set_close(vdi_server_set *s) {
         s->state = S_DNE; /* the agent finishes the drain from private memory */
     }
     VDI_SCHED("server/close:exit");
-    /* Last: a call that started before this point overlapped the close (see enter). */
-    vdi_store_release(&s->g.close_epoch, s->g.close_epoch + 1);
     s->g.active--;
     bump(&s->g.ev);
     vdi_unlock(&s->g.mu);
+    /* Last of all, after the unlock: a call that started before this point overlapped the
+     * close (see enter). */
+    vdi_fetch_add(&s->g.close_epoch, 1);
     return rc;
 }
 
