@@ -1044,8 +1044,8 @@ static void client_device(void *arg) {
  *
  * Once a finding (corpora/fuzz_peer/crash/forged-abort-agent-sleeps, now fixed): a forged
  * aborted word put a side in Abort without waking its sleepers, and its own signal_abort
- * then woke nobody. Pending (fuzz/pending-crashes/fuzz_peer/): a peer that rolls a sequence
- * word back under a waiter makes it sleep through its own side's abort. With
+ * then woke nobody. Also fixed (sequence-rollback-agent-sleeps): a peer that rolled a
+ * sequence word back under a waiter made it sleep through its own side's abort. With
  * FUZZ_PEER_LENIENT set, for a plan that forges the abort word or a sequence word the
  * reaper still closes both sides after signal_abort (close wakes every waiter of its side);
  * by default every plan must end with signal_abort alone. */

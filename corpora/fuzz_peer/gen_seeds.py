@@ -103,14 +103,14 @@ def _():
 
 @seed("transfer-raised", "the server raises maxTransferSize after the client's "
       "get_configuration, then a Write claims 128 KiB (the negotiated maximum is 64 KiB); "
-      "pending finding, a copy is in fuzz/pending-crashes/fuzz_peer/")
+      "once a finding, now fixed (corpora/fuzz_peer/crash/)")
 def _():
     p = Peer(SERVER_LIES)
     return p.forge(24, "cfg.maxTransferSize", 0x80000000).forge(24, "cmd.size", 131072)
 
 
 @seed("area-raised", "the server claims a 1 GiB area it never backed and points a command "
-      "48 MiB into it; pending finding, a copy is in fuzz/pending-crashes/fuzz_peer/")
+      "48 MiB into it; once a finding, now fixed (corpora/fuzz_peer/crash/)")
 def _():
     p = Peer(SERVER_LIES)
     return p.forge(24, "area_size", (1 << 30) - 65536).forge(24, "cmd.buf_off", 0x3000000)
