@@ -397,7 +397,8 @@ def build(args):
 
     md, h = [], []
     def both(mdline, htmlpart):
-        md.append(mdline)
+        if mdline is not None: # None: a part of the HTML only
+            md.append(mdline)
         h.append(htmlpart)
 
     esc = html.escape
@@ -437,7 +438,8 @@ def build(args):
         both("Each seeded bug (a copy of the reference with one bug, tests/meta) must be caught.\n\n| bug | caught | by |\n|---|---|---|",
              "<p>Each seeded bug (a copy of the reference with one bug, tests/meta) must be caught.</p><table><tr><th>bug<th>caught<th>by")
         for c in seeded:
-            by = next((l.strip() for l in c["output"].splitlines() if re.match(r"\s*(==\w+==|FINDING|t_meta|oracle)", l)), "")
+            lines = c["output"].splitlines()
+            by = next((l.strip() for l in lines if re.search(r"caught by|^\s*(==\w+==|FINDING)", l)), "")
             ok = "yes" if c["verdict"] == "passed" else "NO"
             both("| %s | %s | %s |" % (c["name"], ok, by[:160].replace("|", "\\|")),
                  "<tr><td>%s<td class=%s>%s<td>%s" % (esc(c["name"]), "ok" if ok == "yes" else "bad", ok, esc(by[:160])))
@@ -469,7 +471,7 @@ def build(args):
         both("", "</table><div class=plots>")
         for r in fuzz["rows"]:
             if r["engine"] == "libfuzzer":
-                both("", "<figure>%s<figcaption>%s: edges over seconds</figcaption></figure>" % (svg_plot(r["series"], r["target"]), esc(r["target"])))
+                both(None, "<figure>%s<figcaption>%s: edges over seconds</figcaption></figure>" % (svg_plot(r["series"], r["target"]), esc(r["target"])))
         both("(Coverage over time is plotted in report.html.)", "</div>")
     else:
         both("Not run.", "<p class=dim>Not run.</p>")
@@ -479,7 +481,7 @@ def build(args):
         t = cov.get("totals", {})
         def pc(x):
             return "%.1f%%" % x.get("percent", 0) if x else "-"
-        both("Totals: lines %s, branches %s, functions %s." % (pc(t.get("lines")), pc(t.get("branches")), pc(t.get("functions"))),
+        both("Totals: lines %s, branches %s, functions %s.\n" % (pc(t.get("lines")), pc(t.get("branches")), pc(t.get("functions"))),
              "<p>Totals: lines %s, branches %s, functions %s.%s</p>" % (pc(t.get("lines")), pc(t.get("branches")), pc(t.get("functions")),
                                                                         " <a href='coverage/html/index.html'>Annotated sources</a>." if cov["html"] else ""))
         both("| file | lines | branches | functions |\n|---|---|---|---|", "<table><tr><th>file<th>lines<th>branches<th>functions")
