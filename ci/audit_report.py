@@ -320,7 +320,7 @@ def write_sarif(path, meta, findings):
         fp.write("\n")
 
 
-def write_junit(path, ctest, scenarios, fuzz, findings):
+def write_junit(path, ctest, scenarios, fuzz):
     suites = {}
     for c in (ctest or {}).get("cases", []):
         suites.setdefault("vdichaos.tests." + suite_of(c["name"]), []).append(
@@ -402,6 +402,26 @@ def build(args):
         h.append(htmlpart)
 
     esc = html.escape
+
+    def table(headers, rows):
+        """One table in both forms. A cell is its text, ("code", text) for a command, or
+        ("attr", text, attrs) for an HTML cell with attributes (a class, a title)."""
+        def md_cell(c):
+            text = c if isinstance(c, str) else c[1]
+            text = text.replace("|", "\\|")
+            return "`%s`" % text if not isinstance(c, str) and c[0] == "code" else text
+
+        def html_cell(c):
+            if isinstance(c, str):
+                return "<td>%s" % esc(c.replace("`", ""))
+            if c[0] == "code":
+                return "<td><code>%s</code>" % esc(c[1])
+            return "<td %s>%s" % (c[2], esc(c[1]))
+        both("| %s |\n|%s" % (" | ".join(headers), "---|" * len(headers)),
+             "<table><tr>%s" % "".join("<th>%s" % esc(x) for x in headers))
+        for r in rows:
+            both("| %s |" % " | ".join(md_cell(c) for c in r), "<tr>%s" % "".join(html_cell(c) for c in r))
+        both("", "</table>")
     both("# vdichaos audit report", "<h1>vdichaos audit report</h1>")
     verdict = "clean" if not findings and tally["failed"] == 0 else "%d open finding(s), %d failed test(s)" % (len(findings), tally["failed"])
     both("**Verdict: %s.**\n" % verdict, "<p class=verdict>Verdict: <b>%s</b></p>" % esc(verdict))
@@ -415,12 +435,8 @@ def build(args):
 
     both("\n## Findings\n", "<h2 id=findings>Findings</h2>")
     if findings:
-        both("| rule | finding | where | replay |\n|---|---|---|---|",
-             "<table><tr><th>rule<th>finding<th>where<th>replay")
-        for f in findings:
-            both("| %s | %s | %s:%s | `%s` |" % (f["rule"], f["message"].replace("|", "\\|"), f["path"], f["line"], f["replay"]),
-                 "<tr><td>%s<td>%s<td>%s:%s<td><code>%s</code>" % (esc(f["rule"]), esc(f["message"]), esc(f["path"]), f["line"], esc(f["replay"])))
-        both("", "</table>")
+        table(["rule", "finding", "where", "replay"],
+              [[f["rule"], f["message"], "%s:%s" % (f["path"], f["line"]), ("code", f["replay"])] for f in findings])
     else:
         both("No open finding.", "<p>No open finding.</p>")
 
@@ -435,40 +451,38 @@ def build(args):
 
     both("\n## Seeded-bug self-check\n", "<h2 id=seeded>Seeded-bug self-check</h2>")
     if seeded:
-        both("Each seeded bug (a copy of the reference with one bug, tests/meta) must be caught.\n\n| bug | caught | by |\n|---|---|---|",
-             "<p>Each seeded bug (a copy of the reference with one bug, tests/meta) must be caught.</p><table><tr><th>bug<th>caught<th>by")
+        both("Each seeded bug (a copy of the reference with one bug, tests/meta) must be caught.\n",
+             "<p>Each seeded bug (a copy of the reference with one bug, tests/meta) must be caught.</p>")
+        rows = []
         for c in seeded:
             lines = c["output"].splitlines()
             by = next((l.strip() for l in lines if re.search(r"caught by|^\s*(==\w+==|FINDING)", l)), "")
             ok = "yes" if c["verdict"] == "passed" else "NO"
-            both("| %s | %s | %s |" % (c["name"], ok, by[:160].replace("|", "\\|")),
-                 "<tr><td>%s<td class=%s>%s<td>%s" % (esc(c["name"]), "ok" if ok == "yes" else "bad", ok, esc(by[:160])))
-        both("", "</table>")
+            rows.append([c["name"], ("attr", ok, "class=%s" % ("ok" if ok == "yes" else "bad")), by[:160]])
+        table(["bug", "caught", "by"], rows)
     else:
         both("Not run.", "<p class=dim>Not run.</p>")
 
     both("\n## Schedule exploration and fault sweeps\n", "<h2 id=schedules>Schedule exploration and fault sweeps</h2>")
     if scenarios:
-        both("| scenario | PCT runs | missed depth 1 / 2 / 3 <= | DFS schedules (<= P preemptions) | exhausted | fault sweep |\n|---|---|---|---|---|---|",
-             "<table><tr><th>scenario<th>PCT runs<th>missed depth 1 / 2 / 3 &le;<th>DFS schedules (&le; P preemptions)<th>exhausted<th>fault sweep")
-        for s in scenarios:
-            p, d, fl = s["pct"], s["dfs"], s["faults"]
+        rows = []
+        for sc in scenarios:
+            p, d, fl = sc["pct"], sc["dfs"], sc["faults"]
             sweep = "; ".join("%d failed %s: %s" % (n, how, res) for how, n, res in fl["lines"]) or ("exit %s" % fl["exit"])
             dfs = "%s (P=%s)" % (d.get("schedules", "-"), d.get("preemptions", "-"))
-            both("| %s | %s | %s / %s / %s | %s | %s | %s |" % (s["name"], p["runs"], pct_text(p, 1), pct_text(p, 2), pct_text(p, 3), dfs, "yes" if d["complete"] else "no", sweep),
-                 "<tr><td title='%s'>%s<td>%s<td>%s / %s / %s<td>%s<td>%s<td>%s" % (esc(s["desc"]), esc(s["name"]), p["runs"], pct_text(p, 1), pct_text(p, 2), pct_text(p, 3), esc(dfs), "yes" if d["complete"] else "no", esc(sweep)))
-        both("", "</table>")
+            rows.append([("attr", sc["name"], "title='%s'" % esc(sc["desc"], quote=True)), str(p["runs"]),
+                         "%s / %s / %s" % (pct_text(p, 1), pct_text(p, 2), pct_text(p, 3)), dfs,
+                         "yes" if d["complete"] else "no", sweep])
+        table(["scenario", "PCT runs", "missed depth 1 / 2 / 3 <=", "DFS schedules (<= P preemptions)", "exhausted", "fault sweep"], rows)
     else:
         both("Not run.", "<p class=dim>Not run.</p>")
 
     both("\n## Fuzzing\n", "<h2 id=fuzzing>Fuzzing</h2>")
     if fuzz:
-        both("| target | engine | executions | exec/s | corpus | coverage | new inputs | crashes |\n|---|---|---|---|---|---|---|---|",
-             "<table><tr><th>target<th>engine<th>executions<th>exec/s<th>corpus<th>coverage<th>new inputs<th>crashes")
-        for r in fuzz["rows"]:
-            both("| %s | %s | %s | %s | %s | %s | %s | %s |" % (r["target"], r["engine"], r["runs"], r["rate"], r["corpus"], r["coverage"], r["new"], r["crashes"]),
-                 "<tr><td>%s<td>%s<td>%s<td>%s<td>%s<td>%s<td>%s<td>%s" % tuple(esc(str(r[k])) for k in ("target", "engine", "runs", "rate", "corpus", "coverage", "new", "crashes")))
-        both("", "</table><div class=plots>")
+        keys = ("target", "engine", "runs", "rate", "corpus", "coverage", "new", "crashes")
+        table(["target", "engine", "executions", "exec/s", "corpus", "coverage", "new inputs", "crashes"],
+              [[str(r[k]) for k in keys] for r in fuzz["rows"]])
+        both(None, "<div class=plots>")
         for r in fuzz["rows"]:
             if r["engine"] == "libfuzzer":
                 both(None, "<figure>%s<figcaption>%s: edges over seconds</figcaption></figure>" % (svg_plot(r["series"], r["target"]), esc(r["target"])))
@@ -484,11 +498,8 @@ def build(args):
         both("Totals: lines %s, branches %s, functions %s.\n" % (pc(t.get("lines")), pc(t.get("branches")), pc(t.get("functions"))),
              "<p>Totals: lines %s, branches %s, functions %s.%s</p>" % (pc(t.get("lines")), pc(t.get("branches")), pc(t.get("functions")),
                                                                         " <a href='coverage/html/index.html'>Annotated sources</a>." if cov["html"] else ""))
-        both("| file | lines | branches | functions |\n|---|---|---|---|", "<table><tr><th>file<th>lines<th>branches<th>functions")
-        for f in cov["files"]:
-            both("| %s | %s | %s | %s |" % (f["file"], pc(f["lines"]), pc(f["branches"]), pc(f["functions"])),
-                 "<tr><td>%s<td>%s<td>%s<td>%s" % (esc(f["file"]), pc(f["lines"]), pc(f["branches"]), pc(f["functions"])))
-        both("", "</table>")
+        table(["file", "lines", "branches", "functions"],
+              [[f["file"], pc(f["lines"]), pc(f["branches"]), pc(f["functions"])] for f in cov["files"]])
         if cov["uncovered"]:
             both("\nLines no test or fuzz target reached (%d ranges; all in coverage/uncovered.txt):\n\n```\n%s\n```" % (len(cov["uncovered"]), "\n".join(cov["uncovered"][:60])),
                  "<details><summary>Lines never reached: %d ranges</summary><pre>%s</pre></details>" % (len(cov["uncovered"]), esc("\n".join(cov["uncovered"]))))
@@ -498,14 +509,12 @@ def build(args):
 
     both("\n## Conformance\n", "<h2 id=conformance>Conformance</h2>")
     if rules:
-        both("| program | VDI-SPEC rules | tests passed |\n|---|---|---|", "<table><tr><th>program<th>VDI-SPEC rules<th>tests passed")
+        rows = []
         for stem, what in rules:
             mine = [c for c in cases if c["name"] == "conf_" + stem or c["name"].startswith("conf_%s." % stem)]
             ok = sum(1 for c in mine if c["verdict"] == "passed")
-            cell = "%d of %d" % (ok, len(mine)) if mine else "not run"
-            both("| t_%s.c | %s | %s |" % (stem, what, cell),
-                 "<tr><td>t_%s.c<td>%s<td>%s" % (esc(stem), esc(what.replace("`", "")), cell))
-        both("", "</table>")
+            rows.append(["t_%s.c" % stem, what, "%d of %d" % (ok, len(mine)) if mine else "not run"])
+        table(["program", "VDI-SPEC rules", "tests passed"], rows)
 
     style = ("body{font:14px/1.4 sans-serif;margin:2em;max-width:1100px;color:#222}"
              "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 6px;text-align:left;vertical-align:top}"
@@ -519,7 +528,7 @@ def build(args):
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write("\n".join(md) + "\n")
     write_sarif(os.path.join(out, "results.sarif"), meta, findings)
-    write_junit(os.path.join(out, "junit.xml"), ctest, scenarios, fuzz, findings)
+    write_junit(os.path.join(out, "junit.xml"), ctest, scenarios, fuzz)
     print("audit report: %s (%s); %d findings" % (os.path.join(out, "report.html"), verdict, len(findings)))
     return 0 if not findings and tally["failed"] == 0 else 1
 
