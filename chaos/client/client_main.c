@@ -803,22 +803,25 @@ int vdichaos_client_main(int argc, char **argv) {
                 return client_usage();
             s.seed = sv;
         } else if (strcmp(a, "--shake") == 0) {
-            char *end;
-            errno = 0;
-            unsigned long long sv = strtoull(val, &end, 10);
-            unsigned long long us = 1000;
-            if (*end == ':' && end[1] >= '0' && end[1] <= '9')
-                us = strtoull(end + 1, &end, 10);
-            if (val[0] < '0' || val[0] > '9' || *end || errno || sv == 0 || us == 0 ||
-                us > 1000000) {
+            /* SEED[:MAX_US] is the plan's step `shake SEED [MAX_US]`: its parser judges it */
+            char step[96];
+            vdi_plan sp;
+            int n = snprintf(step, sizeof step, "shake %s\n", val);
+            char *colon = strchr(step, ':');
+            if (colon)
+                *colon = ' ';
+            const char *vc = strchr(val, ':');
+            if (val[0] < '0' || val[0] > '9' || (vc && (vc[1] < '0' || vc[1] > '9')) || n < 0 ||
+                (size_t)n >= sizeof step || strchr(val, ' ') || strchr(val, '\t') ||
+                vdi_plan_parse(step, (size_t)n, 1, &sp, NULL, 0) != 0 || !sp.shake_seed) {
                 fprintf(stderr,
                         "vdichaos client: --shake %s: SEED (1..) or SEED:MAX_US "
                         "(MAX_US 1..1000000)\n",
                         val);
                 return client_usage();
             }
-            s.shake_seed = sv;
-            s.shake_max_us = (uint32_t)us;
+            s.shake_seed = sp.shake_seed;
+            s.shake_max_us = sp.shake_max_us;
         } else if (strcmp(a, "--runs") == 0 && parse_num(val, 1, 100000000, &v) == 0) {
             s.runs = v;
         } else if (strcmp(a, "--budget") == 0 && parse_duration(val, &s.budget) == 0) {

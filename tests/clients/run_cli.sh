@@ -22,6 +22,9 @@ want2 --hang-ms -- "$sample" backup db m.bak
 want2 replay
 want2 replay "$dir/missing.plan" -- "$sample" backup db m.bak
 want2 -- "$dir/no-such-client" backup db m.bak
+for v in 0 5:0 5:1000001 x 5: :5 "5 6" 5:200:3 18446744073709551616; do
+    want2 --shake "$v" -- "$sample" backup db m.bak
+done
 # random: the plans (each run's line without its timing) are the seed's
 opts="--plans random --runs 12 --faults abort,close,fail,pause --pause-ms 100 --findings f"
 # shellcheck disable=SC2086
