@@ -152,6 +152,7 @@ static const field fields[] = {
     CPL(position),
     BUF(off),
     BUF(size),
+    BUF(gen),
 };
 #define NFIELDS (sizeof fields / sizeof fields[0])
 

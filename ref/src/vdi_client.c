@@ -583,10 +583,18 @@ int vdi_client_set_get_buffer_handle(vdi_client_set *c, uint8_t *buffer, uint32_
         return leave(c, VD_E_INVALID);
     uint64_t off = (uint64_t)(buffer - c->map.area) + 1;
     for (uint32_t i = 0; i < VDI_MAX_BUFFERS; i++) {
-        if (vdi_load64_relaxed(&c->map.ctl->buf[i].off) == off) {
-            *handle = i + 1;
-            return leave(c, NOERROR);
-        }
+        vdi_buf_shm *e = &c->map.ctl->buf[i];
+        if (vdi_load64_relaxed(&e->off) != off)
+            continue;
+        /* The generation of the buffer still there after it was read (else the slot
+         * changed hands meanwhile, and the buffer asked for was freed). */
+        vdi_fence();
+        uint32_t gen = vdi_load_relaxed(&e->gen);
+        vdi_fence();
+        if (gen == 0 || gen > VDI_HANDLE_GEN_MAX || vdi_load64_relaxed(&e->off) != off)
+            break;
+        *handle = gen << VDI_HANDLE_SLOT_BITS | i;
+        return leave(c, NOERROR);
     }
     return leave(c, VD_E_INVALID);
 }
@@ -599,10 +607,15 @@ int vdi_client_set_map_buffer_handle(vdi_client_set *c, uint32_t handle, uint8_t
     VDI_ENTER_OR_ABORT(c);
     if (c->state < C_INITIALIZING || c->g.closing)
         return leave(c, VD_E_PROTOCOL);
-    if (handle == 0 || handle > VDI_MAX_BUFFERS)
+    uint32_t gen = handle >> VDI_HANDLE_SLOT_BITS;
+    vdi_buf_shm *e = &c->map.ctl->buf[handle & (VDI_MAX_BUFFERS - 1)];
+    if (gen == 0)
         return leave(c, VD_E_INVALID);
-    uint64_t off = vdi_load64_relaxed(&c->map.ctl->buf[handle - 1].off);
-    if (off == 0 || off > VDI_MAX_AREA)
+    /* The offset, then the generation: a slot that took a new buffer since the handle was
+     * made shows a new generation (the server writes it before the offset). */
+    uint64_t off = vdi_load64_relaxed(&e->off);
+    vdi_fence();
+    if (off == 0 || off > VDI_MAX_AREA || vdi_load_relaxed(&e->gen) != gen)
         return leave(c, VD_E_INVALID);
     if (off - 1 >= c->map.mapped && follow_area(c) != NOERROR)
         return leave(c, VD_E_INVALID);

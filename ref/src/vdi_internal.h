@@ -122,7 +122,7 @@ int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer
  * -------------------------------------------------------------- */
 
 #define VDI_SHM_MAGIC 0x0031534849444356ull /* "VDCIHS1" */
-#define VDI_SHM_VERSION 1u
+#define VDI_SHM_VERSION 2u
 #define VDI_RING 64u /* entries per ring = VDI_MAX_OUTSTANDING */
 #define VDI_MAX_BUFFERS 4096u
 #define VDI_AREA_ALIGN 65536u
@@ -165,11 +165,20 @@ typedef struct vdi_dev_shm {
     vdi_cpl_shm cpl[VDI_RING];
 } vdi_dev_shm;
 
-typedef struct vdi_buf_shm { /* server: the live data zones, for buffer handles
-                              */
-    uint64_t off;            /* data-zone offset in the area; 0 = slot unused (off >= 1) */
-    uint64_t size;
+/* Server: the live data zones, for buffer handles. off is the data-zone offset in the
+ * area plus 1 (0: the slot is unused); gen is bumped each time the slot takes a buffer. */
+typedef struct vdi_buf_shm {
+    uint64_t off;
+    uint32_t size;
+    uint32_t gen;
 } vdi_buf_shm;
+
+/* A buffer handle: the slot in the low bits, the slot's generation above them, so that
+ * a freed buffer's handle does not name the buffer that takes its slot (VDI-SPEC 4). The
+ * generation is never 0, so no handle is 0. */
+#define VDI_HANDLE_SLOT_BITS 12u /* VDI_MAX_BUFFERS */
+#define VDI_HANDLE_GEN_MAX ((1u << (32u - VDI_HANDLE_SLOT_BITS)) - 1u)
+_Static_assert(VDI_MAX_BUFFERS == 1u << VDI_HANDLE_SLOT_BITS, "a handle holds every slot");
 
 typedef struct vdi_ctl_shm {
     uint64_t magic;           /* creator */

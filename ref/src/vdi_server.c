@@ -405,6 +405,9 @@ static int publish_buffer(vdi_server_set *s, const vdi_buffer *b, int live) {
         vdi_buf_shm *e = &ctl->buf[i];
         if (live && e->off == 0) {
             e->size = b->size;
+            uint32_t gen = vdi_load_relaxed(&e->gen) % VDI_HANDLE_GEN_MAX + 1;
+            vdi_store_relaxed(&e->gen, gen);
+            vdi_fence(); /* the generation before the offset: a client reads them reversed */
             vdi_store64_relaxed(&e->off, b->data + 1);
             return NOERROR;
         }

@@ -209,6 +209,44 @@ static void case_handles(void) {
     t_set_finish(&s);
 }
 
+/* A handle names one buffer for its life (VDI-SPEC 4): once the server frees it, the handle
+ * is INVALID even when a new buffer takes the freed buffer's place in the table and in the
+ * area; the new buffer gets a handle of its own (found by fuzz_api: a stale handle mapped
+ * to the new buffer's bytes). */
+static void case_stale_handle(void) {
+    t_set s;
+    to_active(&s, "bstale", 0);
+    uint8_t *b1 = NULL, *b2 = NULL;
+    T_REQUIRE(vdi_server_set_allocate_buffer(s.server, &b1, 8192, 0) == NOERROR);
+    t_cmd t1, t2;
+    t_cmd_init(&t1, &s.ledger, VDC_Write, 8192, 0, b1);
+    T_REQUIRE(t_send(s.sdev[0], &t1) == NOERROR);
+    VDC_Command *c1 = NULL, *c2 = NULL;
+    T_REQUIRE(vdi_client_device_get_command(s.cdev[0], VDI_INFINITE, &c1) == NOERROR);
+    uint8_t *seen1 = c1->buffer, *m = NULL;
+    uint32_t h1 = 0, h2 = 0;
+    T_EXPECT_OK(vdi_client_set_get_buffer_handle(s.client, seen1, &h1));
+    T_EXPECT_OK(vdi_client_device_complete_command(s.cdev[0], c1, 0, 8192, 0));
+    t_ledger_wait(&s.ledger, 1);
+    T_EXPECT_OK(vdi_server_set_free_buffer(s.server, b1, 8192));
+    T_EXPECT_CODE(vdi_client_set_map_buffer_handle(s.client, h1, &m), VD_E_INVALID);
+    T_REQUIRE(vdi_server_set_allocate_buffer(s.server, &b2, 8192, 0) == NOERROR);
+    T_EXPECT(b2 == b1); /* first fit: the freed place, which makes the test mean something */
+    m = NULL;
+    T_EXPECT_CODE(vdi_client_set_map_buffer_handle(s.client, h1, &m), VD_E_INVALID);
+    T_EXPECT(m == NULL);
+    t_cmd_init(&t2, &s.ledger, VDC_Write, 8192, 0, b2);
+    T_REQUIRE(t_send(s.sdev[0], &t2) == NOERROR);
+    T_REQUIRE(vdi_client_device_get_command(s.cdev[0], VDI_INFINITE, &c2) == NOERROR);
+    T_EXPECT_OK(vdi_client_set_get_buffer_handle(s.client, c2->buffer, &h2));
+    T_EXPECT(h2 != h1);
+    T_EXPECT_OK(vdi_client_set_map_buffer_handle(s.client, h2, &m));
+    T_EXPECT(m == c2->buffer);
+    T_EXPECT_OK(vdi_client_device_complete_command(s.cdev[0], c2, 0, 8192, 0));
+    t_ledger_wait(&s.ledger, 2);
+    t_set_finish(&s);
+}
+
 int main(int argc, char **argv) {
     static const t_case cases[] = {
         {"allocate_params", case_allocate_params},
@@ -216,6 +254,7 @@ int main(int argc, char **argv) {
         {"query", case_query},
         {"free_and_shared", case_free_and_shared},
         {"handles", case_handles},
+        {"stale_handle", case_stale_handle},
     };
     int rc = t_run_cases(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     return rc ? rc : t_done();
