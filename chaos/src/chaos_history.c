@@ -1026,9 +1026,6 @@ static int required; /* the calls that returned: every order must place them all
 static int search(hstate *st, uint8_t *done, int placed, int placed_required, uint64_t dkey) {
     if (placed_required == required)
         return final_check(st);
-    uint64_t key = mix64(dkey, state_hash(st));
-    if (memo_seen(key))
-        return 0;
     uint32_t minret = UINT32_MAX;
     int first = -1, ncand = 0;
     for (int i = 0; i < H.n; i++)
@@ -1039,6 +1036,16 @@ static int search(hstate *st, uint8_t *done, int placed, int placed_required, ui
     for (int i = 0; i < H.n; i++)
         if (!done[i] && H.calls[i].entry < minret)
             ncand += 1 + aborted_by_close(&H.calls[i]);
+    /* The memo prunes a state met again by another order. Only the states with more than
+     * one way on are kept in it: a state with one way on leads to the next state that has
+     * more, which the memo holds, so hashing it too would only cost (most states of a run
+     * have one way on, and hashing the model is the search's largest cost). */
+    uint64_t key = 0;
+    if (ncand > 1) {
+        key = mix64(dkey, state_hash(st));
+        if (memo_seen(key))
+            return 0;
+    }
     /* The call that returns first goes first; then the others that overlap it. Where there
      * is one way on, the state is changed in place; else each way works on a copy. */
     for (int pass = 0; pass < 2; pass++)
@@ -1068,7 +1075,8 @@ static int search(hstate *st, uint8_t *done, int placed, int placed_required, ui
                     return r;
             }
         }
-    memo_put(key);
+    if (ncand > 1)
+        memo_put(key);
     return 0;
 }
 
