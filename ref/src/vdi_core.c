@@ -148,10 +148,25 @@ static int proc_start_time(int32_t pid, uint64_t *out) {
     return 0;
 }
 
+/* This process's start time, read once per process (a forked child has a pid, and a start
+ * time, of its own): every create and open names its caller, and /proc costs three calls. */
+static struct {
+    uint32_t pid; /* 0: not known yet */
+    uint64_t start_time;
+} self_cache;
+
 int vdi_self_id(vdi_peer_id *out) {
     memset(out, 0, sizeof *out);
     out->pid = (int32_t)getpid();
-    return proc_start_time(out->pid, &out->start_time) == 0 ? NOERROR : VD_E_UNEXPECTED;
+    if (__atomic_load_n(&self_cache.pid, __ATOMIC_ACQUIRE) == (uint32_t)out->pid) {
+        out->start_time = __atomic_load_n(&self_cache.start_time, __ATOMIC_RELAXED);
+        return NOERROR;
+    }
+    if (proc_start_time(out->pid, &out->start_time) != 0)
+        return VD_E_UNEXPECTED;
+    __atomic_store_n(&self_cache.start_time, out->start_time, __ATOMIC_RELAXED);
+    __atomic_store_n(&self_cache.pid, (uint32_t)out->pid, __ATOMIC_RELEASE);
+    return NOERROR;
 }
 
 int vdi_peer_alive(const vdi_peer_id *peer) {
