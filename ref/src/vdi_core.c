@@ -158,14 +158,14 @@ static struct {
 int vdi_self_id(vdi_peer_id *out) {
     memset(out, 0, sizeof *out);
     out->pid = (int32_t)getpid();
-    if (__atomic_load_n(&self_cache.pid, __ATOMIC_ACQUIRE) == (uint32_t)out->pid) {
-        out->start_time = __atomic_load_n(&self_cache.start_time, __ATOMIC_RELAXED);
+    if (vdi_load_private(&self_cache.pid) == (uint32_t)out->pid) {
+        out->start_time = vdi_load64_relaxed(&self_cache.start_time);
         return NOERROR;
     }
     if (proc_start_time(out->pid, &out->start_time) != 0)
         return VD_E_UNEXPECTED;
-    __atomic_store_n(&self_cache.start_time, out->start_time, __ATOMIC_RELAXED);
-    __atomic_store_n(&self_cache.pid, (uint32_t)out->pid, __ATOMIC_RELEASE);
+    vdi_store64_relaxed(&self_cache.start_time, out->start_time);
+    vdi_store_private(&self_cache.pid, (uint32_t)out->pid);
     return NOERROR;
 }
 
