@@ -68,13 +68,16 @@ static inline void vdi_store_release(uint32_t *p, uint32_t v) {
     VDI_REL_(p);
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
 }
-/* A process-private cache that no schedule depends on (this process's identity): acquire
- * and release, with no access point. */
+/* Process-private words that no schedule depends on (this process's identity, a counter):
+ * acquire and release, or a relaxed increment, with no access point. */
 static inline uint32_t vdi_load_private(const uint32_t *p) {
     return __atomic_load_n(p, __ATOMIC_ACQUIRE);
 }
 static inline void vdi_store_private(uint32_t *p, uint32_t v) {
     __atomic_store_n(p, v, __ATOMIC_RELEASE);
+}
+static inline uint32_t vdi_next_private(uint32_t *p) {
+    return __atomic_add_fetch(p, 1, __ATOMIC_RELAXED);
 }
 static inline uint32_t vdi_load_relaxed(const uint32_t *p) {
     VDI_AT_(p);

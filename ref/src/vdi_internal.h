@@ -166,14 +166,14 @@ typedef struct vdi_dev_shm {
 } vdi_dev_shm;
 
 /* Server: the live data zones, for buffer handles. off is the data-zone offset in the
- * area plus 1 (0: the slot is unused); gen is bumped each time the slot takes a buffer. */
+ * area plus 1 (0: the slot is unused); gen is the buffer's generation (vdi_server.c). */
 typedef struct vdi_buf_shm {
     uint64_t off;
     uint32_t size;
     uint32_t gen;
 } vdi_buf_shm;
 
-/* A buffer handle: the slot in the low bits, the slot's generation above them, so that
+/* A buffer handle: the slot in the low bits, the buffer's generation above them, so that
  * a freed buffer's handle does not name the buffer that takes its slot (VDI-SPEC 4). The
  * generation is never 0, so no handle is 0. */
 #define VDI_HANDLE_SLOT_BITS 12u /* VDI_MAX_BUFFERS */

@@ -399,14 +399,27 @@ int vdi_server_set_end_configuration(vdi_server_set *s) {
  * -------------------------------------------------------------------------------
  */
 
+/* A buffer's generation counts the buffers this process has published, in every set:
+ * a handle is not given out twice within VDI_HANDLE_GEN_MAX buffers, so neither a freed
+ * buffer's handle nor one of a set closed before names a buffer of today (a new set's
+ * table starts from zero). Never 0. */
+static uint32_t generations;
+
+static uint32_t next_generation(void) {
+    uint32_t g;
+    do
+        g = vdi_next_private(&generations) % (VDI_HANDLE_GEN_MAX + 1u);
+    while (g == 0);
+    return g;
+}
+
 static int publish_buffer(vdi_server_set *s, const vdi_buffer *b, int live) {
     vdi_ctl_shm *ctl = s->map.ctl;
     for (uint32_t i = 0; i < VDI_MAX_BUFFERS; i++) {
         vdi_buf_shm *e = &ctl->buf[i];
         if (live && e->off == 0) {
             e->size = b->size;
-            uint32_t gen = vdi_load_relaxed(&e->gen) % VDI_HANDLE_GEN_MAX + 1;
-            vdi_store_relaxed(&e->gen, gen);
+            vdi_store_relaxed(&e->gen, next_generation());
             vdi_fence(); /* the generation before the offset: a client reads them reversed */
             vdi_store64_relaxed(&e->off, b->data + 1);
             return NOERROR;

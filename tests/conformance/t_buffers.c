@@ -247,6 +247,31 @@ static void case_stale_handle(void) {
     t_set_finish(&s);
 }
 
+/* Nor does a handle of a set that was closed name a buffer of a set made after it, whose
+ * buffer table starts afresh (found by fuzz_api once handles had generations per slot). */
+static void case_handle_of_closed_set(void) {
+    uint32_t old = 0;
+    for (int round = 0; round < 2; round++) {
+        t_set s;
+        to_active(&s, "bgone", 0);
+        uint8_t *b = NULL, *m = NULL;
+        T_REQUIRE(vdi_server_set_allocate_buffer(s.server, &b, 8192, 0) == NOERROR);
+        t_cmd t;
+        t_cmd_init(&t, &s.ledger, VDC_Write, 8192, 0, b);
+        T_REQUIRE(t_send(s.sdev[0], &t) == NOERROR);
+        VDC_Command *c = NULL;
+        T_REQUIRE(vdi_client_device_get_command(s.cdev[0], VDI_INFINITE, &c) == NOERROR);
+        if (round == 1) {
+            T_EXPECT_CODE(vdi_client_set_map_buffer_handle(s.client, old, &m), VD_E_INVALID);
+            T_EXPECT(m == NULL);
+        }
+        T_EXPECT_OK(vdi_client_set_get_buffer_handle(s.client, c->buffer, &old));
+        T_EXPECT_OK(vdi_client_device_complete_command(s.cdev[0], c, 0, 8192, 0));
+        t_ledger_wait(&s.ledger, 1);
+        t_set_finish(&s);
+    }
+}
+
 int main(int argc, char **argv) {
     static const t_case cases[] = {
         {"allocate_params", case_allocate_params},
@@ -255,6 +280,7 @@ int main(int argc, char **argv) {
         {"free_and_shared", case_free_and_shared},
         {"handles", case_handles},
         {"stale_handle", case_stale_handle},
+        {"handle_of_closed_set", case_handle_of_closed_set},
     };
     int rc = t_run_cases(argc, argv, cases, (int)(sizeof cases / sizeof cases[0]));
     return rc ? rc : t_done();
