@@ -2,8 +2,8 @@
 # The long form of the client audit (tests/clients has the short one): every fault kind at
 # every command index, on the correct example clients (which must stay clean) and on the
 # gallery of broken clients (each must be found by its oracle), with the time to the
-# first finding per broken client, and the plans per second of a sweep of the sample
-# client on a 100-command backup. Prints one table; exit 1 when a correct client has a
+# first finding per broken client, and the plans per second of sweeps of the sample
+# client on a 100-command backup (abort, close and fail; then every fault kind, --jobs 16). Prints one table; exit 1 when a correct client has a
 # finding or a broken one is missed.
 #
 # Usage: ci/client_audit.sh [--build DIR (default build/release)] [--no-build]
@@ -87,4 +87,10 @@ audit attach-exit0 truth:success-after-failure --statement "$stmt" -- "$bad/bad-
     --findings "$work/findings-speed" -- "$ex/vdi-sample-client" backup db "$work/speed.bak" \
     >"$work/speed.json" 2>/dev/null
 echo "sweep of the sample client (abort, close, fail; ~100 commands): $(sed -n 's/.*"runs":\([0-9]*\),"seconds":\([0-9.]*\),"plans_per_second":\([0-9.]*\).*/\1 plans in \2 s, \3 plans\/s/p' "$work/speed.json")"
+# The target: the full single-fault sweep (every fault kind, pauses and stalls too) of the
+# same backup in under 2 minutes on one core, its waiting plans side by side (--jobs 16).
+taskset -c 0 "$tool" client --plans sweep --dbsize 6300000 --jobs 16 --json --quiet \
+    --findings "$work/findings-full" --restore-command "$ex/vdi-sample-client restore db {run}/full.bak" \
+    -- "$ex/vdi-sample-client" backup db '{run}/full.bak' >"$work/full.json" 2>/dev/null || fail=1
+echo "full single-fault sweep of the sample client (~100 commands, --jobs 16, one core): $(sed -n 's/.*"runs":\([0-9]*\),"seconds":\([0-9.]*\),"plans_per_second":\([0-9.]*\).*/\1 plans in \2 s, \3 plans\/s/p' "$work/full.json") (target: under 120 s)"
 exit $fail

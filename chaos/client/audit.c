@@ -97,19 +97,21 @@ void audit_signature(const audit_finding *f, char *buf, size_t cap) {
     snprintf(buf, cap, "%s:%s%s%s", f->oracle, f->cls, f->where[0] ? ":" : "", f->where);
 }
 
-/* "{set}" in s replaced by set. */
-static char *substitute(const char *s, const char *set) {
-    size_t n = strlen(s), sl = strlen(set), count = 0;
-    for (const char *q = s; (q = strstr(q, "{set}")) != NULL; q += 5)
-        count++;
-    char *out = malloc(n + count * sl + 1);
+/* s with "{set}" replaced by set and "{run}" by run (the run's own directory). */
+static char *substitute(const char *s, const char *set, const char *run) {
+    size_t n = strlen(s), sl = strlen(set), rl = strlen(run);
+    char *out = malloc(n * (sl > rl ? sl : rl) / 5 + n + 1); /* each token is 5 bytes */
     if (!out)
         return NULL;
     char *o = out;
     for (const char *q = s; *q;) {
-        if (strncmp(q, "{set}", 5) == 0) {
-            memcpy(o, set, sl);
-            o += sl;
+        const char *with = strncmp(q, "{set}", 5) == 0   ? set
+                           : strncmp(q, "{run}", 5) == 0 ? run
+                                                         : NULL;
+        if (with) {
+            size_t wl = strlen(with);
+            memcpy(o, with, wl);
+            o += wl;
             q += 5;
         } else {
             *o++ = *q++;
@@ -117,6 +119,23 @@ static char *substitute(const char *s, const char *set) {
     }
     *o = '\0';
     return out;
+}
+
+static void free_words(char **v) {
+    for (int i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* A NULL-terminated copy of words with the run's substitutions; NULL when out of memory. */
+static char **substitute_words(char *const *words, int n, const char *set, const char *run) {
+    char **v = calloc((size_t)n + 1, sizeof *v);
+    for (int i = 0; v && i < n; i++)
+        if (!(v[i] = substitute(words[i], set, run))) {
+            free_words(v);
+            return NULL;
+        }
+    return v;
 }
 
 static int write_file(const char *path, const char *data, size_t n) {
@@ -642,21 +661,26 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
         fprintf(stderr, "vdichaos client: cannot write %s\n", planf);
         return -1;
     }
-    if (c->media)
-        unlink(c->media);
-
     char set[160];
     snprintf(set, sizeof set, "vdichaos-%ld-%lu", (long)getpid(), run);
     const char *stmt = p->statement[0] ? p->statement : c->statement;
-    char **argv = calloc((size_t)c->argc + 1, sizeof *argv);
-    char *sql = stmt ? substitute(stmt, set) : NULL;
-    if (!argv || (stmt && !sql)) {
-        free(argv);
+    int nrestore = 0;
+    while (c->restore_argv && c->restore_argv[nrestore])
+        nrestore++;
+    char **argv = substitute_words(c->argv, c->argc, set, rundir);
+    char **restore_argv =
+        c->restore_argv ? substitute_words(c->restore_argv, nrestore, set, rundir) : NULL;
+    char *sql = stmt ? substitute(stmt, set, rundir) : NULL;
+    char *media = c->media ? substitute(c->media, set, rundir) : NULL;
+    if (!argv || (stmt && !sql) || (c->media && !media) || (c->restore_argv && !restore_argv)) {
+        free_words(argv);
+        free_words(restore_argv);
         free(sql);
+        free(media);
         return -1;
     }
-    for (int i = 0; i < c->argc; i++)
-        argv[i] = substitute(c->argv[i], set);
+    if (media)
+        unlink(media);
     child_env env = {c, rundir, planf, reportf, p};
     sigset_t chld, old;
     sigemptyset(&chld);
@@ -670,11 +694,11 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
         char *sargv[] = {(char *)c->sqlcmd, "-S", "localhost", "-b", "-Q", sql, NULL};
         ps[1].pid = spawn(&env, sargv, "server.out", "server.err");
     }
-    for (int i = 0; i < c->argc; i++)
-        free(argv[i]);
-    free(argv);
+    free_words(argv);
     free(sql);
     if (ps[0].pid < 0) {
+        free_words(restore_argv);
+        free(media);
         sigprocmask(SIG_SETMASK, &old, NULL);
         fprintf(stderr, "vdichaos client: fork: %s\n", strerror(errno));
         return -1;
@@ -794,16 +818,18 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
                     server_story(r->server));
     char why[800];
     sigprocmask(SIG_BLOCK, &chld, NULL);
-    if (!hung && ok && r->server == 1 && !r->restore && c->restore_argv &&
-        !run_clean(c, p, rundir, c->restore_argv, 1, why, sizeof why))
+    if (!hung && ok && r->server == 1 && !r->restore && restore_argv &&
+        !run_clean(c, p, rundir, restore_argv, 1, why, sizeof why))
         add_finding(r, "truth", "backup-does-not-restore",
                     "the backup succeeded, but it does not restore byte for byte: %s", why);
     sigprocmask(SIG_SETMASK, &old, NULL);
     struct stat sb;
-    if (c->media && r->server != 1 && !r->restore && stat(c->media, &sb) == 0)
+    if (media && r->server != 1 && !r->restore && stat(media, &sb) == 0)
         add_finding(r, "truth", "partial-media",
                     "%s, yet the media %s exists (%lld bytes), as a complete backup would",
                     server_story(r->server), c->media, (long long)sb.st_size);
+    free_words(restore_argv);
+    free(media);
     /* Oracle 6: nothing left behind. */
     char what[900];
     if (ended_itself && left_procs)

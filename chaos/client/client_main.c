@@ -7,6 +7,7 @@
  * replays them. Exit 0 clean, 1 finding, 2 usage. */
 #include "audit.h"
 #include "client_main.h"
+#include "pool.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -45,6 +46,10 @@ static int client_usage(void) {
             "  --statement SQL          the statement vdichaos runs for the client\n"
             "  --seed N --runs N        random: the seed (1) and number of runs (100);\n"
             "                           sweep: at most N runs\n"
+            "  --jobs N                 sweep, random: N runs at once (1..64; 1), for\n"
+            "                           plans that mostly wait (pause, stall); each run\n"
+            "                           in a directory of its own, '{run}' in COMMAND's\n"
+            "                           arguments, --media and --restore-command\n"
             "  --shake SEED[:MAX_US]    shake the client's threads: libsqlvdi yields or\n"
             "                           sleeps (up to MAX_US, 1000) at every VDI schedule\n"
             "                           point, seeded per run (a plan's `shake` step)\n"
@@ -111,6 +116,10 @@ typedef struct {
     finding_entry *found;
     int nfound, capfound;
     unsigned long total_runs, runs_with_findings;
+    unsigned long planned; /* plans given to runs so far (each --shake seed derives from it) */
+    int jobs;              /* --jobs: runs side by side */
+    audit_pool *pool;      /* jobs > 1: where sweep and random plans run */
+    int stopped;           /* a run could not be made: no further plan */
     double t0;
 } session;
 
@@ -275,18 +284,20 @@ static void record(session *s, const vdi_plan *p, const audit_finding *f, unsign
     }
 }
 
-/* One run: the plan played, judged, its findings recorded; -1 when it could not run. */
-static int run_plan(session *s, const vdi_plan *plan, audit_result *r) {
-    static vdi_plan shaken;
-    const vdi_plan *p = plan;
-    if (s->shake_seed && !plan->shake_seed) { /* each run its own decisions, in its plan */
-        uint64_t x = s->shake_seed ^ (s->total_runs + 1) * 0x9e3779b97f4a7c15u;
-        shaken = *plan;
-        shaken.shake_seed = next_u64(&x) | 1u;
-        shaken.shake_max_us = s->shake_max_us;
-        p = &shaken;
+/* The plan as it runs: with --shake, each run gets decisions of its own, in its plan. */
+static void plan_as_run(session *s, const vdi_plan *plan, vdi_plan *out) {
+    *out = *plan;
+    if (s->shake_seed && !plan->shake_seed) {
+        uint64_t x = s->shake_seed ^ (s->planned + 1) * 0x9e3779b97f4a7c15u;
+        out->shake_seed = next_u64(&x) | 1u;
+        out->shake_max_us = s->shake_max_us;
     }
-    if (audit_run(&s->ctx, p, r) != 0)
+    s->planned++;
+}
+
+/* A run made: counted, printed, its findings recorded; -1 when it could not run. */
+static int account(session *s, const vdi_plan *p, int rc, const audit_result *r) {
+    if (rc != 0)
         return -1;
     if (r->exited && r->status == 127 && r->server == -2) {
         fprintf(stderr, "vdichaos client: cannot run %s (exit 127)\n", s->ctx.argv[0]);
@@ -310,6 +321,42 @@ static int run_plan(session *s, const vdi_plan *plan, audit_result *r) {
     for (int i = 0; i < r->nfindings; i++)
         record(s, p, &r->findings[i], run);
     return 0;
+}
+
+/* One run, here and now: the plan played, judged and accounted. */
+static int run_plan(session *s, const vdi_plan *plan, audit_result *r) {
+    static vdi_plan p;
+    plan_as_run(s, plan, &p);
+    return account(s, &p, audit_run(&s->ctx, &p, r), r);
+}
+
+/* Does some argument of the client (or the media) name a run's own file ({run}, or the
+ * set name {set}, which is the run's too)? */
+static int own_files(const session *s) {
+    for (int i = 0; i < s->ctx.argc; i++)
+        if (strstr(s->ctx.argv[i], "{run}") || strstr(s->ctx.argv[i], "{set}"))
+            return 1;
+    return 0;
+}
+
+static void pool_done(void *arg, const vdi_plan *p, int rc, const audit_result *r) {
+    session *s = arg;
+    if (account(s, p, rc, r) != 0)
+        s->stopped = 1;
+}
+
+/* A plan of a strategy: run now, or (--jobs) started beside the others; -1 once a run
+ * could not be made. */
+static int submit(session *s, const vdi_plan *plan) {
+    if (!s->pool) {
+        audit_result r;
+        return run_plan(s, plan, &r);
+    }
+    static vdi_plan p;
+    plan_as_run(s, plan, &p);
+    if (s->stopped || audit_pool_submit(s->pool, &p) != 0)
+        return -1;
+    return s->stopped ? -1 : 0;
 }
 
 static int over_budget(const session *s) {
@@ -390,10 +437,9 @@ static void sweep(session *s) {
             if (over_budget(s) || done >= limit)
                 return;
             vdi_plan p;
-            audit_result r;
             base_plan(s, &p);
             p.faults[p.nfaults++] = make_fault(bit, (uint32_t)at, (uint32_t)s->pause_ms);
-            if (run_plan(s, &p, &r) != 0)
+            if (submit(s, &p) != 0)
                 return;
             done++;
         }
@@ -402,12 +448,11 @@ static void sweep(session *s) {
                 if (over_budget(s) || done >= limit)
                     return;
                 vdi_plan p;
-                audit_result r;
                 base_plan(s, &p);
                 vdi_plan_fault f = make_fault(bit, 0, 0);
                 f.point = point;
                 p.faults[p.nfaults++] = f;
-                if (run_plan(s, &p, &r) != 0)
+                if (submit(s, &p) != 0)
                     return;
                 done++;
             }
@@ -426,7 +471,6 @@ static void random_plans(session *s) {
             kinds[nk++] = 1u << i;
     for (long run = 1; run < s->runs && !over_budget(s); run++) {
         vdi_plan p;
-        audit_result r;
         base_plan(s, &p);
         if (next_u64(&rng) % 4 == 0)
             p.buffer_count = (uint32_t)(1 + next_u64(&rng) % 6);
@@ -442,7 +486,7 @@ static void random_plans(session *s) {
                 f.point = (uint8_t)(1 + next_u64(&rng) % 3), f.after = 0;
             p.faults[p.nfaults++] = f;
         }
-        if (run_plan(s, &p, &r) != 0)
+        if (submit(s, &p) != 0)
             return;
     }
 }
@@ -824,6 +868,8 @@ int vdichaos_client_main(int argc, char **argv) {
             s.shake_max_us = sp.shake_max_us;
         } else if (strcmp(a, "--runs") == 0 && parse_num(val, 1, 100000000, &v) == 0) {
             s.runs = v;
+        } else if (strcmp(a, "--jobs") == 0 && parse_num(val, 1, AUDIT_POOL_MAX_JOBS, &v) == 0) {
+            s.jobs = (int)v;
         } else if (strcmp(a, "--budget") == 0 && parse_duration(val, &s.budget) == 0) {
         } else if (strcmp(a, "--faults") == 0 && parse_faults(val, &s.faults) == 0) {
         } else if (strcmp(a, "--max-index") == 0 && parse_num(val, 1, 1000000000, &v) == 0) {
@@ -834,6 +880,12 @@ int vdichaos_client_main(int argc, char **argv) {
             if (split_words(val, &s.ctx.restore_argv, 0) != 0)
                 return client_usage();
         } else if (strcmp(a, "--backup-command") == 0 && *val) {
+            if (strstr(val, "{run}")) { /* its media outlive every run */
+                fprintf(stderr, "vdichaos client: --backup-command: {run} is a run's own "
+                                "directory; the media of a restore audit need a path of "
+                                "their own\n");
+                return client_usage();
+            }
             if (split_words(val, &s.backup_argv, 1) != 0)
                 return client_usage();
         } else if (strcmp(a, "--findings") == 0 && *val) {
@@ -906,10 +958,27 @@ int vdichaos_client_main(int argc, char **argv) {
         if (!replay_plan.statement[0] && s.ctx.statement)
             snprintf(replay_plan.statement, sizeof replay_plan.statement, "%s", s.ctx.statement);
         (void)run_plan(&s, &replay_plan, &r);
-    } else if (strcmp(s.strategy, "sweep") == 0) {
-        sweep(&s);
-    } else if (strcmp(s.strategy, "random") == 0) {
-        random_plans(&s);
+    } else if (strcmp(s.strategy, "sweep") == 0 || strcmp(s.strategy, "random") == 0) {
+        if (s.jobs > 1) {
+            s.pool = audit_pool_new(&s.ctx, s.jobs, pool_done, &s);
+            if (!s.pool) {
+                fprintf(stderr, "vdichaos client: out of memory\n");
+                audit_cleanup(&s.ctx);
+                return 2;
+            }
+            if (!own_files(&s))
+                fprintf(stderr,
+                        "vdichaos client: note: with --jobs %d, %d runs overlap; a client "
+                        "that writes a fixed path needs {run} (the run's own directory) in "
+                        "its arguments, e.g. {run}/out.bak\n",
+                        s.jobs, s.jobs);
+        }
+        if (strcmp(s.strategy, "sweep") == 0)
+            sweep(&s);
+        else
+            random_plans(&s);
+        audit_pool_free(s.pool);
+        s.pool = NULL;
     } else {
         long commands;
         (void)clean_run(&s, &commands);

@@ -41,5 +41,22 @@ plans c.err >c.plans
 cmp -s a.plans b.plans || { echo "FAILED: seed 5 twice, different plans"; diff a.plans b.plans; failed=1; }
 cmp -s a.plans c.plans && { echo "FAILED: seeds 5 and 6 gave the same plans"; failed=1; }
 grep -q '^FINDING truth: success-after-failure' a.err || { echo "FAILED: random found nothing"; cat a.err; failed=1; }
-[ $failed = 0 ] && echo "usage errors exit 2; random plans follow the seed"
+# --jobs: runs side by side, delivered in plan order, so the runs (each line without its
+# timing) and the findings are those of --jobs 1; {run} is each run's own directory.
+for v in 0 65 x -1; do
+    want2 --jobs "$v" -- "$sample" backup db m.bak
+done
+want2 --backup-command "$sample backup db {run}/m.bak" -- "$sample" restore db m.bak
+untimed() { grep -E '^\[|^FINDING' "$1" | sed 's/ *[0-9.]* s\( *FINDING\)\{0,1\}$/\1/'; }
+for j in 1 4; do
+    # shellcheck disable=SC2086
+    "$vdichaos" client $opts --seed 5 --jobs $j --findings "f$j" -- "$bad" backup db '{run}/m.bak' \
+        2>"j$j.err" >/dev/null
+    untimed "j$j.err" >"j$j.runs"
+done
+[ "$(grep -c '^\[' j1.runs)" -eq 12 ] || { echo "FAILED: --jobs 1 made $(grep -c '^\[' j1.runs) runs, want 12"; cat j1.err; failed=1; }
+cmp -s j1.runs j4.runs || { echo "FAILED: --jobs 4 ran other plans or judged them otherwise"; diff j1.runs j4.runs; failed=1; }
+ls f4/*.plan >/dev/null 2>&1 || { echo "FAILED: --jobs 4 saved no finding"; failed=1; }
+ls m.bak '{run}' >/dev/null 2>&1 && { echo "FAILED: {run} was not replaced"; failed=1; }
+[ $failed = 0 ] && echo "usage errors exit 2; random plans follow the seed; --jobs 4 makes the runs of --jobs 1"
 exit $failed
