@@ -930,6 +930,11 @@ static void finish(fz *f) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const vdi_seams seams_template = {0};
+    static int swept; /* the sets that runs of this target which crashed left behind */
+    if (!swept) {
+        swept = 1;
+        (void)vdi_seam_reclaim_dead("fuzz-api-");
+    }
     fz *f = calloc(1, sizeof *f);
     if (!f)
         return 0;

@@ -1405,6 +1405,11 @@ void finish(fz *f) {
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static int swept; /* the sets that runs of this target which crashed left behind */
+    if (!swept) {
+        swept = 1;
+        (void)vdi_seam_reclaim_dead("fuzz-compat-");
+    }
     fz *f = new fz();
     snprintf(f->set_name, sizeof f->set_name, "fuzz-compat-%ld", (long)getpid());
     snprintf(f->other_name, sizeof f->other_name, "fuzz-compat-%ld-other", (long)getpid());

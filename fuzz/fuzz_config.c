@@ -970,6 +970,11 @@ static void leftovers(fc *f) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static int swept; /* the sets that runs of this target which crashed left behind */
+    if (!swept) {
+        swept = 1;
+        (void)vdi_seam_reclaim_dead("fzc");
+    }
     fc *f = calloc(1, sizeof *f);
     if (!f)
         abort();

@@ -1172,6 +1172,11 @@ static void run(peer *p, const uint8_t *sched, size_t nsched) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static int swept; /* the sets that runs of this target which crashed left behind */
+    if (!swept) {
+        swept = 1;
+        (void)vdi_seam_reclaim_dead("fuzz-peer-");
+    }
     fuzz_input in;
     fuzz_input_init(&in, data, size);
     size_t nsched = fuzz_u16(&in);

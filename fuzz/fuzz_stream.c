@@ -22,6 +22,7 @@
 #include "chaos/chaos.h"
 #include "fuzz_input.h"
 #include "vdi/vdi.h"
+#include "vdi/vdi_seams.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -882,6 +883,11 @@ static void check_backup(fs *f) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    static int swept; /* the sets that runs of this target which crashed left behind */
+    if (!swept) {
+        swept = 1;
+        (void)vdi_seam_reclaim_dead("fuzz-stream-");
+    }
     fuzz_input in;
     fuzz_input_init(&in, data, size);
     size_t nsched = fuzz_u16(&in);

@@ -17,6 +17,7 @@
 #include "chaos/scenario.h"
 #include "chaos_history.h"
 #include "vdi/vdi.h"
+#include "vdi/vdi_seams.h"
 
 #define NDEV 2   /* devices of the standard session */
 #define MAXDEV 3 /* the most any scenario uses (backup-restore) */
@@ -1598,6 +1599,11 @@ static void check_resources(chaos_engine *e, int fds, int threads, const char *n
 }
 
 int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_result *r) {
+    static int swept; /* the sets of runs that died with the process, in an earlier one */
+    if (!swept) {
+        swept = 1;
+        (void)vdi_seam_reclaim_dead("chaos-");
+    }
     memset(r, 0, sizeof *r);
     chaos_config named = *cfg;
     if (!named.label)

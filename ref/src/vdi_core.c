@@ -2,6 +2,7 @@
  * defaults (futex, monotonic clock, mmap, process liveness), the private lock,
  * error codes, and the shared memory object (naming, exclusive creation,
  * ownership checks, mapping, growth). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -460,6 +461,42 @@ static int creator_alive(int fd, const struct stat *st) {
     return now.tv_sec - st->st_mtim.tv_sec <= VDI_CREATE_GRACE_S;
 }
 
+/* NOERROR when the object of that name is ours and its creator is dead (reclaimable),
+ * VD_E_BUSY while the creator lives, VD_E_SECURITY when it is another user's. */
+static int left_by_the_dead(const char *shm_name) {
+    int fd = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0)
+        return errno == EACCES ? VD_E_SECURITY : VD_E_BUSY;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_uid != getuid()) {
+        close(fd);
+        return VD_E_SECURITY;
+    }
+    int alive = creator_alive(fd, &st);
+    close(fd);
+    return alive ? VD_E_BUSY : NOERROR;
+}
+
+size_t vdi_seam_reclaim_dead(const char *prefix) {
+    char stem[64], path[300];
+    if (!prefix || vdi_shm_name(stem, sizeof stem, NULL, "") != NOERROR)
+        return 0;
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return 0;
+    size_t removed = 0, sl = strlen(stem + 1), pl = strlen(prefix);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        if (strncmp(e->d_name, stem + 1, sl) != 0 || strncmp(e->d_name + sl, prefix, pl) != 0)
+            continue;
+        int n = snprintf(path, sizeof path, "/%s", e->d_name);
+        if (n > 0 && (size_t)n < sizeof path && left_by_the_dead(path) == NOERROR &&
+            shm_unlink(path) == 0)
+            removed++;
+    }
+    closedir(d);
+    return removed;
+}
+
 int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed) {
     int err, rc;
     *reclaimed = 0;
@@ -475,18 +512,9 @@ int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed) {
             return vdi_errno_code(err);
         /* The name exists: busy if its creator lives, reclaimed if it is ours and
          * dead. */
-        int fd = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
-        if (fd < 0)
-            return errno == EACCES ? VD_E_SECURITY : VD_E_BUSY;
-        struct stat st;
-        if (fstat(fd, &st) != 0 || st.st_uid != getuid()) {
-            close(fd);
-            return VD_E_SECURITY;
-        }
-        int alive = creator_alive(fd, &st);
-        close(fd);
-        if (alive)
-            return VD_E_BUSY;
+        rc = left_by_the_dead(shm_name);
+        if (rc != NOERROR)
+            return rc;
         shm_unlink(shm_name);
         *reclaimed = 1;
     }

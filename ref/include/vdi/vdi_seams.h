@@ -81,6 +81,13 @@ typedef struct vdi_seams {
 /* Install a copy of *seams (NULL: back to the defaults). Not thread-safe by design. */
 void vdi_seams_install(const vdi_seams *seams);
 
+/* Removes this user's shared memory of sets of the default instance whose name begins
+ * with prefix and whose creator is dead, by the rule create reclaims a name with
+ * (VDI-SPEC 8.4): what a harness's processes left when they died with sets open (a fuzz
+ * target's crash, a test's deliberate leak), which nobody else would ever create again.
+ * Returns how many objects it removed. Call it with no seams installed: the creators are
+ * judged alive or dead by the real system. */
+size_t vdi_seam_reclaim_dead(const char *prefix);
 /* Every point name of the given kind compiled into the library, so a harness can prove
  * that each one is reached. Returns the count and sets *names to a static array. */
 size_t vdi_seam_points(enum vdi_point_kind kind, const char *const **names);
