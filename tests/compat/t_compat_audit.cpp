@@ -169,8 +169,8 @@ outcome run(mistake m, bool audit) {
     }
     /* What a mistaken client left open on purpose (never closed, or died touching its
      * buffer) is removed here, not left in /dev/shm. */
-    std::string shm = "/vdichaos-" + std::to_string(static_cast<unsigned>(getuid())) +
-                      "-.-audit-" + std::to_string(static_cast<long>(pid));
+    std::string shm = "/vdichaos-" + std::to_string(static_cast<unsigned>(getuid())) + "-.-audit-" +
+                      std::to_string(static_cast<long>(pid));
     shm_unlink(shm.c_str());
     return {st, read_all(file)};
 }
