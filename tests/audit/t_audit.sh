@@ -61,7 +61,7 @@ $check "$work/fx" --expect-rule "test-failure:ref/src/vdi_server.c:321" \
     --expect-text "ref/src/vdi_server.c:200-204" --expect-text "meta_peer_slot_reuse_accepted" \
     --expect-text "==fuzz_peer== device 0" --expect-text "1 of 1" --expect-text "0 of 1" ||
     fail "the made-up report lost a part"
-cp "$work/fx/results.sarif" "$work/fx-results.sarif" # for t_sarif_schema.sh (step 3 rewrites fx)
+rm -rf "$work/fx-good" && cp -r "$work/fx" "$work/fx-good" # for t_sarif_schema.sh, t_render.sh
 
 # 3. the check has teeth; hostile input
 cp -r "$work/fx" "$work/broken"

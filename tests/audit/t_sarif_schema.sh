@@ -21,12 +21,12 @@ validate() { # file: 0 when it was read and has no error (the tool exits 0 eithe
     grep -q '1 files scanned' "$out/log.txt" || fail "the validator did not run: $(tail -n 5 "$out/log.txt")"
     ! grep -q ': error ' "$out/log.txt"
 }
-for f in "$work/real/results.sarif" "$work/fx-results.sarif"; do
+for f in "$work/real/results.sarif" "$work/fx-good/results.sarif"; do
     [ -s "$f" ] || fail "$f is missing (audit.report writes it)"
     validate "$f" || fail "$f does not validate: $(grep ': error ' "$out/log.txt" | head -n 5)"
 done
-grep -q '"ruleId"' "$work/fx-results.sarif" || fail "the made-up audit's SARIF has no result to validate"
-python3 - "$work/fx-results.sarif" "$out/broken.sarif" <<'PY'
+grep -q '"ruleId"' "$work/fx-good/results.sarif" || fail "the made-up audit's SARIF has no result to validate"
+python3 - "$work/fx-good/results.sarif" "$out/broken.sarif" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 d["version"] = "9.9"
