@@ -140,6 +140,32 @@ common=(-instr-profile "$out/coverage.profdata" "${objects[@]}")
     2>"$log/html.log"
 "$cov" show -format=text "${common[@]}" "${sources[@]}" >"$out/show.txt" 2>"$log/show.log"
 
+# The HTML names each page after its absolute path (html/coverage/<root>/ref/...): move the
+# pages to html/coverage/ref/..., name the files from the source root, and mend the links.
+python3 - "$here" "$out/html" <<'EOF_HTML' || { echo "ci/coverage.sh: the HTML could not be mended" >&2; exit 1; }
+import os, re, shutil, sys
+root, html = sys.argv[1].rstrip("/"), sys.argv[2]
+nested = os.path.join(html, "coverage") + root
+flat = os.path.join(html, "coverage")
+if os.path.isdir(nested):
+    for name in os.listdir(nested):
+        dst = os.path.join(flat, name)
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.move(os.path.join(nested, name), dst)
+    top = os.path.join(flat, root.strip("/").split("/")[0])
+    shutil.rmtree(top, ignore_errors=True)
+for d, _, files in os.walk(html):
+    for n in files:
+        if not n.endswith(".html"):
+            continue
+        p = os.path.join(d, n)
+        text = open(p, errors="replace").read()
+        text = text.replace("coverage" + root + "/", "coverage/").replace(root + "/", "")
+        up = "../" * (os.path.relpath(p, html).count("/"))
+        text = re.sub(r"href='(\.\./)*style\.css'", "href='%sstyle.css'" % up, text)
+        open(p, "w").write(text)
+EOF_HTML
+
 # ---- post-process: relative paths, uncovered ranges, the totals line ----------------------------
 if ! python3 - "$here" "$out" <<'EOF'
 import json, os, re, sys
