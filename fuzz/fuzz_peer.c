@@ -581,12 +581,21 @@ static void client_main(void *arg) {
     done(p);
 }
 
+/* The file of set name's shared-memory object. 0, or -1 when it does not fit. */
+static int shm_file(char *out, size_t cap, const char *name) {
+    char shm[112];
+    if (vdi_seam_shm_name(shm, sizeof shm, NULL, name) != 0)
+        return -1;
+    int n = snprintf(out, cap, "/dev/shm%s", shm);
+    return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+
 /* Bytes of the area the shared object really holds (the peer cannot forge this). */
 static uint64_t backed_area(const peer *p) {
     char path[128];
     struct stat st;
-    snprintf(path, sizeof path, "/dev/shm/vdichaos-%u-.-%s", (unsigned)getuid(), p->name);
-    if (stat(path, &st) != 0 || (uint64_t)st.st_size < p->cctl_len)
+    if (shm_file(path, sizeof path, p->name) != 0 || stat(path, &st) != 0 ||
+        (uint64_t)st.st_size < p->cctl_len)
         return 0;
     return (uint64_t)st.st_size - p->cctl_len;
 }
@@ -1202,9 +1211,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     g_peer = NULL;
     if (count_fds() != fds)
         fail("%d file descriptors left open after both closes", count_fds() - fds);
-    char path[96];
-    snprintf(path, sizeof path, "/dev/shm/vdichaos-%u-.-%s", (unsigned)getuid(), p->name);
-    if (access(path, F_OK) == 0)
+    char path[128];
+    if (shm_file(path, sizeof path, p->name) == 0 && access(path, F_OK) == 0)
         fail("the set's name is left in /dev/shm after both closes");
     free(p);
     return 0;

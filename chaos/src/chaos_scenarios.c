@@ -1451,8 +1451,8 @@ static void cleanup_common(int clean) {
         /* Nobody will close it: remove the set's name so nothing stays in /dev/shm (the
          * naming is the reference's, see ref/NOTES.md). */
         char path[160];
-        snprintf(path, sizeof path, "/vdichaos-%u-.-%s", (unsigned)getuid(), S.name);
-        shm_unlink(path);
+        if (vdi_seam_shm_name(path, sizeof path, NULL, S.name) == 0)
+            shm_unlink(path);
     }
     memset(&S, 0, sizeof S);
 }
@@ -1590,8 +1590,8 @@ static void check_resources(chaos_engine *e, int fds, int threads, const char *n
     if (threads >= 0 && threads_after > threads && !free_mode)
         chaos_report(e, "resources", "%d threads left running", threads_after - threads);
     char path[160];
-    snprintf(path, sizeof path, "/vdichaos-%u-.-%s", (unsigned)getuid(), name);
-    int fd = shm_open(path, O_RDONLY, 0);
+    int fd =
+        vdi_seam_shm_name(path, sizeof path, NULL, name) == 0 ? shm_open(path, O_RDONLY, 0) : -1;
     if (fd >= 0) {
         close(fd);
         chaos_report(e, "resources", "the set's name %s is left in /dev/shm", path);

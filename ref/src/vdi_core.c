@@ -377,6 +377,10 @@ int vdi_shm_name(char *out, size_t cap, const char *instance, const char *name) 
     return n > 0 && (size_t)n < cap ? NOERROR : VD_E_INVALID;
 }
 
+int vdi_seam_shm_name(char *out, size_t cap, const char *instance, const char *name) {
+    return name && vdi_shm_name(out, cap, instance, name) == NOERROR ? 0 : -1;
+}
+
 _Static_assert(sizeof(vdi_ctl_shm) < VDI_VIEW_ALIGN, "the control block fits one alias window");
 
 size_t vdi_ctl_size(void) {

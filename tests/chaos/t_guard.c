@@ -9,6 +9,7 @@
 
 #include "chaos/chaos.h"
 #include "t_test.h"
+#include "vdi/vdi_seams.h"
 
 static volatile uint8_t sink;
 
@@ -83,8 +84,9 @@ int main(void) {
     }
     int st = child(server_touches_buffer, out, sizeof out);
     /* the child died by design before its client could close: remove its set's name */
-    char path[160];
-    snprintf(path, sizeof path, "/vdichaos-%u-.-t-guard-%ld-0", (unsigned)getuid(), (long)g_child);
+    char name[64], path[160];
+    snprintf(name, sizeof name, "t-guard-%ld-0", (long)g_child);
+    T_REQUIRE(vdi_seam_shm_name(path, sizeof path, NULL, name) == 0);
     T_EXPECT_EQ(shm_unlink(path), 0);
     T_EXPECT(!(WIFEXITED(st) && WEXITSTATUS(st) == 0));
     if (!strstr(out, "use-after-unmap"))

@@ -40,7 +40,7 @@ static void *agent_main(void *arg) {
 
 static vdi_ctl_shm *map_evil(const char *name) {
     char path[256];
-    snprintf(path, sizeof path, "/vdichaos-%u-.-%s", (unsigned)getuid(), name);
+    T_REQUIRE(vdi_seam_shm_name(path, sizeof path, NULL, name) == 0);
     int fd = shm_open(path, O_RDWR, 0);
     T_REQUIRE(fd >= 0);
     void *p = mmap(NULL, sizeof(vdi_ctl_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);

@@ -14,7 +14,9 @@
 static char prefix[64], other[64];
 
 static void path_of(char *out, size_t cap, const char *name) {
-    snprintf(out, cap, "/dev/shm/vdichaos-%u-.-%s", (unsigned)getuid(), name);
+    char shm[160];
+    T_REQUIRE(vdi_seam_shm_name(shm, sizeof shm, NULL, name) == 0);
+    snprintf(out, cap, "/dev/shm%s", shm);
 }
 
 static int exists(const char *name) {
@@ -56,7 +58,7 @@ int main(void) {
     T_REQUIRE(vdi_client_set_create(c, live, &cfg) == NOERROR);
     /* an object whose creator has not written its identity yet (just created) */
     char shm[256];
-    snprintf(shm, sizeof shm, "/vdichaos-%u-.-%s", (unsigned)getuid(), young);
+    T_REQUIRE(vdi_seam_shm_name(shm, sizeof shm, NULL, young) == 0);
     int fd = shm_open(shm, O_RDWR | O_CREAT | O_EXCL, 0600);
     T_REQUIRE(fd >= 0);
     close(fd);

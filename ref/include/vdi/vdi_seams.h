@@ -81,6 +81,11 @@ typedef struct vdi_seams {
 /* Install a copy of *seams (NULL: back to the defaults). Not thread-safe by design. */
 void vdi_seams_install(const vdi_seams *seams);
 
+/* The name of the shared-memory object of set NAME of INSTANCE (NULL: the default one), as
+ * the library names it: for shm_open, and /dev/shm/ plus the name after its '/' is its
+ * file. 0, or -1 when it does not fit in cap bytes. */
+int vdi_seam_shm_name(char *out, size_t cap, const char *instance, const char *name);
+
 /* Removes this user's shared memory of sets of the default instance whose name begins
  * with prefix and whose creator is dead, by the rule create reclaims a name with
  * (VDI-SPEC 8.4): what a harness's processes left when they died with sets open (a fuzz
