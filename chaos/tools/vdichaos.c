@@ -797,8 +797,10 @@ int main(int argc, char **argv) {
         }
         return vdichaos_client_main(argc - 1, argv + 1);
     }
-    if (argc == 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
-        return usage_to(stdout, 0);
+    /* --help anywhere (vdichaos run --help): the usage, on stdout, and success */
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return usage_to(stdout, 0);
     if (argc == 2 && strcmp(argv[1], "--version") == 0) {
         printf("vdichaos %s\n", VDICHAOS_VERSION);
         return 0;
