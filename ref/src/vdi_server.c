@@ -94,12 +94,19 @@ static int in_callback(const vdi_server_set *s, uintptr_t self) {
     return s->callback_self == self;
 }
 
+/* Normally Terminated: every device opened and closed by the server, nothing outstanding
+ * and no abort. The peer's abort is looked at here, at the moment NT would be reached: one
+ * published before it makes the end an abort, one published after it comes after NT (and
+ * the agent still returns NOERROR, VDI-SPEC 4). */
 static void update_normal(vdi_server_set *s) {
     if (s->normal || s->aborted || s->outstanding || s->ndev == 0)
         return;
     for (uint32_t i = 0; i < s->ndev; i++)
         if (!s->dev[i].opened || !s->dev[i].closed)
             return;
+    observe(s);
+    if (s->aborted)
+        return;
     s->normal = 1;
     if (mapped(s)) {
         vdi_store_release(&s->map.ctl->normal_end, 1);
@@ -671,6 +678,8 @@ int vdi_server_device_close(vdi_server_device *d) {
     vdi_store_release(&ds->server_closed, 1); /* after every cmd_head it follows */
     bump(&ds->cmd_seq);
     update_normal(s);
+    if (s->aborted) /* seen as this close would have ended the set: the abort came first */
+        return leave(s, VD_E_ABORT);
     bump(&s->map.ctl->agent_seq);
     return leave(s, NOERROR);
 }
@@ -789,7 +798,8 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
     }
     s->agent = 1;
     s->agent_self = vdi_self();
-    int counted = 1; /* this thread counts as inside the set until it drains */
+    int normal_before = s->normal; /* NT, then an abort, before this agent started */
+    int counted = 1;               /* this thread counts as inside the set until it drains */
     s->g.active++;
     int rc = NOERROR;
     for (;;) {
@@ -819,10 +829,12 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
                         k = (int)j;
                     }
             if (dev < 0) {
-                /* A close nested in the routine of the command that ended the set normally
-                 * does not make the end an abort: NT came first (VDI-SPEC 4). An abort seen
-                 * since, even one the peer published before NT, makes it one. */
-                rc = s->normal && !s->aborted ? NOERROR : VD_E_ABORT;
+                /* NT reached while this agent ran (update_normal looked for an abort as it
+                 * was reached) is the agent's end, at that moment: an abort or a close
+                 * since, even one nested in the routine of the command that ended the set,
+                 * does not make it an abort (VDI-SPEC 4). An agent started after NT and an
+                 * abort starts in Abort. */
+                rc = s->normal && !normal_before ? NOERROR : VD_E_ABORT;
                 break;
             }
             deliver(s, dev, k, ERROR_OPERATION_ABORTED, 0, NULL, 0);
