@@ -129,16 +129,15 @@ python3 ci/audit_report.py --raw "$raw" --source "$here" --out "$out"
 rc=$?
 [ $rc -le 1 ] || exit 2
 # The SARIF against the 2.1.0 schema, when the validator is here (ci/setup.sh installs it).
-sarif_tool=$(find "$(npm root -g 2>/dev/null || echo /nonexistent)/@microsoft" -name Sarif.Multitool -type f 2>/dev/null | head -n 1)
-if [ -n "$sarif_tool" ] && [ -x "$sarif_tool" ]; then
-    DOTNET_SYSTEM_GLOBALIZATION_INVARIANT=1 "$sarif_tool" validate "$out/results.sarif" \
-        -o "$raw/sarif-validation.sarif" --log ForceOverwrite >"$raw/sarif-validation.txt" 2>&1
-    if grep -q ': error ' "$raw/sarif-validation.txt"; then
-        grep ': error ' "$raw/sarif-validation.txt" | head -n 5
-        say "results.sarif does not validate against SARIF 2.1.0 (see $raw/sarif-validation.txt)"
-        exit 2
-    fi
-    grep -q '1 files scanned' "$raw/sarif-validation.txt" && say "results.sarif validates against SARIF 2.1.0"
-fi
+ci/sarif_validate.sh "$out/results.sarif" >"$raw/sarif-validation.txt" 2>&1
+case $? in
+0) say "results.sarif validates against SARIF 2.1.0" ;;
+77) ;;
+*)
+    head -n 5 "$raw/sarif-validation.txt"
+    say "results.sarif does not validate against SARIF 2.1.0 (see $raw/sarif-validation.txt)"
+    exit 2
+    ;;
+esac
 say "done: $out/report.html"
 exit $rc

@@ -330,8 +330,8 @@ static int run_plan(session *s, const vdi_plan *plan, audit_result *r) {
     return account(s, &p, audit_run(&s->ctx, &p, r), r);
 }
 
-/* Does some argument of the client (or the media) name a run's own file ({run}, or the
- * set name {set}, which is the run's too)? */
+/* Does some argument of the client name a run's own file ({run}, or the set name {set},
+ * which is the run's too)? */
 static int own_files(const session *s) {
     for (int i = 0; i < s->ctx.argc; i++)
         if (strstr(s->ctx.argv[i], "{run}") || strstr(s->ctx.argv[i], "{set}"))
