@@ -19,6 +19,7 @@
 
 #include "chaos/scenario.h"
 #include "t_test.h"
+#include "vdi/vdi_seams.h"
 
 #define MAX_RUNS 10000u /* the budget of every seeded bug, all scenarios and strategies */
 
@@ -85,10 +86,13 @@ static const char *classify(const char *err, int status) {
 
 /* A seeded bug may leave a set's name behind (that is what some of them do), and a child
  * that died left its sets: remove the child's names so the suite leaves nothing in
- * /dev/shm. */
+ * /dev/shm. The prefix is the library's own object name of a set named "chaos-PID-", so
+ * it follows the library's spelling. */
 static void remove_names(pid_t pid) {
-    char prefix[96];
-    snprintf(prefix, sizeof prefix, "vdichaos-%u-.-chaos-%ld-", (unsigned)getuid(), (long)pid);
+    char set[48], shm[96];
+    snprintf(set, sizeof set, "chaos-%ld-", (long)pid);
+    T_REQUIRE(vdi_seam_shm_name(shm, sizeof shm, NULL, set) == 0);
+    const char *prefix = shm + 1; /* the file under /dev/shm is the name after its '/' */
     DIR *d = opendir("/dev/shm");
     struct dirent *de;
     while (d && (de = readdir(d)) != NULL)
