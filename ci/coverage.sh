@@ -32,6 +32,8 @@ done
 case "$build" in /*) ;; *) build=$PWD/$build ;; esac
 case "$out" in /*) ;; *) out=$PWD/$out ;; esac
 cd "$here" || exit 2
+# shellcheck source=ci/junit_count.sh
+. ci/junit_count.sh
 
 profdata=${LLVM_PROFDATA:-llvm-profdata-14}
 cov=${LLVM_COV:-llvm-cov-14}
@@ -77,10 +79,7 @@ LLVM_PROFILE_FILE="$out/prof/%p-%m.profraw" \
     ctest --test-dir "$build" -j2 --timeout 120 --no-tests=error -LE known-failure \
     --output-junit "$log/ctest.xml" >"$log/ctest.log" 2>&1
 ctest_rc=$?
-attr() { grep -m1 -oE "^[[:space:]]*$1=\"[0-9]+\"" "$log/ctest.xml" 2>/dev/null | grep -oE '[0-9]+' || echo 0; }
-total=$(attr tests)
-failed=$(attr failures)
-skipped=$(($(attr skipped) + $(attr disabled)))
+read -r total failed skipped < <(junit_count "$log/ctest.xml")
 if [ "$total" = 0 ]; then
     tail -n 20 "$log/ctest.log"
     echo "ci/coverage.sh: no test ran (ctest rc $ctest_rc)" >&2

@@ -55,6 +55,8 @@ fi
 tsan_prefix=(setarch "$(uname -m)" -R)
 
 # ---- build and test each preset ---------------------------------------------------------
+# shellcheck source=ci/junit_count.sh
+. ci/junit_count.sh
 run_ctest() { # $1 = preset
     local preset=$1 log="$logdir/ctest-$1.log" junit="$here/$logdir/ctest-$1.xml"
     local prefix=()
@@ -65,11 +67,8 @@ run_ctest() { # $1 = preset
         --repeat until-pass:2 --no-tests=error -LE known-failure --output-junit "$junit" \
         >"$log" 2>&1
     local rc=$?
-    local total fail_n skip_n attr
-    attr() { grep -m1 -oE "^[[:space:]]*$1=\"[0-9]+\"" "$junit" 2>/dev/null | grep -oE '[0-9]+' || echo 0; }
-    total=$(attr tests)
-    fail_n=$(attr failures)
-    skip_n=$(( $(attr skipped) + $(attr disabled) ))
+    local total fail_n skip_n
+    read -r total fail_n skip_n < <(junit_count "$junit")
     if [ "$total" = 0 ]; then
         tail -n 20 "$log"
         fail "ctest/$preset: no test ran (rc $rc)"
