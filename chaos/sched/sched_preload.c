@@ -446,6 +446,35 @@ static void external_end(void) {
     wait_turn();
 }
 
+/* ---- the interface a library under the scheduler calls (libsqlvdi's audit mode) ---- */
+
+EXPORT int vdichaos_sched_active(void);
+EXPORT void vdichaos_sched_point(const char *name);
+EXPORT void vdichaos_sched_external_begin(const char *what);
+EXPORT void vdichaos_sched_external_end(void);
+
+/* 1 when the calling thread runs under the scheduler. */
+EXPORT int vdichaos_sched_active(void) {
+    return ready();
+}
+
+/* A schedule point of the library's own (name: a string literal). */
+EXPORT void vdichaos_sched_point(const char *name) {
+    if (ready())
+        reschedule(name);
+}
+
+/* Around a wait the scheduler cannot see the end of (a futex another process wakes): the
+ * token is let go before it and taken back after; the run is then not fully controlled. */
+EXPORT void vdichaos_sched_external_begin(const char *what) {
+    if (ready())
+        external_begin(what);
+}
+EXPORT void vdichaos_sched_external_end(void) {
+    if (ready())
+        external_end();
+}
+
 /* ---- virtual time ---- */
 
 static uint64_t ts_ns(const struct timespec *ts) {
