@@ -15,6 +15,9 @@ install(TARGETS vdiref vdiref_shared sqlvdi EXPORT vdirefTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+if(TARGET vdichaos_sched) # preloaded by vdichaos client --sched, found beside libsqlvdi.so
+  install(TARGETS vdichaos_sched LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 install(FILES ${PROJECT_SOURCE_DIR}/ref/include/vdi/vdi.h
               ${PROJECT_SOURCE_DIR}/ref/include/vdi/vdi_seams.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/vdi)

@@ -174,6 +174,7 @@ typedef struct {
     const char *plan;   /* its plan file */
     const char *report; /* vdi-sqlcmd's report */
     const vdi_plan *p;  /* the run's plan: its shake, for libsqlvdi */
+    int client;         /* the client itself: its `schedule` applies */
 } child_env;
 
 /* In the child: the environment every run gets, then stdio into the run's files. */
@@ -208,6 +209,25 @@ static void child_setup(const child_env *e, const char *out_name, const char *er
         snprintf(buf, sizeof buf, "%llu:%u", (unsigned long long)e->p->shake_seed,
                  e->p->shake_max_us);
         setenv("VDI_AUDIT_SHAKE", buf, 1);
+    }
+    unsetenv("VDICHAOS_SCHED");
+    unsetenv("VDICHAOS_SCHED_OUT");
+    unsetenv("VDICHAOS_SCHED_TIMELINE");
+    if (e->client && e->p->sched && e->c->schedlib) { /* the client's threads, scheduled */
+        const char *pre = getenv("LD_PRELOAD");
+        snprintf(buf, sizeof buf, "%s%s%s", e->c->schedlib, pre && *pre ? ":" : "", pre ? pre : "");
+        setenv("LD_PRELOAD", buf, 1);
+        if (e->p->sched == 1)
+            snprintf(buf, sizeof buf, "random:%llu", (unsigned long long)e->p->sched_seed);
+        else if (e->p->sched_steps)
+            snprintf(buf, sizeof buf, "pct:%u:%llu:%u", e->p->sched_depth,
+                     (unsigned long long)e->p->sched_seed, e->p->sched_steps);
+        else
+            snprintf(buf, sizeof buf, "pct:%u:%llu", e->p->sched_depth,
+                     (unsigned long long)e->p->sched_seed);
+        setenv("VDICHAOS_SCHED", buf, 1);
+        path_join(buf, sizeof buf, e->run, "vdi-sched");
+        setenv("VDICHAOS_SCHED_OUT", buf, 1);
     }
     int in = open("/dev/null", O_RDONLY);
     path_join(buf, sizeof buf, e->run, out_name);
@@ -257,6 +277,48 @@ static void reap(proc *ps, int n) {
                 ps[i].status = st;
             }
     }
+}
+
+/* A `schedule` run: reads the scheduler's report (rundir/vdi-sched). Sets r->sched and its
+ * note; a hang it saw (every thread of the client blocked with no deadline) is the finding
+ * `ends: hang` with each thread's blocking point, and returns 1. */
+static int judge_schedule(const char *rundir, audit_result *r) {
+    char f[PATH_MAX + 16], buf[4096];
+    path_join(f, sizeof f, rundir, "vdi-sched");
+    size_t n = read_head(f, buf, sizeof buf);
+    if (n == 0) {
+        r->sched = 3;
+        snprintf(r->sched_note, sizeof r->sched_note,
+                 "no scheduler report: the client was not under the scheduler (a static or "
+                 "set-uid binary, or started by a wrapper that forks)");
+        return 0;
+    }
+    r->sched = strstr(buf, "\ncontrolled yes\n") ? 1 : 2;
+    const char *st = strstr(buf, "\nsteps ");
+    r->sched_steps = st ? strtoul(st + 7, NULL, 10) : 0;
+    size_t l = 0;
+    for (char *u = strstr(buf, "\nuncontrolled "); u && l < sizeof r->sched_note;
+         u = strstr(u + 1, "\nuncontrolled ")) {
+        char *e = strchr(u + 1, '\n');
+        int len = e ? (int)(e - u - 14) : (int)strlen(u + 14);
+        l += (size_t)snprintf(r->sched_note + l, sizeof r->sched_note - l, "%s%.*s",
+                              l ? "; " : "not controlled: ", len, u + 14);
+    }
+    if (!strstr(buf, "\noutcome hang\n"))
+        return 0;
+    char where[700] = "";
+    size_t w = 0;
+    for (char *b = strstr(buf, "\nblocked "); b && w < sizeof where;
+         b = strstr(b + 1, "\nblocked ")) {
+        char *e = strchr(b + 1, '\n');
+        int len = e ? (int)(e - b - 9) : (int)strlen(b + 9);
+        w += (size_t)snprintf(where + w, sizeof where - w, "\n  thread %.*s", len, b + 9);
+    }
+    add_finding(r, "ends", "hang",
+                "under the scheduler every thread of the client was blocked with no deadline "
+                "(a deadlock or a lost wake-up); where each waited:%s",
+                where);
+    return 1;
 }
 
 /* Waits for a child to change state, at most ms. */
@@ -575,7 +637,7 @@ static int run_clean(const audit_ctx *c, const vdi_plan *p, const char *rundir, 
         snprintf(why, cap, "the restore plan could not be written");
         return 0;
     }
-    child_env env = {c, rundir, planf, reportf, &clean};
+    child_env env = {c, rundir, planf, reportf, &clean, 0};
     proc ps[1] = {{0, 0, 0}};
     ps[0].pid = spawn(&env, argv, "restore.out", "restore.err");
     if (ps[0].pid < 0) {
@@ -681,7 +743,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
     }
     if (media)
         unlink(media);
-    child_env env = {c, rundir, planf, reportf, p};
+    child_env env = {c, rundir, planf, reportf, p, 0};
     sigset_t chld, old;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -689,7 +751,9 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
 
     double t0 = now_s();
     proc ps[2] = {{0, 0, 0}, {0, 0, 0}};
+    env.client = 1;
     ps[0].pid = spawn(&env, argv, "client.out", "client.err");
+    env.client = 0;
     if (sql) {
         char *sargv[] = {(char *)c->sqlcmd, "-S", "localhost", "-b", "-Q", sql, NULL};
         ps[1].pid = spawn(&env, sargv, "server.out", "server.err");
@@ -745,6 +809,8 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
                 wait_child(20);
         }
     }
+    if (!hung && p->sched && judge_schedule(rundir, r))
+        hung = 1; /* the scheduler saw every thread blocked for good: the run is over */
     r->seconds = now_s() - t0;
     int st = ps[0].status;
     r->exited = WIFEXITED(st);

@@ -17,6 +17,7 @@ typedef struct audit_ctx {
     const char *statement; /* run by vdichaos for the client (a plan's statement wins) */
     const char *sqlcmd;    /* vdi-sqlcmd */
     const char *libdir;    /* the directory of our libsqlvdi.so, first on LD_LIBRARY_PATH */
+    const char *schedlib;  /* libvdichaos_sched.so, preloaded into a plan's `schedule` runs */
     const char *media;     /* the file the client presents as a complete backup, or NULL */
     char **restore_argv;   /* a command that restores the backup, or NULL (NULL-terminated) */
     long hang_ms;          /* a run longer than this is a hang */
@@ -39,6 +40,10 @@ typedef struct audit_result {
     int restore;             /* the session was a restore */
     long sent, completed;    /* commands of the (last) session */
     double seconds;
+    int sched; /* a `schedule` run: 1 fully controlled, 2 not fully (what the
+                  scheduler could not control, in sched_note), 3 no report */
+    char sched_note[160];
+    unsigned long sched_steps; /* the steps the scheduler counted */
     int nfindings;
     audit_finding findings[AUDIT_MAX_FINDINGS];
 } audit_result;

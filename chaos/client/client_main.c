@@ -24,6 +24,10 @@
 #ifndef VDICHAOS_SQLCMD
 #define VDICHAOS_SQLCMD ""
 #endif
+#ifndef VDICHAOS_SCHED_LIB
+#define VDICHAOS_SCHED_LIB ""
+#endif
+#define SCHED_NAME "libvdichaos_sched.so"
 #ifndef VDICHAOS_SQLVDI_DIR
 #define VDICHAOS_SQLVDI_DIR ""
 #endif
@@ -53,6 +57,11 @@ static int client_usage(void) {
             "  --shake SEED[:MAX_US]    shake the client's threads: libsqlvdi yields or\n"
             "                           sleeps (up to MAX_US, 1000) at every VDI schedule\n"
             "                           point, seeded per run (a plan's `shake` step)\n"
+            "  --sched random:SEED|pct:DEPTH:SEED[:STEPS]  run the client's threads under\n"
+            "                           the controlled scheduler (libvdichaos_sched.so), a\n"
+            "                           schedule per run (a plan's `schedule` step); with\n"
+            "                           --plans clean or replay, --runs N schedules of the\n"
+            "                           plan\n"
             "  --budget DURATION        start no run after this long (90s, 10m, 1h)\n"
             "  --faults LIST            abort,close,fail,die-exit,die-kill,pause,stall (all)\n"
             "  --max-index N            sweep: fault indices 1..N only\n"
@@ -103,8 +112,10 @@ typedef struct {
     audit_ctx ctx;
     const char *strategy, *findings_dir, *replay;
     uint64_t seed;
-    uint64_t shake_seed;   /* --shake: the client's threads delayed and yielded, 0 = not */
-    uint32_t shake_max_us; /* their longest delay */
+    uint64_t shake_seed;    /* --shake: the client's threads delayed and yielded, 0 = not */
+    uint32_t shake_max_us;  /* their longest delay */
+    vdi_plan sched;         /* --sched: its `schedule` fields (sched 0: none) */
+    uint32_t learned_steps; /* pct without STEPS: the steps of the first scheduled run */
     long runs, max_index, pause_ms, server_timeout;
     uint64_t db_size;
     uint32_t max_transfer;
@@ -221,7 +232,9 @@ static void describe(const vdi_plan *p, char *buf, size_t cap) {
         l += (size_t)snprintf(buf + l, cap - l, "%s%s", i ? "; " : "", f);
     }
     if (p->shake_seed && l < cap)
-        snprintf(buf + l, cap - l, ", shaken");
+        l += (size_t)snprintf(buf + l, cap - l, ", shaken");
+    if (p->sched && l < cap)
+        snprintf(buf + l, cap - l, ", scheduled");
 }
 
 /* Records a finding: new signatures are saved as their plan (once: a file already there
@@ -292,6 +305,13 @@ static void plan_as_run(session *s, const vdi_plan *plan, vdi_plan *out) {
         out->shake_seed = next_u64(&x) | 1u;
         out->shake_max_us = s->shake_max_us;
     }
+    if (s->sched.sched && !plan->sched) { /* a schedule of its own, in the plan */
+        uint64_t x = s->sched.sched_seed ^ (s->planned + 1) * 0xbf58476d1ce4e5b9u;
+        out->sched = s->sched.sched;
+        out->sched_depth = s->sched.sched_depth;
+        out->sched_seed = next_u64(&x);
+        out->sched_steps = s->sched.sched_steps ? s->sched.sched_steps : s->learned_steps;
+    }
     s->planned++;
 }
 
@@ -318,6 +338,10 @@ static int account(session *s, const vdi_plan *p, int rc, const audit_result *r)
                                   : "server: none",
                 r->seconds, r->nfindings ? "  FINDING" : "");
     }
+    if (r->sched >= 2 && !s->quiet)
+        fprintf(stderr, "       %s\n", r->sched_note);
+    if (p->sched == 2 && !s->learned_steps && r->sched_steps)
+        s->learned_steps = r->sched_steps > 100000000 ? 100000000 : (uint32_t)r->sched_steps;
     for (int i = 0; i < r->nfindings; i++)
         record(s, p, &r->findings[i], run);
     return 0;
@@ -420,6 +444,26 @@ static int clean_run(session *s, long *commands) {
                 "command, and that it runs sqlcmd or uses --statement\n",
                 r.server == -2 ? "no session was run" : "the server failed");
     return r.server == 1 ? 0 : -1;
+}
+
+/* With --sched and --runs N: the clean plan (or the replayed one, when it has no schedule
+ * of its own) under N schedules, each its own. */
+static void schedules(session *s, const vdi_plan *replayed) {
+    long commands = 0;
+    if (!replayed && clean_run(s, &commands) != 0)
+        return;
+    for (long done = replayed ? 0 : 1; done < s->runs; done++) {
+        if (over_budget(s) || (s->first && s->nfound) || s->stopped)
+            return;
+        vdi_plan p;
+        audit_result r;
+        if (replayed)
+            p = *replayed;
+        else
+            base_plan(s, &p);
+        if (run_plan(s, &p, &r) != 0)
+            return;
+    }
 }
 
 static void sweep(session *s) {
@@ -783,6 +827,34 @@ static int find_server(audit_ctx *c, int lib_given) {
     return -1;
 }
 
+/* libvdichaos_sched.so: VDICHAOS_SCHED_LIB, else beside our libsqlvdi.so (an install's
+ * lib/), else the build tree's. */
+static int find_scheduler(audit_ctx *c) {
+    static char lib[PATH_MAX];
+    const char *env = getenv("VDICHAOS_SCHED_LIB");
+    if (env && *env) {
+        if (access(env, R_OK) != 0) {
+            fprintf(stderr, "vdichaos client: VDICHAOS_SCHED_LIB=%s: %s\n", env, strerror(errno));
+            return -1;
+        }
+        c->schedlib = env;
+        return 0;
+    }
+    if (c->libdir && try_path(lib, sizeof lib, c->libdir, SCHED_NAME, R_OK) == 0) {
+        c->schedlib = lib;
+        return 0;
+    }
+    if (VDICHAOS_SCHED_LIB[0] && access(VDICHAOS_SCHED_LIB, R_OK) == 0) {
+        c->schedlib = VDICHAOS_SCHED_LIB;
+        return 0;
+    }
+    fprintf(stderr,
+            "vdichaos client: --sched: cannot find %s beside %s or in the build tree; set "
+            "VDICHAOS_SCHED_LIB\n",
+            SCHED_NAME, SQLVDI_NAME);
+    return -1;
+}
+
 int vdichaos_client_main(int argc, char **argv) {
     session s;
     memset(&s, 0, sizeof s);
@@ -866,6 +938,21 @@ int vdichaos_client_main(int argc, char **argv) {
             }
             s.shake_seed = sp.shake_seed;
             s.shake_max_us = sp.shake_max_us;
+        } else if (strcmp(a, "--sched") == 0) {
+            /* random:SEED | pct:DEPTH:SEED[:STEPS] is the plan's step `schedule ...` */
+            char step[128];
+            int n = snprintf(step, sizeof step, "schedule %s\n", val);
+            for (char *q = step; n > 0 && (size_t)n < sizeof step && *q; q++)
+                if (*q == ':')
+                    *q = ' ';
+            if (n < 0 || (size_t)n >= sizeof step || strchr(val, ' ') || strchr(val, '\t') ||
+                vdi_plan_parse(step, (size_t)n, 1, &s.sched, NULL, 0) != 0 || !s.sched.sched) {
+                fprintf(stderr,
+                        "vdichaos client: --sched %s: random:SEED or pct:DEPTH:SEED[:STEPS] "
+                        "(DEPTH 1..8)\n",
+                        val);
+                return client_usage();
+            }
         } else if (strcmp(a, "--runs") == 0 && parse_num(val, 1, 100000000, &v) == 0) {
             s.runs = v;
         } else if (strcmp(a, "--jobs") == 0 && parse_num(val, 1, AUDIT_POOL_MAX_JOBS, &v) == 0) {
@@ -927,6 +1014,8 @@ int vdichaos_client_main(int argc, char **argv) {
     s.ctx.argc = argc - i;
     if (find_server(&s.ctx, lib_given) != 0)
         return 2;
+    if (s.sched.sched && find_scheduler(&s.ctx) != 0)
+        return 2;
     vdi_plan replay_plan;
     if (s.replay && read_plan(s.replay, &replay_plan) != 0)
         return 2;
@@ -957,7 +1046,10 @@ int vdichaos_client_main(int argc, char **argv) {
         audit_result r;
         if (!replay_plan.statement[0] && s.ctx.statement)
             snprintf(replay_plan.statement, sizeof replay_plan.statement, "%s", s.ctx.statement);
-        (void)run_plan(&s, &replay_plan, &r);
+        if (s.sched.sched && !replay_plan.sched && s.runs > 1)
+            schedules(&s, &replay_plan);
+        else
+            (void)run_plan(&s, &replay_plan, &r);
     } else if (strcmp(s.strategy, "sweep") == 0 || strcmp(s.strategy, "random") == 0) {
         if (s.jobs > 1) {
             s.pool = audit_pool_new(&s.ctx, s.jobs, pool_done, &s);
@@ -979,6 +1071,8 @@ int vdichaos_client_main(int argc, char **argv) {
             random_plans(&s);
         audit_pool_free(s.pool);
         s.pool = NULL;
+    } else if (s.sched.sched && s.runs > 1) {
+        schedules(&s, NULL);
     } else {
         long commands;
         (void)clean_run(&s, &commands);

@@ -206,6 +206,10 @@ static void report(FILE *f, const char *outcome) {
     fprintf(f, "controlled %s\n", S.nunc ? "no" : "yes");
     for (unsigned i = 0; i < S.nunc; i++)
         fprintf(f, "uncontrolled %s %lu\n", S.unc_name[i], S.unc_count[i]);
+    if (strcmp(outcome, "hang") == 0)
+        for (int i = 0; i < S.nthreads; i++)
+            if (S.t[i].state != T_EXITED)
+                fprintf(f, "blocked %d %s\n", i, S.t[i].point ? S.t[i].point : "(start)");
     fprintf(f, "decisions %zu\n", S.ndecisions);
     for (size_t i = 0; i < S.ndecisions; i++)
         fprintf(f, "%u%c", S.decisions[i], (i + 1) % 32 == 0 || i + 1 == S.ndecisions ? '\n' : ' ');
@@ -255,18 +259,7 @@ __attribute__((noreturn)) static void hang(void) {
         if (S.t[i].state != T_EXITED)
             fprintf(stderr, "vdi-sched:   thread %d (tid %d) %s at %s\n", i, (int)S.t[i].tid,
                     state_name(&S.t[i]), S.t[i].point ? S.t[i].point : "(start)");
-    if (S.out[0]) {
-        write_report("hang");
-        FILE *f = fopen(S.out, "a");
-        if (f) {
-            for (int i = 0; i < S.nthreads; i++)
-                if (S.t[i].state != T_EXITED)
-                    fprintf(f, "blocked %d %s\n", i, S.t[i].point ? S.t[i].point : "(start)");
-            fclose(f);
-        }
-    } else {
-        write_report("hang");
-    }
+    write_report("hang");
     _exit(HANG_EXIT);
 }
 

@@ -82,6 +82,18 @@ static void test_steps(void) {
     T_EXPECT(a.shake_seed == UINT64_MAX && a.shake_max_us == 250);
     T_EXPECT(vdi_plan_benign(&a));
     round_trip(&a);
+    /* schedule: random SEED, pct DEPTH SEED [STEPS] */
+    T_EXPECT_EQ(parse("schedule random 0\n", 1, err, sizeof err), 0);
+    T_EXPECT(a.sched == 1 && a.sched_seed == 0);
+    T_EXPECT(vdi_plan_benign(&a));
+    round_trip(&a);
+    T_EXPECT_EQ(parse("schedule pct 3 18446744073709551615 400\n", 1, err, sizeof err), 0);
+    T_EXPECT(a.sched == 2 && a.sched_depth == 3 && a.sched_seed == UINT64_MAX &&
+             a.sched_steps == 400);
+    round_trip(&a);
+    T_EXPECT_EQ(parse("schedule pct 1 5\n", 1, err, sizeof err), 0);
+    T_EXPECT(a.sched == 2 && a.sched_depth == 1 && a.sched_seed == 5 && a.sched_steps == 0);
+    round_trip(&a);
     /* keys in any order; CRLF and tabs */
     T_EXPECT_EQ(parse("fail\tcode 6 device 2 at 9\r\n", 1, err, sizeof err), 0);
     T_EXPECT(a.nfaults == 1 && a.faults[0].after == 9 && a.faults[0].code == 6 &&
@@ -113,6 +125,13 @@ static void test_strict_errors(void) {
         {"shake 3 0\n", "line 1: shake max_us: not a number from 1 to 1000000"},
         {"shake 3 1000001\n", "line 1: shake max_us: not a number from 1 to 1000000"},
         {"shake 3 10 x\n", "line 1: unexpected 'x'"},
+        {"schedule\n", "line 1: schedule: random SEED or pct DEPTH SEED [STEPS]"},
+        {"schedule dfs 1\n", "line 1: schedule: random SEED or pct DEPTH SEED [STEPS]"},
+        {"schedule pct 0 1\n", "line 1: schedule depth: not a number from 1 to 8"},
+        {"schedule pct 9 1\n", "line 1: schedule depth: not a number from 1 to 8"},
+        {"schedule pct 2\n", "line 1: schedule seed needs a number"},
+        {"schedule pct 2 1 0\n", "line 1: schedule steps: not a number from 1"},
+        {"schedule random 1 2\n", "line 1: unexpected '2'"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = parse(cases[i].text, 1, err, sizeof err);

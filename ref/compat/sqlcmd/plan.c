@@ -302,6 +302,29 @@ static int parse_line(const char *b, const char *end, vdi_plan *p, errbuf *e) {
         p->shake_max_us = (uint32_t)us;
         return end_of_line(&c, e);
     }
+    if (tok_is(t, tn, "schedule")) { /* schedule random SEED | schedule pct DEPTH SEED [STEPS] */
+        const char *a;
+        size_t an;
+        uint64_t depth = 0, steps = 0;
+        if (!next_token(&c, &a, &an) || !(tok_is(a, an, "random") || tok_is(a, an, "pct")))
+            return bad(e, "schedule: random SEED or pct DEPTH SEED [STEPS]");
+        int pct = a[0] == 'p';
+        if (pct && !arg_u64(&c, e, "schedule depth", 1, 8, &depth))
+            return 0;
+        if (!arg_u64(&c, e, "schedule seed", 0, UINT64_MAX, &v))
+            return 0;
+        const char *save = c.p;
+        if (pct && next_token(&c, &a, &an)) {
+            c.p = save;
+            if (!arg_u64(&c, e, "schedule steps", 1, 100000000, &steps))
+                return 0;
+        }
+        p->sched = pct ? 2 : 1;
+        p->sched_depth = (uint8_t)depth;
+        p->sched_seed = v;
+        p->sched_steps = (uint32_t)steps;
+        return end_of_line(&c, e);
+    }
     for (uint8_t k = 1; k < VDI_PLAN_KIND_END; k++) {
         if (!tok_is(t, tn, kind_names[k]))
             continue;
@@ -422,6 +445,13 @@ size_t vdi_plan_print(const vdi_plan *p, char *buf, size_t cap) {
             put(&o, "order %d reverse\n", d);
     if (p->shake_seed)
         put(&o, "shake %llu %u\n", (unsigned long long)p->shake_seed, p->shake_max_us);
+    if (p->sched == 1)
+        put(&o, "schedule random %llu\n", (unsigned long long)p->sched_seed);
+    else if (p->sched == 2 && p->sched_steps)
+        put(&o, "schedule pct %u %llu %u\n", p->sched_depth, (unsigned long long)p->sched_seed,
+            p->sched_steps);
+    else if (p->sched == 2)
+        put(&o, "schedule pct %u %llu\n", p->sched_depth, (unsigned long long)p->sched_seed);
     for (uint32_t i = 0; i < p->nfaults && i < VDI_PLAN_MAX_FAULTS; i++) {
         char line[128];
         vdi_plan_fault_print(&p->faults[i], line, sizeof line);
@@ -437,7 +467,9 @@ int vdi_plan_equal(const vdi_plan *a, const vdi_plan *b) {
         a->flushes != b->flushes || a->complete != b->complete ||
         memcmp(a->transfer, b->transfer, sizeof a->transfer) != 0 ||
         memcmp(a->reverse, b->reverse, sizeof a->reverse) != 0 || a->shake_seed != b->shake_seed ||
-        a->shake_max_us != b->shake_max_us || a->nfaults != b->nfaults)
+        a->shake_max_us != b->shake_max_us || a->sched != b->sched ||
+        a->sched_depth != b->sched_depth || a->sched_steps != b->sched_steps ||
+        a->sched_seed != b->sched_seed || a->nfaults != b->nfaults)
         return 0;
     for (uint32_t i = 0; i < a->nfaults && i < VDI_PLAN_MAX_FAULTS; i++) {
         const vdi_plan_fault *x = &a->faults[i], *y = &b->faults[i];

@@ -62,6 +62,10 @@ typedef struct vdi_plan {
     uint8_t reverse[VDI_PLAN_MAX_DEVICES];   /* 1: the device's data commands last first */
     uint64_t shake_seed;   /* the client's threads shaken with this seed, 0 = not */
     uint32_t shake_max_us; /* their longest delay (VDI_AUDIT_SHAKE=SEED:MAX_US) */
+    uint8_t sched;         /* the client's threads under the scheduler: 0 no, 1 random, 2 pct */
+    uint8_t sched_depth;   /* pct: 1..8 */
+    uint32_t sched_steps;  /* pct: the run's expected steps, 0 = the scheduler's default */
+    uint64_t sched_seed;   /* (VDICHAOS_SCHED, chaos/sched/README.md) */
     uint32_t nfaults;
     vdi_plan_fault faults[VDI_PLAN_MAX_FAULTS];
 } vdi_plan;
