@@ -11,14 +11,21 @@
 #
 # Part five, on its own: ci/bench.sh --bugs [ci/bench_bugs.sh options], the time-to-bug
 # benchmark (every seeded bug under each strategy against a stress test).
+# Part six, on its own: ci/bench.sh --sched [ci/bench_sched.sh options], the scheduler of a
+# client's own threads against the OS alone and --shake, and its overhead.
 #
 # Usage: ci/bench.sh [--no-build] [--mib N (default 4096)] [--rounds N (default 20000)]
 #        ci/bench.sh --bugs [--no-build] [--seconds S] [--runs N] [--bug NAME]...
+#        ci/bench.sh --sched [--no-build] [--runs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --bugs ]; then
     shift
     exec ci/bench_bugs.sh "$@"
+fi
+if [ "${1:-}" = --sched ]; then
+    shift
+    exec ci/bench_sched.sh "$@"
 fi
 
 build=1
@@ -29,7 +36,7 @@ while [ $# -gt 0 ]; do
     --no-build) build=0; shift ;;
     --mib) mib=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "ci/bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done

@@ -49,7 +49,8 @@ static int client_usage(void) {
             "                           seeded combinations\n"
             "  --statement SQL          the statement vdichaos runs for the client\n"
             "  --seed N --runs N        random: the seed (1) and number of runs (100);\n"
-            "                           sweep: at most N runs\n"
+            "                           sweep: at most N runs; clean, replay: N runs of\n"
+            "                           the plan (each its own --sched and --shake seed)\n"
             "  --jobs N                 sweep, random: N runs at once (1..64; 1), for\n"
             "                           plans that mostly wait (pause, stall); each run\n"
             "                           in a directory of its own, '{run}' in COMMAND's\n"
@@ -59,9 +60,7 @@ static int client_usage(void) {
             "                           point, seeded per run (a plan's `shake` step)\n"
             "  --sched random:SEED|pct:DEPTH:SEED[:STEPS]  run the client's threads under\n"
             "                           the controlled scheduler (libvdichaos_sched.so), a\n"
-            "                           schedule per run (a plan's `schedule` step); with\n"
-            "                           --plans clean or replay, --runs N schedules of the\n"
-            "                           plan\n"
+            "                           schedule per run (a plan's `schedule` step)\n"
             "  --budget DURATION        start no run after this long (90s, 10m, 1h)\n"
             "  --faults LIST            abort,close,fail,die-exit,die-kill,pause,stall (all)\n"
             "  --max-index N            sweep: fault indices 1..N only\n"
@@ -446,9 +445,9 @@ static int clean_run(session *s, long *commands) {
     return r.server == 1 ? 0 : -1;
 }
 
-/* With --sched and --runs N: the clean plan (or the replayed one, when it has no schedule
- * of its own) under N schedules, each its own. */
-static void schedules(session *s, const vdi_plan *replayed) {
+/* --plans clean or replay with --runs N: the plan N times, each run with a schedule (and a
+ * shake) of its own when --sched (--shake) is given: a stress test otherwise. */
+static void repeat_runs(session *s, const vdi_plan *replayed) {
     long commands = 0;
     if (!replayed && clean_run(s, &commands) != 0)
         return;
@@ -1046,8 +1045,8 @@ int vdichaos_client_main(int argc, char **argv) {
         audit_result r;
         if (!replay_plan.statement[0] && s.ctx.statement)
             snprintf(replay_plan.statement, sizeof replay_plan.statement, "%s", s.ctx.statement);
-        if (s.sched.sched && !replay_plan.sched && s.runs > 1)
-            schedules(&s, &replay_plan);
+        if (s.runs > 1)
+            repeat_runs(&s, &replay_plan);
         else
             (void)run_plan(&s, &replay_plan, &r);
     } else if (strcmp(s.strategy, "sweep") == 0 || strcmp(s.strategy, "random") == 0) {
@@ -1071,8 +1070,8 @@ int vdichaos_client_main(int argc, char **argv) {
             random_plans(&s);
         audit_pool_free(s.pool);
         s.pool = NULL;
-    } else if (s.sched.sched && s.runs > 1) {
-        schedules(&s, NULL);
+    } else if (s.runs > 1) {
+        repeat_runs(&s, NULL);
     } else {
         long commands;
         (void)clean_run(&s, &commands);

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# ci/bench.sh --sched: the controlled scheduler of a client's own threads (chaos/sched)
+# against what a user has without it. For each race client of tests/clients (a bug of its
+# own threads that needs one interleaving), the same number of runs three ways: the OS
+# alone, libsqlvdi's seeded delays (--shake), and the scheduler (--sched, PCT); it prints
+# found k/N each way and the ratio of the scheduler's rate to the best other one. Then the
+# overhead: runs per second of the sample client's clean backup under the scheduler
+# against free. Release build; numbers only, no verdict fails the script.
+#
+# Usage: ci/bench_sched.sh [--no-build] [--runs N (default 100)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=1
+runs=100
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --no-build) build=0; shift ;;
+    --runs) runs=$2; shift 2 ;;
+    -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "ci/bench_sched.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+    esac
+done
+case "$runs" in '' | *[!0-9]*) echo "ci/bench_sched.sh: --runs N (1..)" >&2; exit 2 ;; esac
+[ "$runs" -ge 1 ] || { echo "ci/bench_sched.sh: --runs N (1..)" >&2; exit 2; }
+if [ $build = 1 ]; then
+    cmake --preset release >/dev/null
+    cmake --build build/release -j2 --target vdichaos vdichaos_sched vdi-sqlcmd sqlvdi \
+        vdi-sample-client race-client-lost-update race-client-lost-wakeup \
+        race-client-complete-after-close >/dev/null
+fi
+b=build/release
+tool=$b/chaos/vdichaos
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-sched-XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+printf 'abort after 2\n' >"$scratch/abort.plan"
+
+# hits WANT_REGEX ARGS...: runs of `vdichaos client ARGS` with a finding matching WANT.
+hits() {
+    local want=$1
+    shift
+    rm -rf "$scratch/f"
+    "$tool" client "$@" >"$scratch/out.json" 2>/dev/null || true
+    python3 - "$want" "$scratch/out.json" <<'PY'
+import json, re, sys
+try:
+    d = json.load(open(sys.argv[2]))
+except Exception:
+    print("error"); sys.exit(0)
+print(sum(f["runs"] for f in d["findings"] if re.fullmatch(sys.argv[1], f["oracle"] + ":" + f["class"])))
+PY
+}
+
+printf '%-34s %-10s %-10s %-12s %s\n' "race client (runs each)" "OS alone" "--shake" "--sched pct" \
+    "scheduler / best other"
+for row in "lost-update;truth:backup-does-not-restore;clean;2:1" \
+    "lost-wakeup;ends:hang;clean;2:9" \
+    "complete-after-close;protocol:(complete|call)-after-close;abort;2:1"; do
+    IFS=";" read -r bug want plan depth <<<"$row"
+    c=$b/tests/clients/race-client-$bug
+    pre=(--plans clean)
+    [ "$plan" = abort ] && pre=(replay "$scratch/abort.plan")
+    common=(--findings "$scratch/f" --json --quiet --runs "$runs" --hang-ms 10000)
+    restore=()
+    [ "$bug" = lost-update ] && restore=(--restore-command "$c restore db {run}/m.bak 2")
+    tail=(-- "$c" backup db '{run}/m.bak' 2)
+    free=$(hits "$want" "${pre[@]}" "${common[@]}" "${restore[@]}" "${tail[@]}")
+    shake=$(hits "$want" "${pre[@]}" "${common[@]}" --shake 1 "${restore[@]}" "${tail[@]}")
+    sched=$(hits "$want" "${pre[@]}" "${common[@]}" --sched "pct:$depth" "${restore[@]}" "${tail[@]}")
+    ratio=$(awk -v s="$sched" -v a="$free" -v b="$shake" 'BEGIN {
+        o = a > b ? a : b
+        if (s == 0) print "none found"
+        else if (o == 0) printf ">= %.0fx (others found none)\n", s
+        else printf "%.1fx\n", s / o }')
+    printf '%-34s %-10s %-10s %-12s %s\n' "$bug ($runs)" "$free/$runs" "$shake/$runs" \
+        "$sched/$runs" "$ratio"
+done
+
+# Overhead: the sample client's clean backup, runs per second, free and scheduled.
+s=$b/ref/compat/example/vdi-sample-client
+pps() {
+    "$tool" client --plans clean --runs "$runs" --json --quiet --findings "$scratch/o" "$@" \
+        -- "$s" backup db '{run}/m.bak' 2>/dev/null |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["plans_per_second"])'
+}
+f=$(pps)
+c=$(pps --sched pct:2:1)
+printf '%-34s %-10s %-10s %s\n' "sample client, runs/s ($runs)" "free $f" "sched $c" \
+    "$(awk -v a="$f" -v b="$c" 'BEGIN { printf "%.2f of free\n", b / a }')"
