@@ -5,7 +5,9 @@
 # alone, libsqlvdi's seeded delays (--shake), and the scheduler (--sched, PCT); it prints
 # found k/N each way and the ratio of the scheduler's rate to the best other one. Then the
 # overhead: runs per second of the sample client's clean backup under the scheduler
-# against free. Release build; numbers only, no verdict fails the script.
+# against free. Also the small programs of tests/sched: free runs against PCT seeds, and
+# the first finding replayed to the same trace. Release build; numbers only, no verdict
+# fails the script.
 #
 # Usage: ci/bench_sched.sh [--no-build] [--runs N (default 100)]
 set -euo pipefail
@@ -16,7 +18,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --no-build) build=0; shift ;;
     --runs) runs=$2; shift 2 ;;
-    -h | --help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "ci/bench_sched.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -26,7 +28,8 @@ if [ $build = 1 ]; then
     cmake --preset release >/dev/null
     cmake --build build/release -j2 --target vdichaos vdichaos_sched vdi-sqlcmd sqlvdi \
         vdi-sample-client race-client-lost-update race-client-lost-wakeup \
-        race-client-complete-after-close >/dev/null
+        race-client-complete-after-close sched-lost-update sched-lost-wakeup sched-late-finish \
+        >/dev/null
 fi
 b=build/release
 tool=$b/chaos/vdichaos
@@ -74,6 +77,48 @@ for row in "lost-update;truth:backup-does-not-restore;clean;2:1" \
     printf '%-34s %-10s %-10s %-12s %s\n' "$bug ($runs)" "$free/$runs" "$shake/$runs" \
         "$sched/$runs" "$ratio"
 done
+
+# The small programs of tests/sched (no VDI, fully controlled): free runs against PCT
+# seeds, then the first finding replayed from its report $runs times to the same trace.
+sched_lib=$b/chaos/sched/libvdichaos_sched.so
+printf '\n%-34s %-10s %-12s %-16s %s\n' "program (runs each)" "free" "pct" "first pct seed" \
+    "replays, same trace"
+for row in "lost-update 1 2" "lost-wakeup 86 3" "late-finish 1 2"; do
+    read -r p want depth <<<"$row"
+    prog=$b/tests/sched/sched-$p
+    free=0 found=0 first=""
+    for ((i = 1; i <= runs; i++)); do
+        rc=0
+        timeout 10 "$prog" >/dev/null 2>&1 || rc=$?
+        [ "$rc" -eq "$want" ] && free=$((free + 1))
+    done
+    LD_PRELOAD=$sched_lib VDICHAOS_SCHED=random:0 VDICHAOS_SCHED_OUT=$scratch/r0 "$prog" \
+        >/dev/null 2>&1 || true
+    k=$(sed -n 's/^steps //p' "$scratch/r0")
+    for ((i = 1; i <= runs; i++)); do
+        rc=0
+        LD_PRELOAD=$sched_lib VDICHAOS_SCHED=pct:$depth:$i:$k VDICHAOS_SCHED_OUT=$scratch/r \
+            "$prog" >/dev/null 2>&1 || rc=$?
+        if [ "$rc" -eq "$want" ]; then
+            found=$((found + 1))
+            [ -n "$first" ] || { first=$i; cp "$scratch/r" "$scratch/found"; }
+        fi
+    done
+    same=0
+    if [ -n "$first" ]; then
+        t=$(sed -n 's/^trace //p' "$scratch/found")
+        for ((i = 1; i <= runs; i++)); do
+            rc=0
+            LD_PRELOAD=$sched_lib VDICHAOS_SCHED=replay:$scratch/found VDICHAOS_SCHED_OUT=$scratch/rr \
+                "$prog" >/dev/null 2>&1 || rc=$?
+            [ "$rc" -eq "$want" ] && [ "$(sed -n 's/^trace //p' "$scratch/rr")" = "$t" ] &&
+                same=$((same + 1))
+        done
+    fi
+    printf '%-34s %-10s %-12s %-16s %s\n' "sched-$p ($runs)" "$free/$runs" "$found/$runs" \
+        "${first:-none} (pct:$depth)" "$same/$runs"
+done
+echo
 
 # Overhead: the sample client's clean backup, runs per second, free and scheduled.
 s=$b/ref/compat/example/vdi-sample-client
