@@ -20,7 +20,7 @@
  * Not controlled, and reported once per kind as "not fully controlled": blocking waits on
  * file descriptors and on child processes (they run with the token released), raw futexes,
  * signals, and threads the scheduler did not see start. A forked child runs uncontrolled,
- * and so does a ThreadSanitizer program, for now (sched_init says why). */
+ * and ThreadSanitizer's own thread runs free (pthread_create says how it is told apart). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -86,6 +86,7 @@ static struct {
     char out[512];
     int reported;
     int timeline; /* VDICHAOS_SCHED_TIMELINE=1: every step on stderr */
+    int tsan;     /* the program is built with ThreadSanitizer (pthread_create says how) */
 } S;
 
 static __thread int self = -1; /* this thread's slot; -1: not controlled */
@@ -649,6 +650,28 @@ static void thread_gone(void) {
     self = -1;
 }
 
+/* ThreadSanitizer's pthread_create calls ours with its own start routine and, as its
+ * argument, a block whose first two words are the program's function and argument (its
+ * ThreadParam); its own thread gets none. It waits for the new thread to start before it
+ * returns, so the new thread may not wait for its turn before that start: the program's
+ * function is swapped for user_start in the block, which waits there instead. */
+struct tsan_param {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static void *user_start(void *p) {
+    struct start st = *(struct start *)p;
+    free(p);
+    self = st.slot;
+    S.t[self].tid = (pid_t)syscall(SYS_gettid);
+    wait_turn();
+    void *ret = st.fn(st.arg);
+    if (self >= 0)
+        thread_gone();
+    return ret;
+}
+
 static void *trampoline(void *p) {
     struct start st = *(struct start *)p;
     free(p);
@@ -663,7 +686,7 @@ static void *trampoline(void *p) {
 
 EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *),
                           void *arg) {
-    if (!ready())
+    if (!ready() || (S.tsan && !arg)) /* the sanitizer's own thread runs free */
         return real_create(th, attr, fn, arg);
     lock_sched();
     int slot = S.nthreads < MAX_THREADS ? S.nthreads : -1;
@@ -684,15 +707,29 @@ EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)
         S.t[slot].state = T_EXITED;
         return EAGAIN;
     }
-    *st = (struct start){fn, arg, slot};
-    int rc = real_create(th, attr, trampoline, st);
+    int rc;
+    if (S.tsan) {
+        struct tsan_param *tp = arg, saved = *tp;
+        *st = (struct start){tp->fn, tp->arg, slot};
+        tp->fn = user_start;
+        tp->arg = st;
+        rc = real_create(th, attr, fn, arg);
+        if (rc != 0)
+            *tp = saved;
+    } else {
+        *st = (struct start){fn, arg, slot};
+        rc = real_create(th, attr, trampoline, st);
+    }
     if (rc != 0) {
         free(st);
         S.t[slot].state = T_EXITED;
         return rc;
     }
     S.t[slot].handle = *th;
-    reschedule("pthread_create");
+    /* Under ThreadSanitizer its pthread_create has yet to hand the new thread its start:
+     * no other thread may run before it returns, so the point is the caller's next one. */
+    if (!S.tsan)
+        reschedule("pthread_create");
     return 0;
 }
 
@@ -1016,15 +1053,7 @@ __attribute__((constructor)) static void sched_init(void) {
     const char *out = getenv("VDICHAOS_SCHED_OUT");
     if (out)
         snprintf(S.out, sizeof S.out, "%s", out);
-    /* ThreadSanitizer's thread start waits, on a semaphore of its own, for the new thread
-     * to run before the program's function is called, and it starts a thread of its own:
-     * both need the sanitizer's start routine told apart from the program's, which its
-     * runtime does not export. Until then such a program runs free, and says so. */
-    if (dlsym(RTLD_DEFAULT, "__tsan_init")) {
-        fprintf(stderr, "vdi-sched: a ThreadSanitizer program cannot be scheduled yet; "
-                        "running uncontrolled\n");
-        return;
-    }
+    S.tsan = dlsym(RTLD_DEFAULT, "__tsan_init") != NULL;
     S.decisions = malloc(MAX_DECISIONS * sizeof *S.decisions);
     if (!S.decisions || configure(spec) != 0) {
         fprintf(stderr,
