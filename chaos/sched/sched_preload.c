@@ -18,9 +18,10 @@
  * trylock loop), so a sanitizer in the program sees the program's own synchronisation.
  *
  * Not controlled, and reported once per kind as "not fully controlled": blocking waits on
- * file descriptors and on child processes (they run with the token released), raw futexes,
- * signals, and threads the scheduler did not see start. A forked child runs uncontrolled,
- * and ThreadSanitizer's own thread runs free (pthread_create says how it is told apart). */
+ * file descriptors, on child processes and raw futex waits (they run with the token let
+ * go), signal handlers, and threads the scheduler did not see start. A forked child runs
+ * uncontrolled, and ThreadSanitizer's own thread runs free (pthread_create says how it is told
+ * apart). */
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -113,6 +114,9 @@ static int (*real_poll)(struct pollfd *, nfds_t, int);
 static pid_t (*real_waitpid)(pid_t, int *, int);
 static pid_t (*real_fork)(void);
 static int (*real_usleep)(useconds_t);
+static long (*real_syscall)(long, ...);
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+static __sighandler_t (*real_signal)(int, __sighandler_t);
 static unsigned (*real_sleep)(unsigned);
 
 /* dlsym's object pointer copied into a function pointer, as POSIX allows and ISO C does not
@@ -146,6 +150,9 @@ static void lookup_all(void) {
     LOOKUP(real_fork, "fork");
     LOOKUP(real_usleep, "usleep");
     LOOKUP(real_sleep, "sleep");
+    LOOKUP(real_syscall, "syscall");
+    LOOKUP(real_sigaction, "sigaction");
+    LOOKUP(real_signal, "signal");
 }
 
 static int ready(void) {
@@ -157,10 +164,10 @@ static int ready(void) {
 /* ---- the hand-off: a private futex per thread, no library synchronisation ---- */
 
 static void futex_wait(uint32_t *w, uint32_t v) {
-    syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
+    real_syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
 }
 static void futex_wake(uint32_t *w) {
-    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    real_syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
 /* The scheduler's own lock: taken by the token holder and by threads coming back from an
@@ -168,7 +175,7 @@ static void futex_wake(uint32_t *w) {
 static uint32_t glock;
 static void lock_sched(void) {
     while (__atomic_exchange_n(&glock, 1, __ATOMIC_ACQUIRE))
-        syscall(SYS_sched_yield);
+        real_syscall(SYS_sched_yield);
 }
 static void unlock_sched(void) {
     __atomic_store_n(&glock, 0, __ATOMIC_RELEASE);
@@ -574,7 +581,7 @@ EXPORT unsigned sleep(unsigned s) {
  * start hand-shake is one): another runnable thread goes first, whatever the strategy. */
 EXPORT int sched_yield(void) {
     if (!ready())
-        return (int)syscall(SYS_sched_yield);
+        return (int)real_syscall(SYS_sched_yield);
     reschedule_as("sched_yield", 1);
     return 0;
 }
@@ -612,6 +619,60 @@ EXPORT pid_t waitpid(pid_t pid, int *status, int options) {
     external_end();
     errno = e;
     return r;
+}
+
+/* A futex wait the program makes itself (or a library without the scheduler's seam): it
+ * runs with the token let go, since the scheduler cannot know who ends it. Every other
+ * system call goes straight through. */
+EXPORT long syscall(long nr, ...) {
+    va_list ap;
+    long a[6];
+    va_start(ap, nr);
+    for (int i = 0; i < 6; i++)
+        a[i] = va_arg(ap, long);
+    va_end(ap);
+    if (!real_syscall)
+        lookup_all();
+    if (nr == SYS_futex && ready() && S.t[self].state == T_RUN) {
+        int op = (int)a[1] & FUTEX_CMD_MASK;
+        if (op == FUTEX_WAIT || op == FUTEX_WAIT_BITSET || op == FUTEX_LOCK_PI ||
+            op == FUTEX_WAIT_REQUEUE_PI) {
+            external_begin("a raw futex wait");
+            long r = real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+            int e = errno;
+            external_end();
+            errno = e;
+            return r;
+        }
+    }
+    return real_syscall(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/* Signal handlers run when the kernel says, not the strategy: a run with one is not fully
+ * controlled. The synchronous fault signals (a crash, an abort, a sanitizer's or an audit's
+ * fault handler) change no schedule and are not counted. */
+static void note_handler(int sig, void (*h)(int)) {
+    if (!ready() || h == SIG_DFL || h == SIG_IGN || sig == SIGSEGV || sig == SIGBUS ||
+        sig == SIGFPE || sig == SIGILL || sig == SIGABRT || sig == SIGTRAP)
+        return;
+    lock_sched();
+    note_uncontrolled("a signal handler");
+    unlock_sched();
+}
+
+EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    if (!real_sigaction)
+        lookup_all();
+    if (act)
+        note_handler(sig, act->sa_handler);
+    return real_sigaction(sig, act, old);
+}
+
+EXPORT __sighandler_t signal(int sig, __sighandler_t h) {
+    if (!real_signal)
+        lookup_all();
+    note_handler(sig, h);
+    return real_signal(sig, h);
 }
 
 EXPORT pid_t fork(void) {
@@ -664,7 +725,7 @@ static void *user_start(void *p) {
     struct start st = *(struct start *)p;
     free(p);
     self = st.slot;
-    S.t[self].tid = (pid_t)syscall(SYS_gettid);
+    S.t[self].tid = gettid();
     wait_turn();
     void *ret = st.fn(st.arg);
     if (self >= 0)
@@ -676,7 +737,7 @@ static void *trampoline(void *p) {
     struct start st = *(struct start *)p;
     free(p);
     self = st.slot;
-    S.t[self].tid = (pid_t)syscall(SYS_gettid);
+    S.t[self].tid = gettid();
     wait_turn();
     void *ret = st.fn(st.arg);
     if (self >= 0)
@@ -1068,7 +1129,7 @@ __attribute__((constructor)) static void sched_init(void) {
     S.t[0].state = T_RUN;
     S.t[0].go = 1;
     S.t[0].point = "main";
-    S.t[0].tid = (pid_t)syscall(SYS_gettid);
+    S.t[0].tid = gettid();
     S.t[0].handle = pthread_self();
     S.t[0].priority = PCT_MAX_DEPTH + 1 + splitmix(&S.rng) % 1000000u;
     S.running = 0;

@@ -10,17 +10,23 @@
  *                      work closed on a timeout-free hand-off (exit 1)
  *   SCHED_CORRECT      the same shapes done right, with timed waits and sleeps whose
  *                      virtual time must pass (exit 0; 1 when a timeout misbehaves)
+ *   SCHED_UNCONTROLLED a signal handler and a raw futex wait: what the scheduler cannot
+ *                      control, and must say so (exit 0)
  *
  * usage: sched-NAME  (prints one line saying what happened) */
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-static pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t m __attribute__((unused)) = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv __attribute__((unused)) = PTHREAD_COND_INITIALIZER;
 
 #if defined(SCHED_LOST_UPDATE)
@@ -156,6 +162,20 @@ int main(void) {
     printf("timed out %d, waited %.3f s\n", timed_out, waited);
     return timed_out && waited >= 10.0 ? 0 : 1;
 }
+#elif defined(SCHED_UNCONTROLLED)
+static void on_usr1(int sig) {
+    (void)sig;
+}
+
+int main(void) {
+    signal(SIGUSR1, on_usr1); /* a handler: runs when the kernel says */
+    uint32_t word = 0;        /* a raw futex wait of 1 ms that nobody ends */
+    struct timespec ms = {0, 1000000};
+    long r = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &ms, NULL, 0);
+    printf("futex %ld\n", r);
+    return r == -1 ? 0 : 1;
+}
 #else
-#error "one of SCHED_LOST_UPDATE, SCHED_LOST_WAKEUP, SCHED_LATE_FINISH, SCHED_CORRECT"
+#error                                                                                             \
+    "one of SCHED_LOST_UPDATE, SCHED_LOST_WAKEUP, SCHED_LATE_FINISH, SCHED_CORRECT, SCHED_UNCONTROLLED"
 #endif
