@@ -8,8 +8,11 @@
  * usage: t_compat_audit VDI_SQLCMD CASE */
 #include "t_compat.h"
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <pthread.h>
+#include <sched.h>
 #include <cstring>
 #include <string>
 #include <sys/mman.h>
@@ -63,7 +66,35 @@ enum mistake {
     TOUCH_AFTER_CLOSE,
     SPIN_ON_ABORT,
     CLOSE_HOLDING,
+    CONCURRENT_GET,
 };
+
+/* CONCURRENT_GET's second thread: GetCommand with no wait on the device, again and again,
+ * while the client's own GetCommand waits for the (delayed) next command, until the
+ * library refuses it as the second one. A command it happens to take it completes. */
+struct second_getter {
+    ClientVirtualDevice *dev;
+    std::atomic<bool> first_returned{false};
+    bool refused = false;
+};
+
+void *get_again(void *p) {
+    auto *g = static_cast<second_getter *>(p);
+    for (long i = 0; i < 50000000 && !g->first_returned.load(); i++) {
+        VDC_Command *cmd = nullptr;
+        int rc = g->dev->GetCommand(0, &cmd);
+        if (rc == VD_E_PROTOCOL) {
+            g->refused = true;
+            break;
+        }
+        if (rc == NOERROR && cmd)
+            (void)g->dev->CompleteCommand(
+                cmd, 0, cmd->commandCode == VDC_Write ? static_cast<unsigned long>(cmd->size) : 0,
+                0);
+        sched_yield();
+    }
+    return nullptr;
+}
 
 /* The client: one device, serves writes until VD_E_CLOSE (or the mistake). */
 int client(mistake m) {
@@ -76,7 +107,9 @@ int client(mistake m) {
     name.push_back('\0');
     if (vds->Create(name.data(), &cfg) != NOERROR)
         return 10;
-    pid_t server = start_server(set, m == SPIN_ON_ABORT ? "VDI_SQLCMD_ABORT_AFTER=2" : nullptr);
+    pid_t server = start_server(set, m == SPIN_ON_ABORT    ? "VDI_SQLCMD_ABORT_AFTER=2"
+                                     : m == CONCURRENT_GET ? "VDI_SQLCMD_DELAY_MS=300"
+                                                           : nullptr);
     if (vds->GetConfiguration(8000, &cfg) != NOERROR)
         return 11;
     ClientVirtualDevice *dev = nullptr;
@@ -86,7 +119,19 @@ int client(mistake m) {
     unsigned n = 0;
     for (;;) {
         VDC_Command *cmd = nullptr;
+        second_getter g;
+        pthread_t t;
+        bool second = m == CONCURRENT_GET && n == 1;
+        g.dev = dev;
+        if (second && pthread_create(&t, nullptr, get_again, &g) != 0)
+            return 15;
         int rc = dev->GetCommand(8000, &cmd);
+        if (second) {
+            g.first_returned = true;
+            pthread_join(t, nullptr);
+            if (!g.refused)
+                return 16;
+        }
         if (rc == VD_E_CLOSE)
             break;
         if (rc == VD_E_ABORT && m == SPIN_ON_ABORT) {
@@ -255,6 +300,8 @@ int main(int argc, char **argv) {
         expect_rule(SPIN_ON_ABORT, "protocol busy-loop");
     } else if (c == "close_holding") {
         expect_rule(CLOSE_HOLDING, "protocol close-holding");
+    } else if (c == "concurrent_get") {
+        expect_rule(CONCURRENT_GET, "protocol concurrent-get: set 'audit-");
     } else {
         fprintf(stderr, "no case '%s'\n", c.c_str());
         return 2;

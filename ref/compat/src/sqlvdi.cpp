@@ -196,14 +196,23 @@ int ClientVirtualDevice::GetCommand(time_t timeOut, VDC_Command **ppCmd) {
     int rc = enter_device(m_impl, &s, &dev, "GetCommand");
     if (rc != NOERROR)
         return rc;
+    auto *d = static_cast<compat_device *>(m_impl);
+    unsigned others = sqlvdi_audit::on ? sqlvdi_audit::get_begin(&d->audit) : 0;
     rc = vdi_client_device_get_command(dev, timeout_of(timeOut), ppCmd);
     if (sqlvdi_audit::on) {
-        auto *d = static_cast<compat_device *>(m_impl);
+        sqlvdi_audit::get_end(&d->audit);
+        /* VD_E_PROTOCOL: another GetCommand runs on the device, or the set is no longer
+         * active: its Close, on another thread, finished first */
         if (rc == NOERROR && ppCmd && *ppCmd)
             sqlvdi_audit::delivered(&d->audit, *ppCmd);
-        else if (rc == VD_E_PROTOCOL)
+        else if (rc == VD_E_PROTOCOL && others)
             sqlvdi_audit::report("concurrent-get",
                                  "set '%s': a second GetCommand on a device while one runs",
+                                 s->audit.name);
+        else if (rc == VD_E_PROTOCOL)
+            sqlvdi_audit::report("call-after-close",
+                                 "set '%s': GetCommand overtaken by the set's Close on another "
+                                 "thread",
                                  s->audit.name);
         sqlvdi_audit::answered(&s->audit, rc, timeOut == 0);
     }

@@ -398,6 +398,16 @@ void delivered(device_state *d, VDC_Command *cmd) {
         d->held[d->nheld++] = cmd;
 }
 
+unsigned get_begin(device_state *d) {
+    std::lock_guard<std::mutex> lk(mu());
+    return d->getting++;
+}
+
+void get_end(device_state *d) {
+    std::lock_guard<std::mutex> lk(mu());
+    d->getting--;
+}
+
 bool take(device_state *d, VDC_Command *cmd) {
     std::lock_guard<std::mutex> lk(mu());
     for (unsigned i = 0; i < d->nheld; i++)

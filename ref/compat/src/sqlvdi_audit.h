@@ -64,9 +64,13 @@ void answered(set_state *st, int rc, bool zero_timeout);
 struct device_state {
     VDC_Command *held[VDI_MAX_OUTSTANDING];
     unsigned nheld;
-    unsigned getting;
+    unsigned getting; /* GetCommands inside, counted by get_begin / get_end */
 };
 void delivered(device_state *d, VDC_Command *cmd);
+/* Around GetCommand: get_begin returns how many others were already inside, which tells a
+ * second concurrent GetCommand from one that the set's Close overtook. */
+unsigned get_begin(device_state *d);
+void get_end(device_state *d);
 /* Before the C call: finds the command among those held (false: not there). */
 bool take(device_state *d, VDC_Command *cmd);
 
