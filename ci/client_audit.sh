@@ -2,9 +2,11 @@
 # The long form of the client audit (tests/clients has the short one): every fault kind at
 # every command index, on the correct example clients (which must stay clean) and on the
 # gallery of broken clients (each must be found by its oracle), with the time to the
-# first finding per broken client, and the plans per second of sweeps of the sample
-# client on a 100-command backup (abort, close and fail; then every fault kind, --jobs 16). Prints one table; exit 1 when a correct client has a
-# finding or a broken one is missed.
+# first finding per broken client; the correct clients again with the scheduler of their
+# own threads on (--sched), and the race clients found by it; and the plans per second of
+# sweeps of the sample client on a 100-command backup (abort, close and fail; then every
+# fault kind, --jobs 16). Prints one table; exit 1 when a correct client has a finding or
+# a broken one is missed.
 #
 # Usage: ci/client_audit.sh [--build DIR (default build/release)] [--no-build]
 #                           [--faults LIST (default all)] [--max-index N]
@@ -67,6 +69,25 @@ audit() {
     [ "$verdict" = clean ] || [ "${verdict#found}" != "$verdict" ] || grep -h "^FINDING" -A2 "$work/$name.err" | head -20
 }
 
+# sched_audit NAME EXPECT RUNS [OPTIONS] -- COMMAND...: the clean plan under RUNS schedules
+# of the client's own threads (--sched, PCT), for the race clients of tests/clients.
+sched_audit() {
+    local name=$1 expect=$2 runs=$3
+    shift 3
+    local out=$work/$name.json o=${expect%%:*} c=${expect#*:} verdict
+    "$tool" client --plans clean --runs "$runs" --hang-ms 10000 --findings "$work/findings-$name" \
+        --json --quiet "$@" >"$out" 2>"$work/$name.err"
+    local rc=$?
+    local n secs
+    n=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(sum(f["runs"] for f in d["findings"] if f["oracle"]+":"+f["class"]==sys.argv[2]))' "$out" "$expect" 2>/dev/null)
+    secs=$(sed -n 's/.*"seconds":\([0-9.]*\).*/\1/p' "$out")
+    if [ $rc = 1 ] && [ "${n:-0}" -gt 0 ]; then verdict="found $expect in $n runs"; else
+        verdict="MISSED $expect (exit $rc)"
+        fail=1
+    fi
+    printf '%-30s %-8s %6s %8s  %s\n' "$name" "$o" "$runs" "${secs:-?}" "$verdict"
+}
+
 audit sample clean --restore-command "$ex/vdi-sample-client restore db $work/m1" -- "$ex/vdi-sample-client" backup db "$work/m1"
 audit sample-2dev clean -- "$ex/vdi-sample-client" backup db "$work/m2" 2
 audit pipe clean --media "$work/pipe.bak" -- "$ex/vdi-pipe-client" backup db "$work/pipe.bak"
@@ -81,6 +102,15 @@ audit deadlock-at-abort ends:hang -- "$bad/bad-client-deadlock-at-abort" backup 
 audit trim-media truth:backup-does-not-restore --restore-command "$ex/vdi-sample-client restore db $work/b8" -- "$bad/bad-client-trim-media" backup db "$work/b8"
 audit touch-after-close "crash:SIGSEGV" -- "$bad/bad-client-touch-after-close" backup db "$work/b9"
 audit attach-exit0 truth:success-after-failure --statement "$stmt" -- "$bad/bad-client-attach-exit0" '{set}' "$work/b6"
+# The correct clients under every fault with the scheduler on (each plan its own schedule),
+# then the race clients, whose bugs only the scheduler finds (chaos/client/README.md).
+audit sample-sched clean --sched pct:2:1 --jobs 8 -- "$ex/vdi-sample-client" backup db '{run}/m.bak'
+audit worker-sched clean --sched pct:2:1 --jobs 8 -- "$ex/vdi-worker-client" backup db '{run}/m.bak'
+r=$bad/race-client-lost-update
+sched_audit race-lost-update truth:backup-does-not-restore 300 --sched pct:2:1 \
+    --restore-command "$r restore db {run}/m.bak 2" -- "$r" backup db '{run}/m.bak' 2
+sched_audit race-lost-wakeup ends:hang 300 --sched pct:2:9 -- "$bad/race-client-lost-wakeup" \
+    backup db '{run}/m.bak' 2
 
 # Speed: a sweep of abort, close and fail over a 1-device backup of about 100 commands.
 "$tool" client --plans sweep --faults abort,close,fail --dbsize 6300000 --json --quiet \
