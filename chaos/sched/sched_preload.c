@@ -957,8 +957,11 @@ EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m,
             LOOKUP(real, "pthread_cond_timedwait");
         return real(c, m, abs);
     }
-    /* The condition's clock attribute is the C library's secret; realtime is its default. */
-    return cond_wait(c, m, abs_deadline(CLOCK_REALTIME, abs), "pthread_cond_timedwait");
+    /* The condition's clock attribute is the C library's secret (realtime by default, or
+     * monotonic): an absolute time below half the realtime clock's start is a monotonic
+     * one, since the machine has not been up for decades. */
+    clockid_t clk = ts_ns(abs) < ts_ns(&S.real_base) / 2 ? CLOCK_MONOTONIC : CLOCK_REALTIME;
+    return cond_wait(c, m, abs_deadline(clk, abs), "pthread_cond_timedwait");
 }
 
 EXPORT int pthread_cond_clockwait(pthread_cond_t *c, pthread_mutex_t *m, clockid_t clk,

@@ -153,6 +153,20 @@ int main(void) {
     pthread_mutex_lock(&m);
     int rc = ready ? 0 : pthread_cond_timedwait(&cv, &m, &abs);
     int timed_out = rc == ETIMEDOUT;
+    /* The same on a condition of the monotonic clock: 2 s, then it times out. */
+    pthread_condattr_t ca;
+    pthread_cond_t mono_cv;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&mono_cv, &ca);
+    double before = mono();
+    clock_gettime(CLOCK_MONOTONIC, &abs);
+    abs.tv_sec += 2;
+    rc = pthread_cond_timedwait(&mono_cv, &m, &abs);
+    double mono_waited = mono() - before;
+    timed_out &= rc == ETIMEDOUT && mono_waited >= 2.0 && mono_waited < 3.0;
+    pthread_cond_destroy(&mono_cv);
+    pthread_condattr_destroy(&ca);
     while (!ready)
         pthread_cond_wait(&cv, &m);
     pthread_mutex_unlock(&m);
