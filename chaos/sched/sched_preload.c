@@ -715,25 +715,14 @@ static void thread_gone(void) {
  * argument, a block whose first two words are the program's function and argument (its
  * ThreadParam); its own thread gets none. It waits for the new thread to start before it
  * returns, so the new thread may not wait for its turn before that start: the program's
- * function is swapped for user_start in the block, which waits there instead. */
+ * function is swapped for user_start in the block, which waits there instead. Without
+ * TSan, user_start is the new thread's start routine itself. */
 struct tsan_param {
     void *(*fn)(void *);
     void *arg;
 };
 
 static void *user_start(void *p) {
-    struct start st = *(struct start *)p;
-    free(p);
-    self = st.slot;
-    S.t[self].tid = gettid();
-    wait_turn();
-    void *ret = st.fn(st.arg);
-    if (self >= 0)
-        thread_gone();
-    return ret;
-}
-
-static void *trampoline(void *p) {
     struct start st = *(struct start *)p;
     free(p);
     self = st.slot;
@@ -779,7 +768,7 @@ EXPORT int pthread_create(pthread_t *th, const pthread_attr_t *attr, void *(*fn)
             *tp = saved;
     } else {
         *st = (struct start){fn, arg, slot};
-        rc = real_create(th, attr, trampoline, st);
+        rc = real_create(th, attr, user_start, st);
     }
     if (rc != 0) {
         free(st);
@@ -851,15 +840,20 @@ EXPORT int pthread_mutex_timedlock(pthread_mutex_t *m, const struct timespec *ab
     return mutex_acquire(m, abs_deadline(CLOCK_REALTIME, abs));
 }
 
+/* After a release in the C library (rc its answer): the threads blocked on the object
+ * retry, and the release is a schedule point. */
+static int released(int rc, const void *key, const char *point) {
+    if (rc == 0) {
+        wake_key(key, INT_MAX);
+        reschedule(point);
+    }
+    return rc;
+}
+
 EXPORT int pthread_mutex_unlock(pthread_mutex_t *m) {
     if (!ready())
         return real_munlock(m);
-    int rc = real_munlock(m);
-    if (rc == 0) {
-        wake_key(m, INT_MAX);
-        reschedule("pthread_mutex_unlock");
-    }
-    return rc;
+    return released(real_munlock(m), m, "pthread_mutex_unlock");
 }
 
 static int rw_acquire(pthread_rwlock_t *l, int write, const char *where) {
@@ -881,12 +875,7 @@ EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l) {
 EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *l) {
     if (!ready())
         return real_rwunlock(l);
-    int rc = real_rwunlock(l);
-    if (rc == 0) {
-        wake_key(l, INT_MAX);
-        reschedule("pthread_rwlock_unlock");
-    }
-    return rc;
+    return released(real_rwunlock(l), l, "pthread_rwlock_unlock");
 }
 
 static int sem_acquire(sem_t *s, uint64_t deadline, const char *where) {
@@ -918,12 +907,7 @@ EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs) {
 EXPORT int sem_post(sem_t *s) {
     if (!ready())
         return real_sempost(s);
-    int rc = real_sempost(s);
-    if (rc == 0) {
-        wake_key(s, INT_MAX);
-        reschedule("sem_post");
-    }
-    return rc;
+    return released(real_sempost(s), s, "sem_post");
 }
 
 /* ---- condition variables: entirely ours (the C library's object is never used) ---- */
