@@ -7,6 +7,7 @@
  *
  * usage: t_compat_audit VDI_SQLCMD CASE */
 #include "t_compat.h"
+#include "vdi/vdi_seams.h" /* the harness's side only: the name of a set's shared memory */
 
 #include <atomic>
 #include <cerrno>
@@ -40,6 +41,11 @@ std::string read_all(const std::string &path) {
         s.append(buf, n);
     fclose(f);
     return s;
+}
+
+/* The set the client of process pid creates. */
+std::string set_of(pid_t pid) {
+    return "audit-" + std::to_string(static_cast<long>(pid));
 }
 
 /* vdi-sqlcmd backing database "db" up to the set, in the background. */
@@ -98,7 +104,7 @@ void *get_again(void *p) {
 
 /* The client: one device, serves writes until VD_E_CLOSE (or the mistake). */
 int client(mistake m) {
-    std::string set = "audit-" + std::to_string(static_cast<long>(getpid()));
+    std::string set = set_of(getpid());
     auto *vds = new ClientVirtualDeviceSet();
     VDConfig cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -213,10 +219,10 @@ outcome run(mistake m, bool audit) {
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
     }
     /* What a mistaken client left open on purpose (never closed, or died touching its
-     * buffer) is removed here, not left in /dev/shm. */
-    std::string shm = "/vdichaos-" + std::to_string(static_cast<unsigned>(getuid())) + "-.-audit-" +
-                      std::to_string(static_cast<long>(pid));
-    shm_unlink(shm.c_str());
+     * buffer) is removed here, not left in /dev/shm; the reference names the object. */
+    char shm[256];
+    if (vdi_seam_shm_name(shm, sizeof shm, nullptr, set_of(pid).c_str()) == 0)
+        shm_unlink(shm);
     return {st, read_all(file)};
 }
 
