@@ -174,7 +174,8 @@ typedef struct {
     const char *plan;   /* its plan file */
     const char *report; /* vdi-sqlcmd's report */
     const vdi_plan *p;  /* the run's plan: its shake, for libsqlvdi */
-    int client;         /* the client itself: its `schedule` applies */
+    int sched_slot;     /* under the plan's `schedule`: its slot in the session; -1 not */
+    int sched_procs;    /* the session's processes (the client, and our server if we run it) */
 } child_env;
 
 /* In the child: the environment every run gets, then stdio into the run's files. */
@@ -213,7 +214,12 @@ static void child_setup(const child_env *e, const char *out_name, const char *er
     unsetenv("VDICHAOS_SCHED");
     unsetenv("VDICHAOS_SCHED_OUT");
     unsetenv("VDICHAOS_SCHED_TIMELINE");
-    if (e->client && e->p->sched && e->c->schedlib) { /* the client's threads, scheduled */
+    unsetenv("VDICHAOS_SCHED_SESSION");
+    unsetenv("VDICHAOS_SCHED_PROCS");
+    unsetenv("VDICHAOS_SCHED_SLOT");
+    if (e->sched_slot >= 0 && e->p->sched && e->c->schedlib) {
+        /* The client and our server, one session under one scheduler: their threads (and
+         * what they start) are scheduled together, one decision list for the whole run. */
         const char *pre = getenv("LD_PRELOAD");
         snprintf(buf, sizeof buf, "%s%s%s", e->c->schedlib, pre && *pre ? ":" : "", pre ? pre : "");
         setenv("LD_PRELOAD", buf, 1);
@@ -228,6 +234,12 @@ static void child_setup(const child_env *e, const char *out_name, const char *er
         setenv("VDICHAOS_SCHED", buf, 1);
         path_join(buf, sizeof buf, e->run, "vdi-sched");
         setenv("VDICHAOS_SCHED_OUT", buf, 1);
+        path_join(buf, sizeof buf, e->run, "vdi-sched.session");
+        setenv("VDICHAOS_SCHED_SESSION", buf, 1);
+        snprintf(buf, sizeof buf, "%d", e->sched_procs);
+        setenv("VDICHAOS_SCHED_PROCS", buf, 1);
+        snprintf(buf, sizeof buf, "%d", e->sched_slot);
+        setenv("VDICHAOS_SCHED_SLOT", buf, 1);
     }
     int in = open("/dev/null", O_RDONLY);
     path_join(buf, sizeof buf, e->run, out_name);
@@ -282,7 +294,7 @@ static void reap(proc *ps, int n) {
 /* A `schedule` run: reads the scheduler's report (rundir/vdi-sched). Sets r->sched and its
  * note; a hang it saw (every thread of the client blocked with no deadline) is the finding
  * `ends: hang` with each thread's blocking point, and returns 1. */
-static int judge_schedule(const char *rundir, audit_result *r) {
+static int judge_schedule(const audit_ctx *c, const char *rundir, audit_result *r) {
     char f[PATH_MAX + 16], buf[4096];
     path_join(f, sizeof f, rundir, "vdi-sched");
     size_t n = read_head(f, buf, sizeof buf);
@@ -296,6 +308,16 @@ static int judge_schedule(const char *rundir, audit_result *r) {
     r->sched = strstr(buf, "\ncontrolled yes\n") ? 1 : 2;
     const char *st = strstr(buf, "\nsteps ");
     r->sched_steps = st ? strtoul(st + 7, NULL, 10) : 0;
+    const char *tr = strstr(buf, "\ntrace ");
+    if (tr && sscanf(tr + 7, "%16[0-9a-f]", r->sched_trace) == 1) {
+        /* the decisions outlive the run's directory: a finding keeps them */
+        char keep[PATH_MAX + 64];
+        path_join(keep, sizeof keep, c->work, "schedules");
+        (void)mkdir(keep, 0700);
+        snprintf(keep + strlen(keep), sizeof keep - strlen(keep), "/%s.sched", r->sched_trace);
+        if (rename(f, keep) != 0)
+            r->sched_trace[0] = '\0';
+    }
     size_t l = 0;
     for (char *u = strstr(buf, "\nuncontrolled "); u && l < sizeof r->sched_note;
          u = strstr(u + 1, "\nuncontrolled ")) {
@@ -637,7 +659,7 @@ static int run_clean(const audit_ctx *c, const vdi_plan *p, const char *rundir, 
         snprintf(why, cap, "the restore plan could not be written");
         return 0;
     }
-    child_env env = {c, rundir, planf, reportf, &clean, 0};
+    child_env env = {c, rundir, planf, reportf, &clean, -1, 0};
     proc ps[1] = {{0, 0, 0}};
     ps[0].pid = spawn(&env, argv, "restore.out", "restore.err");
     if (ps[0].pid < 0) {
@@ -743,7 +765,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
     }
     if (media)
         unlink(media);
-    child_env env = {c, rundir, planf, reportf, p, 0};
+    child_env env = {c, rundir, planf, reportf, p, 0, sql ? 2 : 1};
     sigset_t chld, old;
     sigemptyset(&chld);
     sigaddset(&chld, SIGCHLD);
@@ -751,11 +773,13 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
 
     double t0 = now_s();
     proc ps[2] = {{0, 0, 0}, {0, 0, 0}};
-    env.client = 1;
+    char sessionf[PATH_MAX + 32];
+    path_join(sessionf, sizeof sessionf, rundir, "vdi-sched.session");
+    unlink(sessionf); /* a session starts from an empty file */
     ps[0].pid = spawn(&env, argv, "client.out", "client.err");
-    env.client = 0;
     if (sql) {
         char *sargv[] = {(char *)c->sqlcmd, "-S", "localhost", "-b", "-Q", sql, NULL};
+        env.sched_slot = 1;
         ps[1].pid = spawn(&env, sargv, "server.out", "server.err");
     }
     free_words(argv);
@@ -809,8 +833,6 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
                 wait_child(20);
         }
     }
-    if (!hung && p->sched && judge_schedule(rundir, r))
-        hung = 1; /* the scheduler saw every thread blocked for good: the run is over */
     r->seconds = now_s() - t0;
     int st = ps[0].status;
     r->exited = WIFEXITED(st);
@@ -835,6 +857,9 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
             }
         }
     }
+    /* The scheduler's report is the session's once both processes have left it. */
+    if (!hung && p->sched && judge_schedule(c, rundir, r))
+        hung = 1; /* the scheduler saw every thread blocked for good: the run is over */
     /* The client's process group: whatever it started and left running. */
     int left_procs = 0;
     /* Leftovers are judged only for a client that ended by itself: one we killed, or one

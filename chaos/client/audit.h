@@ -44,6 +44,8 @@ typedef struct audit_result {
                   scheduler could not control, in sched_note), 3 no report */
     char sched_note[160];
     unsigned long sched_steps; /* the steps the scheduler counted */
+    char sched_trace[17];      /* its trace hash; the report (the decisions) is kept as
+                                  WORK/schedules/TRACE.sched */
     int nfindings;
     audit_finding findings[AUDIT_MAX_FINDINGS];
 } audit_result;

@@ -105,6 +105,7 @@ typedef struct {
     char detail[1200];
     unsigned long runs, first_run;
     int is_new;
+    char trace[17]; /* the first run's schedule (a scheduled run): its trace hash */
 } finding_entry;
 
 typedef struct {
@@ -238,7 +239,28 @@ static void describe(const vdi_plan *p, char *buf, size_t cap) {
 
 /* Records a finding: new signatures are saved as their plan (once: a file already there
  * from an earlier session is known, not new). */
-static void record(session *s, const vdi_plan *p, const audit_finding *f, unsigned long run) {
+/* A copy of the file from to the file to (made or replaced); 0 when it was made. */
+static int copy_file(const char *from, const char *to) {
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return -1;
+    FILE *out = fopen(to, "wb");
+    int rc = out ? 0 : -1;
+    char buf[8192];
+    size_t n;
+    while (out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        if (fwrite(buf, 1, n, out) != n)
+            rc = -1;
+    if (ferror(in))
+        rc = -1;
+    fclose(in);
+    if (out && fclose(out) != 0)
+        rc = -1;
+    return rc;
+}
+
+static void record(session *s, const vdi_plan *p, const audit_finding *f, unsigned long run,
+                   const char *trace) {
     char sig[300];
     audit_signature(f, sig, sizeof sig);
     for (int i = 0; i < s->nfound; i++)
@@ -262,6 +284,7 @@ static void record(session *s, const vdi_plan *p, const audit_finding *f, unsign
     snprintf(e->detail, sizeof e->detail, "%s", f->detail);
     e->runs = 1;
     e->first_run = run;
+    snprintf(e->trace, sizeof e->trace, "%s", trace);
     (void)mkdir(s->findings_dir, 0755);
     snprintf(e->file, sizeof e->file, "%s/%s-%s-%08x.plan", s->findings_dir, f->oracle, f->cls,
              fnv32(sig));
@@ -274,9 +297,17 @@ static void record(session *s, const vdi_plan *p, const audit_finding *f, unsign
         FILE *out = fopen(e->file, "w");
         static char text[VDI_PLAN_MAX_STATEMENT + 8192];
         size_t n = vdi_plan_print(p, text, sizeof text);
+        /* A scheduled run's decisions beside the plan (FINDING.sched): the plan's seed
+         * replays the session, and the list is what the scheduler chose, step by step. */
+        char kept[PATH_MAX + 64], sched[PATH_MAX + 16];
+        snprintf(kept, sizeof kept, "%s/schedules/%s.sched", s->ctx.work, trace);
+        snprintf(sched, sizeof sched, "%.*s.sched", (int)(strlen(e->file) - 5), e->file);
+        int has_sched = trace[0] && copy_file(kept, sched) == 0;
         if (out) {
             fprintf(out, "# vdichaos client finding: %s\n# signature: %s\n# replay: %s\n", f->cls,
                     sig, replay);
+            if (has_sched)
+                fprintf(out, "# schedule: trace %s, its decisions in %s\n", trace, sched);
             fwrite(text, 1, n < sizeof text ? n : sizeof text - 1, out);
             fclose(out);
         }
@@ -342,7 +373,7 @@ static int account(session *s, const vdi_plan *p, int rc, const audit_result *r)
     if (p->sched == 2 && !s->learned_steps && r->sched_steps)
         s->learned_steps = r->sched_steps > 100000000 ? 100000000 : (uint32_t)r->sched_steps;
     for (int i = 0; i < r->nfindings; i++)
-        record(s, p, &r->findings[i], run);
+        record(s, p, &r->findings[i], run, r->sched_trace);
     return 0;
 }
 
@@ -676,6 +707,8 @@ static void summary(const session *s) {
             json_string(replay);
             printf(",\"detail\":");
             json_string(e->detail);
+            if (e->trace[0])
+                printf(",\"schedule_trace\":\"%s\"", e->trace);
             printf("}");
         }
         printf("]}\n");
@@ -1013,10 +1046,11 @@ int vdichaos_client_main(int argc, char **argv) {
     s.ctx.argc = argc - i;
     if (find_server(&s.ctx, lib_given) != 0)
         return 2;
-    if (s.sched.sched && find_scheduler(&s.ctx) != 0)
-        return 2;
     vdi_plan replay_plan;
     if (s.replay && read_plan(s.replay, &replay_plan) != 0)
+        return 2;
+    /* --sched, or a plan replayed with its `schedule` step: the runs need the scheduler */
+    if ((s.sched.sched || (s.replay && replay_plan.sched)) && find_scheduler(&s.ctx) != 0)
         return 2;
     if (audit_setup(&s.ctx) != 0) {
         audit_cleanup(&s.ctx);

@@ -9,9 +9,10 @@
  *   SCHED_LATE_FINISH  a worker finishes its item after the main thread declared the
  *                      work closed on a timeout-free hand-off (exit 1)
  *   SCHED_CORRECT      the same shapes done right, with timed waits and sleeps whose
- *                      virtual time must pass (exit 0; 1 when a timeout misbehaves)
- *   SCHED_UNCONTROLLED a signal handler and a raw futex wait: what the scheduler cannot
- *                      control, and must say so (exit 0)
+ *                      virtual time must pass, and a SIGTERM handler that never runs
+ *                      (exit 0; 1 when a timeout misbehaves)
+ *   SCHED_UNCONTROLLED a signal delivered to a handler and a raw futex wait: what the
+ *                      scheduler cannot control, and must say so (exit 0)
  *
  * usage: sched-NAME  (prints one line saying what happened) */
 #include <errno.h>
@@ -133,7 +134,7 @@ static double mono(void) {
 static void *worker(void *arg) {
     (void)arg;
     struct timespec ten = {10, 0};
-    nanosleep(&ten, NULL); /* ten seconds, virtual under the scheduler */
+    nanosleep(&ten, &ten); /* ten seconds, virtual; rem is req, as in libstdc++'s sleep_for */
     pthread_mutex_lock(&m);
     ready = 1;
     pthread_cond_broadcast(&cv);
@@ -141,7 +142,13 @@ static void *worker(void *arg) {
     return NULL;
 }
 
+static void on_term(int sig) {
+    (void)sig;
+    _exit(3);
+}
+
 int main(void) {
+    signal(SIGTERM, on_term); /* installed, never run: the run stays fully controlled */
     double t0 = mono();
     pthread_t t;
     if (pthread_create(&t, NULL, worker, NULL) != 0)
@@ -177,13 +184,18 @@ int main(void) {
     return timed_out && waited >= 10.0 ? 0 : 1;
 }
 #elif defined(SCHED_UNCONTROLLED)
+static volatile sig_atomic_t got;
+
 static void on_usr1(int sig) {
-    (void)sig;
+    got = sig;
 }
 
 int main(void) {
     signal(SIGUSR1, on_usr1); /* a handler: runs when the kernel says */
-    uint32_t word = 0;        /* a raw futex wait of 1 ms that nobody ends */
+    raise(SIGUSR1);
+    if (got != SIGUSR1)
+        return 1;
+    uint32_t word = 0; /* a raw futex wait of 1 ms that nobody ends */
     struct timespec ms = {0, 1000000};
     long r = syscall(SYS_futex, &word, FUTEX_WAIT_PRIVATE, 0, &ms, NULL, 0);
     printf("futex %ld\n", r);

@@ -86,11 +86,12 @@ for spec in random:1 random:2 random:3 pct:1:1:60 pct:2:2:60 pct:3:3:60 pct:2:4:
     grep -q '^outcome exit' "$tmp/report" || fail "correct under $spec: no exit outcome"
 done
 
-# What it cannot control is said: a signal handler, a raw futex wait.
+# What it cannot control is said: a signal delivered to a handler, a raw futex wait.
 run random:1 sched-uncontrolled
 [ "$rc" -eq 0 ] || fail "uncontrolled: exit $rc: $(cat "$tmp/out" "$tmp/err")"
 grep -q '^controlled no' "$tmp/report" || fail "uncontrolled: reported as fully controlled"
-grep -q '^uncontrolled a signal handler 1' "$tmp/report" || fail "uncontrolled: no signal handler"
+grep -q '^uncontrolled a signal delivered to a handler 1' "$tmp/report" ||
+    fail "uncontrolled: no signal delivered"
 grep -q '^uncontrolled a raw futex wait 1' "$tmp/report" || fail "uncontrolled: no raw futex wait"
 grep -q 'not fully controlled' "$tmp/err" || fail "uncontrolled: not said on stderr"
 

@@ -235,18 +235,16 @@ void at_exit() {
 }
 
 /* ---- under vdichaos's controlled scheduler (libvdichaos_sched.so, preloaded) ---------
- * Every schedule point of the library is one of the scheduler's, and a wait on a word is a
- * wait the scheduler cannot see the end of (the server's process wakes it): it runs with
- * the token let go. Found by name, so the library needs nothing of the scheduler's. */
+ * Every schedule point of the library is one of the scheduler's. A wait on a shared word is
+ * the futex system call made through syscall(), which the scheduler takes: in a session
+ * (the server's process under the same scheduler) the wait is its own, and outside one it
+ * lets the token go around it, since the server's process ends it. Found by name, so the
+ * library needs nothing of the scheduler's. */
 
-struct {
-    void (*point)(const char *);
-    void (*begin)(const char *);
-    void (*end)();
-} sched;
+void (*sched_point_fn)(const char *);
 
 void sched_point(void *, const char *name) {
-    sched.point(name);
+    sched_point_fn(name);
 }
 
 int sched_wait(void *, uint32_t *word, uint32_t expected, long timeout_ms, vdi_wait_kind) {
@@ -256,11 +254,8 @@ int sched_wait(void *, uint32_t *word, uint32_t expected, long timeout_ms, vdi_w
         ts.tv_nsec = (timeout_ms % 1000) * 1000000L;
         tp = &ts;
     }
-    sched.begin("a VDI wait on shared memory");
     long rc = syscall(SYS_futex, word, FUTEX_WAIT, expected, tp, nullptr, 0);
-    int e = errno;
-    sched.end();
-    return rc == -1 && e == ETIMEDOUT ? ETIMEDOUT : 0;
+    return rc == -1 && errno == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
 template <typename F>
@@ -273,9 +268,7 @@ bool find(F *&f, const char *name) {
 bool find_sched() {
     int (*active)() = nullptr;
     return find(active, "vdichaos_sched_active") && active() &&
-           find(sched.point, "vdichaos_sched_point") &&
-           find(sched.begin, "vdichaos_sched_external_begin") &&
-           find(sched.end, "vdichaos_sched_external_end");
+           find(sched_point_fn, "vdichaos_sched_point");
 }
 
 const vdi_seams guard_seams = {
