@@ -50,7 +50,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
@@ -67,6 +69,10 @@ enum { HANG_EXIT = 86 }; /* the process's status when every thread is blocked fo
 /* Real time (ms): how often a thread waiting for its turn looks whether the token's holder
  * is still there, and how long a process announced to the session may take to arrive. */
 enum { WATCH_MS = 100, ARRIVAL_MS = 10000 };
+/* Real time (ms) a thread may hold the token without reaching a schedule point while
+ * others wait: longer, and it is taken to be blocked in a call the scheduler does not see
+ * (a read of a pipe, sigsuspend), and the token is taken from it. */
+enum { STEAL_MS = 3000 };
 
 enum tstate { T_FREE = 0, T_RUN, T_BLOCKED, T_EXTERNAL, T_EXITED };
 enum strategy { S_RANDOM = 1, S_PCT, S_REPLAY };
@@ -82,6 +88,7 @@ struct thread {
     uintptr_t key;      /* what it waits for when blocked */
     uint64_t deadline;  /* virtual ns; 0: none */
     int timed_out;      /* the last block ended by its deadline */
+    int stolen;         /* the token was taken from it in a call the scheduler does not see */
     int arriving;       /* reserved for a process image that has yet to join */
     uint64_t since_ms;  /* real ms: when the arrival was announced */
     pid_t pid, ppid;    /* its process (0: not known yet) and that process's parent */
@@ -109,11 +116,12 @@ struct session {
     struct timespec real_base, mono_base;
     int running; /* who holds the token; -1: nobody */
     int nthreads;
-    int hung;              /* a hang was declared: every process ends */
-    int futex_ctl;         /* futex waits are the scheduler's (every waker is under it) */
-    unsigned long signals; /* deliveries to the program's signal handlers */
-    pid_t gone_pid;        /* a process that left the session and has yet to end: the token */
-    uint64_t gone_start;   /* holder goes on once it has (its start time tells it apart) */
+    int hung;                       /* a hang was declared: every process ends */
+    int futex_ctl;                  /* futex waits are the scheduler's (every waker is under it) */
+    unsigned long signals;          /* deliveries to the program's signal handlers */
+    uint64_t watch_steps, watch_ms; /* the step count a watcher last saw change, and when */
+    pid_t gone_pid;      /* a process that left the session and has yet to end: the token */
+    uint64_t gone_start; /* holder goes on once it has (its start time tells it apart) */
     char unc_name[MAX_UNCONTROLLED][POINT_LEN];
     unsigned long unc_count[MAX_UNCONTROLLED];
     unsigned nunc;
@@ -170,6 +178,17 @@ static int (*real_nanosleep)(const struct timespec *, struct timespec *);
 static int (*real_clock_nanosleep)(clockid_t, int, const struct timespec *, struct timespec *);
 static int (*real_clock_gettime)(clockid_t, struct timespec *);
 static int (*real_poll)(struct pollfd *, nfds_t, int);
+static int (*real_sigsuspend)(const sigset_t *);
+static int (*real_pause)(void);
+static int (*real_sigwaitinfo)(const sigset_t *, siginfo_t *);
+static int (*real_sigwait)(const sigset_t *, int *);
+static int (*real_sigtimedwait)(const sigset_t *, siginfo_t *, const struct timespec *);
+static int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+static int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+                           const sigset_t *);
+static int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+static int (*real_epoll_wait)(int, struct epoll_event *, int, int);
+static int (*real_epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 static pid_t (*real_wait4)(pid_t, int *, int, struct rusage *);
 static int (*real_waitid)(idtype_t, id_t, siginfo_t *, int);
 static pid_t (*real_fork)(void);
@@ -218,6 +237,16 @@ static void lookup_all(void) {
     LOOKUP(real_clock_nanosleep, "clock_nanosleep");
     LOOKUP(real_clock_gettime, "clock_gettime");
     LOOKUP(real_poll, "poll");
+    LOOKUP(real_sigsuspend, "sigsuspend");
+    LOOKUP(real_pause, "pause");
+    LOOKUP(real_sigwaitinfo, "sigwaitinfo");
+    LOOKUP(real_sigwait, "sigwait");
+    LOOKUP(real_sigtimedwait, "sigtimedwait");
+    LOOKUP(real_select, "select");
+    LOOKUP(real_pselect, "pselect");
+    LOOKUP(real_ppoll, "ppoll");
+    LOOKUP(real_epoll_wait, "epoll_wait");
+    LOOKUP(real_epoll_pwait, "epoll_pwait");
     LOOKUP(real_wait4, "wait4");
     LOOKUP(real_waitid, "waitid");
     LOOKUP(real_fork, "fork");
@@ -565,19 +594,55 @@ static void hand_to(int to) {
     }
 }
 
+static void wait_turn(void);
+
 /* A thread tired of waiting for its turn: is the token's holder still there? A process
  * killed with the token, or announced and never arrived, must not stop the session. */
 static void watch(void) {
     int r = G->running;
-    if (r < 0 || r == self)
+    if (r < 0 || r == self || G->gone_pid)
         return;
-    const struct thread *t = &G->t[r];
-    if (t->pid == P.pid && !t->arriving)
+    struct thread *t = &G->t[r];
+    uint64_t now = real_ms();
+    if (G->watch_steps != G->steps || !G->watch_ms) {
+        G->watch_steps = G->steps;
+        G->watch_ms = now;
+    }
+    if (t->arriving ? now - t->since_ms >= ARRIVAL_MS
+                    : t->pid != P.pid && t->pid != 0 && !proc_alive(t)) {
+        if (sweep())
+            hand_to(pick(0));
         return;
-    if (t->arriving ? real_ms() - t->since_ms < ARRIVAL_MS : t->pid == 0 || proc_alive(t))
+    }
+    if (t->arriving || t->state != T_RUN || now - G->watch_ms < STEAL_MS)
         return;
-    if (sweep())
-        hand_to(pick(0));
+    /* Alive, and no step for STEAL_MS: blocked where the scheduler does not see. It goes on
+     * as if in an uncontrolled wait, and waits for its turn at its next point. */
+    note_uncontrolled("a call that blocked with the token");
+    t->state = T_EXTERNAL;
+    t->stolen = 1;
+    G->watch_ms = now;
+    __atomic_store_n(&t->go, 0, __ATOMIC_RELAXED);
+    hand_to(pick(0));
+}
+
+/* A thread whose token was taken (watch) at its next point, with the lock: it is runnable
+ * again, takes the token back if nobody holds it, else waits for its turn (the lock let go).
+ */
+static void token_back(void) {
+    struct thread *me = &G->t[self];
+    if (!me->stolen)
+        return;
+    me->stolen = 0;
+    if (me->state == T_EXTERNAL)
+        me->state = T_RUN;
+    if (G->running < 0 && me->state == T_RUN) {
+        hand_to(self);
+        return;
+    }
+    unlock_sched();
+    wait_turn();
+    lock_sched();
 }
 
 /* The token was handed to this thread by a process on its way out: it goes on once that
@@ -634,6 +699,7 @@ static void reschedule_as(const char *point, int yielding) {
         atexit(mark_exit_phase);
     }
     lock_sched();
+    token_back();
     if (yielding && !other_runnable()) { /* no one to yield to: not a step of the run */
         unlock_sched();
         return;
@@ -688,6 +754,7 @@ static int block_on_obj(const void *obj, uint64_t deadline, const char *where) {
 /* An uncontrolled blocking call: the token is let go around it. */
 static void external_begin(const char *what) {
     lock_sched();
+    token_back();
     note_uncontrolled(what);
     G->t[self].state = T_EXTERNAL;
     set_point(&G->t[self], what);
@@ -901,6 +968,77 @@ static int children_in_session(pid_t pid) {
             return 1;
     }
     return seen ? 0 : -1;
+}
+
+/* Calls that block until something outside the scheduler's sight happens (a signal, a
+ * file descriptor): run with the token let go, unless they cannot block. */
+#define EXTERNAL_CALL(what, real, ...)                                                             \
+    do {                                                                                           \
+        if (!real)                                                                                 \
+            lookup_all();                                                                          \
+        if (!ready())                                                                              \
+            return real(__VA_ARGS__);                                                              \
+        external_begin(what);                                                                      \
+        __typeof__(real(__VA_ARGS__)) r_ = real(__VA_ARGS__);                                      \
+        int e_ = errno;                                                                            \
+        external_end();                                                                            \
+        errno = e_;                                                                                \
+        return r_;                                                                                 \
+    } while (0)
+
+static int zero_ts(const struct timespec *ts) {
+    return ts && ts->tv_sec == 0 && ts->tv_nsec == 0;
+}
+
+EXPORT int sigsuspend(const sigset_t *mask) {
+    EXTERNAL_CALL("a wait for a signal", real_sigsuspend, mask);
+}
+EXPORT int pause(void) {
+    if (!ready())
+        return real_pause ? real_pause() : (int)real_syscall(SYS_pause);
+    external_begin("a wait for a signal");
+    int r = real_pause();
+    int e = errno;
+    external_end();
+    errno = e;
+    return r;
+}
+EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info) {
+    EXTERNAL_CALL("a wait for a signal", real_sigwaitinfo, set, info);
+}
+EXPORT int sigwait(const sigset_t *set, int *sig) {
+    EXTERNAL_CALL("a wait for a signal", real_sigwait, set, sig);
+}
+EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *ts) {
+    if (zero_ts(ts) && real_sigtimedwait)
+        return real_sigtimedwait(set, info, ts);
+    EXTERNAL_CALL("a wait for a signal", real_sigtimedwait, set, info, ts);
+}
+EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *x, struct timeval *tv) {
+    if (tv && tv->tv_sec == 0 && tv->tv_usec == 0 && real_select)
+        return real_select(n, r, w, x, tv);
+    EXTERNAL_CALL("select on file descriptors", real_select, n, r, w, x, tv);
+}
+EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *x, const struct timespec *ts,
+                   const sigset_t *mask) {
+    if (zero_ts(ts) && real_pselect)
+        return real_pselect(n, r, w, x, ts, mask);
+    EXTERNAL_CALL("select on file descriptors", real_pselect, n, r, w, x, ts, mask);
+}
+EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts, const sigset_t *mask) {
+    if (zero_ts(ts) && real_ppoll)
+        return real_ppoll(fds, n, ts, mask);
+    EXTERNAL_CALL("poll on file descriptors", real_ppoll, fds, n, ts, mask);
+}
+EXPORT int epoll_wait(int ep, struct epoll_event *ev, int n, int ms) {
+    if (ms == 0 && real_epoll_wait)
+        return real_epoll_wait(ep, ev, n, ms);
+    EXTERNAL_CALL("epoll_wait", real_epoll_wait, ep, ev, n, ms);
+}
+EXPORT int epoll_pwait(int ep, struct epoll_event *ev, int n, int ms, const sigset_t *mask) {
+    if (ms == 0 && real_epoll_pwait)
+        return real_epoll_pwait(ep, ev, n, ms, mask);
+    EXTERNAL_CALL("epoll_wait", real_epoll_pwait, ep, ev, n, ms, mask);
 }
 
 /* One wait for a child (waitpid, wait4, waitid): the C library's call with WNOHANG added
@@ -1422,6 +1560,7 @@ struct start {
 
 static void thread_gone(void) {
     lock_sched();
+    token_back();
     struct thread *me = &G->t[self];
     me->state = T_EXITED;
     set_point(me, "exit");

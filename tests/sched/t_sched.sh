@@ -11,10 +11,13 @@ trap 'rm -rf "$tmp"' EXIT
 fails=0
 fail() { echo "FAIL: $*"; fails=$((fails + 1)); }
 
-# run SPEC PROGRAM: runs it under the scheduler; sets rc and trace (from the report).
+# run SPEC PROGRAM [ARG...]: runs it under the scheduler; sets rc and trace (from the report).
 run() {
     rc=0
-    LD_PRELOAD=$lib VDICHAOS_SCHED=$1 VDICHAOS_SCHED_OUT=$tmp/report "$bin/$2" \
+    spec_=$1 prog_=$2
+    shift 2
+    rm -f "$tmp/report"
+    LD_PRELOAD=$lib VDICHAOS_SCHED=$spec_ VDICHAOS_SCHED_OUT=$tmp/report "$bin/$prog_" "$@" \
         >"$tmp/out" 2>"$tmp/err" || rc=$?
     trace=$(sed -n 's/^trace //p' "$tmp/report" 2>/dev/null)
     steps=$(sed -n 's/^steps //p' "$tmp/report" 2>/dev/null)
@@ -94,6 +97,86 @@ grep -q '^uncontrolled a signal delivered to a handler 1' "$tmp/report" ||
     fail "uncontrolled: no signal delivered"
 grep -q '^uncontrolled a raw futex wait 1' "$tmp/report" || fail "uncontrolled: no raw futex wait"
 grep -q 'not fully controlled' "$tmp/err" || fail "uncontrolled: not said on stderr"
+
+# ---- processes under one scheduler ----
+# field NAME FILE: a report's line's value.
+field() { sed -n "s/^$1 //p" "$2" | head -n 1; }
+
+# A fork and an exec: the child goes on in the slot its parent reserved, its thread is
+# scheduled with the parent's, the parent's waitpid is a schedule point; fully controlled,
+# and the report replays to the same trace.
+for spec in random:1 random:2 pct:2:1 pct:3:2; do
+    run "$spec" sched-procs fork-exec
+    [ "$rc" -eq 0 ] || { fail "fork-exec under $spec: exit $rc: $(cat "$tmp/out" "$tmp/err")"; continue; }
+    grep -q '^controlled yes' "$tmp/report" || fail "fork-exec under $spec: not fully controlled"
+    [ "$(field threads "$tmp/report")" = 3 ] || fail "fork-exec under $spec: the child's threads not seen"
+done
+cp "$tmp/report" "$tmp/fork.found"
+want=$trace
+for i in 1 2 3 4 5; do
+    run "replay:$tmp/fork.found" sched-procs fork-exec
+    [ "$rc" -eq 0 ] && [ "$trace" = "$want" ] || fail "fork-exec replay $i: rc $rc trace $trace, want $want"
+done
+
+# A child killed with the token: the session goes on without it.
+run random:1 sched-procs die
+[ "$rc" -eq 0 ] || fail "die: exit $rc: $(cat "$tmp/out" "$tmp/err")"
+
+# A child started out of sight (system): said, and the run is not fully controlled.
+run random:1 sched-procs system
+[ "$rc" -eq 0 ] || fail "system: exit $rc: $(cat "$tmp/out" "$tmp/err")"
+grep -q "^uncontrolled a process started out of the scheduler's sight 1" "$tmp/report" ||
+    fail "system: the child out of sight is not reported"
+
+# A thread blocked with the token where the scheduler does not see (a read of a pipe that
+# another thread writes): the token is taken from it, and that is said.
+run random:1 sched-procs pipe
+[ "$rc" -eq 0 ] || fail "pipe: exit $rc: $(cat "$tmp/out" "$tmp/err")"
+grep -q '^uncontrolled a call that blocked with the token 1' "$tmp/report" ||
+    fail "pipe: the stolen token is not reported"
+
+# A wrapper that waits for its child with sigsuspend (timeout(1)): its wait lets the token go.
+if command -v timeout >/dev/null 2>&1; then
+    rc=0
+    LD_PRELOAD=$lib VDICHAOS_SCHED=random:1 VDICHAOS_SCHED_OUT=$tmp/report \
+        timeout 60 "$bin/sched-procs" fork-exec >"$tmp/out" 2>"$tmp/err" || rc=$?
+    [ "$rc" -eq 0 ] || fail "timeout fork-exec: exit $rc: $(cat "$tmp/err")"
+    grep -q '^uncontrolled a wait for a signal' "$tmp/report" ||
+        fail "timeout fork-exec: sigsuspend not reported"
+fi
+
+# Two processes started apart, one declared session (a file): a raw futex hand-off through
+# shared memory is the scheduler's, the same seed gives the same trace, and a waiter the
+# other process never wakes is a hang of the session (86), with its blocking point.
+# pair MODE SPEC: sets rc0, rc1, trace.
+pair() {
+    rm -f "$tmp/session" "$tmp/word" "$tmp/report"
+    LD_PRELOAD=$lib VDICHAOS_SCHED=$2 VDICHAOS_SCHED_SESSION=$tmp/session VDICHAOS_SCHED_PROCS=2 \
+        VDICHAOS_SCHED_SLOT=0 VDICHAOS_SCHED_OUT=$tmp/report \
+        "$bin/sched-procs" "$1" "$tmp/word" 0 >"$tmp/out0" 2>"$tmp/err0" &
+    p0=$!
+    rc1=0
+    LD_PRELOAD=$lib VDICHAOS_SCHED=$2 VDICHAOS_SCHED_SESSION=$tmp/session VDICHAOS_SCHED_PROCS=2 \
+        VDICHAOS_SCHED_SLOT=1 VDICHAOS_SCHED_OUT=$tmp/report \
+        "$bin/sched-procs" "$1" "$tmp/word" 1 >"$tmp/out1" 2>"$tmp/err1" || rc1=$?
+    rc0=0
+    wait "$p0" || rc0=$?
+    trace=$(field trace "$tmp/report")
+}
+for spec in random:1 pct:2:5 pct:2:5; do
+    pair pair "$spec"
+    [ "$rc0" -eq 0 ] && [ "$rc1" -eq 0 ] || fail "pair under $spec: exits $rc0 $rc1: $(cat "$tmp/err0" "$tmp/err1")"
+    grep -q '^controlled yes' "$tmp/report" || fail "pair under $spec: not fully controlled"
+    [ "$(field threads "$tmp/report")" = 2 ] || fail "pair under $spec: not one session"
+done
+a=$trace
+pair pair pct:2:5
+[ -n "$a" ] && [ "$trace" = "$a" ] || fail "pair pct:2:5 gave traces '$a' and '$trace'"
+pair pair-lost random:1
+[ "$rc0" -eq 86 ] && [ "$rc1" -eq 0 ] || fail "pair-lost: exits $rc0 $rc1, want 86 0"
+grep -q '^outcome hang' "$tmp/report" || fail "pair-lost: no hang outcome"
+grep -q '^blocked 0 futex_wait:wait (sched-procs)' "$tmp/report" ||
+    fail "pair-lost: the waiter's blocking point not reported: $(cat "$tmp/report")"
 
 # Bad settings: a clear message, the program runs uncontrolled (and still works).
 for bad in bogus pct:0:1 pct:9:1 pct:2 random: random:x "replay:$tmp/none"; do
