@@ -2,8 +2,10 @@
 # ci/bench.sh --sched: the controlled scheduler of a client's own threads (chaos/sched)
 # against what a user has without it. For each race client of tests/clients (a bug of its
 # own threads that needs one interleaving), the same number of runs three ways: the OS
-# alone, libsqlvdi's seeded delays (--shake), and the scheduler (--sched, PCT); it prints
-# found k/N each way and the ratio of the scheduler's rate to the best other one. Then the
+# alone, libsqlvdi's seeded delays (--shake), and the scheduler (--sched, PCT and random);
+# it prints found k/N each way, the ratio of the scheduler's best rate to the best other
+# one, and the first PCT finding replayed N times to the same schedule trace (the client,
+# the server and their threads are one session, so the plan's seed is the whole run). Then the
 # overhead: runs per second of the sample client's clean backup under the scheduler
 # against free. Also the small programs of tests/sched: free runs against PCT seeds, and
 # the first finding replayed to the same trace. Release build; numbers only, no verdict
@@ -37,26 +39,52 @@ scratch=$(mktemp -d "${TMPDIR:-/tmp}/bench-sched-XXXXXX")
 trap 'rm -rf "$scratch"' EXIT
 printf 'abort after 2\n' >"$scratch/abort.plan"
 
-# hits WANT_REGEX ARGS...: runs of `vdichaos client ARGS` with a finding matching WANT.
+# hits WANT_REGEX ARGS...: runs of `vdichaos client ARGS` with a finding matching WANT;
+# the first such finding's plan and schedule trace are left in $scratch/first.
 hits() {
     local want=$1
     shift
     rm -rf "$scratch/f"
     "$tool" client "$@" >"$scratch/out.json" 2>/dev/null || true
-    python3 - "$want" "$scratch/out.json" <<'PY'
+    python3 - "$want" "$scratch/out.json" "$scratch/first" <<'PY'
 import json, re, sys
 try:
     d = json.load(open(sys.argv[2]))
 except Exception:
     print("error"); sys.exit(0)
-print(sum(f["runs"] for f in d["findings"] if re.fullmatch(sys.argv[1], f["oracle"] + ":" + f["class"])))
+hit = [f for f in d["findings"] if re.fullmatch(sys.argv[1], f["oracle"] + ":" + f["class"])]
+hit.sort(key=lambda f: f["first_run"])
+with open(sys.argv[3], "w") as out:
+    if hit:
+        out.write("%s %s\n" % (hit[0]["plan"], hit[0].get("schedule_trace", "")))
+print(sum(f["runs"] for f in hit))
 PY
 }
 
-printf '%-34s %-10s %-10s %-12s %s\n' "race client (runs each)" "OS alone" "--shake" "--sched pct" \
-    "scheduler / best other"
-for row in "lost-update;truth:backup-does-not-restore;clean;2:1" \
-    "lost-wakeup;ends:hang;clean;2:9" \
+# replays N ARGS...: the first finding's plan ($scratch/first) replayed N times with
+# `vdichaos client replay PLAN ARGS`: how many gave its schedule trace again.
+replays() {
+    local n=$1 plan trace same=0
+    shift
+    read -r plan trace <"$scratch/first" || true
+    if [ -z "${plan:-}" ] || [ -z "${trace:-}" ]; then
+        echo "-"
+        return
+    fi
+    cp "$plan" "$scratch/replay.plan"
+    for ((i = 1; i <= n; i++)); do
+        rm -rf "$scratch/rf"
+        "$tool" client replay "$scratch/replay.plan" --findings "$scratch/rf" --json --quiet "$@" \
+            >"$scratch/replay.json" 2>/dev/null || true
+        grep -q "\"schedule_trace\":\"$trace\"" "$scratch/replay.json" && same=$((same + 1))
+    done
+    echo "$same/$n"
+}
+
+printf '%-28s %-9s %-9s %-9s %-9s %-26s %s\n' "race client (runs each)" "OS alone" "--shake" \
+    "pct" "random" "scheduler / best other" "pct finding replayed, same trace"
+for row in "lost-update;truth:backup-does-not-restore;clean;3:1" \
+    "lost-wakeup;ends:hang;clean;3:9" \
     "complete-after-close;protocol:(complete|call)-after-close;abort;2:1"; do
     IFS=";" read -r bug want plan depth <<<"$row"
     c=$b/tests/clients/race-client-$bug
@@ -68,14 +96,17 @@ for row in "lost-update;truth:backup-does-not-restore;clean;2:1" \
     tail=(-- "$c" backup db '{run}/m.bak' 2)
     free=$(hits "$want" "${pre[@]}" "${common[@]}" "${restore[@]}" "${tail[@]}")
     shake=$(hits "$want" "${pre[@]}" "${common[@]}" --shake 1 "${restore[@]}" "${tail[@]}")
+    rnd=$(hits "$want" "${pre[@]}" "${common[@]}" --sched random:1 "${restore[@]}" "${tail[@]}")
     sched=$(hits "$want" "${pre[@]}" "${common[@]}" --sched "pct:$depth" "${restore[@]}" "${tail[@]}")
-    ratio=$(awk -v s="$sched" -v a="$free" -v b="$shake" 'BEGIN {
+    same=$(replays "$runs" --hang-ms 10000 "${restore[@]}" "${tail[@]}")
+    ratio=$(awk -v s="$sched" -v r="$rnd" -v a="$free" -v b="$shake" 'BEGIN {
+        if (r > s) s = r
         o = a > b ? a : b
         if (s == 0) print "none found"
         else if (o == 0) printf ">= %.0fx (others found none)\n", s
         else printf "%.1fx\n", s / o }')
-    printf '%-34s %-10s %-10s %-12s %s\n' "$bug ($runs)" "$free/$runs" "$shake/$runs" \
-        "$sched/$runs" "$ratio"
+    printf '%-28s %-9s %-9s %-9s %-9s %-26s %s\n' "$bug ($runs)" "$free/$runs" "$shake/$runs" \
+        "$sched/$runs" "$rnd/$runs" "$ratio" "$same (pct:$depth)"
 done
 
 # The small programs of tests/sched (no VDI, fully controlled): free runs against PCT

@@ -12,11 +12,13 @@
  *                             adds in between is lost, and the media are written up to the
  *                             counter, so the last device's file is cut and the backup does
  *                             not restore (truth: backup-does-not-restore; needs 2 devices)
- *   BUG_COMPLETE_AFTER_CLOSE  on a device's failure the main thread closes the set at once
- *                             ("Close aborts it too") and joins the device threads after: a
- *                             device thread between its GetCommand and its CompleteCommand
- *                             (writing the bytes, then the progress lock) completes after the
- *                             Close (protocol: complete-after-close; 2 devices, abort after N)
+ *   BUG_COMPLETE_AFTER_CLOSE  on a device's failure the main thread aborts the set, waits
+ *                             until no device thread is inside a VDI call (each counts itself
+ *                             in and out under a lock), closes the set and joins the threads
+ *                             after; a device thread counts itself out once its bytes are
+ *                             staged, a few instructions before its CompleteCommand, which
+ *                             then comes after the Close when main checks in between
+ *                             (protocol: complete-after-close; 2 devices, abort after N)
  *   BUG_LOST_WAKEUP           a device thread marks itself done without the lock the main
  *                             thread checks under, then notifies: a mark and notify between
  *                             the main thread's check and its wait are lost, and the main
@@ -24,21 +26,14 @@
  *
  * usage: race-client-NAME backup|restore DATABASE MEDIA [DEVICES]   (DEVICES: 2 by default)
  *
- * Measured on 2 cores, asan build, 2 devices: `vdichaos client OPTIONS --hang-ms 5000
- * --restore-command "race-client-NAME restore db M 2" -- race-client-NAME backup db M 2`,
- * one invocation per line, counting the invocations that had any finding:
- *   OPTIONS                                           lost-update  complete-...  lost-wakeup
- *   --plans clean                                     0/20         0/20          0/20
- *   --plans sweep --faults abort --max-index 3        0/20         0/20, 1/20,   0/20
- *                                                                  1/40
- *   the same with --shake I, I = 1..20                0/20         0/20          0/20
- * complete-after-close on an idle machine: the 2 findings were call-after-close (the other
- * device's next GetCommand after the Close), never the completion itself. With the machine
- * loaded by other tests (load average about 5), the OS makes this race often: 29/100 sweeps
- * (26 call-after-close, 2 use-after-close, 1 concurrent-get), and with --shake 1..100 10 of
- * 91 (7 call-after-close, 2 complete-after-close, 1 use-after-close). When the window is
- * forced open (a 3 ms sleep under the statistics lock, or a 50 ms one before main's wait),
- * one sweep finds each bug by its oracle, and the build without a BUG_ define is clean.
+ * Measured by `ci/bench.sh --sched --runs 100` (release, 2 cores, idle): runs out of 100
+ * with the bug's finding, the OS alone / libsqlvdi's seeded delays (--shake 1) / the
+ * controlled scheduler (--sched pct, then random):
+ *   lost-update           4 / 0 / 2 (pct:3), 46 (random)
+ *   lost-wakeup           0 / 0 / 1 (pct:3), 1 (random)
+ *   complete-after-close  0 / 0 / 17 (pct:2), 0 (random)   (plan `abort after 2`)
+ * and each scheduler finding's plan replayed 100 times to the same schedule trace. Under
+ * the OS's own scheduling each passes the clean plan (clients.race_clients_clean).
  */
 #include "vdi.h"
 
@@ -87,6 +82,27 @@ std::mutex end_mu;
 std::condition_variable end_cv;
 bool failed = false; /* guarded by end_mu */
 std::string first_error;
+
+#if defined(BUG_COMPLETE_AFTER_CLOSE)
+/* Main closes the set once no device thread is inside a VDI call: the device threads count
+ * themselves in before their calls and out after them. */
+std::mutex busy_mu;
+std::condition_variable busy_cv;
+int busy = 0; /* guarded by busy_mu */
+
+void vdi_in() {
+    std::lock_guard<std::mutex> g(busy_mu);
+    ++busy;
+}
+void vdi_out(bool tell) {
+    {
+        std::lock_guard<std::mutex> g(busy_mu);
+        --busy;
+    }
+    if (tell)
+        busy_cv.notify_all();
+}
+#endif
 
 bool all_done(const std::vector<stream> &streams) {
     for (const auto &s : streams)
@@ -143,6 +159,9 @@ void finish(stream *s, int rc) {
  * ERROR_HANDLE_EOF); anything else just succeeds. */
 void serve(stream *s) {
     for (;;) {
+#if defined(BUG_COMPLETE_AFTER_CLOSE)
+        vdi_in(); /* in for the whole command: the wait for it, serving it */
+#endif
         /* The staging grows (an allocation, a copy, zeroing) while no command is held, by
          * at least 16 commands' worth at a time, so serving a command costs a memcpy. */
         if (s->room && s->staged.size() < s->staged_len + s->room)
@@ -150,6 +169,9 @@ void serve(stream *s) {
         VDC_Command *cmd = nullptr;
         int rc = s->dev->GetCommand(-1, &cmd);
         if (rc != NOERROR) {
+#if defined(BUG_COMPLETE_AFTER_CLOSE)
+            vdi_out(true);
+#endif
             finish(s, rc);
             return;
         }
@@ -170,6 +192,10 @@ void serve(stream *s) {
             code = done == size ? ERROR_SUCCESS : ERROR_HANDLE_EOF;
         }
         count_bytes(done);
+#if defined(BUG_COMPLETE_AFTER_CLOSE)
+        /* BUG: out as soon as the bytes are staged, with the CompleteCommand still to make */
+        vdi_out(false);
+#endif
         rc = s->dev->CompleteCommand(cmd, code, done, cmd->position);
         if (rc != NOERROR) {
             finish(s, rc);
@@ -260,10 +286,16 @@ int main(int argc, char **argv) {
         device_failed = failed;
     }
 #if defined(BUG_COMPLETE_AFTER_CLOSE)
-    /* BUG: Close does abort the set, but the device threads may still be in its calls */
+    /* The set closed once no device thread is in a VDI call: their counts are the bug */
     bool closed = device_failed;
-    if (device_failed)
+    if (device_failed) {
+        vds.SignalAbort();
+        std::unique_lock<std::mutex> lk(busy_mu);
+        while (busy > 0)
+            busy_cv.wait(lk);
+        lk.unlock();
         vds.Close();
+    }
 #else
     if (device_failed)
         vds.SignalAbort(); /* the other devices stop now, not at their server's timeout */

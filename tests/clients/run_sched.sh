@@ -113,6 +113,22 @@ grep -q 'scheduled' "$dir/err" || { echo "FAILED: runs not marked scheduled"; fa
 grep -q 'not controlled' "$dir/err" &&
     { echo "FAILED: the sample client's runs are not fully controlled"; cat "$dir/err"; fails=$((fails + 1)); }
 
+# Our server started by vdichaos (--statement): the client and the server, two processes
+# started apart, are one declared session, fully controlled under every fault; a client's
+# bug found there replays.
+stmt="BACKUP DATABASE db TO VIRTUAL_DEVICE='{set}'"
+"$vdichaos" client --findings "$dir/att" --json --plans sweep --faults abort,close --runs 10 \
+    --sched pct:2:3 --statement "$stmt" --media '{run}/m.bak' -- "$race/attach-client" '{set}' \
+    '{run}/m.bak' >"$dir/out.json" 2>"$dir/err"
+rc=$?
+if [ $rc -ne 0 ] || ! grep -q '"findings":\[\]' "$dir/out.json" || grep -q 'not controlled' "$dir/err"; then
+    echo "FAILED: attach-client with --statement under --sched: exit $rc"
+    cat "$dir/err"
+    fails=$((fails + 1))
+fi
+expect truth:success-after-failure 20 pct:2 --plans sweep --faults abort --statement "$stmt" \
+    -- "$race/bad-client-attach-exit0" '{set}' '{run}/m.bak'
+
 # Bad values: a message and exit 2.
 for bad in pct pct:0:1 pct:9:1 pct:2 random random:x dfs:1 "pct:2:1:0" "random:1 2"; do
     "$vdichaos" client --sched "$bad" -- "$sample" backup db "$dir/x.bak" >/dev/null 2>"$dir/err"
