@@ -223,7 +223,9 @@ static void child_setup(const child_env *e, const char *out_name, const char *er
         const char *pre = getenv("LD_PRELOAD");
         snprintf(buf, sizeof buf, "%s%s%s", e->c->schedlib, pre && *pre ? ":" : "", pre ? pre : "");
         setenv("LD_PRELOAD", buf, 1);
-        if (e->p->sched == 1)
+        if (e->c->sched_replay)
+            snprintf(buf, sizeof buf, "replay:%s", e->c->sched_replay);
+        else if (e->p->sched == 1)
             snprintf(buf, sizeof buf, "random:%llu", (unsigned long long)e->p->sched_seed);
         else if (e->p->sched_steps)
             snprintf(buf, sizeof buf, "pct:%u:%llu:%u", e->p->sched_depth,
@@ -325,6 +327,14 @@ static int judge_schedule(const audit_ctx *c, const char *rundir, audit_result *
         int len = e ? (int)(e - u - 14) : (int)strlen(u + 14);
         l += (size_t)snprintf(r->sched_note + l, sizeof r->sched_note - l, "%s%.*s",
                               l ? "; " : "not controlled: ", len, u + 14);
+    }
+    if (strstr(buf, "\nreplay diverged\n")) {
+        r->sched = 2;
+        l = strlen(r->sched_note);
+        snprintf(r->sched_note + l, sizeof r->sched_note - l,
+                 "%sthe decisions replayed do not fit "
+                 "this run (replay diverged)",
+                 l ? "; " : "");
     }
     if (!strstr(buf, "\noutcome hang\n"))
         return 0;

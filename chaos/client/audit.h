@@ -14,15 +14,17 @@
 typedef struct audit_ctx {
     char **argv; /* the client's command; "{set}" in an argument is the set name */
     int argc;
-    const char *statement; /* run by vdichaos for the client (a plan's statement wins) */
-    const char *sqlcmd;    /* vdi-sqlcmd */
-    const char *libdir;    /* the directory of our libsqlvdi.so, first on LD_LIBRARY_PATH */
-    const char *schedlib;  /* libvdichaos_sched.so, preloaded into a plan's `schedule` runs */
-    const char *media;     /* the file the client presents as a complete backup, or NULL */
-    char **restore_argv;   /* a command that restores the backup, or NULL (NULL-terminated) */
-    long hang_ms;          /* a run longer than this is a hang */
-    int stacks;            /* on a hang: 2 gdb, 1 /proc, 0 none */
-    char work[PATH_MAX];   /* this session's directory: bin/sqlcmd, data/, run-N/ */
+    const char *statement;    /* run by vdichaos for the client (a plan's statement wins) */
+    const char *sqlcmd;       /* vdi-sqlcmd */
+    const char *libdir;       /* the directory of our libsqlvdi.so, first on LD_LIBRARY_PATH */
+    const char *schedlib;     /* libvdichaos_sched.so, preloaded into a plan's `schedule` runs */
+    const char *sched_replay; /* --sched replay:FILE: every scheduled run takes FILE's
+                                 decisions (a finding's .sched), whatever its plan's seed */
+    const char *media;        /* the file the client presents as a complete backup, or NULL */
+    char **restore_argv;      /* a command that restores the backup, or NULL (NULL-terminated) */
+    long hang_ms;             /* a run longer than this is a hang */
+    int stacks;               /* on a hang: 2 gdb, 1 /proc, 0 none */
+    char work[PATH_MAX];      /* this session's directory: bin/sqlcmd, data/, run-N/ */
     unsigned long runs;
 } audit_ctx;
 

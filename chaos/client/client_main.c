@@ -58,9 +58,11 @@ static int client_usage(void) {
             "  --shake SEED[:MAX_US]    shake the client's threads: libsqlvdi yields or\n"
             "                           sleeps (up to MAX_US, 1000) at every VDI schedule\n"
             "                           point, seeded per run (a plan's `shake` step)\n"
-            "  --sched random:SEED|pct:DEPTH:SEED[:STEPS]  run the client's threads under\n"
-            "                           the controlled scheduler (libvdichaos_sched.so), a\n"
-            "                           schedule per run (a plan's `schedule` step)\n"
+            "  --sched random:SEED|pct:DEPTH:SEED[:STEPS]  run the client and the server\n"
+            "                           under the controlled scheduler (libvdichaos_sched.so),\n"
+            "                           a schedule per run (a plan's `schedule` step)\n"
+            "  --sched replay:FILE      every run takes the decisions of FILE (a finding's\n"
+            "                           .sched), whatever the plan's schedule seed\n"
             "  --budget DURATION        start no run after this long (90s, 10m, 1h)\n"
             "  --faults LIST            abort,close,fail,die-exit,die-kill,pause,stall (all)\n"
             "  --max-index N            sweep: fault indices 1..N only\n"
@@ -970,6 +972,23 @@ int vdichaos_client_main(int argc, char **argv) {
             }
             s.shake_seed = sp.shake_seed;
             s.shake_max_us = sp.shake_max_us;
+        } else if (strcmp(a, "--sched") == 0 && strncmp(val, "replay:", 7) == 0) {
+            /* a finding's decisions (FINDING.sched): the runs replay them */
+            static char path[PATH_MAX];
+            char head[64];
+            FILE *f = val[7] ? fopen(val + 7, "r") : NULL;
+            int ok = f && fgets(head, sizeof head, f) && strncmp(head, "vdi-sched ", 10) == 0;
+            if (f)
+                fclose(f);
+            if (!ok || !realpath(val + 7, path)) {
+                fprintf(stderr,
+                        "vdichaos client: --sched %s: not a scheduler report (a finding's "
+                        ".sched file)\n",
+                        val);
+                return client_usage();
+            }
+            s.ctx.sched_replay = path;
+            s.sched.sched = 1; /* the runs are scheduled; the decisions come from the file */
         } else if (strcmp(a, "--sched") == 0) {
             /* random:SEED | pct:DEPTH:SEED[:STEPS] is the plan's step `schedule ...` */
             char step[128];

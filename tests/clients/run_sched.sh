@@ -70,16 +70,25 @@ replay_finding() {
     done
     shift
     eval "set -- $opts -- \"\$@\""
+    # the trace of the finding's run, from its plan's header; its decisions beside it
+    trace=$(sed -n 's/^# schedule: trace \([0-9a-f]*\),.*/\1/p' "$plan")
+    decisions=${plan%.plan}.sched
+    [ -n "$trace" ] && [ -s "$decisions" ] ||
+        { echo "FAILED: $plan names no schedule trace or has no decisions"; fails=$((fails + 1)); }
     i=0 same=0
     while [ "$i" -lt "$REPLAYS" ]; do
-        "$vdichaos" client replay "$plan" --findings "$dir/r" --json --quiet "$@" \
+        # by the plan's seed, and (every other time) by the decisions kept beside it
+        by=""
+        [ $((i % 2)) -eq 1 ] && by="--sched replay:$decisions"
+        rm -rf "$dir/r"
+        "$vdichaos" client replay "$plan" --findings "$dir/r" --json --quiet $by "$@" \
             >"$dir/replay.json" 2>"$dir/replay.err"
         [ $? -eq 1 ] && grep -q "\"oracle\":\"$o\",\"class\":\"$c\"" "$dir/replay.json" &&
-            same=$((same + 1))
+            grep -q "\"schedule_trace\":\"$trace\"" "$dir/replay.json" && same=$((same + 1))
         i=$((i + 1))
     done
-    echo "replayed $o:$c $same/$REPLAYS"
-    [ "$same" -eq "$REPLAYS" ] || { fails=$((fails + 1)); cat "$dir/replay.err"; }
+    echo "replayed $o:$c $same/$REPLAYS to trace $trace"
+    [ "$same" -eq "$REPLAYS" ] || { fails=$((fails + 1)); cat "$dir/replay.err" "$dir/replay.json"; }
 }
 
 c=$race/race-client-lost-update
@@ -130,7 +139,8 @@ expect truth:success-after-failure 20 pct:2 --plans sweep --faults abort --state
     -- "$race/bad-client-attach-exit0" '{set}' '{run}/m.bak'
 
 # Bad values: a message and exit 2.
-for bad in pct pct:0:1 pct:9:1 pct:2 random random:x dfs:1 "pct:2:1:0" "random:1 2"; do
+for bad in pct pct:0:1 pct:9:1 pct:2 random random:x dfs:1 "pct:2:1:0" "random:1 2" replay: \
+    "replay:$dir/none" "replay:$sample"; do
     "$vdichaos" client --sched "$bad" -- "$sample" backup db "$dir/x.bak" >/dev/null 2>"$dir/err"
     rc=$?
     [ $rc -eq 2 ] && grep -q -- '--sched' "$dir/err" ||
