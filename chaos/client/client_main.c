@@ -2,20 +2,25 @@
  * server plan (ref/compat/sqlcmd/PLAN.md) played by vdi-sqlcmd against the client, judged
  * by the oracles of audit.c. Strategies: clean (one run, no fault), sweep (from a clean
  * run's command count, each single fault at each index, once), random (seeded
- * combinations); `replay PLAN` runs one saved plan. Findings are deduplicated by signature,
+ * combinations), fuzz (AFL++ mutates plans, led by the client's own coverage); `replay
+ * PLAN` runs one saved plan. Findings are deduplicated by signature,
  * saved once under the findings directory as their plan, and printed with the command that
  * replays them. Exit 0 clean, 1 finding, 2 usage. */
 #include "audit.h"
 #include "client_main.h"
 #include "pool.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,8 +50,10 @@ static int client_usage(void) {
             "Runs COMMAND (a VDI client, unchanged) against vdi-sqlcmd playing SQL Server from\n"
             "a plan: as sqlcmd on PATH, or, with --statement, started here with the statement\n"
             "('{set}' in it and in COMMAND's arguments is the run's set name).\n"
-            "  --plans clean|sweep|random  one clean run (default), every single fault, or\n"
-            "                           seeded combinations\n"
+            "  --plans clean|sweep|random|fuzz  one clean run (default), every single fault,\n"
+            "                           seeded combinations, or AFL++ (afl-fuzz on PATH)\n"
+            "                           mutating plans, led by the coverage of a client\n"
+            "                           built with afl-clang-fast (--budget, 60s)\n"
             "  --statement SQL          the statement vdichaos runs for the client\n"
             "  --seed N --runs N        random: the seed (1) and number of runs (100);\n"
             "                           sweep: at most N runs; clean, replay: N runs of\n"
@@ -83,6 +90,9 @@ static int client_usage(void) {
             "  --json                   the summary as JSON on stdout\n"
             "  --quiet                  no line per run\n"
             "  --first                  stop at the first finding\n"
+            "  --afl                    (internal, replay) fuzz's target: one run; a plan\n"
+            "                           beyond the run's limits is skipped, a finding not\n"
+            "                           yet in --afl-known FILE aborts\n"
             "Exit status: 0 clean, 1 finding, 2 usage.\n");
     return 2;
 }
@@ -110,9 +120,30 @@ typedef struct {
     char trace[17]; /* the first run's schedule (a scheduled run): its trace hash */
 } finding_entry;
 
+/* What afl-fuzz said it did (its fuzzer_stats), for the summary. */
+typedef struct {
+    int ran;                 /* afl-fuzz ran and wrote its stats */
+    unsigned long execs;     /* execs_done */
+    double execs_per_second; /* execs_per_sec */
+    unsigned long paths;     /* corpus_count: the seeds and what it found */
+    unsigned long found;     /* corpus_found: inputs kept for new coverage */
+    unsigned long edges;     /* edges_found: the client's edges seen */
+    unsigned long crashes;   /* saved_crashes: plans with a new finding */
+    unsigned long hangs;     /* saved_hangs: runs over afl-fuzz's timeout */
+    unsigned long seconds;   /* run_time */
+    unsigned long replayed;  /* crash and hang inputs run again here */
+    unsigned long no_repro;  /* ... of which gave no finding */
+    long first_crash_ms;     /* afl-fuzz's time to its first crash (its name's time:), -1 */
+    int failed;              /* afl-fuzz could not run, or failed */
+} fuzz_stats;
+
 typedef struct {
     audit_ctx ctx;
     const char *strategy, *findings_dir, *replay;
+    const char *sched_arg; /* --sched as given (the fuzz target gets it again) */
+    int afl;               /* --afl: the fuzz strategy's target, one run of the plan */
+    const char *afl_known; /* --afl-known: the signatures that are no crash for AFL */
+    fuzz_stats fuzz;
     uint64_t seed;
     uint64_t shake_seed;    /* --shake: the client's threads delayed and yielded, 0 = not */
     uint32_t shake_max_us;  /* their longest delay */
@@ -124,6 +155,7 @@ typedef struct {
     double budget;
     unsigned faults;
     int json, quiet, first;
+    int pause_given;    /* --pause-ms given (the fuzz seeds' pause is otherwise short) */
     int cannot_run;     /* the command could not be started (exit 127, no session) */
     char **backup_argv; /* a restore audit: the backup that makes its media */
     finding_entry *found;
@@ -713,11 +745,28 @@ static void summary(const session *s) {
                 printf(",\"schedule_trace\":\"%s\"", e->trace);
             printf("}");
         }
-        printf("]}\n");
+        printf("]");
+        if (s->fuzz.ran)
+            printf(",\"afl\":{\"execs\":%lu,\"execs_per_second\":%.2f,\"seconds\":%lu,"
+                   "\"paths\":%lu,\"paths_found\":%lu,\"edges\":%lu,\"crashes\":%lu,"
+                   "\"hangs\":%lu,\"first_crash_seconds\":%.1f,\"replayed\":%lu,"
+                   "\"not_reproduced\":%lu}",
+                   s->fuzz.execs, s->fuzz.execs_per_second, s->fuzz.seconds, s->fuzz.paths,
+                   s->fuzz.found, s->fuzz.edges, s->fuzz.crashes, s->fuzz.hangs,
+                   (double)s->fuzz.first_crash_ms / 1000.0, s->fuzz.replayed, s->fuzz.no_repro);
+        printf("}\n");
         return;
     }
     fprintf(stderr, "vdichaos client: %lu runs in %.2f s (%.1f plans/s), %d finding%s\n",
             s->total_runs, secs, rate, s->nfound, s->nfound == 1 ? "" : "s");
+    if (s->fuzz.ran)
+        fprintf(stderr,
+                "  afl-fuzz: %lu execs (%.1f/s), %lu paths (%lu found), %lu edges, %lu crashes, "
+                "%lu hangs (the first crash after %.1f s); %lu run again here, %lu without a "
+                "finding\n",
+                s->fuzz.execs, s->fuzz.execs_per_second, s->fuzz.paths, s->fuzz.found,
+                s->fuzz.edges, s->fuzz.crashes, s->fuzz.hangs,
+                (double)s->fuzz.first_crash_ms / 1000.0, s->fuzz.replayed, s->fuzz.no_repro);
     if (s->nfound) {
         fprintf(stderr, "  %-10s %-24s %5s %6s  %s\n", "oracle", "class", "runs", "first", "plan");
         for (int i = 0; i < s->nfound; i++)
@@ -727,10 +776,12 @@ static void summary(const session *s) {
     }
 }
 
-static int read_plan(const char *path, vdi_plan *p) {
+/* A plan file (any bytes: lines that are no step are skipped, and said so unless quiet). */
+static int read_plan(const char *path, vdi_plan *p, int quiet) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        fprintf(stderr, "vdichaos client: %s: %s\n", path, strerror(errno));
+        if (!quiet)
+            fprintf(stderr, "vdichaos client: %s: %s\n", path, strerror(errno));
         return -1;
     }
     size_t cap = 1 << 20, n = 0;
@@ -744,7 +795,7 @@ static int read_plan(const char *path, vdi_plan *p) {
     char err[200];
     int skipped = vdi_plan_parse(buf, n, 0, p, err, sizeof err);
     free(buf);
-    if (skipped > 0)
+    if (skipped > 0 && !quiet)
         fprintf(stderr, "vdichaos client: %s: %d line(s) skipped; the first: %s\n", path, skipped,
                 err);
     return 0;
@@ -889,6 +940,631 @@ static int find_scheduler(audit_ctx *c) {
     return -1;
 }
 
+/* ---- fuzz: AFL++ mutates plans, led by the client's coverage. afl-fuzz runs this program
+ * once per plan (`replay FILE --afl`, the target); the client, built with afl-clang-fast,
+ * inherits afl-fuzz's coverage map (__AFL_SHM_ID) from it, so the edges afl-fuzz counts are
+ * the client's. No fork server (AFL_NO_FORKSRV): the client runs as it always does, its
+ * instrumentation finding no fork server to talk to. A run with a finding not seen before
+ * aborts, which afl-fuzz keeps as a crash; afterwards every crash is run again here, so its
+ * finding is recorded like any other strategy's. */
+
+/* The sanitizer options afl-fuzz imposes on its target (symbolize=0 among them, which would
+ * take the frames out of the client's reports) are kept from the client: afl-fuzz's child
+ * sets the caller's aside in VDICHAOS_AFL_NAME ("=VALUE", or "-" for none), the target puts
+ * them back. */
+static const char *const afl_env_kept[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS",
+                                           "MSAN_OPTIONS", "TSAN_OPTIONS",  "LD_BIND_NOW"};
+
+static void afl_save_env(void) {
+    for (size_t i = 0; i < sizeof afl_env_kept / sizeof afl_env_kept[0]; i++) {
+        char key[64], kept[8192];
+        const char *v = getenv(afl_env_kept[i]);
+        snprintf(key, sizeof key, "VDICHAOS_AFL_%s", afl_env_kept[i]);
+        snprintf(kept, sizeof kept, "%s%s", v ? "=" : "-", v ? v : "");
+        setenv(key, kept, 1);
+        unsetenv(afl_env_kept[i]);
+    }
+}
+
+static void afl_restore_env(void) {
+    for (size_t i = 0; i < sizeof afl_env_kept / sizeof afl_env_kept[0]; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "VDICHAOS_AFL_%s", afl_env_kept[i]);
+        const char *v = getenv(key);
+        if (!v)
+            continue;
+        if (v[0] == '=')
+            setenv(afl_env_kept[i], v + 1, 1);
+        else
+            unsetenv(afl_env_kept[i]);
+        unsetenv(key);
+    }
+}
+
+/* NAME in a directory of PATH, into out: 0 when found. */
+static int on_path(const char *name, char *out, size_t cap) {
+    const char *path = getenv("PATH");
+    char entry[PATH_MAX];
+    while (path && *path) {
+        size_t len = strcspn(path, ":");
+        snprintf(entry, sizeof entry, "%.*s", (int)(len ? len : 1), len ? path : ".");
+        if (try_path(out, cap, entry, name, X_OK) == 0)
+            return 0;
+        path += len + (path[len] == ':');
+    }
+    return -1;
+}
+
+static const char *afl_fuzz_path(void) {
+    static char path[PATH_MAX];
+    return on_path("afl-fuzz", path, sizeof path) == 0 ? path : NULL;
+}
+
+/* The fuzz seeds' pause: short, so that afl-fuzz's runs of it stay fast (--pause-ms when
+ * given); the stall seed's server gives up after a second. */
+static uint32_t fuzz_pause_ms(const session *s) {
+    return s->pause_given ? (uint32_t)s->pause_ms : 100;
+}
+
+/* A plan afl-fuzz wrote, made a run of this session: the session's statement (a mutated one
+ * would start a server of our own beside the client's sqlcmd), its --shake and --sched and
+ * not the plan's, the base plan's geometry where the plan sets none. -1 when the plan is
+ * beyond what a run may take: a server silent or waiting longer than a quarter of
+ * --hang-ms (its hang would be taken for the client's), a database more than 16 times the
+ * base plan's, or more than 4096 commands a device. */
+static int fuzz_fit(const session *s, vdi_plan *p) {
+    vdi_plan base;
+    base_plan(s, &base);
+    memcpy(p->statement, base.statement, sizeof p->statement);
+    p->shake_seed = 0;
+    p->shake_max_us = 0;
+    p->sched = 0;
+    p->sched_depth = 0;
+    p->sched_seed = 0;
+    p->sched_steps = 0;
+    if (!p->db_size)
+        p->db_size = base.db_size;
+    if (!p->max_transfer)
+        p->max_transfer = base.max_transfer;
+    if (!p->timeout_ms)
+        p->timeout_ms = base.timeout_ms;
+    uint64_t quarter = (uint64_t)s->ctx.hang_ms / 4, unit = p->max_transfer;
+    for (int d = 0; d < VDI_PLAN_MAX_DEVICES; d++)
+        if (p->transfer[d] && p->transfer[d] < unit)
+            unit = p->transfer[d];
+    uint64_t commands = p->db_size / unit + 8 + (p->flushes > 0 ? (uint64_t)p->flushes : 0);
+    uint64_t paused = 0;
+    for (uint32_t i = 0; i < p->nfaults; i++)
+        if (p->faults[i].kind == VDI_PLAN_PAUSE)
+            paused += p->faults[i].ms;
+    uint64_t pause_limit = quarter > fuzz_pause_ms(s) ? quarter : fuzz_pause_ms(s);
+    uint64_t timeout_limit = quarter > base.timeout_ms ? quarter : base.timeout_ms;
+    if (p->db_size > base.db_size * 16 || commands > 4096 || paused > pause_limit ||
+        p->timeout_ms > timeout_limit || (uint64_t)p->delay_ms * commands > quarter)
+        return -1;
+    return 0;
+}
+
+/* 1 when the file (one signature a line) holds sig. */
+static int known_has(const char *file, const char *sig) {
+    FILE *f = file ? fopen(file, "r") : NULL;
+    char line[512];
+    int has = 0;
+    while (f && !has && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        has = strcmp(line, sig) == 0;
+    }
+    if (f)
+        fclose(f);
+    return has;
+}
+
+/* --afl: the plan once, for afl-fuzz. 1 when the run gave a finding whose signature is not
+ * in --afl-known; it is added there, so that afl-fuzz keeps one crash a finding and fuzzes
+ * on past it (a plan of a known finding is an ordinary input, its coverage the client's
+ * error path). 0 otherwise. */
+static int afl_target(session *s, const vdi_plan *plan) {
+    static audit_result r;
+    static vdi_plan p;
+    plan_as_run(s, plan, &p);
+    if (audit_run(&s->ctx, &p, &r) != 0)
+        return 0;
+    int fresh = 0;
+    for (int i = 0; i < r.nfindings; i++) {
+        char sig[300];
+        audit_signature(&r.findings[i], sig, sizeof sig);
+        if (known_has(s->afl_known, sig))
+            continue;
+        FILE *f = s->afl_known ? fopen(s->afl_known, "a") : NULL;
+        if (f) {
+            fprintf(f, "%s\n", sig);
+            fclose(f);
+        }
+        fresh = 1;
+    }
+    return fresh;
+}
+
+/* The seeds: the base plan, and the first plan of each fault of --faults (after command 1,
+ * the deaths at command 1), short ones (fuzz_pause_ms). Their count. */
+static int fuzz_seeds(const session *s, vdi_plan *seeds, const char **names) {
+    int n = 0;
+    base_plan(s, &seeds[n]);
+    names[n++] = "clean";
+    for (unsigned i = 0; i < 7; i++) {
+        unsigned bit = 1u << i;
+        if (!(s->faults & bit))
+            continue;
+        vdi_plan *p = &seeds[n];
+        base_plan(s, p);
+        p->faults[p->nfaults++] = make_fault(bit, 1, fuzz_pause_ms(s));
+        if (bit == F_STALL && p->timeout_ms > 1000)
+            p->timeout_ms = 1000;
+        names[n++] = fault_names[i];
+    }
+    return n;
+}
+
+/* Words AFL may put into plans (its dictionary): PLAN.md's steps, and whole fault lines. */
+static const char *const fuzz_tokens[] = {"abort",
+                                          "close",
+                                          "fail",
+                                          "die",
+                                          "pause",
+                                          "stall",
+                                          "clearerror",
+                                          " after ",
+                                          " at ",
+                                          " device ",
+                                          " code ",
+                                          " ms ",
+                                          " how ",
+                                          "open",
+                                          "configured",
+                                          "end",
+                                          "exit",
+                                          "kill",
+                                          "term",
+                                          "blocksize ",
+                                          "maxtransfersize ",
+                                          "buffercount ",
+                                          "dbsize ",
+                                          "timeout ",
+                                          "delay ",
+                                          "flushes ",
+                                          "complete ",
+                                          "auto",
+                                          "always",
+                                          "never",
+                                          "transfer ",
+                                          "order ",
+                                          "sequential",
+                                          "reverse",
+                                          "1117",
+                                          "65536",
+                                          "512",
+                                          "\nabort after 1\n",
+                                          "\nclose after 1\n",
+                                          "\nfail at 1 code 1117\n",
+                                          "\ndie at 1 how exit\n",
+                                          "\ndie at open how kill\n",
+                                          "\ndie at end how exit\n",
+                                          "\npause after 1 ms 1500\n",
+                                          "\nstall after 1\n",
+                                          "\nclearerror after 1\n",
+                                          "\nflushes 2\n",
+                                          "\ncomplete never\n",
+                                          "\ncomplete always\n",
+                                          "\nbuffercount 1\n",
+                                          "\nabort after 2 device 0\n",
+                                          "\norder 0 reverse\n",
+                                          "\ntransfer 0 512\n",
+                                          "\nblocksize 512\n",
+                                          "\nmaxtransfersize 131072\n"};
+
+/* fuzz-in/ (the seeds), fuzz.dict and fuzz-known (the signatures found so far) in the
+ * session's directory; 0, or -1 with the reason printed. */
+static int fuzz_files(const session *s, const vdi_plan *seeds, const char **names, int n) {
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/fuzz-in", s->ctx.work);
+    if (mkdir(path, 0700) != 0)
+        goto fail;
+    snprintf(path, sizeof path, "%s/fuzz-tmp", s->ctx.work);
+    if (mkdir(path, 0700) != 0)
+        goto fail;
+    static char text[VDI_PLAN_MAX_STATEMENT + 8192];
+    for (int i = 0; i < n; i++) {
+        size_t len = vdi_plan_print(&seeds[i], text, sizeof text);
+        snprintf(path, sizeof path, "%s/fuzz-in/%02d-%s.plan", s->ctx.work, i, names[i]);
+        FILE *f = fopen(path, "w");
+        int ok = f && len < sizeof text && fwrite(text, 1, len, f) == len;
+        if (f && fclose(f) != 0)
+            ok = 0;
+        if (!ok)
+            goto fail;
+    }
+    snprintf(path, sizeof path, "%s/fuzz.dict", s->ctx.work);
+    FILE *f = fopen(path, "w");
+    for (size_t i = 0; f && i < sizeof fuzz_tokens / sizeof fuzz_tokens[0]; i++) {
+        fputc('"', f);
+        for (const char *t = fuzz_tokens[i]; *t; t++)
+            fprintf(f, *t == '\n' ? "\\x0a" : "%c", *t);
+        fputs("\"\n", f);
+    }
+    if (!f || fclose(f) != 0)
+        goto fail;
+    snprintf(path, sizeof path, "%s/fuzz-known", s->ctx.work);
+    f = fopen(path, "w");
+    for (int i = 0; f && i < s->nfound; i++)
+        fprintf(f, "%s\n", s->found[i].signature);
+    if (!f || fclose(f) != 0)
+        goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "vdichaos client: cannot write %s: %s\n", path, strerror(errno));
+    return -1;
+}
+
+/* afl-fuzz's exec timeout: a run's hang limit (twice with a restore), the stacks of a hang
+ * (gdb may take 20 s), the wait for our server and the kill of the client's group. */
+static long fuzz_timeout_ms(const session *s) {
+    return s->ctx.hang_ms * (s->ctx.restore_argv ? 2 : 1) + (s->ctx.stacks == 2 ? 25000 : 1000) +
+           10000;
+}
+
+/* The target's command line: this program, `client replay @@ --afl`, the options that
+ * make a run of this session, the client. NULL-terminated, into av (cap entries). */
+static int fuzz_target_argv(const session *s, const char *known, char **av, int cap) {
+    static char exe[PATH_MAX], hang[32], timeout[32], dbsize[32], mts[32], shake[64];
+    static char restore[8192];
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[l > 0 ? l : 0] = '\0';
+    snprintf(hang, sizeof hang, "%ld", s->ctx.hang_ms);
+    snprintf(timeout, sizeof timeout, "%ld", s->server_timeout);
+    snprintf(dbsize, sizeof dbsize, "%llu", (unsigned long long)s->db_size);
+    snprintf(mts, sizeof mts, "%u", s->max_transfer);
+    int n = 0;
+    const char *fixed[] = {exe,
+                           "client",
+                           "replay",
+                           "@@",
+                           "--afl",
+                           "--afl-known",
+                           known,
+                           "--quiet",
+                           "--sqlcmd",
+                           s->ctx.sqlcmd,
+                           "--lib",
+                           s->ctx.libdir,
+                           "--hang-ms",
+                           hang,
+                           "--server-timeout",
+                           timeout,
+                           "--dbsize",
+                           dbsize,
+                           "--maxtransfersize",
+                           mts,
+                           "--stacks",
+                           s->ctx.stacks == 2   ? "gdb"
+                           : s->ctx.stacks == 1 ? "proc"
+                                                : "none"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        av[n++] = (char *)fixed[i];
+    if (s->ctx.statement) {
+        av[n++] = "--statement";
+        av[n++] = (char *)s->ctx.statement;
+    }
+    if (s->ctx.media) {
+        av[n++] = "--media";
+        av[n++] = (char *)s->ctx.media;
+    }
+    if (s->ctx.restore_argv) { /* split on spaces: joined with spaces, it is the same */
+        size_t rl = 0;
+        restore[0] = '\0';
+        for (int i = 0; s->ctx.restore_argv[i] && rl < sizeof restore; i++)
+            rl += (size_t)snprintf(restore + rl, sizeof restore - rl, "%s%s", i ? " " : "",
+                                   s->ctx.restore_argv[i]);
+        av[n++] = "--restore-command";
+        av[n++] = restore;
+    }
+    if (s->shake_seed) {
+        snprintf(shake, sizeof shake, "%llu:%u", (unsigned long long)s->shake_seed,
+                 s->shake_max_us);
+        av[n++] = "--shake";
+        av[n++] = shake;
+    }
+    if (s->sched_arg) {
+        av[n++] = "--sched";
+        av[n++] = (char *)s->sched_arg;
+    }
+    av[n++] = "--";
+    for (int i = 0; i < s->ctx.argc && n < cap - 1; i++)
+        av[n++] = s->ctx.argv[i];
+    av[n] = NULL;
+    return n;
+}
+
+/* Waits for a child, SIGCHLD blocked, at most ms. */
+static void fuzz_wait(long ms) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    (void)sigtimedwait(&set, NULL, &ts);
+}
+
+/* Runs afl-fuzz for secs seconds, its output into log; its exit status (-1 when it could not
+ * start, 128 + N when killed by signal N). A run afl-fuzz still has going when its time is
+ * well over is stopped: SIGINT (afl-fuzz writes its stats), then SIGKILL. */
+static int fuzz_exec_afl(const session *s, const char *afl, long secs, const char *log) {
+    char in[PATH_MAX + 16], out[PATH_MAX + 16], dict[PATH_MAX + 16], known[PATH_MAX + 16];
+    char tmp[PATH_MAX + 16], vs[32], ts[32];
+    snprintf(in, sizeof in, "%s/fuzz-in", s->ctx.work);
+    snprintf(out, sizeof out, "%s/fuzz-out", s->ctx.work);
+    snprintf(dict, sizeof dict, "%s/fuzz.dict", s->ctx.work);
+    snprintf(known, sizeof known, "%s/fuzz-known", s->ctx.work);
+    snprintf(tmp, sizeof tmp, "%s/fuzz-tmp", s->ctx.work);
+    snprintf(vs, sizeof vs, "%ld", secs);
+    snprintf(ts, sizeof ts, "%ld", fuzz_timeout_ms(s));
+    int cap = s->ctx.argc + 64;
+    char **av = calloc((size_t)cap + 16, sizeof *av);
+    if (!av)
+        return -1;
+    const char *head[] = {afl,  "-i", in,   "-o", out,  "-x",   dict,
+                          "-V", vs,   "-t", ts,   "-m", "none", "--"};
+    int n = 0;
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+        av[n++] = (char *)head[i];
+    fuzz_target_argv(s, known, av + n, cap);
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int nul = open("/dev/null", O_RDONLY), fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (nul < 0 || fd < 0)
+            _exit(126);
+        dup2(nul, 0);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        afl_save_env();
+        static const char *const knobs[] = {
+            "AFL_NO_FORKSRV",   "AFL_SKIP_BIN_CHECK",     "AFL_NO_UI",
+            "AFL_NO_COLOR",     "AFL_SKIP_CPUFREQ",       "AFL_NO_AFFINITY",
+            "AFL_SKIP_CRASHES", "AFL_NO_CRASH_README",    "AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES",
+            "AFL_FAST_CAL",     "AFL_IGNORE_UNKNOWN_ENVS"};
+        for (size_t i = 0; i < sizeof knobs / sizeof knobs[0]; i++)
+            setenv(knobs[i], "1", 1);
+        if (s->first)
+            setenv("AFL_BENCH_UNTIL_CRASH", "1", 1);
+        setenv("TMPDIR", tmp, 1); /* what a target killed mid-run leaves goes with the session */
+        execv(afl, av);
+        fprintf(stderr, "vdichaos client: cannot run %s: %s\n", afl, strerror(errno));
+        _exit(127);
+    }
+    free(av);
+    int status = -1;
+    if (pid > 0) {
+        double until = now_s() + (double)secs + (double)fuzz_timeout_ms(s) / 1000.0 + 60;
+        int stopping = 0;
+        for (;;) {
+            int st;
+            pid_t got;
+            while ((got = waitpid(-1, &st, WNOHANG)) > 0 && got != pid) {
+                /* an orphan of a killed target, come back to us */
+            }
+            if (got == pid) {
+                status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                break;
+            }
+            if (now_s() > until) {
+                (void)kill(pid, stopping ? SIGKILL : SIGINT);
+                stopping = 1;
+                until = now_s() + 15;
+            }
+            fuzz_wait(200);
+        }
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return status;
+}
+
+/* What a target afl-fuzz killed left running (the client's group: it came back to us, a
+ * subreaper) is killed and reaped. */
+static void fuzz_reap_orphans(void) {
+    pid_t me = getpid(), mygroup = getpgrp();
+    sigset_t chld, old;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, &old);
+    for (int round = 0; round < 100; round++) {
+        int found = 0;
+        DIR *d = opendir("/proc");
+        struct dirent *de;
+        while (d && (de = readdir(d)) != NULL) {
+            char path[300], text[512];
+            if (de->d_name[0] < '1' || de->d_name[0] > '9')
+                continue;
+            snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+            FILE *f = fopen(path, "r");
+            size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+            if (f)
+                fclose(f);
+            text[len] = '\0';
+            char *paren = strrchr(text, ')');
+            int ppid = 0, pgrp = 0;
+            if (!paren || sscanf(paren + 2, "%*c %d %d", &ppid, &pgrp) != 2 || ppid != me)
+                continue;
+            found = 1;
+            if (pgrp > 1 && pgrp != mygroup)
+                (void)kill(-pgrp, SIGKILL);
+            (void)kill((pid_t)atol(de->d_name), SIGKILL);
+        }
+        if (d)
+            closedir(d);
+        while (waitpid(-1, NULL, WNOHANG) > 0) {
+        }
+        if (!found)
+            break;
+        fuzz_wait(20);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static void read_fuzzer_stats(const char *path, fuzz_stats *st) {
+    FILE *f = fopen(path, "r");
+    char line[256], key[64], val[64];
+    while (f && fgets(line, sizeof line, f)) {
+        if (sscanf(line, "%63[a-z_] : %63s", key, val) != 2)
+            continue;
+        unsigned long v = strtoul(val, NULL, 10);
+        if (strcmp(key, "execs_done") == 0)
+            st->execs = v;
+        else if (strcmp(key, "execs_per_sec") == 0)
+            st->execs_per_second = strtod(val, NULL);
+        else if (strcmp(key, "corpus_count") == 0)
+            st->paths = v;
+        else if (strcmp(key, "corpus_found") == 0)
+            st->found = v;
+        else if (strcmp(key, "edges_found") == 0)
+            st->edges = v;
+        else if (strcmp(key, "saved_crashes") == 0)
+            st->crashes = v;
+        else if (strcmp(key, "saved_hangs") == 0)
+            st->hangs = v;
+        else if (strcmp(key, "run_time") == 0)
+            st->seconds = v;
+    }
+    if (f) {
+        fclose(f);
+        st->ran = 1;
+    }
+}
+
+static int compare_names(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Each input afl-fuzz kept in dir (crashes/, hangs/), in its order, run again here: its
+ * findings recorded, deduplicated and saved as every strategy's are. */
+static void fuzz_replay_dir(session *s, const char *dir) {
+    DIR *d = opendir(dir);
+    char *names[4096];
+    int n = 0;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL && n < 4096)
+        if (strncmp(de->d_name, "id:", 3) == 0 && (names[n] = strdup(de->d_name)) != NULL)
+            n++;
+    const char *t;
+    for (int i = 0; i < n && strstr(dir, "/crashes"); i++)
+        if ((t = strstr(names[i], ",time:")) != NULL &&
+            (s->fuzz.first_crash_ms < 0 || atol(t + 6) < s->fuzz.first_crash_ms))
+            s->fuzz.first_crash_ms = atol(t + 6);
+    if (d)
+        closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], compare_names);
+    for (int i = 0; i < n; i++) {
+        char path[PATH_MAX + 300];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        vdi_plan p;
+        audit_result r;
+        if (!s->stopped && read_plan(path, &p, 1) == 0 && fuzz_fit(s, &p) == 0) {
+            s->fuzz.replayed++;
+            if (run_plan(s, &p, &r) != 0)
+                s->stopped = 1;
+            else if (r.nfindings == 0) {
+                s->fuzz.no_repro++;
+                if (!s->quiet)
+                    fprintf(stderr, "       afl-fuzz's %s gave no finding this time\n", names[i]);
+            }
+        }
+        free(names[i]);
+    }
+}
+
+/* afl-fuzz failed: its log kept as FINDINGS/fuzz-afl.log (the session's directory goes),
+ * its last lines shown. */
+static void fuzz_failed(session *s, const char *log, int status) {
+    char kept[PATH_MAX + 32];
+    (void)mkdir(s->findings_dir, 0755);
+    snprintf(kept, sizeof kept, "%s/fuzz-afl.log", s->findings_dir);
+    int have = copy_file(log, kept) == 0;
+    fprintf(stderr, "vdichaos client: afl-fuzz failed (%s %d); its log: %s\n",
+            status > 128 ? "killed by signal" : "exit", status > 128 ? status - 128 : status,
+            have ? kept : log);
+    static char text[1 << 16];
+    FILE *f = fopen(log, "r");
+    size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[len] = '\0';
+    int lines = 0;
+    char *at = text + len;
+    while (at > text && lines < 6)
+        if (*--at == '\n' && at[1])
+            lines++;
+    fprintf(stderr, "%s%s", at == text ? "" : "  ...\n", at == text ? at : at + 1);
+    if (strstr(text, "No instrumentation detected"))
+        fprintf(stderr, "vdichaos client: afl-fuzz saw no coverage: build the client with "
+                        "afl-clang-fast / afl-clang-fast++ (chaos/client/README.md)\n");
+    s->fuzz.failed = 1;
+}
+
+static void fuzz_plans(session *s) {
+    long commands = 0;
+    if (clean_run(s, &commands) != 0)
+        return;
+    static vdi_plan seeds[8];
+    const char *names[8];
+    int n = fuzz_seeds(s, seeds, names);
+    for (int i = 1; i < n && !over_budget(s); i++) {
+        audit_result r;
+        if (run_plan(s, &seeds[i], &r) != 0)
+            return;
+    }
+    if (s->first && s->nfound)
+        return;
+    const char *afl = afl_fuzz_path();
+    char log[PATH_MAX + 32], stats[PATH_MAX + 32], dir[PATH_MAX + 32];
+    snprintf(log, sizeof log, "%s/fuzz-afl.log", s->ctx.work);
+    if (!afl || fuzz_files(s, seeds, names, n) != 0) {
+        s->fuzz.failed = 1;
+        return;
+    }
+    long left = (long)(s->budget - (now_s() - s->t0));
+    long secs = left > 10 ? left : 10;
+    if (!s->quiet)
+        fprintf(stderr,
+                "vdichaos client: afl-fuzz for %ld s from %d seeds, on the client's coverage "
+                "(its log, while it runs: %s)\n",
+                secs, n, log);
+    int status = fuzz_exec_afl(s, afl, secs, log);
+    fuzz_reap_orphans();
+    snprintf(stats, sizeof stats, "%s/fuzz-out/default/fuzzer_stats", s->ctx.work);
+    s->fuzz.first_crash_ms = -1;
+    read_fuzzer_stats(stats, &s->fuzz);
+    if (status != 0 || !s->fuzz.ran) {
+        fuzz_failed(s, log, status);
+        return;
+    }
+    fprintf(stderr,
+            "vdichaos client: afl-fuzz: %lu execs in %lu s (%.1f/s), %lu paths (%lu found), "
+            "%lu edges of the client, %lu crashes, %lu hangs\n",
+            s->fuzz.execs, s->fuzz.seconds, s->fuzz.execs_per_second, s->fuzz.paths, s->fuzz.found,
+            s->fuzz.edges, s->fuzz.crashes, s->fuzz.hangs);
+    if (s->fuzz.edges <= 1)
+        fprintf(stderr,
+                "vdichaos client: warning: afl-fuzz saw %lu edge%s: is the client built "
+                "with afl-clang-fast?\n",
+                s->fuzz.edges, s->fuzz.edges == 1 ? "" : "s");
+    snprintf(dir, sizeof dir, "%s/fuzz-out/default/crashes", s->ctx.work);
+    fuzz_replay_dir(s, dir);
+    snprintf(dir, sizeof dir, "%s/fuzz-out/default/hangs", s->ctx.work);
+    fuzz_replay_dir(s, dir);
+}
+
 int vdichaos_client_main(int argc, char **argv) {
     session s;
     memset(&s, 0, sizeof s);
@@ -925,7 +1601,8 @@ int vdichaos_client_main(int argc, char **argv) {
         }
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         int takes = strcmp(a, "--json") != 0 && strcmp(a, "--quiet") != 0 &&
-                    strcmp(a, "--help") != 0 && strcmp(a, "--first") != 0;
+                    strcmp(a, "--help") != 0 && strcmp(a, "--first") != 0 &&
+                    strcmp(a, "--afl") != 0;
         if (takes && !val)
             return client_usage();
         if (strcmp(a, "--help") == 0) {
@@ -937,8 +1614,13 @@ int vdichaos_client_main(int argc, char **argv) {
             s.quiet = 1;
         } else if (strcmp(a, "--first") == 0) {
             s.first = 1;
+        } else if (strcmp(a, "--afl") == 0) {
+            s.afl = 1;
+        } else if (strcmp(a, "--afl-known") == 0 && *val) {
+            s.afl_known = val;
         } else if (strcmp(a, "--plans") == 0) {
-            if (strcmp(val, "clean") && strcmp(val, "sweep") && strcmp(val, "random"))
+            if (strcmp(val, "clean") && strcmp(val, "sweep") && strcmp(val, "random") &&
+                strcmp(val, "fuzz"))
                 return client_usage();
             s.strategy = val;
         } else if (strcmp(a, "--statement") == 0) {
@@ -989,6 +1671,7 @@ int vdichaos_client_main(int argc, char **argv) {
             }
             s.ctx.sched_replay = path;
             s.sched.sched = 1; /* the runs are scheduled; the decisions come from the file */
+            s.sched_arg = val;
         } else if (strcmp(a, "--sched") == 0) {
             /* random:SEED | pct:DEPTH:SEED[:STEPS] is the plan's step `schedule ...` */
             char step[128];
@@ -1004,6 +1687,7 @@ int vdichaos_client_main(int argc, char **argv) {
                         val);
                 return client_usage();
             }
+            s.sched_arg = val;
         } else if (strcmp(a, "--runs") == 0 && parse_num(val, 1, 100000000, &v) == 0) {
             s.runs = v;
         } else if (strcmp(a, "--jobs") == 0 && parse_num(val, 1, AUDIT_POOL_MAX_JOBS, &v) == 0) {
@@ -1032,6 +1716,7 @@ int vdichaos_client_main(int argc, char **argv) {
             s.ctx.hang_ms = v;
         } else if (strcmp(a, "--pause-ms") == 0 && parse_num(val, 1, VDI_PLAN_MAX_MS, &v) == 0) {
             s.pause_ms = v;
+            s.pause_given = 1;
         } else if (strcmp(a, "--server-timeout") == 0 &&
                    parse_num(val, 1, VDI_PLAN_MAX_MS, &v) == 0) {
             s.server_timeout = v;
@@ -1057,17 +1742,29 @@ int vdichaos_client_main(int argc, char **argv) {
         if (takes)
             i++;
     }
-    if (i >= argc)
+    if (i >= argc || ((s.afl || s.afl_known) && (!s.replay || shrink)) || (s.afl_known && !s.afl))
         return client_usage();
     if (strcmp(s.strategy, "random") == 0 && s.runs == 0)
         s.runs = 100;
     s.ctx.argv = argv + i;
     s.ctx.argc = argc - i;
+    int fuzz = !s.replay && strcmp(s.strategy, "fuzz") == 0;
+    if (fuzz && s.budget <= 0)
+        s.budget = 60;
+    if (fuzz && !afl_fuzz_path()) {
+        fprintf(stderr, "vdichaos client: --plans fuzz needs afl-fuzz (AFL++) on PATH: install "
+                        "the afl++ package (apt-get install afl++)\n");
+        return 2;
+    }
+    if (s.afl)
+        afl_restore_env();
     if (find_server(&s.ctx, lib_given) != 0)
         return 2;
     vdi_plan replay_plan;
-    if (s.replay && read_plan(s.replay, &replay_plan) != 0)
-        return 2;
+    if (s.replay && read_plan(s.replay, &replay_plan, s.afl) != 0)
+        return s.afl ? 0 : 2; /* for AFL, a plan that cannot be read is no crash */
+    if (s.afl && fuzz_fit(&s, &replay_plan) != 0)
+        return 0; /* beyond the run's limits: uninteresting */
     /* --sched, or a plan replayed with its `schedule` step: the runs need the scheduler */
     if ((s.sched.sched || (s.replay && replay_plan.sched)) && find_scheduler(&s.ctx) != 0)
         return 2;
@@ -1076,6 +1773,13 @@ int vdichaos_client_main(int argc, char **argv) {
         return 2;
     }
     s.t0 = now_s();
+    if (s.afl) { /* the restore audit's media were made once, by the fuzz session */
+        int rc = afl_target(&s, &replay_plan);
+        audit_cleanup(&s.ctx);
+        if (rc > 0)
+            abort(); /* a new finding: AFL records the plan as a crash */
+        return 0;
+    }
     if (s.backup_argv) {
         vdi_plan clean;
         base_plan(&s, &clean);
@@ -1123,6 +1827,8 @@ int vdichaos_client_main(int argc, char **argv) {
             random_plans(&s);
         audit_pool_free(s.pool);
         s.pool = NULL;
+    } else if (fuzz) {
+        fuzz_plans(&s);
     } else if (s.runs > 1) {
         repeat_runs(&s, NULL);
     } else {
@@ -1132,7 +1838,7 @@ int vdichaos_client_main(int argc, char **argv) {
     summary(&s);
     audit_cleanup(&s.ctx);
     int rc = s.nfound ? 1 : 0;
-    if (s.total_runs == 0 || s.cannot_run)
+    if (s.total_runs == 0 || s.cannot_run || s.fuzz.failed)
         rc = 2;
     free(s.found);
     return rc;
