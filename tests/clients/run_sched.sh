@@ -83,8 +83,11 @@ replay_finding() {
         rm -rf "$dir/r"
         "$vdichaos" client replay "$plan" --findings "$dir/r" --json --quiet $by "$@" \
             >"$dir/replay.json" 2>"$dir/replay.err"
+        # a run the scheduler did not fully control (TSan starts its symbolizer out of
+        # sight) replays its finding, not always its trace
         [ $? -eq 1 ] && grep -q "\"oracle\":\"$o\",\"class\":\"$c\"" "$dir/replay.json" &&
-            grep -q "\"schedule_trace\":\"$trace\"" "$dir/replay.json" && same=$((same + 1))
+            { [ -n "${ANY_TRACE:-}" ] || grep -q "\"schedule_trace\":\"$trace\"" "$dir/replay.json"; } &&
+            same=$((same + 1))
         i=$((i + 1))
     done
     echo "replayed $o:$c $same/$REPLAYS to trace $trace"
@@ -104,7 +107,7 @@ expect "protocol:complete-after-close|protocol:call-after-close|use-after-close:
     pct:2 replay "$dir/abort.plan" -- "$c" backup db '{run}/m.bak' 2
 
 if [ -n "$racy" ]; then
-    expect sanitizer:data-race 60 random --plans clean -- "$racy" backup db '{run}/m.bak' 4
+    ANY_TRACE=1 expect sanitizer:data-race 60 random --plans clean -- "$racy" backup db '{run}/m.bak' 4
 fi
 
 # A correct client: clean under every schedule, and its runs were under the scheduler.
