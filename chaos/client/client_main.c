@@ -1105,62 +1105,36 @@ static int fuzz_seeds(const session *s, vdi_plan *seeds, const char **names) {
     return n;
 }
 
-/* Words AFL may put into plans (its dictionary): PLAN.md's steps, and whole fault lines. */
-static const char *const fuzz_tokens[] = {"abort",
-                                          "close",
-                                          "fail",
-                                          "die",
-                                          "pause",
-                                          "stall",
-                                          "clearerror",
-                                          " after ",
-                                          " at ",
-                                          " device ",
-                                          " code ",
-                                          " ms ",
-                                          " how ",
-                                          "open",
-                                          "configured",
-                                          "end",
-                                          "exit",
-                                          "kill",
-                                          "term",
-                                          "blocksize ",
-                                          "maxtransfersize ",
-                                          "buffercount ",
-                                          "dbsize ",
-                                          "timeout ",
-                                          "delay ",
-                                          "flushes ",
-                                          "complete ",
-                                          "auto",
-                                          "always",
-                                          "never",
-                                          "transfer ",
-                                          "order ",
-                                          "sequential",
-                                          "reverse",
-                                          "1117",
-                                          "65536",
-                                          "512",
-                                          "\nabort after 1\n",
+/* What AFL may put into plans (its dictionary): whole steps of PLAN.md, a line each, so
+ * that one insertion is one more step (the lines it splits are skipped); havoc varies
+ * their numbers. Words alone would seldom make a step. */
+static const char *const fuzz_tokens[] = {"\nabort after 1\n",
+                                          "\nabort after 2 device 0\n",
                                           "\nclose after 1\n",
+                                          "\nclose after 3 device 1\n",
                                           "\nfail at 1 code 1117\n",
+                                          "\nfail at 2 code 5 device 0\n",
                                           "\ndie at 1 how exit\n",
+                                          "\ndie at 2 how kill\n",
                                           "\ndie at open how kill\n",
-                                          "\ndie at end how exit\n",
+                                          "\ndie at configured how abort\n",
+                                          "\ndie at end how term\n",
                                           "\npause after 1 ms 1500\n",
+                                          "\npause after 2 ms 50 device 0\n",
                                           "\nstall after 1\n",
+                                          "\nstall after 2 device 1\n",
                                           "\nclearerror after 1\n",
                                           "\nflushes 2\n",
                                           "\ncomplete never\n",
                                           "\ncomplete always\n",
                                           "\nbuffercount 1\n",
-                                          "\nabort after 2 device 0\n",
+                                          "\nbuffercount 6\n",
                                           "\norder 0 reverse\n",
                                           "\ntransfer 0 512\n",
                                           "\nblocksize 512\n",
-                                          "\nmaxtransfersize 131072\n"};
+                                          "\nmaxtransfersize 131072\n",
+                                          "\ndelay 2\n",
+                                          "\ntimeout 1000\n"};
 
 /* fuzz-in/ (the seeds), fuzz.dict and fuzz-known (the signatures found so far) in the
  * session's directory; 0, or -1 with the reason printed. */
@@ -1484,26 +1458,46 @@ static void fuzz_replay_dir(session *s, const char *dir) {
     }
 }
 
+/* The text without terminal escapes (afl-fuzz colours its output whatever it is told). */
+static size_t strip_escapes(char *t, size_t n) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i] == 0x1b && i + 1 < n && t[i + 1] == '[') { /* CSI: parameters, a letter */
+            for (i += 2; i < n && !((t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= 'a' && t[i] <= 'z'));)
+                i++;
+        } else if (t[i] == 0x1b) { /* ESC ( B (a character set): two more bytes, else one */
+            i += i + 1 < n && (t[i + 1] == '(' || t[i + 1] == ')') ? 2 : 1;
+        } else if (t[i] != 0x0f && t[i] != '\r') {
+            t[o++] = t[i];
+        }
+    }
+    t[o] = '\0';
+    return o;
+}
+
 /* afl-fuzz failed: its log kept as FINDINGS/fuzz-afl.log (the session's directory goes),
  * its last lines shown. */
 static void fuzz_failed(session *s, const char *log, int status) {
-    char kept[PATH_MAX + 32];
-    (void)mkdir(s->findings_dir, 0755);
-    snprintf(kept, sizeof kept, "%s/fuzz-afl.log", s->findings_dir);
-    int have = copy_file(log, kept) == 0;
-    fprintf(stderr, "vdichaos client: afl-fuzz failed (%s %d); its log: %s\n",
-            status > 128 ? "killed by signal" : "exit", status > 128 ? status - 128 : status,
-            have ? kept : log);
-    static char text[1 << 16];
+    static char text[1 << 20];
     FILE *f = fopen(log, "r");
     size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
     if (f)
         fclose(f);
-    text[len] = '\0';
+    len = strip_escapes(text, len);
+    char kept[PATH_MAX + 32];
+    (void)mkdir(s->findings_dir, 0755);
+    snprintf(kept, sizeof kept, "%s/fuzz-afl.log", s->findings_dir);
+    FILE *out = fopen(kept, "w");
+    int have = out && fwrite(text, 1, len, out) == len;
+    if (out && fclose(out) != 0)
+        have = 0;
+    fprintf(stderr, "vdichaos client: afl-fuzz failed (%s %d); its log: %s\n",
+            status > 128 ? "killed by signal" : "exit", status > 128 ? status - 128 : status,
+            have ? kept : log);
     int lines = 0;
     char *at = text + len;
     while (at > text && lines < 6)
-        if (*--at == '\n' && at[1])
+        if (*--at == '\n' && at[1] && at[1] != '\n')
             lines++;
     fprintf(stderr, "%s%s", at == text ? "" : "  ...\n", at == text ? at : at + 1);
     if (strstr(text, "No instrumentation detected"))
