@@ -746,27 +746,35 @@ static void summary(const session *s) {
             printf("}");
         }
         printf("]");
-        if (s->fuzz.ran)
+        if (s->fuzz.ran) {
             printf(",\"afl\":{\"execs\":%lu,\"execs_per_second\":%.2f,\"seconds\":%lu,"
                    "\"paths\":%lu,\"paths_found\":%lu,\"edges\":%lu,\"crashes\":%lu,"
-                   "\"hangs\":%lu,\"first_crash_seconds\":%.1f,\"replayed\":%lu,"
-                   "\"not_reproduced\":%lu}",
+                   "\"hangs\":%lu,\"first_crash_seconds\":",
                    s->fuzz.execs, s->fuzz.execs_per_second, s->fuzz.seconds, s->fuzz.paths,
-                   s->fuzz.found, s->fuzz.edges, s->fuzz.crashes, s->fuzz.hangs,
-                   (double)s->fuzz.first_crash_ms / 1000.0, s->fuzz.replayed, s->fuzz.no_repro);
+                   s->fuzz.found, s->fuzz.edges, s->fuzz.crashes, s->fuzz.hangs);
+            if (s->fuzz.first_crash_ms >= 0)
+                printf("%.1f", (double)s->fuzz.first_crash_ms / 1000.0);
+            else
+                printf("null");
+            printf(",\"replayed\":%lu,\"not_reproduced\":%lu}", s->fuzz.replayed, s->fuzz.no_repro);
+        }
         printf("}\n");
         return;
     }
     fprintf(stderr, "vdichaos client: %lu runs in %.2f s (%.1f plans/s), %d finding%s\n",
             s->total_runs, secs, rate, s->nfound, s->nfound == 1 ? "" : "s");
-    if (s->fuzz.ran)
+    if (s->fuzz.ran) {
+        char first[64] = "";
+        if (s->fuzz.first_crash_ms >= 0)
+            snprintf(first, sizeof first, " (the first crash after %.1f s)",
+                     (double)s->fuzz.first_crash_ms / 1000.0);
         fprintf(stderr,
                 "  afl-fuzz: %lu execs (%.1f/s), %lu paths (%lu found), %lu edges, %lu crashes, "
-                "%lu hangs (the first crash after %.1f s); %lu run again here, %lu without a "
-                "finding\n",
+                "%lu hangs%s; %lu run again here, %lu without a finding\n",
                 s->fuzz.execs, s->fuzz.execs_per_second, s->fuzz.paths, s->fuzz.found,
-                s->fuzz.edges, s->fuzz.crashes, s->fuzz.hangs,
-                (double)s->fuzz.first_crash_ms / 1000.0, s->fuzz.replayed, s->fuzz.no_repro);
+                s->fuzz.edges, s->fuzz.crashes, s->fuzz.hangs, first, s->fuzz.replayed,
+                s->fuzz.no_repro);
+    }
     if (s->nfound) {
         fprintf(stderr, "  %-10s %-24s %5s %6s  %s\n", "oracle", "class", "runs", "first", "plan");
         for (int i = 0; i < s->nfound; i++)
