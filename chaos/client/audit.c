@@ -353,8 +353,8 @@ static int judge_schedule(const audit_ctx *c, const char *rundir, audit_result *
     return 1;
 }
 
-/* Waits for a child to change state, at most ms. */
-static void wait_child(long ms) {
+/* Waits for a child to change state, at most ms (SIGCHLD blocked by the caller). */
+void audit_wait_child(long ms) {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
@@ -686,7 +686,7 @@ static int run_clean(const audit_ctx *c, const vdi_plan *p, const char *rundir, 
             hung = 1;
             kill_group(ps[0].pid);
         }
-        wait_child(20);
+        audit_wait_child(20);
     }
     kill_group(ps[0].pid);
     audit_result rr;
@@ -811,7 +811,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
             hung = 1;
             break;
         }
-        wait_child(20);
+        audit_wait_child(20);
     }
     audit_finding *hang = NULL;
     if (hung) {
@@ -819,7 +819,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
          * takes next to none (the library waits in 500 ms slices); a spinning one gets
          * some share even on a loaded machine, and under a sanitizer. */
         double cpu0 = cpu_seconds(ps[0].pid), w0 = now_s();
-        wait_child(300);
+        audit_wait_child(300);
         double cpu = cpu_seconds(ps[0].pid), wall = now_s() - t0;
         double window_cpu = cpu - cpu0, window = now_s() - w0;
         char stackf[PATH_MAX + 16], where[160];
@@ -840,7 +840,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
         while (!ps[0].done) {
             reap(ps, 2);
             if (!ps[0].done)
-                wait_child(20);
+                audit_wait_child(20);
         }
     }
     r->seconds = now_s() - t0;
@@ -856,14 +856,14 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
         while (!ps[1].done && now_s() < until) {
             reap(ps, 2);
             if (!ps[1].done)
-                wait_child(20);
+                audit_wait_child(20);
         }
         if (!ps[1].done) {
             kill_group(ps[1].pid);
             while (!ps[1].done) {
                 reap(ps, 2);
                 if (!ps[1].done)
-                    wait_child(20);
+                    audit_wait_child(20);
             }
         }
     }
@@ -879,7 +879,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
         double until = now_s() + 0.5;
         while (group_alive(ps[0].pid) && now_s() < until) {
             reap(ps, 2);
-            wait_child(10);
+            audit_wait_child(10);
         }
         reap(ps, 2);
         left_procs = group_alive(ps[0].pid);
@@ -887,7 +887,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r) {
     kill_group(ps[0].pid);
     for (int i = 0; i < 100 && group_alive(ps[0].pid); i++) {
         reap(ps, 2);
-        wait_child(10);
+        audit_wait_child(10);
     }
     reap(ps, 2);
     sigprocmask(SIG_SETMASK, &old, NULL);

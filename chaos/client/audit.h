@@ -66,4 +66,7 @@ int audit_run(audit_ctx *c, const vdi_plan *p, audit_result *r);
 /* "oracle:cls[:where]": what findings are deduplicated by. */
 void audit_signature(const audit_finding *f, char *buf, size_t cap);
 
+/* Waits for a child to change state, at most ms (SIGCHLD blocked by the caller). */
+void audit_wait_child(long ms);
+
 #endif /* CHAOS_CLIENT_AUDIT_H */

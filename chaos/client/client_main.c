@@ -1266,15 +1266,6 @@ static int fuzz_target_argv(const session *s, const char *known, char **av, int 
     return n;
 }
 
-/* Waits for a child, SIGCHLD blocked, at most ms. */
-static void fuzz_wait(long ms) {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
-    (void)sigtimedwait(&set, NULL, &ts);
-}
-
 /* Runs afl-fuzz for secs seconds, its output into log; its exit status (-1 when it could not
  * start, 128 + N when killed by signal N). A run afl-fuzz still has going when its time is
  * well over is stopped: SIGINT (afl-fuzz writes its stats), then SIGKILL. */
@@ -1346,7 +1337,7 @@ static int fuzz_exec_afl(const session *s, const char *afl, long secs, const cha
                 stopping = 1;
                 until = now_s() + 15;
             }
-            fuzz_wait(200);
+            audit_wait_child(200);
         }
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
@@ -1390,7 +1381,7 @@ static void fuzz_reap_orphans(void) {
         }
         if (!found)
             break;
-        fuzz_wait(20);
+        audit_wait_child(20);
     }
     sigprocmask(SIG_SETMASK, &old, NULL);
 }
