@@ -184,7 +184,7 @@ int vdi_client_set_create_ex(vdi_client_set *c, const char *instance, const char
     vdi_ctl_shm *ctl = c->map.ctl;
     if ((rc = vdi_self_id(&ctl->client_id)) != NOERROR) {
         vdi_map_release(&c->map);
-        shm_unlink(c->shm_name);
+        vdi_shm_unlink(c->shm_name);
         return leave(c, rc);
     }
     VDConfig in = *cfg;
@@ -680,7 +680,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     VDI_SCHED("client/close:before-unmap");
     vdi_map_release(&c->map);
     if (!c->secondary)
-        shm_unlink(c->shm_name); /* the creator's close unlinks the name (VDI-SPEC 8.4) */
+        vdi_shm_unlink(c->shm_name); /* the creator's close unlinks the name (VDI-SPEC 8.4) */
     c->state = C_DNE;
     c->g.closing = 0;
     c->aborted = 0;

@@ -125,6 +125,18 @@ int vdi_unmap(void *addr, size_t len) {
     return munmap(addr, len);
 }
 
+int vdi_shm_open(const char *name, int oflag, mode_t mode) {
+    if (vdi_hooks.shm_open)
+        return vdi_hooks.shm_open(vdi_hooks.ctx, name, oflag, mode);
+    return shm_open(name, oflag, mode);
+}
+
+int vdi_shm_unlink(const char *name) {
+    if (vdi_hooks.shm_unlink)
+        return vdi_hooks.shm_unlink(vdi_hooks.ctx, name);
+    return shm_unlink(name);
+}
+
 /* Field 22 of /proc/<pid>/stat: the start time that tells a reused pid apart.
  */
 static int proc_start_time(int32_t pid, uint64_t *out) {
@@ -468,7 +480,7 @@ static int creator_alive(int fd, const struct stat *st) {
 /* NOERROR when the object of that name is ours and its creator is dead (reclaimable),
  * VD_E_BUSY while the creator lives, VD_E_SECURITY when it is another user's. */
 static int left_by_the_dead(const char *shm_name) {
-    int fd = shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
+    int fd = vdi_shm_open(shm_name, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return errno == EACCES ? VD_E_SECURITY : VD_E_BUSY;
     struct stat st;
@@ -494,7 +506,7 @@ size_t vdi_seam_reclaim_dead(const char *prefix) {
             continue;
         int n = snprintf(path, sizeof path, "/%s", e->d_name);
         if (n > 0 && (size_t)n < sizeof path && left_by_the_dead(path) == NOERROR &&
-            shm_unlink(path) == 0)
+            vdi_shm_unlink(path) == 0)
             removed++;
     }
     closedir(d);
@@ -507,7 +519,7 @@ int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed) {
     m->fd = -1;
     for (int attempt = 0;; attempt++) {
         err = VDI_FAIL("transport/create:shm_open");
-        m->fd = err ? -1 : shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        m->fd = err ? -1 : vdi_shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (m->fd >= 0)
             break;
         if (!err)
@@ -519,7 +531,7 @@ int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed) {
         rc = left_by_the_dead(shm_name);
         if (rc != NOERROR)
             return rc;
-        shm_unlink(shm_name);
+        vdi_shm_unlink(shm_name);
         *reclaimed = 1;
     }
     /* 0600 whatever the umask. */
@@ -540,14 +552,14 @@ int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed) {
 fail:
     close(m->fd);
     m->fd = -1;
-    shm_unlink(shm_name);
+    vdi_shm_unlink(shm_name);
     return rc;
 }
 
 int vdi_map_open(vdi_view *m, const char *shm_name) {
     struct stat st;
     int err = VDI_FAIL("transport/open:shm_open");
-    m->fd = err ? -1 : shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
+    m->fd = err ? -1 : vdi_shm_open(shm_name, O_RDWR | O_CLOEXEC, 0);
     if (m->fd < 0) {
         if (!err)
             err = errno;

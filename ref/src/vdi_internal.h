@@ -44,6 +44,8 @@ int vdi_wait(uint32_t *word, uint32_t expected, long timeout_ms, enum vdi_wait_k
 void vdi_wake_all(uint32_t *word);
 void *vdi_map(void *addr, size_t len, int prot, int flags, int fd, off_t off);
 int vdi_unmap(void *addr, size_t len);
+int vdi_shm_open(const char *name, int oflag, mode_t mode);
+int vdi_shm_unlink(const char *name);
 int vdi_peer_alive(const vdi_peer_id *peer);
 int vdi_self_id(vdi_peer_id *out);
 void *vdi_alloc(const char *why_lit_unused, size_t size); /* zeroed; NULL when failing */

@@ -931,12 +931,12 @@ static void unlink_if_orphaned(vdi_server_set *s) {
     struct stat mine, named;
     if (vdi_load_acquire(&s->map.ctl->client_closed) || vdi_peer_alive(&s->client))
         return;
-    int fd = shm_open(s->shm_name, O_RDONLY | O_CLOEXEC, 0);
+    int fd = vdi_shm_open(s->shm_name, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0)
         return;
     if (fstat(fd, &named) == 0 && fstat(s->map.fd, &mine) == 0 && named.st_ino == mine.st_ino &&
         named.st_dev == mine.st_dev)
-        shm_unlink(s->shm_name);
+        vdi_shm_unlink(s->shm_name);
     close(fd);
 }
 

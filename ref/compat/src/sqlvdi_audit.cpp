@@ -272,8 +272,8 @@ bool find_sched() {
 }
 
 const vdi_seams guard_seams = {
-    nullptr,   nullptr,     nullptr, nullptr, nullptr, nullptr,
-    guard_map, guard_unmap, nullptr, nullptr, nullptr,
+    nullptr,     nullptr, nullptr, nullptr, nullptr, nullptr, guard_map,
+    guard_unmap, nullptr, nullptr, nullptr, nullptr, nullptr,
 };
 
 } // namespace

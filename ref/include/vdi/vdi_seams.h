@@ -76,6 +76,14 @@ typedef struct vdi_seams {
      * that no named point separates (word tells which; it may lie in shared memory). NULL,
      * the default, costs one predicted branch per access. */
     void (*access_point)(void *ctx, const void *word);
+
+    /* Every opening and unlinking of a set's named object (shm_open(3) / shm_unlink(3)
+     * shaped: the fd returned, -1 with errno set). Everything else is done on the fd as
+     * usual (fchmod, ftruncate, fstat, pread, mmap through map), so a harness can hand out
+     * objects it keeps between runs instead of the system's, provided they behave as fresh
+     * ones: zero-filled, the size ftruncate gives them, the mode fchmod gives them. */
+    int (*shm_open)(void *ctx, const char *name, int oflag, mode_t mode);
+    int (*shm_unlink)(void *ctx, const char *name);
 } vdi_seams;
 
 /* Install a copy of *seams (NULL: back to the defaults). Not thread-safe by design. */
