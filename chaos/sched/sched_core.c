@@ -22,6 +22,8 @@
  *   VDICHAOS_SCHED_SESSION  the session's file (absent or empty before its first process)
  *   VDICHAOS_SCHED_PROCS    how many processes the session starts with (default 1)
  *   VDICHAOS_SCHED_SLOT     this process's slot among them, 0..PROCS-1 (default 0)
+ *   VDICHAOS_SCHED_ARRIVAL_MS  real ms a process announced may take to arrive, or one that
+ *                           left to end, before it is given up (default 10000)
  * Without VDICHAOS_SCHED every interposed call goes straight to the C library.
  *
  * It creates no happens-before edge between threads that the program does not have: the
@@ -398,7 +400,7 @@ static int sweep(void) {
         if (t->arriving) {
             if (!now)
                 now = real_ms();
-            if (now - t->since_ms < ARRIVAL_MS)
+            if (now - t->since_ms < G->arrival_ms)
                 continue;
             note_uncontrolled("a process that did not come under the scheduler");
             futex_control_off();
@@ -516,7 +518,7 @@ static void watch(void) {
         G->watch_steps = G->steps;
         G->watch_ms = now;
     }
-    if (t->arriving ? now - t->since_ms >= ARRIVAL_MS
+    if (t->arriving ? now - t->since_ms >= G->arrival_ms
                     : t->pid != P.pid && t->pid != 0 && !proc_alive(t)) {
         if (sweep())
             hand_to(pick(0));
@@ -555,10 +557,10 @@ void token_back(void) {
 
 /* The token was handed to this thread by a process on its way out: it goes on once that
  * process has ended, so that what the others see of it (alive or not, in /proc, in a wait
- * for a child) is the same in every run. A process that takes longer than ARRIVAL_MS to
- * end is not waited for further. */
+ * for a child) is the same in every run. A process that takes longer than the arrival time
+ * to end is not waited for further. */
 static void await_gone(void) {
-    uint64_t until = real_ms() + ARRIVAL_MS;
+    uint64_t until = real_ms() + G->arrival_ms;
     struct timespec ms = {0, 1000000};
     while (proc_start(G->gone_pid) == G->gone_start && real_ms() < until)
         real_nanosleep(&ms, NULL);
@@ -913,9 +915,10 @@ static int map_session(void) {
 /* The first process of the session sets it up: the strategy, the clocks, a runnable slot
  * for the main thread of each of the procs processes it starts with (slot 0 holds the
  * token). Returns -1 on a bad strategy. */
-static int set_up(const char *spec, unsigned procs, int declared) {
+static int set_up(const char *spec, unsigned procs, int declared, long arrival) {
     if (configure(spec) != 0)
         return -1;
+    G->arrival_ms = (uint64_t)arrival;
     real_clock_gettime(CLOCK_REALTIME, &G->real_base);
     real_clock_gettime(CLOCK_MONOTONIC, &G->mono_base);
     G->procs = procs;
@@ -937,21 +940,29 @@ static int set_up(const char *spec, unsigned procs, int declared) {
 static int join(const char *spec) {
     long procs = env_long("VDICHAOS_SCHED_PROCS", 1, 1, MAX_THREADS / 2);
     long slot = env_long("VDICHAOS_SCHED_SLOT", -2, 0, MAX_THREADS - 1);
+    long arrival = env_long("VDICHAOS_SCHED_ARRIVAL_MS", ARRIVAL_MS, 1, ARRIVAL_MS_MAX);
     if (procs < 0 || slot == -1) {
         fprintf(stderr, "vdi-sched: VDICHAOS_SCHED_PROCS or _SLOT is not a small number; "
                         "running uncontrolled\n");
         return -1;
     }
+    if (arrival < 0) {
+        fprintf(stderr,
+                "vdi-sched: VDICHAOS_SCHED_ARRIVAL_MS is not 1..%d (ms); running "
+                "uncontrolled\n",
+                (int)ARRIVAL_MS_MAX);
+        return -1;
+    }
     uint32_t fresh = 0;
     if (__atomic_compare_exchange_n(&G->init, &fresh, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        int ok = set_up(spec, (unsigned)procs, P.declared) == 0;
+        int ok = set_up(spec, (unsigned)procs, P.declared, arrival) == 0;
         __atomic_store_n(&G->init, ok ? 2 : 3, __ATOMIC_RELEASE);
         if (!ok)
             goto bad_spec;
         if (slot == -2)
             slot = 0;
     } else {
-        for (uint64_t until = real_ms() + ARRIVAL_MS;
+        for (uint64_t until = real_ms() + (uint64_t)arrival;
              __atomic_load_n(&G->init, __ATOMIC_ACQUIRE) == 1;)
             if (real_ms() > until)
                 break;

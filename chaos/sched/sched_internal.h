@@ -31,8 +31,9 @@ enum { MAX_THREADS = 256, MAX_DECISIONS = 1 << 20, MAX_UNCONTROLLED = 16, PCT_MA
 enum { POINT_LEN = 48, NAME_LEN = 16 };
 enum { HANG_EXIT = 86 }; /* the process's status when every thread is blocked for good */
 /* Real time (ms): how often a thread waiting for its turn looks whether the token's holder
- * is still there, and how long a process announced to the session may take to arrive. */
-enum { WATCH_MS = 100, ARRIVAL_MS = 10000 };
+ * is still there, and by default how long a process announced to the session may take to
+ * arrive, or to end once it has left (VDICHAOS_SCHED_ARRIVAL_MS sets it per session). */
+enum { WATCH_MS = 100, ARRIVAL_MS = 10000, ARRIVAL_MS_MAX = 3600000 };
 /* Real time (ms) a thread may hold the token without reaching a schedule point while
  * others wait: longer, and it is taken to be blocked in a call the scheduler does not see
  * (a read of a pipe, sigsuspend), and the token is taken from it. */
@@ -91,6 +92,7 @@ struct session {
     unsigned nunc;
     size_t ndecisions, nreplay, replay_at;
     int replay_diverged;
+    uint64_t arrival_ms; /* VDICHAOS_SCHED_ARRIVAL_MS, or ARRIVAL_MS */
     struct thread t[MAX_THREADS];
     uint16_t decisions[MAX_DECISIONS]; /* what the strategy chose where it had a choice */
     uint16_t replay[MAX_DECISIONS];

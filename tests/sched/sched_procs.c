@@ -12,6 +12,11 @@
  *   system           a child started by system(3), out of the scheduler's sight (exit 0)
  *   pipe             main reads a pipe (a call the scheduler does not see) that a thread
  *                    writes after a sleep: the token is taken from the blocked reader (exit 0)
+ *   slow-end MS      a child whose end takes MS real milliseconds after it left the session
+ *                    (an exit handler that sleeps, as a slow leak check would): the parent's
+ *                    wait gives up waiting for it to end at the arrival time (exit 0)
+ *   alone            the worker's threads, in a declared session that expects a second
+ *                    process which never comes: it is given up at the arrival time (exit 0)
  *
  * usage: sched-procs MODE [ARGS]  (prints one line saying what happened) */
 #include <fcntl.h>
@@ -91,6 +96,27 @@ static int pair(const char *file, int role, int lost) {
 
 static int pipe_fds[2];
 
+/* Set in slow-end's child: its end, after the scheduler's exit handler, takes this long. */
+static long slow_end_ms;
+
+static void slow_end(void *arg) {
+    (void)arg;
+    if (slow_end_ms <= 0)
+        return;
+    struct timespec ts = {slow_end_ms / 1000, (slow_end_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* the session is left: a real sleep */
+}
+
+/* Registered before any library's initialiser runs and for no object in particular, as a
+ * sanitizer's runtime registers its leak check: it runs after every library's exit handlers,
+ * the scheduler's too, so after the process left the session. */
+int __cxa_atexit(void (*fn)(void *), void *arg, void *dso);
+static void register_slow_end(void) {
+    __cxa_atexit(slow_end, NULL, NULL);
+}
+__attribute__((section(".preinit_array"),
+               used)) static void (*const preinit)(void) = register_slow_end;
+
 static void *writer(void *arg) {
     (void)arg;
     struct timespec ms = {0, 1000000};
@@ -139,12 +165,27 @@ int main(int argc, char **argv) {
         printf("read %zd\n", n);
         return n == 1 && c == 'x' ? 0 : 1;
     }
+    if (strcmp(mode, "slow-end") == 0 && argc == 3) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            slow_end_ms = atol(argv[2]);
+            exit(0);
+        }
+        int rc = pid > 0 ? wait_child(pid, 0) : 2;
+        printf("slow child %s\n", rc == 0 ? "ended" : "failed");
+        return rc;
+    }
+    if (strcmp(mode, "alone") == 0) {
+        int rc = threads_and_sleep();
+        printf("alone: %d\n", rc);
+        return rc;
+    }
     if (strcmp(mode, "system") == 0) {
         int st = system("exit 0");
         printf("system: %d\n", st);
         return st == 0 ? 0 : 1;
     }
     fprintf(stderr, "usage: sched-procs fork-exec|worker|pair FILE ROLE|pair-lost FILE ROLE|"
-                    "die|system|pipe\n");
+                    "die|system|pipe|slow-end MS|alone\n");
     return 2;
 }

@@ -135,6 +135,19 @@ run random:1 sched-procs pipe
 grep -q '^uncontrolled a call that blocked with the token 1' "$tmp/report" ||
     fail "pipe: the stolen token is not reported"
 
+# A child slow to end after it left the session (a destructor that sleeps 1.5 s): its
+# parent's wait waits for it 0.3 s (the arrival time), goes on, and says so.
+rc=0
+LD_PRELOAD=$lib VDICHAOS_SCHED=random:1 VDICHAOS_SCHED_ARRIVAL_MS=300 VDICHAOS_SCHED_OUT=$tmp/report \
+    "$bin/sched-procs" slow-end 1500 >"$tmp/out" 2>"$tmp/err" || rc=$?
+[ "$rc" -eq 0 ] || fail "slow-end: exit $rc: $(cat "$tmp/out" "$tmp/err")"
+grep -q '^uncontrolled a process slow to end after it left 1' "$tmp/report" ||
+    fail "slow-end: not reported: $(cat "$tmp/report")"
+# The same child ending in time (the default 10 s): waited for, nothing to say.
+run random:1 sched-procs slow-end 100
+[ "$rc" -eq 0 ] || fail "slow-end 100: exit $rc: $(cat "$tmp/out" "$tmp/err")"
+grep -q '^controlled yes' "$tmp/report" || fail "slow-end 100: not fully controlled: $(cat "$tmp/report")"
+
 # A wrapper that waits for its child with sigsuspend (timeout(1)): its wait lets the token go.
 if command -v timeout >/dev/null 2>&1; then
     rc=0
@@ -178,12 +191,31 @@ grep -q '^outcome hang' "$tmp/report" || fail "pair-lost: no hang outcome"
 grep -q '^blocked 0 futex_wait:wait (sched-procs)' "$tmp/report" ||
     fail "pair-lost: the waiter's blocking point not reported: $(cat "$tmp/report")"
 
+# A declared session of two processes whose second never comes: given up at the arrival
+# time (0.3 s here), said, and the first runs to its end.
+rm -f "$tmp/session" "$tmp/report"
+rc=0
+LD_PRELOAD=$lib VDICHAOS_SCHED=random:1 VDICHAOS_SCHED_SESSION=$tmp/session VDICHAOS_SCHED_PROCS=2 \
+    VDICHAOS_SCHED_SLOT=0 VDICHAOS_SCHED_ARRIVAL_MS=300 VDICHAOS_SCHED_OUT=$tmp/report \
+    "$bin/sched-procs" alone >"$tmp/out" 2>"$tmp/err" || rc=$?
+[ "$rc" -eq 0 ] || fail "alone: exit $rc: $(cat "$tmp/out" "$tmp/err")"
+grep -q '^uncontrolled a process that did not come under the scheduler 1' "$tmp/report" ||
+    fail "alone: the missing process is not reported: $(cat "$tmp/report")"
+
 # Bad settings: a clear message, the program runs uncontrolled (and still works).
 for bad in bogus pct:0:1 pct:9:1 pct:2 random: random:x "replay:$tmp/none"; do
     rc=0
     LD_PRELOAD=$lib VDICHAOS_SCHED=$bad "$bin/sched-lost-update" >/dev/null 2>"$tmp/err" || rc=$?
     grep -q 'vdi-sched: .*running uncontrolled' "$tmp/err" || fail "'$bad' not refused: $(cat "$tmp/err")"
     [ "$rc" -le 1 ] || fail "'$bad': exit $rc"
+done
+for bad in 0 -5 x 99999999999; do
+    rc=0
+    LD_PRELOAD=$lib VDICHAOS_SCHED=random:1 VDICHAOS_SCHED_ARRIVAL_MS=$bad "$bin/sched-lost-update" \
+        >/dev/null 2>"$tmp/err" || rc=$?
+    grep -q 'vdi-sched: VDICHAOS_SCHED_ARRIVAL_MS is not .*running uncontrolled' "$tmp/err" ||
+        fail "arrival '$bad' not refused: $(cat "$tmp/err")"
+    [ "$rc" -le 1 ] || fail "arrival '$bad': exit $rc"
 done
 printf 'trace 0\ndecisions 3\n0 1\n' >"$tmp/short"
 printf 'decisions 2\n0 999\n' >"$tmp/range"
