@@ -97,6 +97,7 @@ replay_finding() {
 c=$race/race-client-lost-update
 expect truth:backup-does-not-restore 200 pct:3 --plans clean \
     --restore-command "$c restore db {run}/m.bak 2" -- "$c" backup db '{run}/m.bak' 2
+[ -s "${decisions:-}" ] && cp "$decisions" "$dir/lost-update.sched" && cp "$plan" "$dir/lost-update.plan"
 c=$race/race-client-lost-wakeup
 expect ends:hang 600 pct:3 --plans clean -- "$c" backup db '{run}/m.bak' 2
 grep -q 'thread 0 pthread_cond_wait:wait' "$dir/out.json" ||
@@ -124,6 +125,28 @@ grep -q 'scheduled' "$dir/err" || { echo "FAILED: runs not marked scheduled"; fa
 # The client, the server it starts and their VDI waits are one session: fully controlled.
 grep -q 'not controlled' "$dir/err" &&
     { echo "FAILED: the sample client's runs are not fully controlled"; cat "$dir/err"; fails=$((fails + 1)); }
+
+# One client's decisions replayed against another client do not fit its run: said.
+if [ -s "$dir/lost-update.sched" ]; then
+    "$vdichaos" client --findings "$dir/div" --json --plans clean --runs 1 \
+        --sched "replay:$dir/lost-update.sched" -- "$sample" backup db '{run}/m.bak' \
+        >"$dir/out.json" 2>"$dir/err"
+    grep -q 'the decisions replayed do not fit this run (replay diverged)' "$dir/err" ||
+        { echo "FAILED: a replay of another client's decisions is not said to diverge"; cat "$dir/err"; fails=$((fails + 1)); }
+    # and the finding's own decisions, on its own client, fit
+    c=$race/race-client-lost-update
+    rm -rf "$dir/div"
+    "$vdichaos" client replay "$dir/lost-update.plan" --findings "$dir/div" --json \
+        --sched "replay:$dir/lost-update.sched" --restore-command "$c restore db {run}/m.bak 2" \
+        -- "$c" backup db '{run}/m.bak' 2 >"$dir/out.json" 2>"$dir/err"
+    rc=$?
+    [ $rc -eq 1 ] && grep -q '"oracle":"truth","class":"backup-does-not-restore"' "$dir/out.json" &&
+        ! grep -q 'replay diverged' "$dir/err" ||
+        { echo "FAILED: the finding's own decisions (exit $rc) do not replay it without divergence"; cat "$dir/err"; fails=$((fails + 1)); }
+else
+    echo "FAILED: the lost update's decisions were not kept"
+    fails=$((fails + 1))
+fi
 
 # Our server started by vdichaos (--statement): the client and the server, two processes
 # started apart, are one declared session, fully controlled under every fault; a client's
