@@ -1,4 +1,4 @@
-/* race_client.cpp: three broken VDI clients whose one bug is a race of the client's own
+/* race_client.cpp: four broken VDI clients whose one bug is a race of the client's own
  * threads that needs one particular interleaving: the OS almost never makes it, nor do
  * libsqlvdi's seeded delays (--shake), because no VDI call lies inside the racy window. They
  * are the test load of the LD_PRELOAD scheduler (chaos/sched/), which has to find what
@@ -23,6 +23,12 @@
  *                             thread checks under, then notifies: a mark and notify between
  *                             the main thread's check and its wait are lost, and the main
  *                             thread waits forever (ends: hang)
+ *   BUG_CLOSE_BEFORE_JOIN     on a device's failure the main thread aborts and closes the set
+ *                             at once, and joins the device threads after: another device's
+ *                             GetCommand that began before the Close and reaches the library
+ *                             after it is answered VD_E_PROTOCOL (protocol: call-after-close,
+ *                             "GetCommand overtaken by the set's Close"; never concurrent-get,
+ *                             as no second GetCommand runs on that device; 2 devices)
  *
  * usage: race-client-NAME backup|restore DATABASE MEDIA [DEVICES]   (DEVICES: 2 by default)
  *
@@ -296,6 +302,13 @@ int main(int argc, char **argv) {
         lk.unlock();
         vds.Close();
     }
+#elif defined(BUG_CLOSE_BEFORE_JOIN)
+    /* BUG: closed while the other device threads may still be on their way into a call */
+    bool closed = device_failed;
+    if (device_failed) {
+        vds.SignalAbort();
+        vds.Close();
+    }
 #else
     if (device_failed)
         vds.SignalAbort(); /* the other devices stop now, not at their server's timeout */
@@ -307,7 +320,7 @@ int main(int argc, char **argv) {
     for (auto &s : streams)
         if (s.dev && s.end != VD_E_CLOSE)
             ok = false;
-#if defined(BUG_COMPLETE_AFTER_CLOSE)
+#if defined(BUG_COMPLETE_AFTER_CLOSE) || defined(BUG_CLOSE_BEFORE_JOIN)
     if (!closed)
         vds.Close();
 #else

@@ -107,6 +107,39 @@ printf 'abort after 2\n' >"$dir/abort.plan"
 expect "protocol:complete-after-close|protocol:call-after-close|use-after-close:SIGSEGV" 100 \
     pct:2 replay "$dir/abort.plan" -- "$c" backup db '{run}/m.bak' 2
 
+# Close before the device threads are joined: another device's GetCommand that the Close
+# overtakes (it began before the Close and reaches the library after it) is a call after
+# close, never a second concurrent GetCommand. The window is narrow: a run each of PCT
+# depth 3 seeds until one shows it (pct:3:25 of the first 25 did in ASan), then its plan
+# replayed 3 times to the same finding.
+c=$race/race-client-close-before-join
+seed=1 found=""
+while [ "$seed" -le 80 ] && [ -z "$found" ]; do
+    rm -rf "$dir/f"
+    "$vdichaos" client replay "$dir/abort.plan" --findings "$dir/f" --json --quiet --runs 1 \
+        --sched "pct:3:$seed" -- "$c" backup db '{run}/m.bak' 2 >"$dir/out.json" 2>"$dir/err"
+    grep -q 'concurrent-get' "$dir/out.json" &&
+        { echo "FAILED: close-before-join pct:3:$seed: taken for a concurrent GetCommand"; fails=$((fails + 1)); break; }
+    grep -q "GetCommand overtaken by the set's Close" "$dir/out.json" && found=pct:3:$seed
+    seed=$((seed + 1))
+done
+if [ -n "$found" ]; then
+    echo "found the overtaken GetCommand with $found"
+    plan=$(ls "$dir/f/protocol-call-after-close-"*.plan | head -n 1)
+    same=0
+    for i in 1 2 3; do
+        rm -rf "$dir/r"
+        "$vdichaos" client replay "$plan" --findings "$dir/r" --json --quiet \
+            -- "$c" backup db '{run}/m.bak' 2 >"$dir/replay.json" 2>"$dir/replay.err"
+        grep -q "GetCommand overtaken by the set's Close" "$dir/replay.json" && same=$((same + 1))
+    done
+    echo "replayed the overtaken GetCommand $same/3"
+    [ "$same" -eq 3 ] || { fails=$((fails + 1)); cat "$dir/replay.json"; }
+else
+    echo "FAILED: close-before-join: no overtaken GetCommand in 80 PCT seeds"
+    fails=$((fails + 1))
+fi
+
 if [ -n "$racy" ]; then
     ANY_TRACE=1 expect sanitizer:data-race 60 random --plans clean -- "$racy" backup db '{run}/m.bak' 4
 fi
