@@ -366,10 +366,6 @@ int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_d
     return leave(c, NOERROR);
 }
 
-static int data_command(int32_t code) {
-    return code == VDC_Read || code == VDC_Write;
-}
-
 /* Take the next command out of the ring into a private view; 1 if one was
  * taken, 0 if none, -1 if the server wrote nonsense (the set is then aborted).
  */
@@ -385,12 +381,12 @@ static int take_command(vdi_client_set *c, struct vdi_client_device *d, VDC_Comm
     uint32_t k = e.tag & 0xffu;
     if (k >= VDI_RING || d->delivered[k] || e.code < VDC_Read || e.code > VDC_Complete)
         return -1;
-    if (data_command(e.code) &&
+    if (vdi_data_command(e.code) &&
         (e.size < 1 || (uint32_t)e.size > c->max_transfer || e.buf_off == VDI_NO_BUFFER))
         return -1;
     uint8_t *buf = NULL;
     if (e.buf_off != VDI_NO_BUFFER) {
-        uint64_t len = data_command(e.code) ? (uint64_t)e.size : 1;
+        uint64_t len = vdi_data_command(e.code) ? (uint64_t)e.size : 1;
         if (e.buf_off >= VDI_MAX_AREA || e.buf_off + len > VDI_MAX_AREA)
             return -1;
         if (e.buf_off + len > c->map.mapped && follow_area(c) != NOERROR)
@@ -489,7 +485,7 @@ int vdi_client_device_complete_command(vdi_client_device *d, VDC_Command *cmd,
     uint32_t k = (uint32_t)((p - base) / sizeof d->view[0]);
     if (!d->delivered[k])
         return leave(c, VD_E_INVALID);
-    if (data_command(d->view[k].commandCode) && bytes_transferred > (uint32_t)d->view[k].size)
+    if (vdi_data_command(d->view[k].commandCode) && bytes_transferred > (uint32_t)d->view[k].size)
         return leave(c, VD_E_INVALID);
     vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
     uint32_t head = vdi_load_relaxed(&ds->cpl_head);
@@ -664,16 +660,11 @@ int vdi_client_set_close(vdi_client_set *c) {
         vdi_store_release(&ctl->client_closed, 1);
     if (!is_normal && !c->aborted && (!c->secondary || rc == VD_E_OPEN))
         abort_locked(c);
-    c->g.closing = 1;
-    vdi_fetch_add(&c->g.close_epoch, 1); /* odd: a close runs */
+    vdi_gate_mark_closing(&c->g);
+    vdi_gate_begin_close(&c->g);
     bump_all(c); /* wake this object's waiters (and, harmlessly, the server's) */
     VDI_SCHED("client/close:before-wait");
-    while (c->g.active > 1) {
-        uint32_t seen = c->g.ev;
-        vdi_unlock(&c->g.mu);
-        vdi_wait(&c->g.ev, seen, -1, VDI_WAIT_PLAIN);
-        vdi_lock(&c->g.mu);
-    }
+    vdi_gate_wait_alone(&c->g);
     for (uint32_t i = 0; i < ndev(c); i++) /* close frees everything: holds too (5.2) */
         if (c->dev[i].opened)
             vdi_cas(&ctl->dev[i].client_owner, c->owner, 0);
@@ -682,7 +673,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     if (!c->secondary)
         vdi_shm_unlink(c->shm_name); /* the creator's close unlinks the name (VDI-SPEC 8.4) */
     c->state = C_DNE;
-    c->g.closing = 0;
+    vdi_gate_closed(&c->g);
     c->aborted = 0;
     c->server_known = 0;
     c->claim = 0;
@@ -692,11 +683,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     for (int i = 0; i < VDI_MAX_DEVICES; i++)
         memset(&c->dev[i].opened, 0, sizeof c->dev[i] - offsetof(struct vdi_client_device, opened));
     VDI_SCHED("client/close:exit");
-    c->g.active--;
-    vdi_unlock(&c->g.mu);
-    /* Last of all, after the unlock: a call that started before this point overlapped the
-     * close (see enter). */
-    vdi_fetch_add(&c->g.close_epoch, 1);
+    vdi_gate_end_close(&c->g);
     return rc;
 }
 

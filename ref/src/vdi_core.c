@@ -307,20 +307,86 @@ void vdi_unlock(vdi_mutex *m) {
         vdi_wake_all(&m->word);
 }
 
+/* ---- the gate
+ * ------------------------------------------------------------------------------ */
+
 int vdi_gate_enter(vdi_gate *g, uint32_t epoch) {
     vdi_lock(&g->mu);
-    g->active++;
+    vdi_gate_step_in(g);
+    return vdi_gate_overlapped(g, epoch);
+}
+
+int vdi_gate_overlapped(vdi_gate *g, uint32_t epoch) {
     return (epoch & 1) || epoch != vdi_load_acquire(&g->close_epoch); /* odd: a close ran */
 }
 
 int vdi_gate_leave(vdi_gate *g, int rc) {
-    g->active--;
-    if (g->closing) { /* a close waits for the threads inside to leave */
-        vdi_fetch_add(&g->ev, 1);
-        vdi_wake_all(&g->ev);
-    }
+    vdi_gate_step_out(g);
     vdi_unlock(&g->mu);
     return rc;
+}
+
+/* Around a routine (the agent's, or a rejected send's), and for good when the agent turns
+ * to its drain: a thread that does not count is not waited for by a close. */
+void vdi_gate_step_out(vdi_gate *g) {
+    vdi_gate_count_out(g);
+    if (g->closing) /* a close waits for the threads inside to leave */
+        vdi_gate_wake(g);
+}
+
+void vdi_gate_step_in(vdi_gate *g) {
+    g->active++;
+}
+
+void vdi_gate_count_out(vdi_gate *g) {
+    g->active--;
+}
+
+void vdi_gate_wake(vdi_gate *g) {
+    vdi_fetch_add(&g->ev, 1);
+    vdi_wake_all(&g->ev);
+}
+
+/* The word is read under the lock, so a wake that comes after the unlock changes it. */
+void vdi_gate_wait(vdi_gate *g) {
+    uint32_t seen = g->ev;
+    vdi_unlock(&g->mu);
+    vdi_wait(&g->ev, seen, -1, VDI_WAIT_PLAIN);
+    vdi_lock(&g->mu);
+}
+
+/* A second close waiting for the first one's drain: not counted, so the first close does
+ * not wait for it. Quiet: the first close waits for the agent, which wakes it. */
+void vdi_gate_wait_outside(vdi_gate *g) {
+    vdi_gate_count_out(g);
+    vdi_gate_wait(g);
+    vdi_gate_step_in(g);
+}
+
+void vdi_gate_begin_close(vdi_gate *g) {
+    vdi_fetch_add(&g->close_epoch, 1); /* odd: a close runs */
+}
+
+void vdi_gate_mark_closing(vdi_gate *g) {
+    g->closing = 1;
+}
+
+/* VDI-SPEC 5.0 (3): every other thread has left its call on this side. */
+void vdi_gate_wait_alone(vdi_gate *g) {
+    while (g->active > 1)
+        vdi_gate_wait(g);
+}
+
+void vdi_gate_closed(vdi_gate *g) {
+    g->closing = 0;
+}
+
+/* Last of all, after the unlock: a call that started before this point overlapped the
+ * close (see vdi_gate_enter). */
+void vdi_gate_end_close(vdi_gate *g) {
+    vdi_gate_count_out(g);
+    vdi_unlock(&g->mu);
+    vdi_fetch_add(&g->close_epoch, 1);
 }
 
 int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer_id *peer) {

@@ -86,6 +86,9 @@ void vdi_unlock(vdi_mutex *m);
 
 /* The gate every call of one side passes: the private lock, the threads inside calls
  * (a close waits for them to leave), the word that wakes that close, and the close epoch.
+ * Only the operations below change its fields; the close protocol (VDI-SPEC 5.0) is
+ * begin_close, mark_closing, wake, wait_alone, then end_close, and a thread that runs a
+ * routine or waits for another close steps out of the gate meanwhile.
  * vdi_gate_enter returns 1 when a close began after the call started (epoch read at its
  * very entry) and has finished by the time it gets the lock: the call overlapped the close
  * and must answer as one concurrent with it does (VD_E_ABORT), not as one on a closed
@@ -97,8 +100,20 @@ typedef struct vdi_gate {
     uint32_t close_epoch; /* odd while a close runs: bumped at its start and at its end */
     int closing;          /* a close (or the drain it left to the agent) is under way */
 } vdi_gate;
-int vdi_gate_enter(vdi_gate *g, uint32_t epoch);
-int vdi_gate_leave(vdi_gate *g, int rc);
+int vdi_gate_enter(vdi_gate *g, uint32_t epoch);      /* lock, count in; 1: overlapped a close */
+int vdi_gate_overlapped(vdi_gate *g, uint32_t epoch); /* a close began since epoch was read */
+int vdi_gate_leave(vdi_gate *g, int rc);              /* count out, unlock; returns rc */
+void vdi_gate_step_out(vdi_gate *g);     /* stop counting (lock held), waking a closer */
+void vdi_gate_step_in(vdi_gate *g);      /* count again (lock held) */
+void vdi_gate_count_out(vdi_gate *g);    /* stop counting, waking nobody (the caller does) */
+void vdi_gate_wake(vdi_gate *g);         /* wake whoever waits on the gate */
+void vdi_gate_wait(vdi_gate *g);         /* one wait for a wake, the lock released meanwhile */
+void vdi_gate_wait_outside(vdi_gate *g); /* the same, not counted meanwhile (waking nobody) */
+void vdi_gate_begin_close(vdi_gate *g);  /* the epoch turns odd: a close runs */
+void vdi_gate_mark_closing(vdi_gate *g); /* threads that leave from now on wake the closer */
+void vdi_gate_wait_alone(vdi_gate *g);   /* until no other thread is inside */
+void vdi_gate_closed(vdi_gate *g);       /* the close and any drain it left are over */
+void vdi_gate_end_close(vdi_gate *g);    /* count out, unlock, and the epoch turns even */
 
 /* Enter a call of set x (a struct with a gate g). The epoch is read first of all: the
  * call's invocation is its entry, before the schedule point that may let a close run. */
@@ -259,11 +274,8 @@ struct vdi_client_set {
     vdi_gate g;
     int state;
     int secondary;
-    int aborted;          /* observed abort: sticky */
-    uint32_t owner;       /* this object's id in dev[].client_owner */
-    uint32_t active;      /* threads inside calls of this object */
-    uint32_t close_epoch; /* bumped when close starts and when it ends */
-    uint32_t ev;          /* private futex: bumped when active drops during close */
+    int aborted;    /* observed abort: sticky */
+    uint32_t owner; /* this object's id in dev[].client_owner */
     char name[VDI_MAX_NAME + 1];
     char shm_name[256];
     VDConfig cfg;          /* as given at create */
@@ -340,5 +352,19 @@ struct vdi_server_set {
     vdi_taken *taken;
     uint32_t taken_head, taken_n; /* FIFO of completions taken, capacity 64 * 64 */
 };
+
+/* Read and Write carry data: a size up to maxTransferSize and a buffer. */
+static inline int vdi_data_command(int32_t code) {
+    return code == VDC_Read || code == VDC_Write;
+}
+
+/* ---- the server's own, shared by vdi_server.c and the agent (vdi_agent.c); called with
+ * the gate's lock held ---- */
+
+enum vdi_slot_state { SLOT_FREE, SLOT_SENT, SLOT_TAKEN };
+void vdi_srv_abort(vdi_server_set *s);         /* enter Abort, publish it, wake everyone */
+void vdi_srv_observe(vdi_server_set *s);       /* the peer's abort or death, if any */
+void vdi_srv_update_normal(vdi_server_set *s); /* Normally Terminated, decided here only */
+void vdi_srv_reset(vdi_server_set *s);         /* back to DNE, the private state dropped */
 
 #endif /* VDI_INTERNAL_H */

@@ -1,5 +1,6 @@
 /* vdi_server.c: SQL Server's side of a virtual device set: open, configuration,
- * buffers, devices, send_command, the completion agent, abort and close.
+ * buffers, devices, send_command, abort and close (the completion agent is in
+ * vdi_agent.c).
  * Everything the agent's drain needs (the outstanding commands) is private, so
  * a premature close can unmap the shared view at once and still deliver one 995
  * callback per outstanding command. */
@@ -11,8 +12,6 @@
 #include <unistd.h>
 
 #include "vdi_internal.h"
-
-enum { SLOT_FREE, SLOT_SENT, SLOT_TAKEN };
 
 vdi_server_set *vdi_server_set_new(void) {
     vdi_server_set *s = VDI_ALLOC("server/new:alloc", sizeof *s);
@@ -51,7 +50,7 @@ static void bump_all(vdi_server_set *s) {
         bump(&ctl->dev[i].cmd_seq);
 }
 
-static void abort_locked(vdi_server_set *s) {
+void vdi_srv_abort(vdi_server_set *s) {
     if (s->aborted)
         return;
     s->aborted = 1;
@@ -59,19 +58,19 @@ static void abort_locked(vdi_server_set *s) {
         vdi_store_release(&s->map.ctl->aborted, 1);
         bump_all(s);
     }
-    bump(&s->g.ev);
+    vdi_gate_wake(&s->g);
 }
 
 /* Learn about an abort published by the peer, or the peer's death
  * (VDI-SPEC 5.3). */
-static void observe(vdi_server_set *s) {
+void vdi_srv_observe(vdi_server_set *s) {
     if (s->aborted || !mapped(s))
         return;
     vdi_ctl_shm *ctl = s->map.ctl;
     if (vdi_load_acquire(&ctl->aborted)) {
         /* Wake every waiter as our own abort would: a peer that set the word and died, or
          * a hostile one, may have woken nobody (found by fuzz_peer). */
-        abort_locked(s);
+        vdi_srv_abort(s);
         return;
     }
     uint64_t now = vdi_now();
@@ -79,7 +78,7 @@ static void observe(vdi_server_set *s) {
         return;
     s->last_check = now;
     if (!vdi_load_acquire(&ctl->client_closed) && !vdi_peer_alive(&s->client))
-        abort_locked(s);
+        vdi_srv_abort(s);
 }
 
 static int enter(vdi_server_set *s) {
@@ -98,13 +97,13 @@ static int in_callback(const vdi_server_set *s, uintptr_t self) {
  * and no abort. The peer's abort is looked at here, at the moment NT would be reached: one
  * published before it makes the end an abort, one published after it comes after NT (and
  * the agent still returns NOERROR, VDI-SPEC 4). */
-static void update_normal(vdi_server_set *s) {
+void vdi_srv_update_normal(vdi_server_set *s) {
     if (s->normal || s->aborted || s->outstanding || s->ndev == 0)
         return;
     for (uint32_t i = 0; i < s->ndev; i++)
         if (!s->dev[i].opened || !s->dev[i].closed)
             return;
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted)
         return;
     s->normal = 1;
@@ -112,7 +111,7 @@ static void update_normal(vdi_server_set *s) {
         vdi_store_release(&s->map.ctl->normal_end, 1);
         bump(&s->map.ctl->agent_seq);
     }
-    bump(&s->g.ev);
+    vdi_gate_wake(&s->g);
 }
 
 static int is_pow2(uint32_t v) {
@@ -215,7 +214,7 @@ int vdi_server_set_get_configuration(vdi_server_set *s, VDConfig *cfg) {
     if (!s || !cfg)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_OR_ABORT(s);
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted || (s->g.closing && s->state != S_DNE))
         return leave(s, VD_E_ABORT);
     if (s->state == S_DNE)
@@ -236,7 +235,7 @@ int vdi_server_set_begin_configuration(vdi_server_set *s, uint32_t features, uin
     if (!s)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_AT_POINT(s, "server/begin_configuration:enter");
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
     if (s->state != S_CONNECTED)
@@ -308,7 +307,7 @@ int vdi_server_set_request_buffers(vdi_server_set *s, uint32_t size, uint32_t al
     if (!s)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_OR_ABORT(s);
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
     if (s->state < S_CONFIGURABLE || s->normal)
@@ -347,7 +346,7 @@ int vdi_server_set_query_available_buffers(vdi_server_set *s, uint32_t size, uin
     if (!s || !count)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_OR_ABORT(s);
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
     if (s->state < S_CONFIGURABLE || s->normal)
@@ -375,7 +374,7 @@ int vdi_server_set_end_configuration(vdi_server_set *s) {
     if (!s)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_AT_POINT(s, "server/end_configuration:enter");
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
     if (s->state != S_CONFIGURABLE)
@@ -446,7 +445,7 @@ int vdi_server_set_allocate_buffer(vdi_server_set *s, uint8_t **buffer, uint32_t
     if (!s || !buffer)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_OR_ABORT(s);
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
     if (s->state < S_INITIALIZING)
@@ -500,7 +499,7 @@ int vdi_server_set_free_buffer(vdi_server_set *s, uint8_t *buffer, uint32_t size
     if (!s || !buffer)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_OR_ABORT(s);
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
     if (s->state < S_INITIALIZING)
@@ -546,7 +545,7 @@ int vdi_server_set_open_device(vdi_server_set *s, const char *name, vdi_server_d
     if (!s || !name || !out)
         VDI_BAIL(VD_E_INVALID);
     VDI_ENTER_AT_POINT(s, "server/open_device:enter");
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted)
         return leave(s, VD_E_ABORT);
     if (s->state < S_INITIALIZING)
@@ -561,7 +560,7 @@ int vdi_server_set_open_device(vdi_server_set *s, const char *name, vdi_server_d
     int slot;
     int rc = vdi_dev_bind(s->map.ctl, name, s->name, s->ndev, &slot, &s->client);
     if (rc == VD_E_ABORT) /* the client died holding the device table */
-        abort_locked(s);
+        vdi_srv_abort(s);
     if (rc != NOERROR)
         return leave(s, rc == VD_E_ABORT ? VD_E_ABORT : VD_E_INVALID);
     struct vdi_server_device *d = &s->dev[slot];
@@ -576,10 +575,6 @@ int vdi_server_set_open_device(vdi_server_set *s, const char *name, vdi_server_d
     return leave(s, NOERROR);
 }
 
-static int data_command(int32_t code) {
-    return code == VDC_Read || code == VDC_Write;
-}
-
 /* Rejected sends get their callback here, on the calling thread, while this
  * thread does not count as inside the set (so a close from the routine does not
  * wait for it). */
@@ -587,9 +582,7 @@ static int reject(vdi_server_set *s, VDS_Command *cmd, int rc, uint32_t code) {
     uintptr_t self = vdi_self(), prev = s->callback_self;
     cmd->completionCode = code;
     cmd->bytesTransferred = 0;
-    s->g.active--;
-    if (s->g.closing)
-        bump(&s->g.ev);
+    vdi_gate_step_out(&s->g);
     if (!s->agent || s->agent_self != self)
         s->callback_self = self;
     vdi_unlock(&s->g.mu);
@@ -615,14 +608,14 @@ int vdi_server_device_send_command(vdi_server_device *d, VDS_Command *cmd) {
         for (uint32_t k = 0; s->dev[i].outstanding && k < VDI_RING; k++)
             if (s->dev[i].s[k].state != SLOT_FREE && s->dev[i].s[k].cmd == cmd)
                 return leave(s, VD_E_INVALID);
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted || s->g.closing)
         return reject(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED);
     if (s->state != S_ACTIVE || s->normal || !d->opened || d->closed || !s->agent)
         return reject(s, cmd, VD_E_PROTOCOL, ERROR_INVALID_HANDLE);
     int32_t code = cmd->commandCode;
     int bad = code < VDC_Read || code > VDC_Complete;
-    if (!bad && data_command(code))
+    if (!bad && vdi_data_command(code))
         bad = cmd->size < 1 || (uint32_t)cmd->size > s->max_transfer || !cmd->buffer ||
               !find_zone(s, cmd->buffer, (uint64_t)cmd->size);
     else if (!bad && cmd->buffer)
@@ -667,7 +660,7 @@ int vdi_server_device_close(vdi_server_device *d) {
         VDI_BAIL(VD_E_INVALID);
     vdi_server_set *s = d->set;
     VDI_ENTER_AT_POINT(s, "server/close_device:enter");
-    observe(s);
+    vdi_srv_observe(s);
     if (s->aborted || s->g.closing)
         return leave(s, VD_E_ABORT);
     if (d->closed || s->normal)
@@ -677,224 +670,11 @@ int vdi_server_device_close(vdi_server_device *d) {
     VDI_SCHED("server/close_device:before-publish");
     vdi_store_release(&ds->server_closed, 1); /* after every cmd_head it follows */
     bump(&ds->cmd_seq);
-    update_normal(s);
+    vdi_srv_update_normal(s);
     if (s->aborted) /* seen as this close would have ended the set: the abort came first */
         return leave(s, VD_E_ABORT);
     bump(&s->map.ctl->agent_seq);
     return leave(s, NOERROR);
-}
-
-static void reset(vdi_server_set *s);
-
-/* ---- the completion agent
- * --------------------------------------------------------------------- */
-
-/* Move every published completion into the private FIFO. A value that does not
- * match an outstanding command is corruption by the peer: abort. */
-static void take_completions(vdi_server_set *s) {
-    vdi_ctl_shm *ctl = s->map.ctl;
-    for (uint32_t i = 0; i < s->ndev && !s->aborted; i++) {
-        struct vdi_server_device *d = &s->dev[i];
-        if (!d->opened)
-            continue;
-        vdi_dev_shm *ds = &ctl->dev[i];
-        uint32_t tail = vdi_load_relaxed(&ds->cpl_tail);
-        uint32_t head = vdi_load_acquire(&ds->cpl_head); /* pairs with complete_command */
-        if (head - tail > VDI_RING) {
-            abort_locked(s);
-            return;
-        }
-        VDI_SCHED("server/agent:take");
-        for (; tail != head; tail++) {
-            vdi_cpl_shm e = ds->cpl[tail % VDI_RING];
-            uint32_t k = e.tag & 0xffu;
-            if (k >= VDI_RING || d->s[k].state != SLOT_SENT || d->s[k].gen != e.tag >> 8 ||
-                (data_command(d->s[k].cmd->commandCode) && e.bytes > (uint32_t)d->s[k].cmd->size) ||
-                s->taken_n >= VDI_RING * VDI_MAX_DEVICES) {
-                abort_locked(s);
-                return;
-            }
-            d->s[k].state = SLOT_TAKEN;
-            vdi_taken *t = &s->taken[(s->taken_head + s->taken_n++) % (VDI_RING * VDI_MAX_DEVICES)];
-            t->dev = (int)i;
-            t->slot = (int)k;
-            t->code = e.code;
-            t->bytes = e.bytes;
-            t->position = e.position;
-            s->wd_start = vdi_now();
-        }
-        vdi_store_release(&ds->cpl_tail, tail);
-    }
-}
-
-/* Write the results into the command and run its routine with the lock
- * released. */
-static void deliver(vdi_server_set *s, int dev, int k, uint32_t code, uint32_t bytes,
-                    const uint64_t *position, int counted) {
-    struct vdi_server_device *d = &s->dev[dev];
-    VDS_Command *cmd = d->s[k].cmd;
-    cmd->completionCode = code;
-    cmd->bytesTransferred = bytes;
-    if (position)
-        cmd->outPosition = (int64_t)*position;
-    d->s[k].state = SLOT_FREE;
-    d->s[k].cmd = NULL;
-    d->outstanding--;
-    s->outstanding--;
-    if (code == ERROR_IO_DEVICE)
-        d->io_error = 1;
-    else if (cmd->commandCode == VDC_ClearError && code == ERROR_SUCCESS)
-        d->io_error = 0;
-    update_normal(s);
-    s->callback_self = s->agent_self;
-    if (counted) {
-        s->g.active--;
-        if (s->g.closing)
-            bump(&s->g.ev);
-    }
-    vdi_unlock(&s->g.mu);
-    VDI_SCHED("server/agent:callback-enter");
-    cmd->completionRoutine(cmd);
-    VDI_SCHED("server/agent:callback-exit");
-    vdi_lock(&s->g.mu);
-    s->callback_self = 0;
-}
-
-int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
-    if (!s)
-        VDI_BAIL(VD_E_INVALID);
-    uint32_t epoch = vdi_load_entry(&s->g.close_epoch);
-    VDI_SCHED("server/agent:enter");
-    vdi_lock(&s->g.mu);
-    if (s->agent) {
-        vdi_unlock(&s->g.mu);
-        VDI_BAIL(VD_E_PROTOCOL);
-    }
-    if ((epoch & 1) || epoch != vdi_load_acquire(&s->g.close_epoch)) { /* overlapped a close */
-        vdi_unlock(&s->g.mu);
-        VDI_BAIL(VD_E_ABORT);
-    }
-    observe(s);
-    if (!s->aborted && !s->g.closing) {
-        if (s->state < S_INITIALIZING) {
-            vdi_unlock(&s->g.mu);
-            VDI_BAIL(VD_E_PROTOCOL);
-        }
-        if (s->normal) {
-            vdi_unlock(&s->g.mu);
-            return NOERROR;
-        }
-        s->state = S_ACTIVE;
-    } else if (s->state == S_DNE && !s->g.closing) {
-        vdi_unlock(&s->g.mu);
-        VDI_BAIL(VD_E_PROTOCOL);
-    }
-    if (!s->taken) {
-        s->taken = VDI_ALLOC("server/agent:alloc", VDI_RING * VDI_MAX_DEVICES * sizeof *s->taken);
-        if (!s->taken) {
-            vdi_unlock(&s->g.mu);
-            VDI_BAIL(VD_E_MEMORY);
-        }
-    }
-    s->agent = 1;
-    s->agent_self = vdi_self();
-    int normal_before = s->normal; /* NT, then an abort, before this agent started */
-    int counted = 1;               /* this thread counts as inside the set until it drains */
-    s->g.active++;
-    int rc = NOERROR;
-    for (;;) {
-        if (counted && !s->draining)
-            observe(s);
-        if (counted && (s->aborted || s->g.closing)) {
-            counted = 0; /* from here on, nothing but private memory */
-            s->draining = 1;
-            s->g.active--;
-            bump(&s->g.ev);
-        }
-        if (counted)
-            take_completions(s);
-        int was_counted = counted;
-        if (s->taken_n) {
-            vdi_taken t = s->taken[s->taken_head];
-            s->taken_head = (s->taken_head + 1) % (VDI_RING * VDI_MAX_DEVICES);
-            s->taken_n--;
-            deliver(s, t.dev, t.slot, t.code, t.bytes, &t.position, counted);
-        } else if (!counted) {
-            int dev = -1, k = -1;
-            for (uint32_t i = 0; i < VDI_MAX_DEVICES && dev < 0; i++) /* per device, send order */
-                for (uint32_t j = 0; s->dev[i].outstanding && j < VDI_RING; j++)
-                    if (s->dev[i].s[j].state == SLOT_SENT &&
-                        (k < 0 || s->dev[i].s[j].seq < s->dev[i].s[k].seq)) {
-                        dev = (int)i;
-                        k = (int)j;
-                    }
-            if (dev < 0) {
-                /* NT reached while this agent ran (update_normal looked for an abort as it
-                 * was reached) is the agent's end, at that moment: an abort or a close
-                 * since, even one nested in the routine of the command that ended the set,
-                 * does not make it an abort (VDI-SPEC 4). An agent started after NT and an
-                 * abort starts in Abort. */
-                rc = s->normal && !normal_before ? NOERROR : VD_E_ABORT;
-                break;
-            }
-            deliver(s, dev, k, ERROR_OPERATION_ABORTED, 0, NULL, 0);
-            continue;
-        } else if (s->normal) {
-            break;
-        } else {
-            long wait_ms = -1;
-            uint32_t t = s->map.ctl->cfg.serverTimeOut;
-            if (t && s->outstanding) {
-                uint64_t deadline = s->wd_start + 2 * (uint64_t)t, now = vdi_now();
-                if (now >= deadline) {
-                    abort_locked(s); /* the watchdog (VDI-SPEC 4) */
-                    continue;
-                }
-                wait_ms = (long)(deadline - now);
-            }
-            uint32_t *word = &s->map.ctl->agent_seq;
-            /* Read the sequence first, then look at the shared state it guards: an abort
-             * or completion published after this read changes the word, so the wait
-             * returns at once (found by the chaos engine: a lost wake-up on abort). */
-            uint32_t seen = vdi_load_acquire(word);
-            observe(s);
-            take_completions(s);
-            if (s->taken_n || s->aborted || s->normal)
-                continue;
-            s->agent_seen = seen; /* a local wake makes the word differ from it */
-            vdi_unlock(&s->g.mu);
-            VDI_SCHED("server/agent:before-wait");
-            int w = vdi_wait_live(word, seen, wait_ms, &s->client);
-            vdi_lock(&s->g.mu);
-            if (w == -1 && !s->aborted && !s->g.closing &&
-                !vdi_load_acquire(&s->map.ctl->client_closed))
-                abort_locked(s); /* the primary client died */
-            continue;
-        }
-        /* Back from a callback: count as inside again, unless an abort or a close
-         * came meanwhile, in which case the rest is a drain from private memory. */
-        if (was_counted) {
-            if (s->aborted || s->g.closing) {
-                counted = 0;
-                s->draining = 1;
-                bump(&s->g.ev);
-            } else {
-                s->g.active++;
-            }
-        }
-    }
-    if (counted)
-        s->g.active--;
-    s->agent = 0;
-    s->agent_self = 0;
-    s->draining = 0;
-    if (s->g.closing && s->state == S_DNE) { /* a nested close left the rest to the agent */
-        reset(s);
-        s->g.closing = 0;
-    }
-    bump(&s->g.ev);
-    vdi_unlock(&s->g.mu);
-    return rc;
 }
 
 /* ---- abort and close
@@ -910,11 +690,11 @@ int vdi_server_set_signal_abort(vdi_server_set *s) {
     if (!s->normal && s->aborted && mapped(s))
         wake_agent(s); /* already aborted: make sure the agent is not asleep through it */
     if (!s->normal)
-        abort_locked(s);
+        vdi_srv_abort(s);
     return leave(s, NOERROR);
 }
 
-static void reset(vdi_server_set *s) {
+void vdi_srv_reset(vdi_server_set *s) {
     s->state = S_DNE;
     s->aborted = 0;
     s->normal = 0;
@@ -948,63 +728,44 @@ int vdi_server_set_close(vdi_server_set *s) {
     uintptr_t self = vdi_self();
     int nested = in_callback(s, self);
     if (s->state == S_DNE || s->g.closing) {
-        while (s->g.closing && s->agent && !nested) { /* a second close waits for the first drain */
-            uint32_t seen = s->g.ev;
-            s->g.active--;
-            vdi_unlock(&s->g.mu);
-            vdi_wait(&s->g.ev, seen, -1, VDI_WAIT_PLAIN);
-            vdi_lock(&s->g.mu);
-            s->g.active++;
-        }
+        while (s->g.closing && s->agent && !nested) /* a second close waits for the first drain */
+            vdi_gate_wait_outside(&s->g);
         return leave(s, VD_E_PROTOCOL);
     }
-    observe(s);
+    vdi_srv_observe(s);
     int open_dev = 0;
     for (uint32_t i = 0; i < s->ndev; i++)
         open_dev |= s->dev[i].opened && !s->dev[i].closed;
     int rc = (!s->aborted && !s->normal && (open_dev || s->outstanding)) ? VD_E_PROTOCOL : NOERROR;
-    vdi_fetch_add(&s->g.close_epoch, 1); /* odd: a close runs */
+    vdi_gate_begin_close(&s->g);
     /* (1) mark: closed, and aborted unless Normally Terminated; (2) wake every
      * waiter */
     vdi_store_release(&s->map.ctl->server_closed, 1);
     if (!s->normal)
-        abort_locked(s);
+        vdi_srv_abort(s);
     bump_all(s);
-    s->g.closing = 1;
-    bump(&s->g.ev);
+    vdi_gate_mark_closing(&s->g);
+    vdi_gate_wake(&s->g);
     /* (3) wait until every other thread has left its call on this side */
     VDI_SCHED("server/close:before-wait");
-    while (s->g.active > 1) {
-        uint32_t seen = s->g.ev;
-        vdi_unlock(&s->g.mu);
-        vdi_wait(&s->g.ev, seen, -1, VDI_WAIT_PLAIN);
-        vdi_lock(&s->g.mu);
-    }
+    vdi_gate_wait_alone(&s->g);
     /* Only now: unmap (before any further abort callback can run) and release. */
     VDI_SCHED("server/close:before-unmap");
     unlink_if_orphaned(s);
     vdi_map_release(&s->map);
     VDI_SCHED("server/close:after-unmap");
     /* (4) a close outside a callback returns only after the agent's drain */
-    while (s->agent && !nested) {
-        uint32_t seen = s->g.ev;
-        vdi_unlock(&s->g.mu);
-        vdi_wait(&s->g.ev, seen, -1, VDI_WAIT_PLAIN);
-        vdi_lock(&s->g.mu);
-    }
+    while (s->agent && !nested)
+        vdi_gate_wait(&s->g);
     if (!s->agent) {
-        reset(s);
-        s->g.closing = 0;
+        vdi_srv_reset(s);
+        vdi_gate_closed(&s->g);
     } else {
         s->state = S_DNE; /* the agent finishes the drain from private memory */
     }
     VDI_SCHED("server/close:exit");
-    s->g.active--;
-    bump(&s->g.ev);
-    vdi_unlock(&s->g.mu);
-    /* Last of all, after the unlock: a call that started before this point overlapped the
-     * close (see enter). */
-    vdi_fetch_add(&s->g.close_epoch, 1);
+    vdi_gate_wake(&s->g); /* a second close may wait for this one's end */
+    vdi_gate_end_close(&s->g);
     return rc;
 }
 
