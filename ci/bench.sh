@@ -10,12 +10,15 @@
 # part four: exec/s of ci/fuzz.sh --jobs N against N.
 #
 # Part five, on its own: ci/bench.sh --bugs [ci/bench_bugs.sh options], the time-to-bug
-# benchmark (every seeded bug under each strategy against a stress test).
+# benchmark (every seeded bug under each strategy, libFuzzer and AFL++, against a stress test).
 # Part six, on its own: ci/bench.sh --sched [ci/bench_sched.sh options], the scheduler of a
 # client's own threads against the OS alone and --shake, and its overhead.
 #
 # Usage: ci/bench.sh [--no-build] [--mib N (default 4096)] [--rounds N (default 20000)]
+#                   [--build-root DIR (default build; parts one and two build DIR/<preset>)]
 #        ci/bench.sh --bugs [--no-build] [--seconds S] [--runs N] [--bug NAME]...
+#                   [--strategies random,pct1,pct2,pct3,dfs,fuzz,fuzz-nofb,afl,stress]
+#                   [--build-root DIR]
 #        ci/bench.sh --sched [--no-build] [--runs N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,21 +34,26 @@ fi
 build=1
 mib=4096
 rounds=20000
+root=build
 while [ $# -gt 0 ]; do
+    case "$1" in --mib | --rounds | --build-root)
+        [ $# -ge 2 ] || { echo "ci/bench.sh: $1 needs a value" >&2; exit 2; } ;;
+    esac
     case "$1" in
     --no-build) build=0; shift ;;
     --mib) mib=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+    --build-root) root=${2%/}; shift 2 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "ci/bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
 
 if [ $build = 1 ]; then
-    cmake --preset release >/dev/null
-    cmake --build build/release -j2 --target bench_backup bench_roundtrip >/dev/null
+    cmake --preset release -B "$root/release" >/dev/null
+    cmake --build "$root/release" -j2 --target bench_backup bench_roundtrip >/dev/null
 fi
-bin=build/release/ref/tools
+bin=$root/release/ref/tools
 
 # Each program prints "key value" lines; keep them in an associative array.
 declare -A m
@@ -76,14 +84,14 @@ echo " round trips pinned: both parties on one CPU (1cpu), or one per CPU (2cpu)
 # under the controlled engine with ASan+UBSan, pinned to one core, every oracle on (targets:
 # >= 10000 runs/s, and >= 5x the same calls with no engine).
 if [ $build = 1 ]; then
-    cmake --preset asan >/dev/null
-    cmake --build build/asan -j2 --target vdichaos >/dev/null
+    cmake --preset asan -B "$root/asan" >/dev/null
+    cmake --build "$root/asan" -j2 --target vdichaos >/dev/null
 fi
 chaos_runs=3000
 runs_per_s() { # vdichaos arguments...; prints runs per second on one core
     local t0 t1
     t0=$(date +%s%N)
-    taskset -c 0 build/asan/chaos/vdichaos run close-race --runs $chaos_runs "$@" >/dev/null 2>&1
+    taskset -c 0 "$root/asan/chaos/vdichaos" run close-race --runs $chaos_runs "$@" >/dev/null 2>&1
     t1=$(date +%s%N)
     awk -v n=$chaos_runs -v ns=$((t1 - t0)) 'BEGIN { printf "%.0f", n / (ns / 1e9) }'
 }
