@@ -37,4 +37,19 @@ done
 # ref/ is standalone: it never includes the harness.
 git grep -nE '#include "(\.\./)*(chaos|fuzz|tests)/' -- ref/ && complain "ref/ includes the harness"
 
+# Each schedule point and fail point is named at one place only (vdi_seams.h): a finding,
+# a decision list and a coverage count name the place by it.
+for kind in VDI_SCHED VDI_FAIL; do
+    git grep -ohE "$kind\(\"[^\"]*\"\)" -- 'ref/src/*.c' 'ref/src/*.h' | sort | uniq -d |
+        sed "s|^|lint: ref/src: |;s|$|  (a point's name is used at one place only)|" | grep . && bad=1
+done
+
+# ref/src's internals are ref's own: the harness reaches ref through its public headers and
+# the seams. The white-box exceptions, each for a reason: fuzz_peer forges the shared
+# layout as a hostile peer would, and unit_hostile and unit_access check it field by field.
+git grep -lE '#include "(\.\./)*(ref/src/)?(vdi_internal|vdi_atomic)\.h"' -- ':!ref/' |
+    grep -vxE 'fuzz/fuzz_peer\.c|tests/unit/t_hostile\.c|tests/unit/t_access\.c' |
+    sed 's|^|lint: |;s|$|: includes ref/src internals (use the public headers and the seams)|' |
+    grep . && bad=1
+
 exit $bad
