@@ -28,6 +28,7 @@
 
 #include "chaos/chaos.h"
 #include "chaos_history.h"
+#include "vdi/vdi.h"
 #include "vdi/vdi_seams.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -332,6 +333,8 @@ void chaos_engine_free(chaos_engine *e) {
     }
     if (g_engine == e)
         g_engine = NULL;
+    if (e->cfg.shm_pool)
+        chaos_shm_recycle();
     pthread_mutex_destroy(&e->free_mu);
     free(e->dec);
     free(e->alts);
@@ -1131,6 +1134,247 @@ static int h_fail(void *ctx, const char *name) {
     return err;
 }
 
+/* ---- the pool of shared-memory objects
+ * A set's named object is created, sized, mapped twice, unmapped and unlinked in every
+ * run; creating and destroying a tmpfs file each time was a large part of a run's system
+ * time. The shm_open and shm_unlink seams hand out memfds instead, kept between runs: a
+ * name is bound to an object from its exclusive create to its unlink, and an unlinked
+ * object goes back to the pool once nothing maps it, emptied (size 0, so the next
+ * ftruncate gives zeros) at its next create. Everything else (fchmod, ftruncate, fstat,
+ * pread, mmap) is the reference's own code on the fd. None of these objects is in
+ * /dev/shm; a name left bound at the end of a run is the resources oracle's leak, as a
+ * file left in /dev/shm was (chaos_shm_bound). One pool per thread, like the fiber stacks:
+ * the engine's hooks run on its thread only. */
+#define SHM_POOL 16
+enum { SHM_FREE, SHM_BOUND, SHM_RETIRED };
+typedef struct pooled {
+    int state;
+    int fd;         /* the pool's own descriptor of the memfd */
+    int maps;       /* live shared mappings of it made through the map seam */
+    int pinned;     /* a mapping of it was not counted: never reused */
+    int emptied;    /* size 0 since its last use */
+    uint64_t ino;   /* to find it from a mapping's fstat */
+    char name[256]; /* while SHM_BOUND */
+} pooled;
+static _Thread_local pooled shm_pool[SHM_POOL];
+static _Thread_local int nshm_pool;
+static _Thread_local unsigned long shm_created, shm_reused;
+static _Thread_local int shm_umask = -1;
+
+static pooled *pool_by_name(const char *name) {
+    for (int i = 0; i < nshm_pool; i++)
+        if (shm_pool[i].state == SHM_BOUND && strcmp(shm_pool[i].name, name) == 0)
+            return &shm_pool[i];
+    return NULL;
+}
+
+static pooled *pool_by_ino(uint64_t ino) {
+    for (int i = 0; i < nshm_pool; i++)
+        if (shm_pool[i].state != SHM_FREE && shm_pool[i].ino == ino)
+            return &shm_pool[i];
+    return NULL;
+}
+
+/* A fresh object for a create: a free one emptied, or a new memfd. NULL when full. */
+static pooled *pool_take(void) {
+    for (int i = 0; i < nshm_pool; i++) {
+        pooled *p = &shm_pool[i];
+        if (p->state != SHM_FREE)
+            continue;
+        if (!p->emptied && ftruncate(p->fd, 0) != 0)
+            continue;
+        p->emptied = 0;
+        shm_reused++;
+        return p;
+    }
+    if (nshm_pool == SHM_POOL)
+        return NULL;
+    int fd = memfd_create("vdichaos-pool", MFD_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    pooled *p = &shm_pool[nshm_pool++];
+    *p = (pooled){.state = SHM_FREE, .fd = fd, .ino = (uint64_t)st.st_ino};
+    shm_created++;
+    return p;
+}
+
+/* The descriptor a caller gets: a duplicate for read-write (the reference reads and
+ * writes at offsets, never through the file position), a new open of the object in the
+ * access mode asked for otherwise. */
+static int pool_fd(const pooled *p, int oflag) {
+    if ((oflag & O_ACCMODE) == O_RDWR)
+        return fcntl(p->fd, (oflag & O_CLOEXEC) ? F_DUPFD_CLOEXEC : F_DUPFD, 0);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", p->fd);
+    return open(path, oflag & (O_ACCMODE | O_CLOEXEC));
+}
+
+int chaos_shm_open(const char *name, int oflag, unsigned mode) {
+    ENGINE_BEGIN();
+    int fd = -1, err = 0;
+    pooled *p = pool_by_name(name);
+    if (p) {
+        if ((oflag & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL))
+            err = EEXIST;
+        else if ((fd = pool_fd(p, oflag)) < 0)
+            err = errno;
+    } else if (!(oflag & O_CREAT)) {
+        err = ENOENT;
+    } else if ((p = pool_take()) == NULL) {
+        /* The pool is full (names leaked by earlier runs): the system's object. */
+        ENGINE_END();
+        return shm_open(name, oflag, (mode_t)mode);
+    } else {
+        if (shm_umask < 0) {
+            shm_umask = (int)umask(0);
+            umask((mode_t)shm_umask);
+        }
+        /* The mode a creating shm_open gives: mode less the umask. */
+        if (fchmod(p->fd, (mode_t)(mode & 07777) & (mode_t)~shm_umask) != 0 ||
+            (fd = pool_fd(p, oflag)) < 0) {
+            err = errno;
+            p->emptied = 1;
+        } else {
+            p->state = SHM_BOUND;
+            p->maps = p->pinned = 0;
+            snprintf(p->name, sizeof p->name, "%s", name);
+        }
+    }
+    ENGINE_END();
+    if (err)
+        errno = err;
+    return fd;
+}
+
+int chaos_shm_unlink(const char *name) {
+    ENGINE_BEGIN();
+    pooled *p = pool_by_name(name);
+    if (p) {
+        p->state = SHM_RETIRED;
+        p->name[0] = 0;
+    }
+    ENGINE_END();
+    if (!p)
+        return shm_unlink(name); /* not ours: the system's (or ENOENT) */
+    return 0;
+}
+
+int chaos_shm_bound(const char *name) {
+    ENGINE_BEGIN();
+    int bound = pool_by_name(name) != NULL;
+    ENGINE_END();
+    return bound;
+}
+
+void chaos_shm_recycle(void) {
+    ENGINE_BEGIN();
+    for (int i = 0; i < nshm_pool;) {
+        pooled *p = &shm_pool[i];
+        if (p->state == SHM_RETIRED && p->maps == 0 && !p->pinned) {
+            /* Emptied now, so that its pages go back to the system between runs. */
+            p->state = SHM_FREE;
+            p->emptied = ftruncate(p->fd, 0) == 0;
+        } else if (p->state == SHM_RETIRED) {
+            /* Still mapped (an object abandoned after a finding): it stays alive through
+             * its mappings, as an unlinked object does; the pool lets it go. */
+            close(p->fd);
+            *p = shm_pool[--nshm_pool];
+            continue;
+        }
+        i++;
+    }
+    ENGINE_END();
+}
+
+int chaos_shm_pool_fds(void) {
+    return nshm_pool;
+}
+
+void chaos_shm_pool_stats(unsigned long *created, unsigned long *reused) {
+    *created = shm_created;
+    *reused = shm_reused;
+}
+
+static int h_shm_open(void *ctx, const char *name, int oflag, mode_t mode) {
+    (void)ctx;
+    return chaos_shm_open(name, oflag, (unsigned)mode);
+}
+
+static int h_shm_unlink(void *ctx, const char *name) {
+    (void)ctx;
+    return chaos_shm_unlink(name);
+}
+
+/* The pool's own account of the live mappings of its objects (the engine's table is a
+ * run's; a scenario's cleanup unmaps after it). */
+#define POOL_MAPS 64
+static _Thread_local struct {
+    uintptr_t start;
+    size_t len;
+    uint64_t ino; /* the object (an index would move when the pool lets one go) */
+} pool_maps[POOL_MAPS];
+static _Thread_local int npool_maps;
+
+static void pool_note_map(void *addr, size_t len, uint64_t ino) {
+    ENGINE_BEGIN();
+    pooled *p = pool_by_ino(ino);
+    if (p && npool_maps < POOL_MAPS) {
+        pool_maps[npool_maps].start = (uintptr_t)addr;
+        pool_maps[npool_maps].len = len;
+        pool_maps[npool_maps++].ino = ino;
+        p->maps++;
+    } else if (p) {
+        p->pinned = 1; /* a mapping the pool cannot see go: never reused */
+    }
+    ENGINE_END();
+}
+
+static void pool_forget(void *addr, size_t len) {
+    uintptr_t start = (uintptr_t)addr;
+    ENGINE_BEGIN();
+    for (int i = 0; i < npool_maps;) {
+        if (pool_maps[i].start < start + len && start < pool_maps[i].start + pool_maps[i].len) {
+            pooled *p = pool_by_ino(pool_maps[i].ino);
+            if (p)
+                p->maps--;
+            pool_maps[i] = pool_maps[--npool_maps];
+        } else {
+            i++;
+        }
+    }
+    ENGINE_END();
+}
+
+/* The pool's hooks alone, for a scenario's cleanup, which runs with no engine. */
+static void *h_pool_map(void *ctx, void *addr, size_t len, int prot, int flags, int fd, off_t off) {
+    (void)ctx;
+    void *p = mmap(addr, len, prot, flags, fd, off);
+    struct stat st;
+    if (p != MAP_FAILED)
+        pool_forget(p, len);
+    if (p != MAP_FAILED && (flags & MAP_SHARED) && fd >= 0 && fstat(fd, &st) == 0)
+        pool_note_map(p, len, (uint64_t)st.st_ino);
+    return p;
+}
+
+static int h_pool_unmap(void *ctx, void *addr, size_t len) {
+    (void)ctx;
+    pool_forget(addr, len);
+    return munmap(addr, len);
+}
+
+void chaos_seams_install_pool(void) {
+    vdi_seams s = {.map = h_pool_map,
+                   .unmap = h_pool_unmap,
+                   .shm_open = h_shm_open,
+                   .shm_unlink = h_shm_unlink};
+    vdi_seams_install(&s);
+}
+
 static void forget_range(chaos_engine *e, uintptr_t start, size_t len) {
     for (int i = 0; i < e->nmaps;) {
         mapping *m = &e->maps[i];
@@ -1149,9 +1393,13 @@ static void *h_map(void *ctx, void *addr, size_t len, int prot, int flags, int f
     ENGINE_BEGIN();
     forget_range(e, (uintptr_t)p, len);
     struct stat st;
-    if ((flags & MAP_SHARED) && fd >= 0 && fstat(fd, &st) == 0 && e->nmaps < MAX_MAPPINGS)
-        e->maps[e->nmaps++] =
-            (mapping){(uintptr_t)p, len, (uint64_t)st.st_dev, (uint64_t)st.st_ino, (uint64_t)off};
+    pool_forget(p, len);
+    if ((flags & MAP_SHARED) && fd >= 0 && fstat(fd, &st) == 0) {
+        if (e->nmaps < MAX_MAPPINGS)
+            e->maps[e->nmaps++] = (mapping){(uintptr_t)p, len, (uint64_t)st.st_dev,
+                                            (uint64_t)st.st_ino, (uint64_t)off};
+        pool_note_map(p, len, (uint64_t)st.st_ino);
+    }
     ENGINE_END();
     return p;
 }
@@ -1167,6 +1415,7 @@ static int h_unmap(void *ctx, void *addr, size_t len) {
             used = m->start + m->len;
     }
     forget_range(e, start, len);
+    pool_forget(addr, len);
     ENGINE_END();
     return chaos_guard_unmap_used(addr, len, used > start ? used - start : len);
 }
@@ -1219,6 +1468,8 @@ void chaos_seams_install(chaos_engine *e) {
         .self = h_self,
         .peer_alive = h_alive,
         .access_point = e->cfg.access_points > 0 ? h_access : NULL,
+        .shm_open = e->cfg.shm_pool ? h_shm_open : NULL,
+        .shm_unlink = e->cfg.shm_pool ? h_shm_unlink : NULL,
     };
     vdi_seams_install(&s);
 }

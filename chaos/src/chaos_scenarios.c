@@ -1452,7 +1452,7 @@ static void cleanup_common(int clean) {
          * naming is the reference's, see ref/NOTES.md). */
         char path[160];
         if (vdi_seam_shm_name(path, sizeof path, NULL, S.name) == 0)
-            shm_unlink(path);
+            chaos_shm_unlink(path); /* the engine's pooled object, or the system's */
     }
     memset(&S, 0, sizeof S);
 }
@@ -1579,10 +1579,12 @@ static int count_entries(const char *dir) {
 }
 
 /* The resources oracle: after a run that ended clean (or a setup that failed under an
- * injected fault), no file descriptor, thread or shared-memory name is left behind. */
+ * injected fault), no file descriptor, thread or shared-memory name is left behind: not
+ * bound in the engine's pool of objects, nor in /dev/shm. fds counts the process's
+ * descriptors before the run less the pool's own, which may grow or shrink in a run. */
 static void check_resources(chaos_engine *e, int fds, int threads, const char *name,
                             int free_mode) {
-    int fds_after = count_entries("/proc/self/fd"),
+    int fds_after = count_entries("/proc/self/fd") - chaos_shm_pool_fds(),
         threads_after = count_entries("/proc/self/task");
     if (fds >= 0 && fds_after > fds)
         chaos_report(e, "resources", "%d file descriptors left open", fds_after - fds);
@@ -1595,6 +1597,8 @@ static void check_resources(chaos_engine *e, int fds, int threads, const char *n
     if (fd >= 0) {
         close(fd);
         chaos_report(e, "resources", "the set's name %s is left in /dev/shm", path);
+    } else if (chaos_shm_bound(path)) {
+        chaos_report(e, "resources", "the set's name %s is left (never unlinked)", path);
     }
 }
 
@@ -1608,10 +1612,15 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     chaos_config named = *cfg;
     if (!named.label)
         named.label = sc->name; /* for the note a death of the process leaves */
+    /* The sets' objects from the engine's pool, kept between runs (VDICHAOS_SHM_POOL=0:
+     * the system's, in /dev/shm, to compare). */
+    const char *pool = getenv("VDICHAOS_SHM_POOL");
+    named.shm_pool = !cfg->free_running && !(pool && strcmp(pool, "0") == 0);
     chaos_engine *e = chaos_engine_new(&named);
     if (!e)
         abort();
-    int fds = count_entries("/proc/self/fd"), threads = count_entries("/proc/self/task");
+    int fds = count_entries("/proc/self/fd") - chaos_shm_pool_fds(),
+        threads = count_entries("/proc/self/task");
     chaos_seams_install(e);
     /* The model oracle records every call (chaos_history.h); VDICHAOS_NO_MODEL=1 turns it
      * off, to measure what it costs. */
@@ -1632,7 +1641,10 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     chaos_seams_install(NULL);
     char name[sizeof S.name];
     memcpy(name, S.name, sizeof name);
+    if (named.shm_pool)
+        chaos_seams_install_pool(); /* the closes unlink and unmap pooled objects */
     sc->cleanup(out == CHAOS_DONE);
+    chaos_seams_install(NULL);
     if (out == CHAOS_DONE) {
         check_resources(e, fds, threads, name, cfg->free_running);
         if (chaos_finding(e)[0])

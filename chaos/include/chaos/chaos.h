@@ -72,6 +72,11 @@ typedef struct chaos_config {
      * relaxed store before the barrier after it. 0 (default): VDICHAOS_ACCESS_POINTS. Runs
      * take several times the steps, and a decision list replays only with the same mode. */
     int access_points;
+    /* The set's shared-memory objects come from the engine's pool (chaos_shm_open below)
+     * instead of /dev/shm, and go back to it when the engine is freed. chaos_scenario_run
+     * sets it unless VDICHAOS_SHM_POOL=0; a caller that looks for the objects in /dev/shm
+     * leaves it 0. */
+    int shm_pool;
 } chaos_config;
 
 /* One step of the timeline: which actor ran, and the schedule point where it stopped. */
@@ -163,6 +168,27 @@ int chaos_guard_unmap(void *addr, size_t len);
 int chaos_guard_unmap_used(void *addr, size_t len, size_t used);
 void chaos_guard_release_all(void);
 size_t chaos_guard_quarantined(void);
+
+/* ---- the pool of shared-memory objects (chaos_engine.c) ---- */
+/* shm_open(3) and shm_unlink(3) as the engine's seams give them: memfds kept between runs
+ * that behave as fresh objects (size 0, the mode asked for less the umask, EEXIST for a
+ * live name, ENOENT for a missing one), never in /dev/shm. A name the pool does not hold
+ * is unlinked in the system. */
+int chaos_shm_open(const char *name, int oflag, unsigned mode);
+int chaos_shm_unlink(const char *name);
+/* 1 while name is bound to a pooled object: created and not unlinked (a leak at a run's
+ * end). */
+int chaos_shm_bound(const char *name);
+/* Installs the pool's hooks alone (shm_open, shm_unlink, and map and unmap that keep its
+ * account of what still maps an object): for code that closes a pooled engine's sets after
+ * the run, with no engine (a scenario's cleanup). */
+void chaos_seams_install_pool(void);
+/* At the end of a run (chaos_engine_free of a pooled engine does it): unlinked objects
+ * that nothing maps go back to the pool. */
+void chaos_shm_recycle(void);
+/* The descriptors the pool holds (not a run's), and how many objects it made and reused. */
+int chaos_shm_pool_fds(void);
+void chaos_shm_pool_stats(unsigned long *created, unsigned long *reused);
 
 #ifdef __cplusplus
 }
