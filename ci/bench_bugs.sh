@@ -12,7 +12,7 @@
 # fuzz_race draws its own scenario from the input, not the bug's. The stress test is the
 # bug's scenario on real threads with seeded random sleeps (vdichaos run --free), built with
 # TSan (halt_on_error), for the same seconds, 5 seeds. Everything but the stress test is
-# pinned to one core. Printed per bug: each strategy's found k/5, median runs (the fuzzers:
+# pinned to one core (--cpu, default 0). Printed per bug: each strategy's found k/5, median runs (the fuzzers:
 # executions) and median seconds to the finding; the stress test's found k/5 and median
 # seconds; and the ratio stress / best strategy (median seconds, where a seed that never
 # found counts as the whole budget, so the ratio is a lower bound when the stress test
@@ -20,10 +20,11 @@
 # cells. The same table is printed again at the end in markdown.
 #
 # Usage: ci/bench_bugs.sh [--no-build] [--seconds S (10)] [--runs N (10000)] [--bug NAME]...
-#                         [--strategies LIST] [--build-root DIR (build)]
+#                         [--strategies LIST] [--build-root DIR (build)] [--cpu N (0)]
 #   --strategies LIST  comma-separated, from random,pct1,pct2,pct3,dfs,fuzz,fuzz-nofb,afl,stress
 #                      (default all of them; without stress there is no ratio)
 #   --build-root DIR   build directories are DIR/<preset>
+#   --cpu N            the core everything but the stress test is pinned to
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,10 +33,11 @@ build=1
 secs=10
 runs=10000
 root=build
+cpu=0
 only=()
 strategies=("${all_strategies[@]}")
 while [ $# -gt 0 ]; do
-    case "$1" in --seconds | --runs | --bug | --strategies | --build-root)
+    case "$1" in --seconds | --runs | --bug | --strategies | --build-root | --cpu)
         [ $# -ge 2 ] || { echo "ci/bench_bugs.sh: $1 needs a value" >&2; exit 2; } ;;
     esac
     case "$1" in
@@ -44,6 +46,7 @@ while [ $# -gt 0 ]; do
     --runs) runs=$2; shift 2 ;;
     --bug) only+=("$2"); shift 2 ;;
     --build-root) root=$2; shift 2 ;;
+    --cpu) cpu=$2; shift 2 ;;
     --strategies)
         [ -n "$2" ] || { echo "ci/bench_bugs.sh: --strategies needs at least one strategy" >&2; exit 2; }
         IFS=, read -r -a strategies <<<"$2"
@@ -55,7 +58,7 @@ while [ $# -gt 0 ]; do
             esac
         done
         shift 2 ;;
-    -h | --help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0"; exit 0 ;;
     *) echo "ci/bench_bugs.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -65,6 +68,8 @@ if [ -z "$secs" ] || [ -z "$runs" ] || [ "$secs" -lt 1 ] || [ "$runs" -lt 1 ]; t
     exit 2
 fi
 [ -n "$root" ] || { echo "ci/bench_bugs.sh: --build-root needs a folder" >&2; exit 2; }
+case "$cpu" in '' | *[!0-9]*) echo "ci/bench_bugs.sh: --cpu takes a CPU number" >&2; exit 2 ;; esac
+taskset -c "$cpu" true 2>/dev/null || { echo "ci/bench_bugs.sh: cannot pin to CPU $cpu" >&2; exit 2; }
 root=${root%/}
 chosen() { case " ${strategies[*]} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
@@ -126,7 +131,9 @@ search() { # prefix... -- vdichaos arguments...
     while [ "$1" != -- ]; do pre+=("$1"); shift; done
     shift
     t0=$(now_ns)
-    (cd "$work" && timeout "$secs" "${pre[@]}" "$@" >"$out" 2>&1) && rc=0 || rc=$?
+    # (The subshell's own stderr goes nowhere: it would print "Aborted" for every run that
+    # a sanitizer or an oracle ended.)
+    (cd "$work" && timeout "$secs" "${pre[@]}" "$@" >"$out" 2>&1) 2>/dev/null && rc=0 || rc=$?
     t1=$(now_ns)
     local s
     s=$(awk -v ns=$((t1 - t0)) 'BEGIN { printf "%.3f", ns / 1e9 }')
@@ -151,7 +158,7 @@ fuzzers() { # bug oracle
     chosen fuzz-nofb && fb=${fb:+both}
     chosen fuzz-nofb && [ -z "$fb" ] && fb=off
     if [ -n "$fb" ]; then
-        if taskset -c 0 ci/fuzz_plants.sh --build-root "$root" "${lf[@]}" --feedback "$fb" \
+        if taskset -c "$cpu" ci/fuzz_plants.sh --build-root "$root" "${lf[@]}" --feedback "$fb" \
             >"$work/fz-lf.out" 2>"$work/fz-lf.err"; then
             awk '$1 == "run" && $3 == "on" { print $5, $6, $7 }' "$work/fz-lf.out" >"$work/fz-fuzz"
             awk '$1 == "run" && $3 == "off" { print $5, $6, $7 }' "$work/fz-lf.out" >"$work/fz-fuzz-nofb"
@@ -163,7 +170,7 @@ fuzzers() { # bug oracle
     if chosen afl; then
         if [ "$oracle" = data-race ]; then
             echo "n/a: a TSan-only bug, the AFL++ build is ASan" >"$work/fz-afl.err"
-        elif taskset -c 0 ci/fuzz_plants.sh --build-root "$root" --engine afl --seconds "$secs" --seeds 5 \
+        elif taskset -c "$cpu" ci/fuzz_plants.sh --build-root "$root" --engine afl --seconds "$secs" --seeds 5 \
             --bug "$bug" --no-build --raw >"$work/fz-afl.out" 2>"$work/fz-afl.err"; then
             awk '$1 == "run" { print $5, $6, $7 }' "$work/fz-afl.out" >"$work/fz-afl"
         fi
@@ -179,8 +186,8 @@ for line in "${tests[@]}"; do
     read -r bug oracle flags <<<"$line"
     wanted "$bug" || continue
     preset=asan
-    pre=(taskset -c 0)
-    [ "$oracle" = data-race ] && { preset=tsan; pre=(taskset -c 0 "${tsan_run[@]}"); }
+    pre=(taskset -c "$cpu")
+    [ "$oracle" = data-race ] && { preset=tsan; pre=(taskset -c "$cpu" "${tsan_run[@]}"); }
     meta=$root/$preset/tests/meta/meta_$bug
     vd=$root/$preset/tests/meta/vdichaos_$bug
     # shellcheck disable=SC2086
@@ -218,7 +225,7 @@ for line in "${tests[@]}"; do
             while read -r f n s; do
                 if [ "$f" = 1 ]; then
                     k=$((k + 1))
-                    echo "$n" >>"$work/runs"
+                    [ "$n" != - ] && echo "$n" >>"$work/runs" # (the fuzzer died before counting)
                     echo "$s" >>"$work/secs"
                 else
                     echo "$secs" >>"$work/secs"

@@ -75,12 +75,17 @@ case "$only" in *[!a-z0-9_]*) echo "ci/fuzz_plants.sh: --bug takes a bug's name 
 run=()
 [ "$preset" = fuzz-tsan ] && run=(env TSAN_OPTIONS=halt_on_error=1 setarch "$(uname -m)" -R)
 
-out=$root/fuzz-plants-$preset
-mkdir -p "$out" || exit 2
+# The table, the crash inputs and the last logs stay in $keep; the corpus, the fuzzer's
+# output and the logs being read go in a folder of this invocation's own, so that two
+# invocations never share one.
+keep=$root/fuzz-plants-$preset
+mkdir -p "$keep" || exit 2
+out=$(mktemp -d "$keep/run.XXXXXX") || exit 2
+trap 'mv -f "$out"/*.log "$keep/" 2>/dev/null; rm -rf "$out"' EXIT
 if [ $do_setup = 1 ] && [ $build = 1 ]; then
     # shellcheck source=ci/setup.sh
     . ci/setup.sh
-    vdi_setup "$out" || exit 2
+    vdi_setup "$keep" || exit 2
 fi
 if [ $build = 1 ]; then
     # One bug: its binary only; else all of them (target fuzz_plants).
@@ -95,10 +100,10 @@ if [ $build = 1 ]; then
         # afl-clang-fast links -fsanitize=fuzzer as its own libFuzzer-compatible driver.
         configure+=(-DVDI_FUZZ=ON)
     fi
-    "${configure[@]}" >"$out/configure.log" 2>&1 ||
-        { tail -n 30 "$out/configure.log" >&2; echo "ci/fuzz_plants.sh: configuring $dir failed" >&2; exit 2; }
-    cmake --build "$dir" -j2 --target "$target" >"$out/build.log" 2>&1 ||
-        { tail -n 30 "$out/build.log" >&2; echo "ci/fuzz_plants.sh: building $dir failed" >&2; exit 2; }
+    "${configure[@]}" >"$keep/configure.log" 2>&1 ||
+        { tail -n 30 "$keep/configure.log" >&2; echo "ci/fuzz_plants.sh: configuring $dir failed" >&2; exit 2; }
+    cmake --build "$dir" -j2 --target "$target" >"$keep/build.log" 2>&1 ||
+        { tail -n 30 "$keep/build.log" >&2; echo "ci/fuzz_plants.sh: building $dir failed" >&2; exit 2; }
 fi
 [ $build_only = 0 ] || exit 0
 if [ "$engine" = afl ] && ! command -v afl-fuzz >/dev/null 2>&1; then
@@ -137,14 +142,15 @@ one_libfuzzer() {
     # is checked between inputs).
     VDICHAOS_NO_PAIR_FEEDBACK=$([ "$fb" = on ] && echo 0 || echo 1) \
         timeout $((seconds + 60)) "${run[@]}" "$bin" "$corpus" -seed="$seed" -max_total_time="$seconds" \
-        -print_final_stats=1 -dict=fuzz/fuzz_race.dict -artifact_prefix="$out/" >"$log" 2>&1
+        -print_final_stats=1 -dict=fuzz/fuzz_race.dict -artifact_prefix="$keep/" >"$log" 2>&1
     t1=$(date +%s.%N)
-    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo 0)
+    # No count when the process died before libFuzzer printed it: "-", not 0.
+    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' || echo -)
     # Found: an oracle of the engine, or a sanitizer report that ended the run.
     if grep -qE '==vdichaos== finding|use-after-unmap|ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:|WARNING: ThreadSanitizer' "$log"; then
-        echo "1 ${runs:-0} $(elapsed "$t0" "$t1")"
+        echo "1 ${runs:--} $(elapsed "$t0" "$t1")"
     else
-        echo "0 ${runs:-0} $seconds"
+        echo "0 ${runs:--} $seconds"
     fi
 }
 
@@ -173,7 +179,7 @@ one_afl() {
     if [ $found = 1 ]; then
         echo "1 ${runs:-0} $(elapsed "$t0" "$t1")"
     else
-        [ -f "$st" ] || echo "ci/fuzz_plants.sh: afl-fuzz did not start on $bin (see $log)" >&2
+        [ -f "$st" ] || echo "ci/fuzz_plants.sh: afl-fuzz did not start on $bin (see $keep/afl.log)" >&2
         echo "0 ${runs:-0} $seconds"
     fi
 }
@@ -181,7 +187,7 @@ one_afl() {
 missed=0
 if [ $raw = 0 ]; then
     echo "$engine, preset $preset, ${seconds}s a run, fuzzer seeds 1..$seeds"
-    printf '%-28s %-5s %-8s %6s %11s %12s\n' bug from feedback found median-runs median-secs | tee "$out/table.txt"
+    printf '%-28s %-5s %-8s %6s %11s %12s\n' bug from feedback found median-runs median-secs | tee "$keep/table.txt"
 fi
 for bin in $bins; do
     bug=${bin##*/fuzz_race_}
@@ -196,13 +202,13 @@ for bin in $bins; do
             [ $raw = 1 ] && echo "run $bug $fb $s $r"
         done
         found=$(awk '$1 == 1' "$out/$bug-$fb.txt" | wc -l)
-        mr=$(awk '$1 == 1 { print $2 }' "$out/$bug-$fb.txt" | median)
+        mr=$(awk '$1 == 1 && $2 != "-" { print $2 }' "$out/$bug-$fb.txt" | median)
         ms=$(awk '$1 == 1 { print $3 }' "$out/$bug-$fb.txt" | median)
         # A miss without the feedback counts only when that is what was asked for.
         if [ "$found" != "$seeds" ] && { [ "$fb" != off ] || [ "$feedback" = off ]; }; then
             missed=$((missed + 1))
         fi
-        [ $raw = 1 ] || printf '%-28s %-5s %-8s %3s/%-2s %11s %12s\n' "$bug" "$from" "$fb" "$found" "$seeds" "$mr" "$ms" | tee -a "$out/table.txt"
+        [ $raw = 1 ] || printf '%-28s %-5s %-8s %3s/%-2s %11s %12s\n' "$bug" "$from" "$fb" "$found" "$seeds" "$mr" "$ms" | tee -a "$keep/table.txt"
     done
 done
 [ $raw = 0 ] || exit 0

@@ -28,6 +28,8 @@ refuse $b "unknown strategy 'bogus'" --strategies random,bogus
 refuse $b "unknown strategy 'PCT1'" --strategies PCT1
 refuse $b "an empty name" --strategies random,,fuzz
 refuse $b "--build-root needs a value" --build-root
+refuse $b "--cpu takes a CPU number" --cpu x
+refuse $b "cannot pin to CPU 4096" --cpu 4096
 f=ci/fuzz_plants.sh
 refuse $f "unknown option" --frobnicate
 refuse $f "--bug needs a value" --bug
