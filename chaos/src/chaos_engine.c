@@ -161,6 +161,8 @@ typedef struct word_key {
 } word_key;
 
 #define MAX_MAPPINGS 256
+#define MAX_RESERVATIONS 16
+#define RESERVE_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
 
 typedef struct mapping {
     uintptr_t start;
@@ -219,6 +221,11 @@ struct chaos_engine {
     int faulting;
     mapping maps[MAX_MAPPINGS];
     int nmaps;
+    struct {
+        uintptr_t start;
+        size_t len;
+    } resv[MAX_RESERVATIONS]; /* the views' reservations made through the map seam */
+    int nresv;
     chaos_event *ev;
     size_t nev, capev;
     const char *fail_seen[128]; /* distinct fail points asked during the run */
@@ -1387,10 +1394,18 @@ static void forget_range(chaos_engine *e, uintptr_t start, size_t len) {
 
 static void *h_map(void *ctx, void *addr, size_t len, int prot, int flags, int fd, off_t off) {
     chaos_engine *e = ctx;
-    void *p = mmap(addr, len, prot, flags, fd, off);
+    /* A view's reservation: one the guard kept from an earlier view if it has one. */
+    int reserve = !addr && prot == PROT_NONE && flags == RESERVE_FLAGS && fd < 0;
+    void *p = reserve ? chaos_guard_reserve(len) : NULL;
+    if (!p)
+        p = mmap(addr, len, prot, flags, fd, off);
     if (p == MAP_FAILED)
         return p;
     ENGINE_BEGIN();
+    if (reserve && e->nresv < MAX_RESERVATIONS) {
+        e->resv[e->nresv].start = (uintptr_t)p;
+        e->resv[e->nresv++].len = len;
+    }
     forget_range(e, (uintptr_t)p, len);
     struct stat st;
     pool_forget(p, len);
@@ -1416,8 +1431,19 @@ static int h_unmap(void *ctx, void *addr, size_t len) {
     }
     forget_range(e, start, len);
     pool_forget(addr, len);
+    int whole = 0;
+    for (int i = 0; i < e->nresv && !whole; i++) {
+        if (e->resv[i].start == start && e->resv[i].len == len) {
+            whole = 1;
+            e->resv[i] = e->resv[--e->nresv];
+        } else if (e->resv[i].start < start + len && start < e->resv[i].start + e->resv[i].len) {
+            e->resv[i--] = e->resv[--e->nresv]; /* part of it goes: no longer whole */
+        }
+    }
     ENGINE_END();
-    return chaos_guard_unmap_used(addr, len, used > start ? used - start : len);
+    size_t u = used > start ? used - start : len;
+    return whole ? chaos_guard_unmap_reservation(addr, len, u)
+                 : chaos_guard_unmap_used(addr, len, u);
 }
 
 static void h_access(void *ctx, const void *word) {

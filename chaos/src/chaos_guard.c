@@ -43,6 +43,7 @@ typedef struct view {
     size_t used; /* the poisoned prefix */
     void *frames[FRAMES];
     int nframes;
+    int reservation; /* the whole of a mapping, PROT_NONE (a spare when it leaves) */
 } view;
 
 /* Written only by the thread that runs the engine; read by the signal handler, which
@@ -134,18 +135,60 @@ static size_t poisoned(size_t len) {
 }
 #endif
 
+/* A view that leaves the quarantine is, like every quarantined one, a PROT_NONE anonymous
+ * reservation with no pages: what the reference asks for when it reserves a view's range.
+ * A few are kept (unpoisoned) and handed out for the next reservation of the same length,
+ * which saves a 1 GiB mmap and munmap per view. The address would be reused after a real
+ * munmap just the same (the kernel picks the hole it left); the quarantine's depth, which
+ * is what catches a late touch, does not change. */
+#define SPARES 4
+static struct {
+    uintptr_t start;
+    size_t len;
+} spare[SPARES];
+static int nspare;
+
 static void release(view *v) {
 #ifdef GUARD_ASAN
     __asan_unpoison_memory_region((void *)v->start, poisoned(v->used));
 #endif
+    if (v->reservation && nspare < SPARES) {
+        spare[nspare].start = v->start;
+        spare[nspare++].len = v->len;
+        return;
+    }
     munmap((void *)v->start, v->len);
+}
+
+void *chaos_guard_reserve(size_t len) {
+    void *p = NULL;
+    pthread_mutex_lock(&guard_mu);
+    for (int i = 0; i < nspare; i++) {
+        if (spare[i].len == len) {
+            p = (void *)spare[i].start;
+            spare[i] = spare[--nspare];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&guard_mu);
+    return p;
 }
 
 int chaos_guard_unmap(void *addr, size_t len) {
     return chaos_guard_unmap_used(addr, len, len);
 }
 
+static int unmap_view(void *addr, size_t len, size_t used, int reservation);
+
 int chaos_guard_unmap_used(void *addr, size_t len, size_t used) {
+    return unmap_view(addr, len, used, 0);
+}
+
+int chaos_guard_unmap_reservation(void *addr, size_t len, size_t used) {
+    return unmap_view(addr, len, used, 1);
+}
+
+static int unmap_view(void *addr, size_t len, size_t used, int reservation) {
     /* The range stays reserved: a fixed PROT_NONE anonymous mapping replaces the view. */
     void *p =
         mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
@@ -166,6 +209,7 @@ int chaos_guard_unmap_used(void *addr, size_t len, size_t used) {
     v->start = (uintptr_t)addr;
     v->len = len;
     v->used = used < len ? used : len;
+    v->reservation = reservation;
     v->nframes = backtrace(v->frames, FRAMES);
     qn++;
     pthread_mutex_unlock(&guard_mu);
@@ -178,6 +222,10 @@ void chaos_guard_release_all(void) {
         release(&quarantine[qhead]);
         qhead = (qhead + 1) % QUARANTINE;
         qn--;
+    }
+    while (nspare) {
+        nspare--;
+        munmap((void *)spare[nspare].start, spare[nspare].len);
     }
     pthread_mutex_unlock(&guard_mu);
 }

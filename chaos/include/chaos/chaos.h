@@ -166,6 +166,12 @@ void chaos_guard_install(void);
 int chaos_guard_unmap(void *addr, size_t len);
 /* The same, when only the first `used` bytes were ever mapped (only they are poisoned). */
 int chaos_guard_unmap_used(void *addr, size_t len, size_t used);
+/* The same for the whole of a mapping the caller reserved: when it leaves the quarantine it
+ * is kept, PROT_NONE, for chaos_guard_reserve. */
+int chaos_guard_unmap_reservation(void *addr, size_t len, size_t used);
+/* A reservation of exactly len bytes (PROT_NONE, anonymous, no pages) that left the
+ * quarantine, or NULL. */
+void *chaos_guard_reserve(size_t len);
 void chaos_guard_release_all(void);
 size_t chaos_guard_quarantined(void);
 
