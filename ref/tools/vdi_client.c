@@ -1,7 +1,12 @@
 /* vdi-client: plays the backup application. It creates a virtual device set, waits for a
  * server (vdi-server, or anything speaking VDI) to open it, and serves each device on its
  * own thread: VDC_Write is written to FILE at the command's position, VDC_Read is read
- * from FILE at the command's position (ERROR_HANDLE_EOF past its end). */
+ * from FILE at the command's position (ERROR_HANDLE_EOF past its end).
+ *
+ * A backup's media takes its name before the last device's VDC_Complete is completed:
+ * a server that saw every VDC_Complete succeed reports the backup done, so the media must
+ * be whole and named by then, even if this process is killed a moment later. Without
+ * VDC_Complete (--no-complete) the server cannot know, and the media is named at the end. */
 #include "tool_common.h"
 
 #include <errno.h>
@@ -31,6 +36,11 @@ struct client {
     VDConfig cfg;
     atomic_long commands; /* commands taken, all devices (for --stall-after) */
     atomic_int aborted;
+    atomic_uint completes; /* devices that saw VDC_Complete */
+    /* the media was named (by the last VDC_Complete); writes and flushes hold the lock
+     * shared, the naming exclusive, so that none touches the closed descriptor */
+    pthread_rwlock_t commit_lock;
+    int committed;
     cdev devs[VDI_MAX_DEVICES];
 };
 
@@ -85,7 +95,15 @@ static uint32_t perform(cdev *d, const VDC_Command *cmd, uint32_t *bytes) {
     case VDC_Write: {
         if (c->o.mode != TOOL_BACKUP || cmd->position < 0 || cmd->size < 0 || !cmd->buffer)
             return ERROR_INVALID_PARAMETER;
-        int err = write_at(c->fd, cmd->buffer, (size_t)cmd->size, (off_t)cmd->position);
+        pthread_rwlock_rdlock(&c->commit_lock);
+        int late = c->committed;
+        int err = late ? 0 : write_at(c->fd, cmd->buffer, (size_t)cmd->size, (off_t)cmd->position);
+        pthread_rwlock_unlock(&c->commit_lock);
+        if (late) {
+            tool_fail(TOOL_EXIT_FAILURE, "device '%s': VDC_Write after every device's VDC_Complete",
+                      d->name);
+            return ERROR_INVALID_PARAMETER;
+        }
         if (err) {
             tool_fail(TOOL_EXIT_IO, "writing %s at offset %lld: %s", c->o.file,
                       (long long)cmd->position, strerror(err));
@@ -108,14 +126,32 @@ static uint32_t perform(cdev *d, const VDC_Command *cmd, uint32_t *bytes) {
         *bytes = (uint32_t)n;
         return ERROR_SUCCESS;
     }
-    case VDC_Flush:
-        if (c->o.mode == TOOL_BACKUP && fdatasync(c->fd) != 0) {
-            tool_fail(TOOL_EXIT_IO, "flushing %s: %s", c->o.file, strerror(errno));
+    case VDC_Flush: {
+        if (c->o.mode != TOOL_BACKUP)
+            return ERROR_SUCCESS;
+        pthread_rwlock_rdlock(&c->commit_lock);
+        int err = c->committed || fdatasync(c->fd) == 0 ? 0 : errno; /* named: synced */
+        pthread_rwlock_unlock(&c->commit_lock);
+        if (err) {
+            tool_fail(TOOL_EXIT_IO, "flushing %s: %s", c->o.file, strerror(err));
             return ERROR_IO_DEVICE;
         }
         return ERROR_SUCCESS;
+    }
     case VDC_Complete:
+        if (d->saw_complete)
+            return ERROR_SUCCESS;
         d->saw_complete = 1;
+        if (c->o.mode == TOOL_BACKUP && atomic_fetch_add(&c->completes, 1) + 1 == c->o.devices &&
+            tool_status() == TOOL_EXIT_OK) {
+            /* every other device completed its VDC_Complete after its last write */
+            pthread_rwlock_wrlock(&c->commit_lock);
+            c->committed = 1;
+            int rc = tool_output_commit(&c->out);
+            pthread_rwlock_unlock(&c->commit_lock);
+            if (rc != 0)
+                return ERROR_IO_DEVICE; /* the failure is recorded */
+        }
         return ERROR_SUCCESS;
     default:
         return ERROR_NOT_SUPPORTED;
@@ -135,6 +171,9 @@ static void *device_main(void *arg) {
     for (;;) {
         VDC_Command *cmd;
         rc = vdi_client_device_get_command(dev, c->o.timeout_ms, &cmd);
+        if (rc == VD_E_CLOSE && c->o.stall_after >= 0 &&
+            atomic_load(&c->commands) >= c->o.stall_after)
+            tool_stall(&c->o); /* a peer hung after its last command never closes either */
         if (rc == VD_E_CLOSE)
             break;
         if (rc == VD_E_TIMEOUT) {
@@ -249,6 +288,7 @@ static void run(client *c) {
 
 int main(int argc, char **argv) {
     static client c; /* large (64 devices), and the threads point into it */
+    pthread_rwlock_init(&c.commit_lock, NULL);
     tool_parse(argc, argv, "vdi-client", client_help, &c.o);
     c.fd = open_file(&c);
     if (c.fd < 0)
@@ -266,9 +306,10 @@ int main(int argc, char **argv) {
         tool_fail(tool_exit_of(rc), "closing the set: %s", vdi_strerror(rc));
     vdi_client_set_free(c.set);
     if (c.o.mode == TOOL_BACKUP) {
-        if (tool_status() == TOOL_EXIT_OK)
+        /* a media named by the last VDC_Complete stays: the server called it done */
+        if (!c.committed && tool_status() == TOOL_EXIT_OK)
             (void)tool_output_commit(&c.out); /* a failure is recorded */
-        else
+        else if (!c.committed)
             tool_output_discard(&c.out);
     } else if (close(c.fd) != 0) {
         tool_fail(TOOL_EXIT_IO, "%s: %s", c.o.file, strerror(errno));

@@ -295,6 +295,45 @@ static void case_killed(int kill_client) {
     T_EXPECT_EQ(reap(other), TX_ABORT);
 }
 
+/* A server that exits 0 called the backup done: the media must be whole and named then,
+ * although the client, hung after its last command (so before its Close), is killed. The
+ * client answers exactly every command: 16 writes of 64K, then a VDC_Flush and a
+ * VDC_Complete per device. */
+static void case_killed_after_complete(const char *devices) {
+    char total[16];
+    snprintf(total, sizeof total, "%d", 16 + 2 * atoi(devices));
+    const char *opts[] = {"--max-transfer", "64K",   "--devices", devices,
+                          "--timeout",      "60000", NULL};
+    const char *cargs[MAXARGS], *sargs[MAXARGS];
+    make_data(path("db"), 1u << 20);
+    build_args(cargs, "backup", path("media"), opts);
+    build_args(sargs, "backup", path("db"), opts);
+    int n = 0;
+    while (cargs[n])
+        n++;
+    cargs[n++] = "--stall-after";
+    cargs[n++] = total;
+    cargs[n] = NULL;
+
+    proc c = spawn(client_bin, cargs, 1);
+    expect_line(&c, "created");
+    proc s = spawn(server_bin, sargs, 0);
+    T_EXPECT_EQ(reap(&s), TX_OK);
+    expect_line(&c, "stalled");
+    expect_same(path("db"), path("media"));
+    T_REQUIRE(kill(c.pid, SIGKILL) == 0);
+    T_EXPECT_EQ(reap(&c), 128 + SIGKILL);
+    expect_same(path("db"), path("media"));
+    /* the set's object was the killed client's to unlink at its Close (VDI-SPEC 8.4) */
+    DIR *d = opendir("/dev/shm");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (strstr(e->d_name, set_name) && unlinkat(dirfd(d), e->d_name, 0) != 0)
+            T_FAILED_AT("cannot remove /dev/shm/%s", e->d_name);
+    if (d)
+        closedir(d);
+}
+
 /* Nothing stays behind (VDI-SPEC 5.3), whoever died: every shared object of a set has
  * the set name in its name (8.3), and POSIX shared memory lives in /dev/shm on Linux. */
 static void expect_no_leftovers(void) {
@@ -574,6 +613,10 @@ int main(int argc, char **argv) {
         case_killed(1);
     else if (strcmp(name, "server_killed") == 0)
         case_killed(0);
+    else if (strcmp(name, "client_killed_after_complete") == 0)
+        case_killed_after_complete("1");
+    else if (strcmp(name, "client_killed_after_complete_4dev") == 0)
+        case_killed_after_complete("4");
     else
         T_FAILED_AT("unknown case '%s'", name);
     expect_no_leftovers();
