@@ -24,6 +24,7 @@ typedef struct cdev {
     client *c;
     uint32_t index;
     char name[VDI_MAX_NAME + 1];
+    vdi_client_device *dev;
     pthread_t thread;
     int saw_complete;
 } cdev;
@@ -161,13 +162,8 @@ static uint32_t perform(cdev *d, const VDC_Command *cmd, uint32_t *bytes) {
 static void *device_main(void *arg) {
     cdev *d = arg;
     client *c = d->c;
-    vdi_client_device *dev;
-    int rc = vdi_client_set_open_device(c->set, d->name, &dev);
-    if (rc != NOERROR) {
-        tool_fail(tool_exit_of(rc), "opening device '%s': %s", d->name, vdi_strerror(rc));
-        client_abort(c);
-        return NULL;
-    }
+    vdi_client_device *dev = d->dev;
+    int rc;
     for (;;) {
         VDC_Command *cmd;
         rc = vdi_client_device_get_command(dev, c->o.timeout_ms, &cmd);
@@ -261,12 +257,25 @@ static void run(client *c) {
     if (rc != NOERROR || check_config(c) != 0)
         return; /* close aborts the set for a server that may be there */
 
-    uint32_t started = 0;
+    /* Every device is opened before any is served: the set ends normally once the server
+     * closed every device and each one this side opened said VD_E_CLOSE (VDI-SPEC 3), so a
+     * device opened late, after the others ended, would be refused. A restore shorter than
+     * the device count closes the unused devices at once. */
     for (uint32_t i = 0; i < c->o.devices; i++) {
         cdev *d = &c->devs[i];
         d->c = c;
         d->index = i;
         tool_device_name(&c->o, i, d->name, sizeof d->name);
+        rc = vdi_client_set_open_device(c->set, d->name, &d->dev);
+        if (rc != NOERROR) {
+            tool_fail(tool_exit_of(rc), "opening device '%s': %s", d->name, vdi_strerror(rc));
+            client_abort(c);
+            return;
+        }
+    }
+    uint32_t started = 0;
+    for (uint32_t i = 0; i < c->o.devices; i++) {
+        cdev *d = &c->devs[i];
         if (pthread_create(&d->thread, NULL, device_main, d) != 0) {
             tool_fail(TOOL_EXIT_FAILURE, "cannot start a device thread");
             client_abort(c);

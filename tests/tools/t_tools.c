@@ -209,6 +209,19 @@ static const char *const four_small[] = {"--devices",      "4",         "--block
                                          "--max-transfer", "64K",       "--buffers",    "1",
                                          "--no-complete",  "--timeout", "30000",        NULL};
 
+/* A restore of an empty file with 64 devices: the server learns the end from device 0's
+ * first read and closes the 63 others at once; the client must still succeed (it opens
+ * every device before serving any, VDI-SPEC 3). */
+static void case_restore_empty_64dev(void) {
+    static const char *const opts[] = {"--devices", "64",    "--buffers", "1",
+                                       "--timeout", "30000", NULL};
+    make_data(path("media"), 0);
+    for (int round = 0; round < 5; round++) {
+        transfer("restore", path("media"), path("restored"), opts, round % 2);
+        expect_same(path("media"), path("restored"));
+    }
+}
+
 static void case_bad_options(void) {
     static const char *const bad[][6] = {
         {NULL},
@@ -593,6 +606,8 @@ int main(int argc, char **argv) {
         round_trip(odd, four_small, 1);
     else if (strcmp(name, "backup_restore_empty") == 0)
         round_trip(0, four_dev, 0);
+    else if (strcmp(name, "restore_empty_64dev") == 0)
+        case_restore_empty_64dev();
     else if (strcmp(name, "bad_options") == 0)
         case_bad_options();
     else if (strcmp(name, "no_peer") == 0)
