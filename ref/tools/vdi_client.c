@@ -314,11 +314,12 @@ int main(int argc, char **argv) {
     if (rc != NOERROR && rc != VD_E_PROTOCOL)
         tool_fail(tool_exit_of(rc), "closing the set: %s", vdi_strerror(rc));
     vdi_client_set_free(c.set);
-    if (c.o.mode == TOOL_BACKUP) {
-        /* a media named by the last VDC_Complete stays: the server called it done */
-        if (!c.committed && tool_status() == TOOL_EXIT_OK)
+    if (c.o.mode == TOOL_BACKUP && c.committed) {
+        /* named by the last VDC_Complete, it stays: the server called it done */
+    } else if (c.o.mode == TOOL_BACKUP) {
+        if (tool_status() == TOOL_EXIT_OK)
             (void)tool_output_commit(&c.out); /* a failure is recorded */
-        else if (!c.committed)
+        else
             tool_output_discard(&c.out);
     } else if (close(c.fd) != 0) {
         tool_fail(TOOL_EXIT_IO, "%s: %s", c.o.file, strerror(errno));

@@ -172,6 +172,17 @@ static void build_args(const char **args, const char *mode, const char *file,
     args[n] = NULL;
 }
 
+/* Appends the option pair a b to a NULL-terminated argument list. */
+static void append_args(const char **args, const char *a, const char *b) {
+    int n = 0;
+    while (args[n])
+        n++;
+    T_REQUIRE(n + 2 < MAXARGS);
+    args[n++] = a;
+    args[n++] = b;
+    args[n] = NULL;
+}
+
 /* One transfer with both tools; client_first picks who starts, sequenced through the
  * ready lines so that the second one really starts after the first is waiting. */
 static void transfer(const char *mode, const char *client_file, const char *server_file,
@@ -290,13 +301,7 @@ static void case_killed(int kill_client) {
     make_data(path("db"), 1u << 20);
     build_args(cargs, "backup", path("media"), opts);
     build_args(sargs, "backup", path("db"), opts);
-    int n = 0;
-    const char **victim = kill_client ? cargs : sargs;
-    while (victim[n])
-        n++;
-    victim[n++] = stall[0];
-    victim[n++] = stall[1];
-    victim[n] = NULL;
+    append_args(kill_client ? cargs : sargs, stall[0], stall[1]);
 
     proc c = spawn(client_bin, cargs, 1);
     expect_line(&c, "created");
@@ -308,25 +313,47 @@ static void case_killed(int kill_client) {
     T_EXPECT_EQ(reap(other), TX_ABORT);
 }
 
+/* Nothing stays behind (VDI-SPEC 5.3), whoever died: every shared object of a set has
+ * the set name in its name (8.3), and POSIX shared memory lives in /dev/shm on Linux. */
+static void scan_leftovers(int remove) {
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (!strstr(e->d_name, set_name))
+            continue;
+        if (!remove)
+            T_FAILED_AT("shared-memory object %s left behind", e->d_name);
+        else if (unlinkat(dirfd(d), e->d_name, 0) != 0)
+            T_FAILED_AT("cannot remove /dev/shm/%s", e->d_name);
+    }
+    closedir(d);
+}
+
+static void expect_no_leftovers(void) {
+    scan_leftovers(0);
+}
+
+static void remove_leftovers(void) {
+    scan_leftovers(1);
+}
+
 /* A server that exits 0 called the backup done: the media must be whole and named then,
  * although the client, hung after its last command (so before its Close), is killed. The
  * client answers exactly every command: 16 writes of 64K, then a VDC_Flush and a
  * VDC_Complete per device. */
 static void case_killed_after_complete(const char *devices) {
-    char total[16];
-    snprintf(total, sizeof total, "%d", 16 + 2 * atoi(devices));
+    const size_t size = 1u << 20, chunk = 64u << 10;
+    char total[24];
+    snprintf(total, sizeof total, "%zu", size / chunk + 2 * (size_t)atoi(devices));
     const char *opts[] = {"--max-transfer", "64K",   "--devices", devices,
                           "--timeout",      "60000", NULL};
     const char *cargs[MAXARGS], *sargs[MAXARGS];
-    make_data(path("db"), 1u << 20);
+    make_data(path("db"), size);
     build_args(cargs, "backup", path("media"), opts);
     build_args(sargs, "backup", path("db"), opts);
-    int n = 0;
-    while (cargs[n])
-        n++;
-    cargs[n++] = "--stall-after";
-    cargs[n++] = total;
-    cargs[n] = NULL;
+    append_args(cargs, "--stall-after", total);
 
     proc c = spawn(client_bin, cargs, 1);
     expect_line(&c, "created");
@@ -338,26 +365,7 @@ static void case_killed_after_complete(const char *devices) {
     T_EXPECT_EQ(reap(&c), 128 + SIGKILL);
     expect_same(path("db"), path("media"));
     /* the set's object was the killed client's to unlink at its Close (VDI-SPEC 8.4) */
-    DIR *d = opendir("/dev/shm");
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL)
-        if (strstr(e->d_name, set_name) && unlinkat(dirfd(d), e->d_name, 0) != 0)
-            T_FAILED_AT("cannot remove /dev/shm/%s", e->d_name);
-    if (d)
-        closedir(d);
-}
-
-/* Nothing stays behind (VDI-SPEC 5.3), whoever died: every shared object of a set has
- * the set name in its name (8.3), and POSIX shared memory lives in /dev/shm on Linux. */
-static void expect_no_leftovers(void) {
-    DIR *d = opendir("/dev/shm");
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL)
-        if (strstr(e->d_name, set_name))
-            T_FAILED_AT("shared-memory object %s left behind", e->d_name);
-    closedir(d);
+    remove_leftovers();
 }
 
 /* A device that fails every write (ENOSPC) in the middle of the stream: the side that
