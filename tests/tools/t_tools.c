@@ -3,9 +3,10 @@
  * for byte with one or several devices and whichever side starts first, and each failure
  * (bad option, no peer, a peer killed mid-stream, an unreadable file) ends with its own
  * documented exit code. Start order and mid-stream kills are sequenced through the tools'
- * --ready-fd progress lines, never by sleeping.
+ * --ready-fd progress lines, never by sleeping. A third program, hostile_server, plays a
+ * server that sends commands after VDC_Complete, the client paths vdi-server never takes.
  *
- * usage: t_tools VDI_CLIENT VDI_SERVER CASE */
+ * usage: t_tools VDI_CLIENT VDI_SERVER CASE HOSTILE_SERVER (tests/tools/hostile_server.c) */
 #include "t_test.h"
 
 #include <dirent.h>
@@ -32,8 +33,10 @@ typedef struct proc {
 } proc;
 
 /* Starts bin with args (NULL-terminated); with want_ready, the child gets --ready-fd 3 on
- * a pipe whose read end comes back in proc.ready. */
-static proc spawn(const char *bin, const char *const *args, int want_ready) {
+ * a pipe whose read end comes back in proc.ready. The child's stdout goes to out_file and
+ * its stderr to err_file when they are given (else /dev/null and ours). */
+static proc spawn_to(const char *bin, const char *const *args, int want_ready, const char *out_file,
+                     const char *err_file) {
     const char *argv[MAXARGS + 4];
     int n = 0;
     argv[n++] = bin;
@@ -57,6 +60,11 @@ static proc spawn(const char *bin, const char *const *args, int want_ready) {
             dup2(null, 0);
             dup2(null, 1);
         }
+        int out = out_file ? open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0600) : -1;
+        int err = err_file ? open(err_file, O_WRONLY | O_CREAT | O_TRUNC, 0600) : -1;
+        if ((out_file && (out < 0 || dup2(out, 1) < 0)) ||
+            (err_file && (err < 0 || dup2(err, 2) < 0)))
+            _exit(127);
         if (want_ready)
             dup2(p[1], READY_FD); /* dup2 clears close-on-exec on the copy */
         execv(bin, (char *const *)argv);
@@ -68,6 +76,10 @@ static proc spawn(const char *bin, const char *const *args, int want_ready) {
         pr.ready = p[0];
     }
     return pr;
+}
+
+static proc spawn(const char *bin, const char *const *args, int want_ready) {
+    return spawn_to(bin, args, want_ready, NULL, NULL);
 }
 
 /* Blocks until the child writes the line `want` on its --ready-fd; fails if it exits
@@ -422,18 +434,28 @@ static void write_text(const char *file, const char *text) {
     T_REQUIRE(close(fd) == 0);
 }
 
-static void expect_text(const char *file, const char *text) {
-    char buf[256];
+/* The first cap - 1 bytes of file as a string; 0, or -1 (and an empty string) when it
+ * cannot be read. */
+static int read_text(const char *file, char *buf, size_t cap) {
+    buf[0] = '\0';
     int fd = open(file, O_RDONLY);
-    t_checks++;
-    if (fd < 0) {
-        T_FAILED_AT("%s: %s", file, strerror(errno));
-        return;
-    }
-    ssize_t n = read(fd, buf, sizeof buf - 1);
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    ssize_t n;
+    while (got + 1 < cap && (n = read(fd, buf + got, cap - 1 - got)) > 0)
+        got += (size_t)n;
     close(fd);
-    buf[n > 0 ? n : 0] = '\0';
-    if (strcmp(buf, text) != 0)
+    buf[got] = '\0';
+    return 0;
+}
+
+static void expect_text(const char *file, const char *text) {
+    char buf[4096];
+    t_checks++;
+    if (read_text(file, buf, sizeof buf) != 0)
+        T_FAILED_AT("%s: %s", file, strerror(errno));
+    else if (strcmp(buf, text) != 0)
         T_FAILED_AT("%s holds '%s', want '%s'", file, buf, text);
 }
 
@@ -579,20 +601,150 @@ static void case_bad_arguments(void) {
     unlink(path("fifo"));
 }
 
+/* ---- a server that misbehaves after VDC_Complete -----------------------------------------
+ * hostile_server plays a backup like vdi-server, but device after device with one command
+ * in flight, so the client sees a fixed order, and then sends one more command on one
+ * device after that device's VDC_Complete; it prints every completion code it got. These
+ * are the client's paths that vdi-server never takes: the client names its media at the
+ * last device's VDC_Complete (ref/tools/README.md), and what comes after must not touch it. */
+
+#define H_SIZE 200000u /* three chunks of 64K and a short one */
+#define H_CHUNK 65536u
+
+static const char *hostile_bin;
+
+typedef struct hostile_run {
+    unsigned devices;
+    const char *after; /* --after-complete */
+    int late_device;   /* --late-device, or -1 for the server's default (the last device) */
+    int server_exit, client_exit;
+} hostile_run;
+
+/* The client backs up into "media" from hostile_server reading "db"; the server's codes go
+ * to "codes", the client's stderr to "client.err". */
+static void run_hostile(hostile_run *r) {
+    char ndev[16], late[16];
+    snprintf(ndev, sizeof ndev, "%u", r->devices);
+    snprintf(late, sizeof late, "%d", r->late_device);
+    const char *opts[] = {"--max-transfer", "64K", "--devices", ndev, "--timeout", "30000", NULL};
+    const char *cargs[MAXARGS], *sargs[MAXARGS];
+    build_args(cargs, "backup", path("media"), opts);
+    build_args(sargs, "backup", path("db"), opts);
+    append_args(sargs, "--after-complete", r->after);
+    if (r->late_device >= 0)
+        append_args(sargs, "--late-device", late);
+    proc c = spawn_to(client_bin, cargs, 1, NULL, path("client.err"));
+    expect_line(&c, "created");
+    proc s = spawn_to(hostile_bin, sargs, 0, path("codes"), NULL);
+    r->server_exit = reap(&s);
+    r->client_exit = reap(&c);
+}
+
+/* What hostile_server prints when every command is answered ERROR_SUCCESS, except that
+ * device late_dev's VDC_Complete is answered complete_code and followed by the line
+ * "late_dev late" when late is not NULL. Device d carries chunks d, d + N, ... */
+static void expect_codes(const hostile_run *r, unsigned late_dev, unsigned complete_code,
+                         const char *late) {
+    char *want = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&want, &len);
+    T_REQUIRE(f != NULL);
+    for (unsigned d = 0; d < r->devices; d++) {
+        for (size_t off = (size_t)d * H_CHUNK; off < H_SIZE; off += r->devices * H_CHUNK)
+            fprintf(f, "%u VDC_Write 0\n", d);
+        fprintf(f, "%u VDC_Flush 0\n%u VDC_Complete %u\n", d, d, d == late_dev ? complete_code : 0);
+        if (d == late_dev && late)
+            fprintf(f, "%u %s\n", d, late);
+    }
+    T_REQUIRE(fclose(f) == 0);
+    expect_text(path("codes"), want);
+    free(want);
+}
+
+/* The client's stderr holds `want` (NULL: nothing at all). */
+static void expect_client_said(const char *want) {
+    char buf[4096];
+    T_REQUIRE(read_text(path("client.err"), buf, sizeof buf) == 0);
+    t_checks++;
+    if (want ? strstr(buf, want) == NULL : buf[0] != '\0')
+        T_FAILED_AT("the client said '%s', want %s%s%s", buf, want ? "'" : "nothing",
+                    want ? want : "", want ? "'" : "");
+}
+
+static const char *const hostile_leaves[] = {"db", "media", "codes", "client.err", NULL};
+
+/* A VDC_Write after the last device's VDC_Complete: the media was named then and the server
+ * was told the backup is done, so the client refuses the write (ERROR_INVALID_PARAMETER),
+ * leaves the named media as it was, whole and equal to the database, and exits 1: the
+ * server broke the protocol, the media is good. */
+static void case_write_after_complete(void) {
+    make_data(path("db"), H_SIZE);
+    for (unsigned devices = 1; devices <= 2; devices++) {
+        hostile_run r = {devices, "write", -1, -1, -1};
+        run_hostile(&r);
+        T_EXPECT_EQ(r.server_exit, TX_OK);
+        T_EXPECT_EQ(r.client_exit, TX_FAILURE);
+        expect_codes(&r, devices - 1, ERROR_SUCCESS, "VDC_Write 87");
+        expect_client_said("VDC_Write after every device's VDC_Complete");
+        expect_same(path("db"), path("media"));
+        expect_only(hostile_leaves);
+    }
+}
+
+/* A VDC_Flush after the last VDC_Complete: the media was synced when it was named, so it
+ * is answered ERROR_SUCCESS and the backup succeeds. */
+static void case_flush_after_complete(void) {
+    make_data(path("db"), H_SIZE);
+    for (unsigned devices = 1; devices <= 2; devices++) {
+        hostile_run r = {devices, "flush", -1, -1, -1};
+        run_hostile(&r);
+        T_EXPECT_EQ(r.server_exit, TX_OK);
+        T_EXPECT_EQ(r.client_exit, TX_OK);
+        expect_codes(&r, devices - 1, ERROR_SUCCESS, "VDC_Flush 0");
+        expect_client_said(NULL);
+        expect_same(path("db"), path("media"));
+        expect_only(hostile_leaves);
+    }
+}
+
+/* A second VDC_Complete on one device counts once: on device 0 of two, before device 1
+ * sent its data, it must not make the client name the media early (device 1's writes
+ * would then be refused); on the last device, after the naming, it must not name it
+ * again. Either way ERROR_SUCCESS and a whole media. */
+static void case_complete_twice(void) {
+    make_data(path("db"), H_SIZE);
+    static const struct {
+        unsigned devices;
+        int late;
+    } runs[] = {{2, 0}, {2, 1}, {1, 0}};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        hostile_run r = {runs[i].devices, "complete", runs[i].late, -1, -1};
+        run_hostile(&r);
+        T_EXPECT_EQ(r.server_exit, TX_OK);
+        T_EXPECT_EQ(r.client_exit, TX_OK);
+        expect_codes(&r, (unsigned)runs[i].late, ERROR_SUCCESS, "VDC_Complete 0");
+        expect_client_said(NULL);
+        expect_same(path("db"), path("media"));
+        expect_only(hostile_leaves);
+    }
+}
+
 static void cleanup(void) {
-    static const char *const leaves[] = {"db", "media", "restored", "missing", "other"};
+    static const char *const leaves[] = {"db",    "media", "restored",  "missing",
+                                         "other", "codes", "client.err"};
     for (size_t i = 0; i < sizeof leaves / sizeof leaves[0]; i++)
         unlink(path(leaves[i]));
     rmdir(dir);
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: t_tools VDI_CLIENT VDI_SERVER CASE\n");
+    if (argc != 5) {
+        fprintf(stderr, "usage: t_tools VDI_CLIENT VDI_SERVER CASE HOSTILE_SERVER\n");
         return 2;
     }
     client_bin = argv[1];
     server_bin = argv[2];
+    hostile_bin = argv[4];
     const char *name = argv[3];
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof dir, "%s/t-tools-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -640,6 +792,12 @@ int main(int argc, char **argv) {
         case_killed_after_complete("1");
     else if (strcmp(name, "client_killed_after_complete_4dev") == 0)
         case_killed_after_complete("4");
+    else if (strcmp(name, "write_after_complete") == 0)
+        case_write_after_complete();
+    else if (strcmp(name, "flush_after_complete") == 0)
+        case_flush_after_complete();
+    else if (strcmp(name, "complete_twice") == 0)
+        case_complete_twice();
     else
         T_FAILED_AT("unknown case '%s'", name);
     expect_no_leftovers();
