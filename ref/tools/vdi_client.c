@@ -190,6 +190,7 @@ static void *device_main(void *arg) {
         uint32_t bytes;
         uint32_t code = perform(d, cmd, &bytes);
         uint64_t pos = (uint64_t)cmd->position + bytes;
+        int32_t what = cmd->commandCode;
         rc = vdi_client_device_complete_command(dev, cmd, code, bytes, pos);
         if (rc != NOERROR) {
             tool_fail(tool_exit_of(rc), "device '%s': complete_command: %s", d->name,
@@ -197,7 +198,12 @@ static void *device_main(void *arg) {
             client_abort(c);
             break;
         }
-        if (code == ERROR_IO_DEVICE || code == ERROR_DISK_FULL) {
+        /* A failed write or flush ends this side: abort, so the server stops sending. A
+         * failed VDC_Complete (the media could not be named) is the server's last word to
+         * hear: an abort right after it races the answer, and an agent that sees the abort
+         * first completes the command with 995 (VDI-SPEC 5.3), so the server would report an
+         * abort, not the I/O error. The server ends the set; this device waits for that. */
+        if ((code == ERROR_IO_DEVICE || code == ERROR_DISK_FULL) && what != VDC_Complete) {
             client_abort(c); /* the failure is already recorded by perform() */
             break;
         }

@@ -10,8 +10,12 @@
  * VDC_Complete, then device 1's, and so on; the extra command follows the VDC_Complete of
  * --late-device (default: the last device, so after the client named its media).
  *
+ * "clear" sends VDC_ClearError, the one command a device in the I/O-error state (its
+ * VDC_Complete answered ERROR_IO_DEVICE) still takes: it shows whether the client is still
+ * there to answer after a failed VDC_Complete.
+ *
  * usage: hostile_server backup SET FILE [vdi-server options]
- *            [--after-complete write|flush|complete|none] [--late-device K] */
+ *            [--after-complete write|flush|complete|clear|none] [--late-device K] */
 #include "tool_common.h"
 
 #include <errno.h>
@@ -44,7 +48,10 @@ typedef struct hostile {
 static hostile h;
 
 static const char *name_of(int32_t code) {
-    return code == VDC_Write ? "VDC_Write" : code == VDC_Flush ? "VDC_Flush" : "VDC_Complete";
+    return code == VDC_Write      ? "VDC_Write"
+           : code == VDC_Flush    ? "VDC_Flush"
+           : code == VDC_Complete ? "VDC_Complete"
+                                  : "VDC_ClearError";
 }
 
 /* Runs on the agent's thread, or synchronously inside a rejected send. */
@@ -224,6 +231,7 @@ static int take_options(int *argc, char **argv) {
             h.late_code = strcmp(v, "write") == 0      ? VDC_Write
                           : strcmp(v, "flush") == 0    ? VDC_Flush
                           : strcmp(v, "complete") == 0 ? VDC_Complete
+                          : strcmp(v, "clear") == 0    ? VDC_ClearError
                           : strcmp(v, "none") == 0     ? 0
                                                        : -1;
             if (h.late_code < 0)

@@ -617,8 +617,23 @@ typedef struct hostile_run {
     unsigned devices;
     const char *after; /* --after-complete */
     int late_device;   /* --late-device, or -1 for the server's default (the last device) */
+    int names_taken;   /* every temporary name the client could link its media under exists */
     int server_exit, client_exit;
 } hostile_run;
+
+/* The temporary names tool_output_commit tries for a client of that pid (FILE.tmp-PID-K,
+ * K < 100): created, so that naming the media fails with EEXIST, or removed again. (Not
+ * through path(), whose few buffers hold the arguments of the running tools.) */
+static void take_names(pid_t pid, int create) {
+    for (unsigned k = 0; k < 100; k++) {
+        char name[512];
+        snprintf(name, sizeof name, "%s/media.tmp-%ld-%u", dir, (long)pid, k);
+        if (create)
+            write_text(name, "taken");
+        else
+            T_REQUIRE(unlink(name) == 0);
+    }
+}
 
 /* The client backs up into "media" from hostile_server reading "db"; the server's codes go
  * to "codes", the client's stderr to "client.err". */
@@ -635,9 +650,13 @@ static void run_hostile(hostile_run *r) {
         append_args(sargs, "--late-device", late);
     proc c = spawn_to(client_bin, cargs, 1, NULL, path("client.err"));
     expect_line(&c, "created");
+    if (r->names_taken)
+        take_names(c.pid, 1);
     proc s = spawn_to(hostile_bin, sargs, 0, path("codes"), NULL);
     r->server_exit = reap(&s);
     r->client_exit = reap(&c);
+    if (r->names_taken)
+        take_names(c.pid, 0);
 }
 
 /* What hostile_server prints when every command is answered ERROR_SUCCESS, except that
@@ -680,7 +699,7 @@ static const char *const hostile_leaves[] = {"db", "media", "codes", "client.err
 static void case_write_after_complete(void) {
     make_data(path("db"), H_SIZE);
     for (unsigned devices = 1; devices <= 2; devices++) {
-        hostile_run r = {devices, "write", -1, -1, -1};
+        hostile_run r = {devices, "write", -1, 0, -1, -1};
         run_hostile(&r);
         T_EXPECT_EQ(r.server_exit, TX_OK);
         T_EXPECT_EQ(r.client_exit, TX_FAILURE);
@@ -696,7 +715,7 @@ static void case_write_after_complete(void) {
 static void case_flush_after_complete(void) {
     make_data(path("db"), H_SIZE);
     for (unsigned devices = 1; devices <= 2; devices++) {
-        hostile_run r = {devices, "flush", -1, -1, -1};
+        hostile_run r = {devices, "flush", -1, 0, -1, -1};
         run_hostile(&r);
         T_EXPECT_EQ(r.server_exit, TX_OK);
         T_EXPECT_EQ(r.client_exit, TX_OK);
@@ -718,7 +737,7 @@ static void case_complete_twice(void) {
         int late;
     } runs[] = {{2, 0}, {2, 1}, {1, 0}};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
-        hostile_run r = {runs[i].devices, "complete", runs[i].late, -1, -1};
+        hostile_run r = {runs[i].devices, "complete", runs[i].late, 0, -1, -1};
         run_hostile(&r);
         T_EXPECT_EQ(r.server_exit, TX_OK);
         T_EXPECT_EQ(r.client_exit, TX_OK);
@@ -726,6 +745,39 @@ static void case_complete_twice(void) {
         expect_client_said(NULL);
         expect_same(path("db"), path("media"));
         expect_only(hostile_leaves);
+    }
+}
+
+/* The media cannot be named at the last VDC_Complete (every temporary name it could be
+ * linked under exists: EEXIST): that VDC_Complete is answered ERROR_IO_DEVICE, the client
+ * exits 5, an old media keeps its contents, no media appears where there was none, and
+ * nothing temporary is left. The client leaves the end of the set to the server: a
+ * VDC_ClearError sent after the failed VDC_Complete is still answered (50, not supported),
+ * where a client that aborted the set would have it drained with 995. */
+static void case_name_fails_at_complete(void) {
+    make_data(path("db"), H_SIZE);
+    static const char *const no_media[] = {"db", "codes", "client.err", NULL};
+    for (unsigned round = 0; round < 4; round++) {
+        unsigned devices = round < 2 ? 1 : 2;
+        int old = round == 0 || round == 2, clear = round == 0 || round == 3;
+        if (old)
+            write_text(path("media"), "old media");
+        hostile_run r = {devices, clear ? "clear" : "none", -1, 1, -1, -1};
+        run_hostile(&r);
+        T_EXPECT_EQ(r.server_exit, TX_OK);
+        T_EXPECT_EQ(r.client_exit, TX_IO);
+        expect_codes(&r, devices - 1, ERROR_IO_DEVICE, clear ? "VDC_ClearError 50" : NULL);
+        expect_client_said("naming");
+        if (old) {
+            expect_text(path("media"), "old media");
+            expect_only(hostile_leaves);
+            T_REQUIRE(unlink(path("media")) == 0);
+        } else {
+            t_checks++;
+            if (access(path("media"), F_OK) == 0 || errno != ENOENT)
+                T_FAILED_AT("a media file exists after a failed backup");
+            expect_only(no_media);
+        }
     }
 }
 
@@ -798,6 +850,8 @@ int main(int argc, char **argv) {
         case_flush_after_complete();
     else if (strcmp(name, "complete_twice") == 0)
         case_complete_twice();
+    else if (strcmp(name, "name_fails_at_complete") == 0)
+        case_name_fails_at_complete();
     else
         T_FAILED_AT("unknown case '%s'", name);
     expect_no_leftovers();
