@@ -5,7 +5,9 @@
  *
  * A backup's media takes its name before the last device's VDC_Complete is completed:
  * a server that saw every VDC_Complete succeed reports the backup done, so the media must
- * be whole and named by then, even if this process is killed a moment later. Without
+ * be whole and named by then, even if this process is killed a moment later. Nothing the
+ * server sends afterwards changes it (a VDC_Write is refused); a naming that fails answers
+ * that VDC_Complete ERROR_IO_DEVICE and leaves the end of the set to the server. Without
  * VDC_Complete (--no-complete) the server cannot know, and the media is named at the end. */
 #include "tool_common.h"
 
