@@ -10,12 +10,16 @@
  * VDC_Complete, then device 1's, and so on; the extra command follows the VDC_Complete of
  * --late-device (default: the last device, so after the client named its media).
  *
+ * With --hold-fd FD it says "holding" on --ready-fd before the last device's VDC_Complete
+ * and waits for one byte on FD, so that a test can change the media's directory then.
+ *
  * "clear" sends VDC_ClearError, the one command a device in the I/O-error state (its
  * VDC_Complete answered ERROR_IO_DEVICE) still takes: it shows whether the client is still
  * there to answer after a failed VDC_Complete.
  *
  * usage: hostile_server backup SET FILE [vdi-server options]
- *            [--after-complete write|flush|complete|clear|none] [--late-device K] */
+ *            [--after-complete write|flush|complete|clear|none] [--late-device K]
+ *            [--hold-fd FD] */
 #include "tool_common.h"
 
 #include <errno.h>
@@ -33,6 +37,7 @@ typedef struct hostile {
     tool_opts o;
     int32_t late_code; /* 0: none, else the command sent after the VDC_Complete */
     uint32_t late_device;
+    int hold_fd; /* -1, or where a byte comes from before the last device's VDC_Complete */
     vdi_server_set *set;
     vdi_server_device *dev[VDI_MAX_DEVICES];
     int fd;
@@ -123,7 +128,17 @@ static int play_device(uint32_t i) {
         if (command(i, VDC_Write, off, len) != ERROR_SUCCESS)
             return -1;
     }
-    if (command(i, VDC_Flush, 0, 0) != ERROR_SUCCESS || command(i, VDC_Complete, 0, 0) < 0)
+    if (command(i, VDC_Flush, 0, 0) != ERROR_SUCCESS)
+        return -1;
+    if (h.hold_fd >= 0 && i + 1 == h.o.devices) {
+        char go;
+        tool_notify(&h.o, "holding");
+        if (read(h.hold_fd, &go, 1) != 1) {
+            tool_fail(TOOL_EXIT_FAILURE, "--hold-fd: no go");
+            return -1;
+        }
+    }
+    if (command(i, VDC_Complete, 0, 0) < 0)
         return -1;
     if (h.late_code && i == h.late_device) {
         memset(h.buf, 0xEE, LATE_WRITE_SIZE);
@@ -225,6 +240,7 @@ static void run(void) {
 static int take_options(int *argc, char **argv) {
     int n = 1;
     h.late_device = UINT32_MAX;
+    h.hold_fd = -1;
     for (int i = 1; i < *argc; i++) {
         if (strcmp(argv[i], "--after-complete") == 0 && i + 1 < *argc) {
             const char *v = argv[++i];
@@ -241,6 +257,11 @@ static int take_options(int *argc, char **argv) {
             h.late_device = (uint32_t)strtoul(argv[++i], &end, 10);
             if (*end)
                 return -1;
+        } else if (strcmp(argv[i], "--hold-fd") == 0 && i + 1 < *argc) {
+            char *end;
+            h.hold_fd = (int)strtol(argv[++i], &end, 10);
+            if (*end || h.hold_fd < 0)
+                return -1;
         } else {
             argv[n++] = argv[i];
         }
@@ -252,7 +273,7 @@ static int take_options(int *argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (take_options(&argc, argv) != 0) {
-        fprintf(stderr, "hostile_server: bad --after-complete or --late-device\n");
+        fprintf(stderr, "hostile_server: bad --after-complete, --late-device or --hold-fd\n");
         return TOOL_EXIT_USAGE;
     }
     tool_parse(argc, argv, "hostile_server", "A misbehaving backup server for tests.\n", &h.o);

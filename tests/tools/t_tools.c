@@ -613,11 +613,15 @@ static void case_bad_arguments(void) {
 
 static const char *hostile_bin;
 
+static void cleanup(void);
+
 typedef struct hostile_run {
     unsigned devices;
-    const char *after; /* --after-complete */
-    int late_device;   /* --late-device, or -1 for the server's default (the last device) */
-    int names_taken;   /* every temporary name the client could link its media under exists */
+    const char *after;     /* --after-complete */
+    int late_device;       /* --late-device, or -1 for the server's default (the last device) */
+    int names_taken;       /* every temporary name the client could link its media under exists */
+    const char *media;     /* the client's FILE in the scratch folder, NULL: "media" */
+    void (*at_hold)(void); /* called while the server holds before the last VDC_Complete */
     int server_exit, client_exit;
 } hostile_run;
 
@@ -635,15 +639,15 @@ static void take_names(pid_t pid, int create) {
     }
 }
 
-/* The client backs up into "media" from hostile_server reading "db"; the server's codes go
- * to "codes", the client's stderr to "client.err". */
+/* The client backs up into "media" (or r->media) from hostile_server reading "db"; the
+ * server's codes go to "codes", the client's stderr to "client.err". */
 static void run_hostile(hostile_run *r) {
     char ndev[16], late[16];
     snprintf(ndev, sizeof ndev, "%u", r->devices);
     snprintf(late, sizeof late, "%d", r->late_device);
     const char *opts[] = {"--max-transfer", "64K", "--devices", ndev, "--timeout", "30000", NULL};
     const char *cargs[MAXARGS], *sargs[MAXARGS];
-    build_args(cargs, "backup", path("media"), opts);
+    build_args(cargs, "backup", path(r->media ? r->media : "media"), opts);
     build_args(sargs, "backup", path("db"), opts);
     append_args(sargs, "--after-complete", r->after);
     if (r->late_device >= 0)
@@ -652,7 +656,22 @@ static void run_hostile(hostile_run *r) {
     expect_line(&c, "created");
     if (r->names_taken)
         take_names(c.pid, 1);
-    proc s = spawn_to(hostile_bin, sargs, 0, path("codes"), NULL);
+    int hold[2] = {-1, -1}; /* made after the client started: only the server gets hold[0] */
+    char hold_arg[16];
+    if (r->at_hold) {
+        T_REQUIRE(pipe2(hold, O_CLOEXEC) == 0 && hold[0] != READY_FD);
+        T_REQUIRE(fcntl(hold[0], F_SETFD, 0) == 0);
+        snprintf(hold_arg, sizeof hold_arg, "%d", hold[0]);
+        append_args(sargs, "--hold-fd", hold_arg);
+    }
+    proc s = spawn_to(hostile_bin, sargs, r->at_hold != NULL, path("codes"), NULL);
+    if (r->at_hold) {
+        close(hold[0]);
+        expect_line(&s, "holding");
+        r->at_hold();
+        T_REQUIRE(write(hold[1], "g", 1) == 1);
+        close(hold[1]);
+    }
     r->server_exit = reap(&s);
     r->client_exit = reap(&c);
     if (r->names_taken)
@@ -699,7 +718,7 @@ static const char *const hostile_leaves[] = {"db", "media", "codes", "client.err
 static void case_write_after_complete(void) {
     make_data(path("db"), H_SIZE);
     for (unsigned devices = 1; devices <= 2; devices++) {
-        hostile_run r = {devices, "write", -1, 0, -1, -1};
+        hostile_run r = {.devices = devices, .after = "write", .late_device = -1};
         run_hostile(&r);
         T_EXPECT_EQ(r.server_exit, TX_OK);
         T_EXPECT_EQ(r.client_exit, TX_FAILURE);
@@ -715,7 +734,7 @@ static void case_write_after_complete(void) {
 static void case_flush_after_complete(void) {
     make_data(path("db"), H_SIZE);
     for (unsigned devices = 1; devices <= 2; devices++) {
-        hostile_run r = {devices, "flush", -1, 0, -1, -1};
+        hostile_run r = {.devices = devices, .after = "flush", .late_device = -1};
         run_hostile(&r);
         T_EXPECT_EQ(r.server_exit, TX_OK);
         T_EXPECT_EQ(r.client_exit, TX_OK);
@@ -737,7 +756,8 @@ static void case_complete_twice(void) {
         int late;
     } runs[] = {{2, 0}, {2, 1}, {1, 0}};
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
-        hostile_run r = {runs[i].devices, "complete", runs[i].late, 0, -1, -1};
+        hostile_run r = {
+            .devices = runs[i].devices, .after = "complete", .late_device = runs[i].late};
         run_hostile(&r);
         T_EXPECT_EQ(r.server_exit, TX_OK);
         T_EXPECT_EQ(r.client_exit, TX_OK);
@@ -762,7 +782,10 @@ static void case_name_fails_at_complete(void) {
         int old = round == 0 || round == 2, clear = round == 0 || round == 3;
         if (old)
             write_text(path("media"), "old media");
-        hostile_run r = {devices, clear ? "clear" : "none", -1, 1, -1, -1};
+        hostile_run r = {.devices = devices,
+                         .after = clear ? "clear" : "none",
+                         .late_device = -1,
+                         .names_taken = 1};
         run_hostile(&r);
         T_EXPECT_EQ(r.server_exit, TX_OK);
         T_EXPECT_EQ(r.client_exit, TX_IO);
@@ -779,6 +802,42 @@ static void case_name_fails_at_complete(void) {
             expect_only(no_media);
         }
     }
+}
+
+/* The media's directory is removed while the server holds before the last VDC_Complete
+ * (the media, written under no name, is no entry in it): the naming fails (ENOENT), that
+ * VDC_Complete is answered ERROR_IO_DEVICE, the client exits 5, no media appears anywhere,
+ * and the client is still there for a VDC_ClearError. */
+static int out_removed;
+
+static void remove_out(void) {
+    out_removed = rmdir(path("out")) == 0;
+}
+
+static void case_dir_gone_at_complete(void) {
+    static const char *const no_media[] = {"db", "codes", "client.err", NULL};
+    make_data(path("db"), H_SIZE);
+    T_REQUIRE(mkdir(path("out"), 0700) == 0);
+    hostile_run r = {.devices = 1,
+                     .after = "clear",
+                     .late_device = -1,
+                     .media = "out/media",
+                     .at_hold = remove_out};
+    run_hostile(&r);
+    if (!out_removed) { /* no O_TMPFILE here: the media had a temporary name in out/ */
+        unlink(path("out/media"));
+        rmdir(path("out"));
+        cleanup();
+        T_SKIP("the media's directory was not empty (no O_TMPFILE)");
+    }
+    T_EXPECT_EQ(r.server_exit, TX_OK);
+    T_EXPECT_EQ(r.client_exit, TX_IO);
+    expect_codes(&r, 0, ERROR_IO_DEVICE, "VDC_ClearError 50");
+    expect_client_said("naming");
+    t_checks++;
+    if (access(path("out"), F_OK) == 0 || errno != ENOENT)
+        T_FAILED_AT("the media's directory is back");
+    expect_only(no_media);
 }
 
 static void cleanup(void) {
@@ -852,6 +911,8 @@ int main(int argc, char **argv) {
         case_complete_twice();
     else if (strcmp(name, "name_fails_at_complete") == 0)
         case_name_fails_at_complete();
+    else if (strcmp(name, "dir_gone_at_complete") == 0)
+        case_dir_gone_at_complete();
     else
         T_FAILED_AT("unknown case '%s'", name);
     expect_no_leftovers();
