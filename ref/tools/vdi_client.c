@@ -98,13 +98,15 @@ static uint32_t perform(cdev *d, const VDC_Command *cmd, uint32_t *bytes) {
     case VDC_Write: {
         if (c->o.mode != TOOL_BACKUP || cmd->position < 0 || cmd->size < 0 || !cmd->buffer)
             return ERROR_INVALID_PARAMETER;
+        /* After this device's VDC_Complete the server said its data was all sent: a write
+         * then is refused (and fails the backup), whether or not the media is named yet. */
         pthread_rwlock_rdlock(&c->commit_lock);
-        int late = c->committed;
+        int late = c->committed ? 2 : d->saw_complete;
         int err = late ? 0 : write_at(c->fd, cmd->buffer, (size_t)cmd->size, (off_t)cmd->position);
         pthread_rwlock_unlock(&c->commit_lock);
         if (late) {
-            tool_fail(TOOL_EXIT_FAILURE, "device '%s': VDC_Write after every device's VDC_Complete",
-                      d->name);
+            tool_fail(TOOL_EXIT_FAILURE, "device '%s': VDC_Write after %s VDC_Complete", d->name,
+                      late == 2 ? "every device's" : "its");
             return ERROR_INVALID_PARAMETER;
         }
         if (err) {
@@ -145,9 +147,12 @@ static uint32_t perform(cdev *d, const VDC_Command *cmd, uint32_t *bytes) {
         if (d->saw_complete)
             return ERROR_SUCCESS;
         d->saw_complete = 1;
-        if (c->o.mode == TOOL_BACKUP && atomic_fetch_add(&c->completes, 1) + 1 == c->o.devices &&
-            tool_status() == TOOL_EXIT_OK) {
-            /* every other device completed its VDC_Complete after its last write */
+        if (c->o.mode == TOOL_BACKUP && atomic_fetch_add(&c->completes, 1) + 1 == c->o.devices) {
+            /* every other device completed its VDC_Complete after its last write; a backup
+             * that already failed here (a refused write) is not named, and the server must
+             * not take it for done */
+            if (tool_status() != TOOL_EXIT_OK)
+                return ERROR_IO_DEVICE;
             pthread_rwlock_wrlock(&c->commit_lock);
             c->committed = 1;
             int rc = tool_output_commit(&c->out);

@@ -617,11 +617,12 @@ static void cleanup(void);
 
 typedef struct hostile_run {
     unsigned devices;
-    const char *after;     /* --after-complete */
-    int late_device;       /* --late-device, or -1 for the server's default (the last device) */
-    int names_taken;       /* every temporary name the client could link its media under exists */
-    const char *media;     /* the client's FILE in the scratch folder, NULL: "media" */
-    void (*at_hold)(void); /* called while the server holds before the last VDC_Complete */
+    const char *after;      /* --after-complete */
+    int late_device;        /* --late-device, or -1 for the server's default (the last device) */
+    int names_taken;        /* every temporary name the client could link its media under exists */
+    const char *media;      /* the client's FILE in the scratch folder, NULL: "media" */
+    void (*at_hold)(void);  /* called while the server holds before the last VDC_Complete */
+    unsigned last_complete; /* the code of the last device's VDC_Complete, if not the late one */
     int server_exit, client_exit;
 } hostile_run;
 
@@ -690,7 +691,8 @@ static void expect_codes(const hostile_run *r, unsigned late_dev, unsigned compl
     for (unsigned d = 0; d < r->devices; d++) {
         for (size_t off = (size_t)d * H_CHUNK; off < H_SIZE; off += r->devices * H_CHUNK)
             fprintf(f, "%u VDC_Write 0\n", d);
-        fprintf(f, "%u VDC_Flush 0\n%u VDC_Complete %u\n", d, d, d == late_dev ? complete_code : 0);
+        unsigned code = d == late_dev ? complete_code : d + 1 == r->devices ? r->last_complete : 0;
+        fprintf(f, "%u VDC_Flush 0\n%u VDC_Complete %u\n", d, d, code);
         if (d == late_dev && late)
             fprintf(f, "%u %s\n", d, late);
     }
@@ -727,6 +729,22 @@ static void case_write_after_complete(void) {
         expect_same(path("db"), path("media"));
         expect_only(hostile_leaves);
     }
+    /* On device 0 of two, after its own VDC_Complete but before device 1's data: refused
+     * too, and the backup fails: device 1's VDC_Complete is answered ERROR_IO_DEVICE and
+     * no media is named (the server must not call it done). */
+    static const char *const no_media[] = {"db", "codes", "client.err", NULL};
+    T_REQUIRE(unlink(path("media")) == 0); /* the runs above named theirs */
+    hostile_run r = {
+        .devices = 2, .after = "write", .late_device = 0, .last_complete = ERROR_IO_DEVICE};
+    run_hostile(&r);
+    T_EXPECT_EQ(r.server_exit, TX_OK);
+    T_EXPECT_EQ(r.client_exit, TX_FAILURE);
+    expect_codes(&r, 0, ERROR_SUCCESS, "VDC_Write 87");
+    expect_client_said("VDC_Write after its VDC_Complete");
+    t_checks++;
+    if (access(path("media"), F_OK) == 0 || errno != ENOENT)
+        T_FAILED_AT("a media file exists after a backup the client refused");
+    expect_only(no_media);
 }
 
 /* A VDC_Flush after the last VDC_Complete: the media was synced when it was named, so it
