@@ -16,11 +16,18 @@
 static int t_failures;
 static int t_checks;
 
+/* An includer may define T_ON_FAILURE() to say more after each failed check (t_test.h
+ * prints the error sites of the sets a test watches). */
+#ifndef T_ON_FAILURE
+#define T_ON_FAILURE() ((void)0)
+#endif
+
 #define T_FAILED_AT(...)                                                                           \
     do {                                                                                           \
         fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);                                            \
         fprintf(stderr, __VA_ARGS__);                                                              \
         fputc('\n', stderr);                                                                       \
+        T_ON_FAILURE();                                                                            \
         t_failures++;                                                                              \
     } while (0)
 

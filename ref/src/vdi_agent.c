@@ -17,18 +17,23 @@ static void take_completions(vdi_server_set *s) {
         uint32_t tail = vdi_load_relaxed(&ds->cpl_tail);
         uint32_t head = vdi_load_acquire(&ds->cpl_head); /* pairs with complete_command */
         if (head - tail > VDI_RING) {
-            vdi_srv_abort(s);
+            abort_because(s, "cpl ring head out of range");
             return;
         }
         VDI_SCHED("server/agent:take");
         for (; tail != head; tail++) {
             vdi_cpl_shm e = ds->cpl[tail % VDI_RING];
             uint32_t k = e.tag & 0xffu;
-            if (k >= VDI_RING || d->s[k].state != SLOT_SENT || d->s[k].gen != e.tag >> 8 ||
-                (vdi_data_command(d->s[k].cmd->commandCode) &&
-                 e.bytes > (uint32_t)d->s[k].cmd->size) ||
-                s->taken_n >= VDI_RING * VDI_MAX_DEVICES) {
-                vdi_srv_abort(s);
+            const char *bad = NULL;
+            if (k >= VDI_RING || d->s[k].state != SLOT_SENT || d->s[k].gen != e.tag >> 8)
+                bad = "cpl tag names no outstanding command";
+            else if (vdi_data_command(d->s[k].cmd->commandCode) &&
+                     e.bytes > (uint32_t)d->s[k].cmd->size)
+                bad = "cpl entry size out of range";
+            else if (s->taken_n >= VDI_RING * VDI_MAX_DEVICES)
+                bad = "cpl entries beyond the taken FIFO";
+            if (bad) {
+                abort_because(s, bad);
                 return;
             }
             d->s[k].state = SLOT_TAKEN;
@@ -110,7 +115,7 @@ static int watchdog(vdi_server_set *s, long *wait_ms) {
         return 0;
     uint64_t deadline = s->wd_start + 2 * (uint64_t)t, now = vdi_now();
     if (now >= deadline) {
-        vdi_srv_abort(s);
+        abort_because(s, "watchdog: no completion for twice serverTimeOut");
         return 1;
     }
     *wait_ms = (long)(deadline - now);
@@ -133,45 +138,37 @@ static void wait_for_news(vdi_server_set *s, long wait_ms) {
     VDI_SCHED("server/agent:before-wait");
     int w = vdi_wait_live(word, seen, wait_ms, &s->client);
     vdi_lock(&s->g.mu);
-    if (w == -1 && !s->aborted && !s->g.closing && !vdi_load_acquire(&s->map.ctl->client_closed))
-        vdi_srv_abort(s); /* the primary client died */
+    if (w == VDI_PEER_DEAD && !s->aborted && !s->g.closing &&
+        !vdi_load_acquire(&s->map.ctl->client_closed))
+        abort_because(s, "the primary client died while the agent waited");
 }
 
 int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
     if (!s)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     uint32_t epoch = vdi_load_entry(&s->g.close_epoch);
     VDI_SCHED("server/agent:enter");
     vdi_lock(&s->g.mu);
-    if (s->agent) {
-        vdi_unlock(&s->g.mu);
-        VDI_BAIL(VD_E_PROTOCOL);
-    }
-    if (vdi_gate_overlapped(&s->g, epoch)) {
-        vdi_unlock(&s->g.mu);
-        VDI_BAIL(VD_E_ABORT);
-    }
+    if (s->agent)
+        VDI_BAIL_UNCOUNTED(s, VD_E_PROTOCOL, "an agent runs already");
+    if (vdi_gate_overlapped(&s->g, epoch))
+        VDI_BAIL_UNCOUNTED(s, VD_E_ABORT, "the call overlapped a close");
     vdi_srv_observe(s);
     if (!s->aborted && !s->g.closing) {
-        if (s->state < S_INITIALIZING) {
-            vdi_unlock(&s->g.mu);
-            VDI_BAIL(VD_E_PROTOCOL);
-        }
+        if (s->state < S_INITIALIZING)
+            VDI_BAIL_UNCOUNTED(s, VD_E_PROTOCOL, "the set is not open, or not configured");
         if (s->normal) {
             vdi_unlock(&s->g.mu);
             return NOERROR;
         }
         s->state = S_ACTIVE;
     } else if (s->state == S_DNE && !s->g.closing) {
-        vdi_unlock(&s->g.mu);
-        VDI_BAIL(VD_E_PROTOCOL);
+        VDI_BAIL_UNCOUNTED(s, VD_E_PROTOCOL, "the set is not open");
     }
     if (!s->taken) {
         s->taken = VDI_ALLOC("server/agent:alloc", VDI_RING * VDI_MAX_DEVICES * sizeof *s->taken);
-        if (!s->taken) {
-            vdi_unlock(&s->g.mu);
-            VDI_BAIL(VD_E_MEMORY);
-        }
+        if (!s->taken)
+            VDI_BAIL_UNCOUNTED(s, VD_E_MEMORY, "server/agent:alloc");
     }
     s->agent = 1;
     s->agent_self = vdi_self();

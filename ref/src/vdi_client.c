@@ -35,10 +35,13 @@ static void bump_all(vdi_client_set *c) {
         bump(&ctl->dev[i].cmd_seq);
 }
 
-static void abort_locked(vdi_client_set *c) {
+/* Enter Abort (through abort_because, which says why): publish it and wake every waiter
+ * of the set, on both sides. */
+void vdi_cli_abort_at(vdi_client_set *c, const char *why, const char *file, int line) {
     if (c->aborted)
         return;
     c->aborted = 1;
+    vdi_gate_note_abort(&c->g, file, line, why);
     if (c->map.ctl) {
         vdi_store_release(&c->map.ctl->aborted, 1);
         bump_all(c);
@@ -77,7 +80,8 @@ static void observe(vdi_client_set *c) {
     if (c->aborted || !c->map.ctl)
         return;
     if (vdi_load_acquire(&c->map.ctl->aborted)) {
-        abort_locked(c); /* and wake every waiter: the peer may have woken nobody */
+        /* and wake every waiter: the peer may have woken nobody */
+        abort_because(c, "abort published in shared memory");
         return;
     }
     learn_server(c);
@@ -86,7 +90,7 @@ static void observe(vdi_client_set *c) {
         return;
     c->last_check = now;
     if (server_dead(c))
-        abort_locked(c);
+        abort_because(c, "the server died");
 }
 
 static int enter(vdi_client_set *c) {
@@ -120,18 +124,19 @@ static long left_until(uint64_t deadline) {
     return d > (uint64_t)INT32_MAX ? INT32_MAX : (long)d;
 }
 
-/* Wait on a shared word with the lock released; -1 means the server died. Before the
+/* Wait on a shared word with the lock released (VDI_WOKEN, VDI_TIMED_OUT, or
+ * VDI_PEER_DEAD: the server died and the set is aborted). Before the
  * server is known the wait is cut into liveness slices as well: a server may claim the
  * set and die inside its open, and nothing else would tell (VDI-SPEC 5.3). A slice that
- * ends with news returns 0, "look again", as a wake-up does. */
+ * ends with news returns VDI_WOKEN, "look again", as a wake-up does. */
 static int wait_on(vdi_client_set *c, uint32_t *word, uint32_t seen, long timeout_ms) {
     learn_server(c);
     if (c->server_known) {
         vdi_unlock(&c->g.mu);
         int w = vdi_wait_live(word, seen, timeout_ms, &c->server);
         vdi_lock(&c->g.mu);
-        if (w == -1 && !c->g.closing && server_dead(c))
-            abort_locked(c);
+        if (w == VDI_PEER_DEAD && !c->g.closing && server_dead(c))
+            abort_because(c, "the server died while a call waited");
         return w;
     }
     uint64_t deadline = deadline_of(timeout_ms);
@@ -143,14 +148,14 @@ static int wait_on(vdi_client_set *c, uint32_t *word, uint32_t seen, long timeou
             vdi_wait(word, seen, slice ? 500 : left, slice ? VDI_WAIT_LIVENESS : VDI_WAIT_PLAIN);
         vdi_lock(&c->g.mu);
         if (w == 0 || !slice)
-            return w;
+            return w == 0 ? VDI_WOKEN : VDI_TIMED_OUT;
         learn_server(c);
         if (!c->g.closing && server_dead(c)) {
-            abort_locked(c);
-            return -1;
+            abort_because(c, "the server died inside its open");
+            return VDI_PEER_DEAD;
         }
         if (c->server_known || c->g.closing || vdi_load_acquire(word) != seen)
-            return 0;
+            return VDI_WOKEN;
     }
 }
 
@@ -161,31 +166,31 @@ static int is_pow2(uint32_t v) {
     return v && !(v & (v - 1));
 }
 
+/* VDI-SPEC 8.6: what create accepts of the client's VDConfig. */
+static int config_supported(const VDConfig *cfg) {
+    return cfg->deviceCount != 0 && cfg->deviceCount <= VDI_MAX_DEVICES &&
+           !(cfg->features & ~VDF_ClientRequestable) &&
+           (!cfg->alignment || (is_pow2(cfg->alignment) && cfg->alignment <= VDI_MAX_ALIGNMENT)) &&
+           cfg->prefixZoneSize <= 65536;
+}
+
 int vdi_client_set_create_ex(vdi_client_set *c, const char *instance, const char *name,
                              VDConfig *cfg) {
     int rc, reclaimed;
     if (!c || !name || !cfg) /* NULL required pointers first (VDI-SPEC 8.1) */
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_AT_POINT(c, "client/create:enter");
-    if (c->state != C_DNE || c->g.closing)
-        return leave(c, VD_E_PROTOCOL);
-    if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR)
-        return leave(c, rc);
-    if (cfg->deviceCount == 0 || cfg->deviceCount > VDI_MAX_DEVICES ||
-        (cfg->features & ~VDF_ClientRequestable) ||
-        (cfg->alignment && (!is_pow2(cfg->alignment) || cfg->alignment > VDI_MAX_ALIGNMENT)) ||
-        cfg->prefixZoneSize > 65536)
-        return leave(c, VD_E_NOTSUPPORTED);
-    if ((rc = vdi_shm_name(c->shm_name, sizeof c->shm_name, instance, name)) != NOERROR)
-        return leave(c, rc);
-    rc = vdi_map_create(&c->map, c->shm_name, &reclaimed);
-    if (rc != NOERROR)
-        return leave(c, rc);
+    VDI_ENSURE(c, c->state == C_DNE && !c->g.closing, VD_E_PROTOCOL);
+    VDI_GUARD(c, vdi_check_instance(instance));
+    VDI_GUARD(c, vdi_check_name(name));
+    VDI_ENSURE(c, config_supported(cfg), VD_E_NOTSUPPORTED);
+    VDI_GUARD(c, vdi_shm_name(c->shm_name, sizeof c->shm_name, instance, name));
+    VDI_GUARD(c, vdi_map_create(&c->map, c->shm_name, &reclaimed));
     vdi_ctl_shm *ctl = c->map.ctl;
     if ((rc = vdi_self_id(&ctl->client_id)) != NOERROR) {
         vdi_map_release(&c->map);
         vdi_shm_unlink(c->shm_name);
-        return leave(c, rc);
+        VDI_BAIL(c, rc, "vdi_self_id");
     }
     VDConfig in = *cfg;
     in.blockSize = in.maxIODepth = in.maxTransferSize = in.bufferAreaSize = 0;
@@ -210,6 +215,7 @@ int vdi_client_set_create_ex(vdi_client_set *c, const char *instance, const char
     c->owner = 1;
     c->secondary = 0;
     c->aborted = 0;
+    vdi_gate_clear_abort(&c->g);
     c->server_known = 0;
     c->claim = 0;
     c->state = C_CONFIGURABLE;
@@ -222,15 +228,18 @@ int vdi_client_set_create(vdi_client_set *c, const char *name, VDConfig *cfg) {
 
 /* Map the area as far as the server says it reaches; the value is untrusted: beyond the
  * object's real size a touch would be SIGBUS, so such a size aborts the set (found by
- * fuzz_peer). */
-static int follow_area(vdi_client_set *c) {
+ * fuzz_peer). VD_E_ABORT says why in *why. */
+static int follow_area(vdi_client_set *c, const char **why) {
     uint32_t size = vdi_load_acquire(&c->map.ctl->area_size);
+    *why = "area size out of range";
     if (size > VDI_MAX_AREA || size % VDI_AREA_ALIGN)
         return VD_E_ABORT;
     struct stat st;
+    *why = "area size beyond the shared object";
     if (size > c->map.mapped &&
         (fstat(c->map.fd, &st) != 0 || (uint64_t)st.st_size < vdi_ctl_size() + (uint64_t)size))
         return VD_E_ABORT;
+    *why = "the area cannot be mapped";
     return vdi_map_area(&c->map, size);
 }
 
@@ -250,30 +259,29 @@ static void fill_config(const vdi_client_set *c, VDConfig *out) {
 
 int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfig *cfg) {
     if (!c || !cfg)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_AT_POINT(c, "client/get_configuration:enter");
     uint64_t deadline = deadline_of(timeout_ms);
     for (;;) {
         /* The sequence is read before any check of what it guards (no lost wake-up). */
         uint32_t seen = c->map.ctl ? vdi_load_acquire(&c->map.ctl->state_seq) : 0;
-        if (aborted(c))
-            return leave(c, VD_E_ABORT);
-        if (c->state == C_DNE)
-            return leave(c, VD_E_PROTOCOL);
+        VDI_ENSURE(c, !aborted(c), VD_E_ABORT);
+        VDI_ENSURE(c, c->state != C_DNE, VD_E_PROTOCOL);
         vdi_ctl_shm *ctl = c->map.ctl;
         if (vdi_load_acquire(&ctl->configured)) { /* pairs with end_configuration */
-            int rc = follow_area(c);
+            const char *why;
+            int rc = follow_area(c, &why);
             if (rc == VD_E_ABORT) {
-                abort_locked(c);
-                return leave(c, VD_E_ABORT);
+                abort_because(c, why);
+                VDI_BAIL(c, VD_E_ABORT, why);
             }
             if (rc != NOERROR)
-                return leave(c, c->state == C_CONFIGURABLE ? VD_E_MEMORY : rc);
+                VDI_BAIL(c, c->state == C_CONFIGURABLE ? VD_E_MEMORY : rc, why);
             uint32_t bs = ctl->cfg.blockSize, mt = ctl->cfg.maxTransferSize;
             if (!is_pow2(bs) || bs < VDI_MIN_BLOCK_SIZE || bs > VDI_MAX_BLOCK_SIZE || !mt ||
                 mt % VDI_TRANSFER_UNIT) {
-                abort_locked(c);
-                return leave(c, VD_E_ABORT);
+                abort_because(c, "configuration: block size or max transfer size out of range");
+                VDI_BAIL(c, VD_E_ABORT, "configuration out of range");
             }
             if (!c->max_transfer)
                 c->max_transfer = mt; /* later changes of the shared word are not ours */
@@ -286,8 +294,7 @@ int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfi
             return leave(c, NOERROR);
         }
         long left = left_until(deadline);
-        if (left == 0)
-            return leave(c, VD_E_TIMEOUT);
+        VDI_ENSURE(c, left != 0, VD_E_TIMEOUT);
         learn_server(c);
         VDI_SCHED("client/get_configuration:before-wait");
         wait_on(c, &ctl->state_seq, seen, left);
@@ -319,14 +326,11 @@ int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_d
     if (out)
         *out = NULL;
     if (!c || !name || !out)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_AT_POINT(c, "client/open_device:enter");
-    if (aborted(c))
-        return leave(c, VD_E_ABORT);
-    if (c->state < C_INITIALIZING || normal(c))
-        return leave(c, VD_E_PROTOCOL);
-    if (vdi_check_name(name) != NOERROR)
-        return leave(c, VD_E_INVALID);
+    VDI_ENSURE(c, !aborted(c), VD_E_ABORT);
+    VDI_ENSURE(c, c->state >= C_INITIALIZING && !normal(c), VD_E_PROTOCOL);
+    VDI_ENSURE(c, vdi_check_name(name) == NOERROR, VD_E_INVALID);
     vdi_ctl_shm *ctl = c->map.ctl;
     /* Look the name up before binding: ownership errors come before VD_E_OPEN. */
     int slot = -1;
@@ -341,23 +345,21 @@ int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_d
     }
     if (slot >= 0) {
         uint32_t owner = vdi_load_acquire(&ctl->dev[slot].client_owner);
-        if (owner)
-            return leave(c, VD_E_PROTOCOL); /* this object's, or another client object's */
+        VDI_ENSURE(c, !owner, VD_E_PROTOCOL); /* this object's, or another client object's */
     } else {
         uint32_t held = 0;
         for (uint32_t i = 0; i < ndev(c); i++)
             held += vdi_load_acquire(&ctl->dev[i].client_owner) != 0;
-        if (held == ndev(c))
-            return leave(c, VD_E_OPEN);
+        VDI_ENSURE(c, held != ndev(c), VD_E_OPEN);
         int rc =
             vdi_dev_bind(ctl, name, c->name, ndev(c), &slot, c->server_known ? &c->server : NULL);
-        if (rc == VD_E_ABORT) /* the server died holding the device table */
-            abort_locked(c);
+        if (rc == VD_E_ABORT)
+            abort_because(c, "the server died holding the device table");
         if (rc != NOERROR)
-            return leave(c, rc == VD_E_ABORT ? VD_E_ABORT : VD_E_INVALID);
+            VDI_BAIL(c, rc == VD_E_ABORT ? VD_E_ABORT : VD_E_INVALID, "the name cannot bind");
     }
-    if (!vdi_cas(&ctl->dev[slot].client_owner, 0, c->owner))
-        return leave(c, VD_E_PROTOCOL); /* another client object won the race */
+    VDI_ENSURE(c, vdi_cas(&ctl->dev[slot].client_owner, 0, c->owner),
+               VD_E_PROTOCOL); /* another client object won the race */
     struct vdi_client_device *d = &c->dev[slot];
     d->opened = 1;
     d->closed_seen = 0;
@@ -366,33 +368,54 @@ int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_d
     return leave(c, NOERROR);
 }
 
-/* Take the next command out of the ring into a private view; 1 if one was
- * taken, 0 if none, -1 if the server wrote nonsense (the set is then aborted).
- */
-static int take_command(vdi_client_set *c, struct vdi_client_device *d, VDC_Command **out) {
-    vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
-    uint32_t tail = vdi_load_relaxed(&ds->cmd_tail);
-    uint32_t head = vdi_load_acquire(&ds->cmd_head); /* pairs with send_command */
+/* Copy the entry at tail out of the ring: 1, 0 when the ring is empty, or -1 when the
+ * head the server published is out of the ring. */
+static VDI_MUST_USE int read_entry(vdi_dev_shm *ds, uint32_t head, uint32_t tail,
+                                   vdi_cmd_shm *out) {
     if (head == tail)
         return 0;
     if (head - tail > VDI_RING)
         return -1;
     vdi_cmd_shm e = ds->cmd[tail % VDI_RING];
+    *out = e;
+    return 1;
+}
+
+/* What take_command found in the ring. */
+enum vdi_take { TAKE_FORGED = -1, TAKE_NONE = 0, TAKE_ONE = 1 };
+
+/* The server wrote nonsense: the set is aborted, saying why. */
+#define FORGED(c, why) (abort_because(c, why), TAKE_FORGED)
+
+/* Take the next command out of the ring into a private view. */
+static VDI_MUST_USE enum vdi_take take_command(vdi_client_set *c, struct vdi_client_device *d,
+                                               VDC_Command **out) {
+    vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
+    uint32_t tail = vdi_load_relaxed(&ds->cmd_tail);
+    uint32_t head = vdi_load_acquire(&ds->cmd_head); /* pairs with send_command */
+    vdi_cmd_shm e;
+    int got = read_entry(ds, head, tail, &e);
+    if (got == 0)
+        return TAKE_NONE;
+    if (got < 0)
+        return FORGED(c, "cmd ring head out of range");
     uint32_t k = e.tag & 0xffu;
     if (k >= VDI_RING || d->delivered[k] || e.code < VDC_Read || e.code > VDC_Complete)
-        return -1;
+        return FORGED(c, k >= VDI_RING || d->delivered[k] ? "cmd tag names a bad or held slot"
+                                                          : "cmd code unknown");
     if (vdi_data_command(e.code) &&
         (e.size < 1 || (uint32_t)e.size > c->max_transfer || e.buf_off == VDI_NO_BUFFER))
-        return -1;
+        return FORGED(c, "cmd entry size out of range, or a data command without a buffer");
     uint8_t *buf = NULL;
     if (e.buf_off != VDI_NO_BUFFER) {
         uint64_t len = vdi_data_command(e.code) ? (uint64_t)e.size : 1;
+        const char *why;
         if (e.buf_off >= VDI_MAX_AREA || e.buf_off + len > VDI_MAX_AREA)
-            return -1;
-        if (e.buf_off + len > c->map.mapped && follow_area(c) != NOERROR)
-            return -1;
+            return FORGED(c, "cmd buffer offset out of range");
+        if (e.buf_off + len > c->map.mapped && follow_area(c, &why) != NOERROR)
+            return FORGED(c, why);
         if (e.buf_off + len > c->map.mapped)
-            return -1;
+            return FORGED(c, "cmd buffer beyond the area");
         buf = c->map.area + e.buf_off;
     }
     VDC_Command *v = &d->view[k];
@@ -405,22 +428,19 @@ static int take_command(vdi_client_set *c, struct vdi_client_device *d, VDC_Comm
     VDI_SCHED("client/get_command:before-consume");
     vdi_store_release(&ds->cmd_tail, tail + 1);
     *out = v;
-    return 1;
+    return TAKE_ONE;
 }
 
 int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Command **cmd) {
     if (cmd)
         *cmd = NULL;
     if (!d || !cmd)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     vdi_client_set *c = d->set;
     VDI_ENTER_AT_POINT(c, "client/get_command:enter");
-    if (aborted(c))
-        return leave(c, VD_E_ABORT);
-    if (!d->opened || c->state != C_ACTIVE)
-        return leave(c, VD_E_PROTOCOL);
-    if (d->getting)
-        return leave(c, VD_E_PROTOCOL);
+    VDI_ENSURE(c, !aborted(c), VD_E_ABORT);
+    VDI_ENSURE(c, d->opened && c->state == C_ACTIVE, VD_E_PROTOCOL);
+    VDI_ENSURE(c, !d->getting, VD_E_PROTOCOL);
     d->getting = 1;
     uint64_t deadline = deadline_of(timeout_ms);
     int rc;
@@ -438,13 +458,12 @@ int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Com
             break;
         }
         uint32_t closed = vdi_load_acquire(&ds->server_closed);
-        int t = take_command(c, d, cmd);
-        if (t < 0) {
-            abort_locked(c);
-            rc = VD_E_ABORT;
+        enum vdi_take t = take_command(c, d, cmd);
+        if (t == TAKE_FORGED) {
+            rc = vdi_gate_note(&c->g, VD_E_ABORT, __FILE__, __LINE__, c->g.aborted.why);
             break;
         }
-        if (t > 0) {
+        if (t == TAKE_ONE) {
             rc = NOERROR;
             break;
         }
@@ -471,27 +490,26 @@ int vdi_client_device_complete_command(vdi_client_device *d, VDC_Command *cmd,
                                        uint32_t completion_code, uint32_t bytes_transferred,
                                        uint64_t position) {
     if (!d || !cmd)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     vdi_client_set *c = d->set;
     VDI_ENTER_AT_POINT(c, "client/complete_command:enter");
-    if (aborted(c))
-        return leave(c, VD_E_ABORT);
-    if (!d->opened || c->state != C_ACTIVE)
-        return leave(c, VD_E_INVALID);
+    VDI_ENSURE(c, !aborted(c), VD_E_ABORT);
+    VDI_ENSURE(c, d->opened && c->state == C_ACTIVE, VD_E_INVALID);
     /* Identified by its address alone; the fields of *cmd are never read. */
     uintptr_t p = (uintptr_t)cmd, base = (uintptr_t)d->view;
-    if (p < base || p >= base + sizeof d->view || (p - base) % sizeof d->view[0])
-        return leave(c, VD_E_INVALID);
+    VDI_ENSURE(c, p >= base && p < base + sizeof d->view && (p - base) % sizeof d->view[0] == 0,
+               VD_E_INVALID);
     uint32_t k = (uint32_t)((p - base) / sizeof d->view[0]);
-    if (!d->delivered[k])
-        return leave(c, VD_E_INVALID);
-    if (vdi_data_command(d->view[k].commandCode) && bytes_transferred > (uint32_t)d->view[k].size)
-        return leave(c, VD_E_INVALID);
+    VDI_ENSURE(c, d->delivered[k], VD_E_INVALID);
+    VDI_ENSURE(c,
+               !(vdi_data_command(d->view[k].commandCode) &&
+                 bytes_transferred > (uint32_t)d->view[k].size),
+               VD_E_INVALID);
     vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
     uint32_t head = vdi_load_relaxed(&ds->cpl_head);
     if (head - vdi_load_acquire(&ds->cpl_tail) >= VDI_RING) { /* impossible unless corrupt */
-        abort_locked(c);
-        return leave(c, VD_E_ABORT);
+        abort_because(c, "cpl ring full: its tail is out of range");
+        VDI_BAIL(c, VD_E_ABORT, "cpl ring full");
     }
     vdi_cpl_shm *e = &ds->cpl[head % VDI_RING];
     e->tag = d->tag[k];
@@ -513,31 +531,31 @@ int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance,
     int rc;
     char shm_name[256];
     if (!c || !name)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_OR_ABORT(c);
-    if (c->state != C_DNE || c->g.closing)
-        return leave(c, VD_E_PROTOCOL);
-    if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR ||
-        (rc = vdi_shm_name(shm_name, sizeof shm_name, instance, name)) != NOERROR)
-        return leave(c, rc);
+    VDI_ENSURE(c, c->state == C_DNE && !c->g.closing, VD_E_PROTOCOL);
+    VDI_GUARD(c, vdi_check_instance(instance));
+    VDI_GUARD(c, vdi_check_name(name));
+    VDI_GUARD(c, vdi_shm_name(shm_name, sizeof shm_name, instance, name));
     rc = vdi_map_open(&c->map, shm_name);
     if (rc == VD_E_INVALID)
         rc = VD_E_PROTOCOL;
     if (rc != NOERROR)
-        return leave(c, rc);
+        VDI_BAIL(c, rc, "no live set of that name (vdi_map_open)");
     vdi_ctl_shm *ctl = c->map.ctl;
     rc = NOERROR;
+    const char *why = NULL;
     if (vdi_load_acquire(&ctl->aborted))
-        rc = VD_E_ABORT;
+        rc = VD_E_ABORT, why = "the set is aborted";
     else if (!vdi_load_acquire(&ctl->primary_ready) || vdi_load_acquire(&ctl->client_closed))
-        rc = VD_E_PROTOCOL;
+        rc = VD_E_PROTOCOL, why = "the primary is not configured yet, or closed";
     else if (ctl->cfg.deviceCount == 0 || ctl->cfg.deviceCount > VDI_MAX_DEVICES)
-        rc = VD_E_ABORT;
-    else if ((rc = follow_area(c)) != NOERROR)
-        rc = rc == VD_E_ABORT ? VD_E_ABORT : rc;
+        rc = VD_E_ABORT, why = "device count out of range";
+    else
+        rc = follow_area(c, &why);
     if (rc != NOERROR) {
         vdi_map_release(&c->map);
-        return leave(c, rc);
+        VDI_BAIL(c, rc, why);
     }
     c->cfg = ctl->cfg;
     c->cfg.blockSize = c->cfg.maxIODepth = c->cfg.maxTransferSize = c->cfg.bufferAreaSize = 0;
@@ -552,6 +570,7 @@ int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance,
     }
     c->secondary = 1;
     c->aborted = 0;
+    vdi_gate_clear_abort(&c->g);
     c->server_known = 0;
     c->claim = 0;
     learn_server(c);
@@ -567,16 +586,15 @@ int vdi_client_set_get_buffer_handle(vdi_client_set *c, uint8_t *buffer, uint32_
     if (handle)
         *handle = 0;
     if (!c || !buffer || !handle)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_OR_ABORT(c);
-    if (c->state < C_INITIALIZING || c->g.closing)
-        return leave(c, VD_E_PROTOCOL);
+    VDI_ENSURE(c, c->state >= C_INITIALIZING && !c->g.closing, VD_E_PROTOCOL);
     /* A buffer in a part of the area the server grew since this side last looked: follow
      * the area first (found by fuzz_api: after an abort nothing else had followed it). */
+    const char *why;
     if (buffer >= c->map.area + c->map.mapped && buffer < c->map.area + VDI_MAX_AREA)
-        (void)follow_area(c);
-    if (buffer < c->map.area || buffer >= c->map.area + c->map.mapped)
-        return leave(c, VD_E_INVALID);
+        (void)follow_area(c, &why); /* the check below answers */
+    VDI_ENSURE(c, buffer >= c->map.area && buffer < c->map.area + c->map.mapped, VD_E_INVALID);
     uint64_t off = (uint64_t)(buffer - c->map.area) + 1;
     for (uint32_t i = 0; i < VDI_MAX_BUFFERS; i++) {
         vdi_buf_shm *e = &c->map.ctl->buf[i];
@@ -592,31 +610,29 @@ int vdi_client_set_get_buffer_handle(vdi_client_set *c, uint8_t *buffer, uint32_
         *handle = gen << VDI_HANDLE_SLOT_BITS | i;
         return leave(c, NOERROR);
     }
-    return leave(c, VD_E_INVALID);
+    VDI_BAIL(c, VD_E_INVALID, "no live buffer there");
 }
 
 int vdi_client_set_map_buffer_handle(vdi_client_set *c, uint32_t handle, uint8_t **buffer) {
     if (buffer)
         *buffer = NULL;
     if (!c || !buffer)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_OR_ABORT(c);
-    if (c->state < C_INITIALIZING || c->g.closing)
-        return leave(c, VD_E_PROTOCOL);
+    VDI_ENSURE(c, c->state >= C_INITIALIZING && !c->g.closing, VD_E_PROTOCOL);
     uint32_t gen = handle >> VDI_HANDLE_SLOT_BITS;
     vdi_buf_shm *e = &c->map.ctl->buf[handle & (VDI_MAX_BUFFERS - 1)];
-    if (gen == 0)
-        return leave(c, VD_E_INVALID);
+    VDI_ENSURE(c, gen != 0, VD_E_INVALID);
     /* The offset, then the generation: a slot that took a new buffer since the handle was
      * made shows a new generation (the server writes it before the offset). */
     uint64_t off = vdi_load64_relaxed(&e->off);
     vdi_fence();
-    if (off == 0 || off > VDI_MAX_AREA || vdi_load_relaxed(&e->gen) != gen)
-        return leave(c, VD_E_INVALID);
-    if (off - 1 >= c->map.mapped && follow_area(c) != NOERROR)
-        return leave(c, VD_E_INVALID);
-    if (off - 1 >= c->map.mapped)
-        return leave(c, VD_E_INVALID);
+    VDI_ENSURE(c, off != 0 && off <= VDI_MAX_AREA && vdi_load_relaxed(&e->gen) == gen,
+               VD_E_INVALID);
+    const char *why;
+    if (off - 1 >= c->map.mapped && follow_area(c, &why) != NOERROR)
+        VDI_BAIL(c, VD_E_INVALID, why);
+    VDI_ENSURE(c, off - 1 < c->map.mapped, VD_E_INVALID);
     *buffer = c->map.area + off - 1;
     return leave(c, NOERROR);
 }
@@ -627,23 +643,21 @@ int vdi_client_set_map_buffer_handle(vdi_client_set *c, uint32_t handle, uint8_t
 
 int vdi_client_set_signal_abort(vdi_client_set *c) {
     if (!c)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_SCHED("client/signal_abort:enter");
     (void)enter(c);
-    if (c->state == C_DNE)
-        return leave(c, VD_E_PROTOCOL);
+    VDI_ENSURE(c, c->state != C_DNE, VD_E_PROTOCOL);
     if (!normal(c))
-        abort_locked(c);
+        abort_because(c, "signal_abort");
     return leave(c, NOERROR);
 }
 
 int vdi_client_set_close(vdi_client_set *c) {
     if (!c)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_SCHED("client/close:enter");
     (void)enter(c);
-    if (c->state == C_DNE || c->g.closing)
-        return leave(c, VD_E_PROTOCOL);
+    VDI_ENSURE(c, c->state != C_DNE && !c->g.closing, VD_E_PROTOCOL);
     observe(c);
     vdi_ctl_shm *ctl = c->map.ctl;
     int is_normal = normal(c), unfinished = 0;
@@ -659,7 +673,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     if (!c->secondary)
         vdi_store_release(&ctl->client_closed, 1);
     if (!is_normal && !c->aborted && (!c->secondary || rc == VD_E_OPEN))
-        abort_locked(c);
+        abort_because(c, "close before the end (VDI-SPEC 5.2)");
     vdi_gate_mark_closing(&c->g);
     vdi_gate_begin_close(&c->g);
     bump_all(c); /* wake this object's waiters (and, harmlessly, the server's) */
@@ -693,4 +707,8 @@ void vdi_client_set_free(vdi_client_set *c) {
     if (c->state != C_DNE)
         (void)vdi_client_set_close(c);
     vdi_free(c);
+}
+
+int vdi_seam_client_error_site(vdi_client_set *c, vdi_error_site *failed, vdi_error_site *aborted) {
+    return c ? vdi_gate_sites(&c->g, failed, aborted) : -1;
 }

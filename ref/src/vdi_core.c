@@ -224,15 +224,6 @@ void vdi_free(void *p) {
  * ----------------------------------------------------------------------------
  */
 
-const char *vdi_last_error_file;
-int vdi_last_error_line;
-
-int vdi_note_error(int code, const char *file, int line) {
-    vdi_last_error_file = file;
-    vdi_last_error_line = line;
-    return code;
-}
-
 int vdi_errno_code(int err) {
     switch (err) {
     case ENOMEM:
@@ -389,6 +380,37 @@ void vdi_gate_end_close(vdi_gate *g) {
     vdi_fetch_add(&g->close_epoch, 1);
 }
 
+int vdi_gate_note(vdi_gate *g, int code, const char *file, int line, const char *why) {
+    g->failed = (vdi_error_site){.file = file, .line = line, .code = code, .why = why};
+    return code;
+}
+
+void vdi_gate_note_abort(vdi_gate *g, const char *file, int line, const char *why) {
+    if (!g->aborted.file)
+        g->aborted = (vdi_error_site){.file = file, .line = line, .code = VD_E_ABORT, .why = why};
+}
+
+void vdi_gate_clear_abort(vdi_gate *g) {
+    memset(&g->aborted, 0, sizeof g->aborted);
+}
+
+static vdi_error_site site_named(vdi_error_site e) {
+    const char *slash = e.file ? strrchr(e.file, '/') : NULL;
+    if (slash)
+        e.file = slash + 1; /* the file's name, not where it was built */
+    return e;
+}
+
+int vdi_gate_sites(vdi_gate *g, vdi_error_site *failed, vdi_error_site *aborted) {
+    vdi_lock(&g->mu);
+    if (failed)
+        *failed = site_named(g->failed);
+    if (aborted)
+        *aborted = site_named(g->aborted);
+    vdi_unlock(&g->mu);
+    return 0;
+}
+
 int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer_id *peer) {
     uint64_t start = vdi_now();
     for (;;) {
@@ -396,7 +418,7 @@ int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer
         if (timeout_ms >= 0) {
             uint64_t spent = vdi_now() - start;
             if (spent >= (uint64_t)timeout_ms)
-                return ETIMEDOUT;
+                return VDI_TIMED_OUT;
             left = timeout_ms - (long)spent;
         }
         long slice = left;
@@ -405,13 +427,12 @@ int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer
             slice = 500;
             kind = VDI_WAIT_LIVENESS;
         }
-        int rc = vdi_wait(word, seen, slice, kind);
-        if (rc == 0)
-            return 0;
+        if (vdi_wait(word, seen, slice, kind) == 0)
+            return VDI_WOKEN;
         if (peer && !vdi_peer_alive(peer))
-            return -1;
+            return VDI_PEER_DEAD;
         if (kind == VDI_WAIT_PLAIN)
-            return ETIMEDOUT;
+            return VDI_TIMED_OUT;
     }
 }
 
@@ -681,7 +702,7 @@ int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name, uint3
     vdi_mutex *lk = (vdi_mutex *)&ctl->dev_lock;
     if (!vdi_cas(&lk->word, 0, 1))
         while (vdi_exchange(&lk->word, 2) != 0)
-            if (vdi_wait_live(&lk->word, 2, -1, peer) == -1)
+            if (vdi_wait_live(&lk->word, 2, -1, peer) == VDI_PEER_DEAD)
                 return VD_E_ABORT;
     int free_slot = -1;
     for (uint32_t i = 1; i < ndev; i++) {

@@ -5,6 +5,7 @@
 #ifndef VDI_INTERNAL_H
 #define VDI_INTERNAL_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -12,6 +13,9 @@
 #include "vdi/vdi.h"
 #include "vdi/vdi_seams.h"
 #include "vdi_atomic.h"
+
+/* Internal functions whose result is the outcome (a code, a verdict) say so. */
+#define VDI_MUST_USE __attribute__((warn_unused_result))
 
 /* ---- seams
  * ------------------------------------------------------------------------- */
@@ -47,7 +51,7 @@ int vdi_unmap(void *addr, size_t len);
 int vdi_shm_open(const char *name, int oflag, mode_t mode);
 int vdi_shm_unlink(const char *name);
 int vdi_peer_alive(const vdi_peer_id *peer);
-int vdi_self_id(vdi_peer_id *out);
+int vdi_self_id(vdi_peer_id *out) VDI_MUST_USE;
 void *vdi_alloc(const char *why_lit_unused, size_t size); /* zeroed; NULL when failing */
 void vdi_free(void *p);
 #define VDI_ALLOC(lit, size) (VDI_FAIL(lit) ? NULL : vdi_alloc(lit, size))
@@ -55,24 +59,34 @@ void vdi_free(void *p);
 /* ---- errors
  * -------------------------------------------------------------------------- */
 
-/* Where the first failure of the last failing call was raised (debugging aid).
- */
-extern const char *vdi_last_error_file;
-extern int vdi_last_error_line;
-int vdi_note_error(int code, const char *file, int line);
-int vdi_errno_code(int err); /* VDI-SPEC 8.12 */
+int vdi_errno_code(int err) VDI_MUST_USE; /* VDI-SPEC 8.12 */
 
-#define VDI_BAIL(code) return vdi_note_error((code), __FILE__, __LINE__)
-#define VDI_ENSURE(cond, code)                                                                     \
+/* The failure macros of a call that went through the gate of set x: each records where it
+ * was raised, with the code and why, in x's gate (vdi_seam_*_error_site reads it back),
+ * then leaves the gate with the code. The first failure of a call is where it returns:
+ * a helper's code comes back through VDI_GUARD, which records the call that failed.
+ * A NULL handle or argument, refused before the gate, is a plain return: there is no set
+ * to record it in, or not yet its lock. */
+#define VDI_BAIL(x, code, why)                                                                     \
+    return vdi_gate_leave(&(x)->g, vdi_gate_note(&(x)->g, (code), __FILE__, __LINE__, (why)))
+#define VDI_ENSURE(x, cond, code)                                                                  \
     do {                                                                                           \
         if (!(cond))                                                                               \
-            VDI_BAIL(code);                                                                        \
+            VDI_BAIL(x, code, "expected " #cond);                                                  \
     } while (0)
-#define VDI_GUARD(expr)                                                                            \
+#define VDI_GUARD(x, expr)                                                                         \
     do {                                                                                           \
         int vdi_rc_ = (expr);                                                                      \
         if (vdi_rc_ != NOERROR)                                                                    \
-            return vdi_rc_;                                                                        \
+            VDI_BAIL(x, vdi_rc_, #expr);                                                           \
+    } while (0)
+/* The same for a call that holds the lock without counting in the gate (the agent's
+ * entry): record, unlock, return. */
+#define VDI_BAIL_UNCOUNTED(x, code, why)                                                           \
+    do {                                                                                           \
+        int vdi_rc_ = vdi_gate_note(&(x)->g, (code), __FILE__, __LINE__, (why));                   \
+        vdi_unlock(&(x)->g.mu);                                                                    \
+        return vdi_rc_;                                                                            \
     } while (0)
 
 /* ---- the private lock: a futex word through the wait seam (fibers can block
@@ -95,14 +109,16 @@ void vdi_unlock(vdi_mutex *m);
  * object (VD_E_PROTOCOL). */
 typedef struct vdi_gate {
     vdi_mutex mu;
-    uint32_t active;      /* threads inside calls of this side */
-    uint32_t ev;          /* private futex: bumped when a thread leaves during a close */
-    uint32_t close_epoch; /* odd while a close runs: bumped at its start and at its end */
-    int closing;          /* a close (or the drain it left to the agent) is under way */
+    uint32_t active;        /* threads inside calls of this side */
+    uint32_t ev;            /* private futex: bumped when a thread leaves during a close */
+    uint32_t close_epoch;   /* odd while a close runs: bumped at its start and at its end */
+    int closing;            /* a close (or the drain it left to the agent) is under way */
+    vdi_error_site failed;  /* the last failure raised by a call (under the lock) */
+    vdi_error_site aborted; /* what aborted the set, as this side saw it */
 } vdi_gate;
-int vdi_gate_enter(vdi_gate *g, uint32_t epoch);      /* lock, count in; 1: overlapped a close */
-int vdi_gate_overlapped(vdi_gate *g, uint32_t epoch); /* a close began since epoch was read */
-int vdi_gate_leave(vdi_gate *g, int rc);              /* count out, unlock; returns rc */
+int vdi_gate_enter(vdi_gate *g, uint32_t epoch); /* lock, count in; 1: overlapped a close */
+int vdi_gate_overlapped(vdi_gate *g, uint32_t epoch) VDI_MUST_USE; /* a close began since */
+int vdi_gate_leave(vdi_gate *g, int rc); /* count out, unlock; returns rc */
 void vdi_gate_step_out(vdi_gate *g);     /* stop counting (lock held), waking a closer */
 void vdi_gate_step_in(vdi_gate *g);      /* count again (lock held) */
 void vdi_gate_count_out(vdi_gate *g);    /* stop counting, waking nobody (the caller does) */
@@ -114,6 +130,22 @@ void vdi_gate_mark_closing(vdi_gate *g); /* threads that leave from now on wake 
 void vdi_gate_wait_alone(vdi_gate *g);   /* until no other thread is inside */
 void vdi_gate_closed(vdi_gate *g);       /* the close and any drain it left are over */
 void vdi_gate_end_close(vdi_gate *g);    /* count out, unlock, and the epoch turns even */
+/* Record a failure in g->failed (lock held); returns code. */
+int vdi_gate_note(vdi_gate *g, int code, const char *file, int line, const char *why);
+/* Record what aborted the set in g->aborted (lock held; the first abort of the set). */
+void vdi_gate_note_abort(vdi_gate *g, const char *file, int line, const char *why);
+void vdi_gate_clear_abort(vdi_gate *g); /* the set starts anew */
+int vdi_gate_sites(vdi_gate *g, vdi_error_site *failed, vdi_error_site *aborted);
+
+/* Every internal abort says why: abort_because(set, "cpl entry size out of range") enters
+ * Abort (vdi_cli_abort_at / vdi_srv_abort_at) and, if it is the set's first, records the
+ * reason and the site. */
+#define abort_because(x, why)                                                                      \
+    _Generic((x), vdi_client_set *                                                                 \
+             : vdi_cli_abort_at, vdi_server_set *                                                  \
+             : vdi_srv_abort_at)((x), (why), __FILE__, __LINE__)
+void vdi_cli_abort_at(vdi_client_set *c, const char *why, const char *file, int line);
+void vdi_srv_abort_at(vdi_server_set *s, const char *why, const char *file, int line);
 
 /* Enter a call of set x (a struct with a gate g). The epoch is read first of all: the
  * call's invocation is its entry, before the schedule point that may let a close run. */
@@ -122,18 +154,24 @@ void vdi_gate_end_close(vdi_gate *g);    /* count out, unlock, and the epoch tur
         uint32_t epoch_ = vdi_load_entry(&(x)->g.close_epoch);                                     \
         VDI_SCHED(point);                                                                          \
         if (vdi_gate_enter(&(x)->g, epoch_))                                                       \
-            return vdi_gate_leave(&(x)->g, VD_E_ABORT);                                            \
+            VDI_BAIL(x, VD_E_ABORT, "the call overlapped a close");                                \
     } while (0)
 #define VDI_ENTER_OR_ABORT(x)                                                                      \
     do {                                                                                           \
         if (vdi_gate_enter(&(x)->g, vdi_load_entry(&(x)->g.close_epoch)))                          \
-            return vdi_gate_leave(&(x)->g, VD_E_ABORT);                                            \
+            VDI_BAIL(x, VD_E_ABORT, "the call overlapped a close");                                \
     } while (0)
 
+/* What a wait with liveness slices ends in. */
+enum vdi_wait_end {
+    VDI_WOKEN = 0,             /* woken, or the word changed: look again */
+    VDI_TIMED_OUT = ETIMEDOUT, /* the timeout passed */
+    VDI_PEER_DEAD = -1         /* a liveness slice found the peer dead */
+};
 /* Wait on a sequence word with the set's liveness rules: slices of at most 500
- * ms, the peer checked after each. Returns 0 (woken or changed), ETIMEDOUT, or
- * -1 (peer dead). */
-int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms, const vdi_peer_id *peer);
+ * ms, the peer checked after each. */
+int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms,
+                  const vdi_peer_id *peer) VDI_MUST_USE;
 
 /* ---- shared memory layout
  * -------------------------------------------------------------- */
@@ -239,18 +277,18 @@ typedef struct vdi_view {
  * that a server killed inside its open is noticed by its pid (VDI-SPEC 5.3). */
 #define VDI_CLAIM(pid) (((uint32_t)(pid) << 2) | 1u)
 #define VDI_CLAIMER(v) (((v)&1u) ? (int32_t)((v) >> 2) : 0)
-int vdi_claimer_died(uint32_t *attached, uint32_t seen);
+int vdi_claimer_died(uint32_t *attached, uint32_t seen) VDI_MUST_USE;
 
 size_t vdi_ctl_size(void);
-int vdi_shm_name(char *out, size_t cap, const char *instance, const char *name);
-int vdi_check_instance(const char *instance);
-int vdi_check_name(const char *name);
-int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed);
-int vdi_map_open(vdi_view *m, const char *shm_name);
-int vdi_map_area(vdi_view *m, uint32_t size); /* map the area up to size bytes */
+int vdi_shm_name(char *out, size_t cap, const char *instance, const char *name) VDI_MUST_USE;
+int vdi_check_instance(const char *instance) VDI_MUST_USE;
+int vdi_check_name(const char *name) VDI_MUST_USE;
+int vdi_map_create(vdi_view *m, const char *shm_name, int *reclaimed) VDI_MUST_USE;
+int vdi_map_open(vdi_view *m, const char *shm_name) VDI_MUST_USE;
+int vdi_map_area(vdi_view *m, uint32_t size) VDI_MUST_USE; /* the area up to size bytes */
 void vdi_map_release(vdi_view *m);
 int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name, uint32_t ndev, int *slot,
-                 const vdi_peer_id *peer); /* VD_E_ABORT: the peer died in it */
+                 const vdi_peer_id *peer) VDI_MUST_USE; /* VD_E_ABORT: the peer died in it */
 
 /* ---- private objects
  * ---------------------------------------------------------------- */

@@ -50,10 +50,11 @@ static void bump_all(vdi_server_set *s) {
         bump(&ctl->dev[i].cmd_seq);
 }
 
-void vdi_srv_abort(vdi_server_set *s) {
+void vdi_srv_abort_at(vdi_server_set *s, const char *why, const char *file, int line) {
     if (s->aborted)
         return;
     s->aborted = 1;
+    vdi_gate_note_abort(&s->g, file, line, why);
     if (mapped(s)) {
         vdi_store_release(&s->map.ctl->aborted, 1);
         bump_all(s);
@@ -70,7 +71,7 @@ void vdi_srv_observe(vdi_server_set *s) {
     if (vdi_load_acquire(&ctl->aborted)) {
         /* Wake every waiter as our own abort would: a peer that set the word and died, or
          * a hostile one, may have woken nobody (found by fuzz_peer). */
-        vdi_srv_abort(s);
+        abort_because(s, "abort published in shared memory");
         return;
     }
     uint64_t now = vdi_now();
@@ -78,7 +79,7 @@ void vdi_srv_observe(vdi_server_set *s) {
         return;
     s->last_check = now;
     if (!vdi_load_acquire(&ctl->client_closed) && !vdi_peer_alive(&s->client))
-        vdi_srv_abort(s);
+        abort_because(s, "the primary client died");
 }
 
 static int enter(vdi_server_set *s) {
@@ -130,22 +131,21 @@ static void unlink_if_orphaned(vdi_server_set *s);
 int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *name) {
     int rc;
     if (!s || !name) /* NULL required pointer first (VDI-SPEC 8.1) */
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_AT_POINT(s, "server/open:enter");
     if (s->state != S_DNE || s->g.closing || s->agent)
-        return leave(s, vdi_note_error(VD_E_PROTOCOL, __FILE__, __LINE__));
-    if ((rc = vdi_check_instance(instance)) != NOERROR || (rc = vdi_check_name(name)) != NOERROR ||
-        (rc = vdi_shm_name(s->shm_name, sizeof s->shm_name, instance, name)) != NOERROR)
-        return leave(s, rc);
-    rc = vdi_map_open(&s->map, s->shm_name);
-    if (rc != NOERROR)
-        return leave(s, rc);
+        VDI_BAIL(s, VD_E_PROTOCOL, "open on an object in use");
+    VDI_GUARD(s, vdi_check_instance(instance));
+    VDI_GUARD(s, vdi_check_name(name));
+    VDI_GUARD(s, vdi_shm_name(s->shm_name, sizeof s->shm_name, instance, name));
+    VDI_GUARD(s, vdi_map_open(&s->map, s->shm_name));
     vdi_ctl_shm *ctl = s->map.ctl;
     vdi_peer_id me;
     if ((rc = vdi_self_id(&me)) != NOERROR) { /* before the claim: its window stays short */
         vdi_map_release(&s->map);
-        return leave(s, rc);
+        VDI_BAIL(s, rc, "vdi_self_id");
     }
+    const char *why = NULL;
     VDI_SCHED("server/open:mapped");
     int claimed = vdi_cas(&ctl->server_attached, 0, VDI_CLAIM(me.pid));
     uint32_t held = claimed ? 0 : vdi_load_acquire(&ctl->server_attached);
@@ -155,20 +155,22 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         vdi_store_release(&ctl->aborted, 1);
         vdi_fetch_add(&ctl->state_seq, 1);
         vdi_wake_all(&ctl->state_seq);
-        rc = VD_E_ABORT;
+        rc = VD_E_ABORT, why = "a server died inside its open";
     } else if (!claimed) {
         /* Attached: BUSY, even when the set is aborted (VDI-SPEC 8.4). A server that
          * began its close is detached; its premature close aborted the set: ABORT. */
         int gone = vdi_load_acquire(&ctl->server_closed) && vdi_load_acquire(&ctl->aborted);
         rc = gone ? VD_E_ABORT : VD_E_BUSY;
+        why = gone ? "the server before closed the set prematurely" : "a server is attached";
     } else if (vdi_load_acquire(&ctl->aborted))
-        rc = VD_E_ABORT;
+        rc = VD_E_ABORT, why = "the set is aborted";
     else if (vdi_load_acquire(&ctl->client_closed))
-        rc = VD_E_INVALID;
+        rc = VD_E_INVALID, why = "the creator closed the set";
     if (rc == NOERROR) {
         s->client = ctl->client_id; /* read once, kept privately */
         if (!vdi_peer_alive(&s->client)) {
-            rc = VD_E_INVALID;     /* the creator died before any server came */
+            rc = VD_E_INVALID; /* the creator died before any server came */
+            why = "the creator died before any server came";
             unlink_if_orphaned(s); /* nobody else would: its name is free again */
         }
     }
@@ -180,7 +182,7 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         vdi_store_release(&ctl->server_attached, 2);
     if (rc != NOERROR) {
         vdi_map_release(&s->map);
-        return leave(s, rc);
+        VDI_BAIL(s, rc, why);
     }
     size_t n = strlen(name);
     memcpy(s->name, name, n + 1);
@@ -190,7 +192,7 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         vdi_fetch_add(&ctl->state_seq, 1);
         vdi_wake_all(&ctl->state_seq);
         vdi_map_release(&s->map);
-        return leave(s, VD_E_ABORT);
+        VDI_BAIL(s, VD_E_ABORT, "device count out of range");
     }
     for (uint32_t i = 0; i < VDI_MAX_DEVICES; i++) {
         memset(&s->dev[i], 0, sizeof s->dev[i]);
@@ -198,6 +200,7 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         s->dev[i].slot = (int)i;
     }
     s->aborted = s->normal = 0;
+    vdi_gate_clear_abort(&s->g);
     s->outstanding = 0;
     s->requested = 0;
     s->area_size = 0;
@@ -212,13 +215,11 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
 
 int vdi_server_set_get_configuration(vdi_server_set *s, VDConfig *cfg) {
     if (!s || !cfg)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_OR_ABORT(s);
     vdi_srv_observe(s);
-    if (s->aborted || (s->g.closing && s->state != S_DNE))
-        return leave(s, VD_E_ABORT);
-    if (s->state == S_DNE)
-        return leave(s, VD_E_PROTOCOL);
+    VDI_ENSURE(s, !s->aborted && !(s->g.closing && s->state != S_DNE), VD_E_ABORT);
+    VDI_ENSURE(s, s->state != S_DNE, VD_E_PROTOCOL);
     VDConfig c = s->map.ctl->cfg;
     if (s->state < S_INITIALIZING)
         c.blockSize = c.maxIODepth = c.maxTransferSize = c.bufferAreaSize = 0;
@@ -233,24 +234,25 @@ int vdi_server_set_begin_configuration(vdi_server_set *s, uint32_t features, uin
                                        long timeout_ms) {
     (void)timeout_ms; /* never blocks (VDI-SPEC 8.5) */
     if (!s)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_AT_POINT(s, "server/begin_configuration:enter");
     vdi_srv_observe(s);
-    if (s->aborted)
-        return leave(s, VD_E_ABORT);
-    if (s->state != S_CONNECTED)
-        return leave(s, VD_E_PROTOCOL);
+    VDI_ENSURE(s, !s->aborted, VD_E_ABORT);
+    VDI_ENSURE(s, s->state == S_CONNECTED, VD_E_PROTOCOL);
     uint32_t media = features & ~VDF_CompleteEnabled;
-    if (media != VDF_WriteMedia && media != VDF_ReadMedia)
-        return leave(s, VD_E_INVALID);
-    if (!is_pow2(block_size) || block_size < VDI_MIN_BLOCK_SIZE || block_size > VDI_MAX_BLOCK_SIZE)
-        return leave(s, VD_E_INVALID);
-    if (alignment &&
-        (!is_pow2(alignment) || alignment < block_size || alignment > VDI_MAX_ALIGNMENT))
-        return leave(s, VD_E_INVALID);
-    if (!max_transfer_size || max_transfer_size % VDI_TRANSFER_UNIT ||
-        max_transfer_size > VDI_MAX_AREA)
-        return leave(s, VD_E_INVALID);
+    VDI_ENSURE(s, media == VDF_WriteMedia || media == VDF_ReadMedia, VD_E_INVALID);
+    VDI_ENSURE(s,
+               is_pow2(block_size) && block_size >= VDI_MIN_BLOCK_SIZE &&
+                   block_size <= VDI_MAX_BLOCK_SIZE,
+               VD_E_INVALID);
+    VDI_ENSURE(s,
+               !alignment || (is_pow2(alignment) && alignment >= block_size &&
+                              alignment <= VDI_MAX_ALIGNMENT),
+               VD_E_INVALID);
+    VDI_ENSURE(s,
+               max_transfer_size && max_transfer_size % VDI_TRANSFER_UNIT == 0 &&
+                   max_transfer_size <= VDI_MAX_AREA,
+               VD_E_INVALID);
     s->features = features;
     s->block_size = block_size;
     s->alignment = alignment;
@@ -305,22 +307,20 @@ static int grow_area(vdi_server_set *s, uint64_t size) {
 int vdi_server_set_request_buffers(vdi_server_set *s, uint32_t size, uint32_t alignment,
                                    uint32_t count) {
     if (!s)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_OR_ABORT(s);
     vdi_srv_observe(s);
-    if (s->aborted)
-        return leave(s, VD_E_ABORT);
-    if (s->state < S_CONFIGURABLE || s->normal)
-        return leave(s, VD_E_PROTOCOL);
-    if (!size || bad_alignment(alignment) || !count)
-        return leave(s, VD_E_INVALID);
+    VDI_ENSURE(s, !s->aborted, VD_E_ABORT);
+    VDI_ENSURE(s, s->state >= S_CONFIGURABLE && !s->normal, VD_E_PROTOCOL);
+    VDI_ENSURE(s, size && !bad_alignment(alignment) && count, VD_E_INVALID);
     uint64_t need = buffer_need(s, size, buffer_align(s, alignment)) * count;
     if (s->state == S_CONFIGURABLE) {
         s->requested = s->requested + need < s->requested ? UINT64_MAX : s->requested + need;
         return leave(s, NOERROR);
     }
     uint64_t want = (uint64_t)s->area_size + need;
-    return leave(s, grow_area(s, want < need ? UINT64_MAX : want));
+    VDI_GUARD(s, grow_area(s, want < need ? UINT64_MAX : want));
+    return leave(s, NOERROR);
 }
 
 /* How many allocations of this geometry fit in [lo, hi), each placed first-fit.
@@ -344,15 +344,12 @@ int vdi_server_set_query_available_buffers(vdi_server_set *s, uint32_t size, uin
     if (count)
         *count = 0;
     if (!s || !count)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_OR_ABORT(s);
     vdi_srv_observe(s);
-    if (s->aborted)
-        return leave(s, VD_E_ABORT);
-    if (s->state < S_CONFIGURABLE || s->normal)
-        return leave(s, VD_E_PROTOCOL);
-    if (!size || bad_alignment(alignment))
-        return leave(s, VD_E_INVALID);
+    VDI_ENSURE(s, !s->aborted, VD_E_ABORT);
+    VDI_ENSURE(s, s->state >= S_CONFIGURABLE && !s->normal, VD_E_PROTOCOL);
+    VDI_ENSURE(s, size && !bad_alignment(alignment), VD_E_INVALID);
     uint32_t a = buffer_align(s, alignment);
     uint64_t n = 0;
     if (s->state == S_CONFIGURABLE) {
@@ -372,18 +369,14 @@ int vdi_server_set_query_available_buffers(vdi_server_set *s, uint32_t size, uin
 
 int vdi_server_set_end_configuration(vdi_server_set *s) {
     if (!s)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_AT_POINT(s, "server/end_configuration:enter");
     vdi_srv_observe(s);
-    if (s->aborted)
-        return leave(s, VD_E_ABORT);
-    if (s->state != S_CONFIGURABLE)
-        return leave(s, VD_E_PROTOCOL);
+    VDI_ENSURE(s, !s->aborted, VD_E_ABORT);
+    VDI_ENSURE(s, s->state == S_CONFIGURABLE, VD_E_PROTOCOL);
     uint64_t req = s->requested;
     s->requested = 0; /* discarded whatever happens (VDI-SPEC 8.9) */
-    int rc = req > VDI_MAX_AREA ? VD_E_MEMORY : grow_area(s, req);
-    if (rc != NOERROR)
-        return leave(s, rc);
+    VDI_GUARD(s, req > VDI_MAX_AREA ? VD_E_MEMORY : grow_area(s, req));
     vdi_ctl_shm *ctl = s->map.ctl;
     uint32_t want = ctl->cfg.features;
     uint32_t f = (want & VDF_ClientRequestable) | (s->features & (VDF_WriteMedia | VDF_ReadMedia));
@@ -443,15 +436,12 @@ int vdi_server_set_allocate_buffer(vdi_server_set *s, uint8_t **buffer, uint32_t
     if (buffer)
         *buffer = NULL;
     if (!s || !buffer)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_OR_ABORT(s);
     vdi_srv_observe(s);
-    if (s->aborted)
-        return leave(s, VD_E_ABORT);
-    if (s->state < S_INITIALIZING)
-        return leave(s, VD_E_PROTOCOL);
-    if (!size || size > (1u << 31) || bad_alignment(alignment))
-        return leave(s, VD_E_INVALID);
+    VDI_ENSURE(s, !s->aborted, VD_E_ABORT);
+    VDI_ENSURE(s, s->state >= S_INITIALIZING, VD_E_PROTOCOL);
+    VDI_ENSURE(s, size && size <= (1u << 31) && !bad_alignment(alignment), VD_E_INVALID);
     uint32_t a = buffer_align(s, alignment);
     uint64_t prefix = s->map.ctl->cfg.prefixZoneSize, lo = 0;
     if (prefix > 65536)
@@ -473,21 +463,18 @@ int vdi_server_set_allocate_buffer(vdi_server_set *s, uint8_t **buffer, uint32_t
         if (i < s->nbufs)
             lo = s->bufs[i].end;
     }
-    if (!b.live)
-        return leave(s, VD_E_MEMORY);
+    VDI_ENSURE(s, b.live, VD_E_MEMORY);
     if (s->nbufs == s->capbufs) {
         uint32_t cap = s->capbufs ? s->capbufs * 2 : 16;
         vdi_buffer *nb = VDI_ALLOC("server/allocate_buffer:alloc", cap * sizeof *nb);
-        if (!nb)
-            return leave(s, VD_E_MEMORY);
+        VDI_ENSURE(s, nb, VD_E_MEMORY);
         if (s->nbufs)
             memcpy(nb, s->bufs, s->nbufs * sizeof *nb);
         vdi_free(s->bufs);
         s->bufs = nb;
         s->capbufs = cap;
     }
-    if (publish_buffer(s, &b, 1) != NOERROR)
-        return leave(s, VD_E_MEMORY);
+    VDI_ENSURE(s, publish_buffer(s, &b, 1) == NOERROR, VD_E_MEMORY);
     memmove(&s->bufs[at + 1], &s->bufs[at], (s->nbufs - at) * sizeof *s->bufs);
     s->bufs[at] = b;
     s->nbufs++;
@@ -497,13 +484,11 @@ int vdi_server_set_allocate_buffer(vdi_server_set *s, uint8_t **buffer, uint32_t
 
 int vdi_server_set_free_buffer(vdi_server_set *s, uint8_t *buffer, uint32_t size) {
     if (!s || !buffer)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_OR_ABORT(s);
     vdi_srv_observe(s);
-    if (s->aborted)
-        return leave(s, VD_E_ABORT);
-    if (s->state < S_INITIALIZING)
-        return leave(s, VD_E_PROTOCOL);
+    VDI_ENSURE(s, !s->aborted, VD_E_ABORT);
+    VDI_ENSURE(s, s->state >= S_INITIALIZING, VD_E_PROTOCOL);
     for (uint32_t i = 0; i < s->nbufs; i++) {
         if (s->map.area + s->bufs[i].data == buffer && s->bufs[i].size == size) {
             publish_buffer(s, &s->bufs[i], 0);
@@ -512,7 +497,7 @@ int vdi_server_set_free_buffer(vdi_server_set *s, uint8_t *buffer, uint32_t size
             return leave(s, NOERROR);
         }
     }
-    return leave(s, VD_E_INVALID);
+    VDI_BAIL(s, VD_E_INVALID, "no live buffer of that address and size");
 }
 
 /* The live buffer whose data zone holds [p, p + len), or NULL. */
@@ -543,29 +528,24 @@ int vdi_server_set_open_device(vdi_server_set *s, const char *name, vdi_server_d
     if (out)
         *out = NULL;
     if (!s || !name || !out)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_ENTER_AT_POINT(s, "server/open_device:enter");
     vdi_srv_observe(s);
-    if (s->aborted)
-        return leave(s, VD_E_ABORT);
-    if (s->state < S_INITIALIZING)
-        return leave(s, VD_E_PROTOCOL);
+    VDI_ENSURE(s, !s->aborted, VD_E_ABORT);
+    VDI_ENSURE(s, s->state >= S_INITIALIZING, VD_E_PROTOCOL);
     uint32_t opened = 0;
     for (uint32_t i = 0; i < s->ndev; i++)
         opened += (uint32_t)s->dev[i].opened;
-    if (s->normal || opened == s->ndev)
-        return leave(s, VD_E_OPEN);
-    if (vdi_check_name(name) != NOERROR)
-        return leave(s, VD_E_INVALID);
+    VDI_ENSURE(s, !s->normal && opened != s->ndev, VD_E_OPEN);
+    VDI_ENSURE(s, vdi_check_name(name) == NOERROR, VD_E_INVALID);
     int slot;
     int rc = vdi_dev_bind(s->map.ctl, name, s->name, s->ndev, &slot, &s->client);
-    if (rc == VD_E_ABORT) /* the client died holding the device table */
-        vdi_srv_abort(s);
+    if (rc == VD_E_ABORT)
+        abort_because(s, "the client died holding the device table");
     if (rc != NOERROR)
-        return leave(s, rc == VD_E_ABORT ? VD_E_ABORT : VD_E_INVALID);
+        VDI_BAIL(s, rc == VD_E_ABORT ? VD_E_ABORT : VD_E_INVALID, "the name cannot bind");
     struct vdi_server_device *d = &s->dev[slot];
-    if (d->opened)
-        return leave(s, VD_E_PROTOCOL);
+    VDI_ENSURE(s, !d->opened, VD_E_PROTOCOL);
     d->opened = 1;
     s->state = S_ACTIVE;
     VDI_SCHED("server/open_device:before-publish");
@@ -596,23 +576,28 @@ static int reject(vdi_server_set *s, VDS_Command *cmd, int rc, uint32_t code) {
     return rc;
 }
 
+/* A rejected send, its failure recorded where it was decided. */
+#define REJECT(s, cmd, rc, code, why)                                                              \
+    reject(s, cmd, vdi_gate_note(&(s)->g, rc, __FILE__, __LINE__, why), code)
+
 int vdi_server_device_send_command(vdi_server_device *d, VDS_Command *cmd) {
     if (!d || !cmd || !cmd->completionRoutine)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     vdi_server_set *s = d->set;
     uint32_t epoch = vdi_load_entry(&s->g.close_epoch);
     VDI_SCHED("server/send_command:enter");
     if (vdi_gate_enter(&s->g, epoch)) /* overlapped a close: as if concurrent with it */
-        return reject(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED);
+        return REJECT(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED, "the call overlapped a close");
     for (uint32_t i = 0; i < s->ndev; i++) /* row 2: already outstanding somewhere */
         for (uint32_t k = 0; s->dev[i].outstanding && k < VDI_RING; k++)
             if (s->dev[i].s[k].state != SLOT_FREE && s->dev[i].s[k].cmd == cmd)
-                return leave(s, VD_E_INVALID);
+                VDI_BAIL(s, VD_E_INVALID, "the command is outstanding already");
     vdi_srv_observe(s);
     if (s->aborted || s->g.closing)
-        return reject(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED);
+        return REJECT(s, cmd, VD_E_ABORT, ERROR_OPERATION_ABORTED, "the set is aborted");
     if (s->state != S_ACTIVE || s->normal || !d->opened || d->closed || !s->agent)
-        return reject(s, cmd, VD_E_PROTOCOL, ERROR_INVALID_HANDLE);
+        return REJECT(s, cmd, VD_E_PROTOCOL, ERROR_INVALID_HANDLE,
+                      "the set is not Active, the device not open, or no agent runs");
     int32_t code = cmd->commandCode;
     int bad = code < VDC_Read || code > VDC_Complete;
     if (!bad && vdi_data_command(code))
@@ -621,11 +606,13 @@ int vdi_server_device_send_command(vdi_server_device *d, VDS_Command *cmd) {
     else if (!bad && cmd->buffer)
         bad = !find_zone(s, cmd->buffer, 1);
     if (bad)
-        return reject(s, cmd, VD_E_INVALID, ERROR_INVALID_PARAMETER);
+        return REJECT(s, cmd, VD_E_INVALID, ERROR_INVALID_PARAMETER,
+                      "bad command code, size or buffer");
     if (d->io_error && code != VDC_ClearError)
-        return reject(s, cmd, VD_E_IO_ERROR, ERROR_IO_DEVICE);
+        return REJECT(s, cmd, VD_E_IO_ERROR, ERROR_IO_DEVICE, "the device is in I/O error");
     if (d->outstanding >= VDI_MAX_OUTSTANDING)
-        return reject(s, cmd, VD_E_QUEUE_FULL, ERROR_NO_SYSTEM_RESOURCES);
+        return REJECT(s, cmd, VD_E_QUEUE_FULL, ERROR_NO_SYSTEM_RESOURCES,
+                      "the device queue is full");
     uint32_t k = 0;
     while (d->s[k].state != SLOT_FREE)
         k++;
@@ -657,14 +644,12 @@ int vdi_server_device_send_command(vdi_server_device *d, VDS_Command *cmd) {
 
 int vdi_server_device_close(vdi_server_device *d) {
     if (!d)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     vdi_server_set *s = d->set;
     VDI_ENTER_AT_POINT(s, "server/close_device:enter");
     vdi_srv_observe(s);
-    if (s->aborted || s->g.closing)
-        return leave(s, VD_E_ABORT);
-    if (d->closed || s->normal)
-        return leave(s, VD_E_CLOSE);
+    VDI_ENSURE(s, !s->aborted && !s->g.closing, VD_E_ABORT);
+    VDI_ENSURE(s, !d->closed && !s->normal, VD_E_CLOSE);
     d->closed = 1;
     vdi_dev_shm *ds = &s->map.ctl->dev[d->slot];
     VDI_SCHED("server/close_device:before-publish");
@@ -672,7 +657,7 @@ int vdi_server_device_close(vdi_server_device *d) {
     bump(&ds->cmd_seq);
     vdi_srv_update_normal(s);
     if (s->aborted) /* seen as this close would have ended the set: the abort came first */
-        return leave(s, VD_E_ABORT);
+        VDI_BAIL(s, VD_E_ABORT, "aborted before the end");
     bump(&s->map.ctl->agent_seq);
     return leave(s, NOERROR);
 }
@@ -682,15 +667,14 @@ int vdi_server_device_close(vdi_server_device *d) {
 
 int vdi_server_set_signal_abort(vdi_server_set *s) {
     if (!s)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_SCHED("server/signal_abort:enter");
     (void)enter(s);
-    if (s->state == S_DNE && !s->g.closing)
-        return leave(s, VD_E_PROTOCOL);
+    VDI_ENSURE(s, s->state != S_DNE || s->g.closing, VD_E_PROTOCOL);
     if (!s->normal && s->aborted && mapped(s))
         wake_agent(s); /* already aborted: make sure the agent is not asleep through it */
     if (!s->normal)
-        vdi_srv_abort(s);
+        abort_because(s, "signal_abort");
     return leave(s, NOERROR);
 }
 
@@ -722,7 +706,7 @@ static void unlink_if_orphaned(vdi_server_set *s) {
 
 int vdi_server_set_close(vdi_server_set *s) {
     if (!s)
-        VDI_BAIL(VD_E_INVALID);
+        return VD_E_INVALID;
     VDI_SCHED("server/close:enter");
     (void)enter(s);
     uintptr_t self = vdi_self();
@@ -730,7 +714,7 @@ int vdi_server_set_close(vdi_server_set *s) {
     if (s->state == S_DNE || s->g.closing) {
         while (s->g.closing && s->agent && !nested) /* a second close waits for the first drain */
             vdi_gate_wait_outside(&s->g);
-        return leave(s, VD_E_PROTOCOL);
+        VDI_BAIL(s, VD_E_PROTOCOL, "not open, or closed already");
     }
     vdi_srv_observe(s);
     int open_dev = 0;
@@ -742,7 +726,7 @@ int vdi_server_set_close(vdi_server_set *s) {
      * waiter */
     vdi_store_release(&s->map.ctl->server_closed, 1);
     if (!s->normal)
-        vdi_srv_abort(s);
+        abort_because(s, "close before Normally Terminated (VDI-SPEC 5.1)");
     bump_all(s);
     vdi_gate_mark_closing(&s->g);
     vdi_gate_wake(&s->g);
@@ -777,4 +761,8 @@ void vdi_server_set_free(vdi_server_set *s) {
     vdi_free(s->bufs);
     vdi_free(s->taken);
     vdi_free(s);
+}
+
+int vdi_seam_server_error_site(vdi_server_set *s, vdi_error_site *failed, vdi_error_site *aborted) {
+    return s ? vdi_gate_sites(&s->g, failed, aborted) : -1;
 }

@@ -2,7 +2,9 @@
  * any time. Here a third mapping of the set's object plays that peer and corrupts ring
  * indices, tags, offsets and configuration words; each time the side that reads the bad
  * value must abort the set and answer VD_E_ABORT, never crash, hang or touch memory
- * outside its mapping, and every outstanding command still gets exactly one callback. */
+ * outside its mapping, and every outstanding command still gets exactly one callback. Each
+ * check that refuses a hostile value says why: the abort's reason and site, read back with
+ * vdi_seam_*_error_site, name the check that fired, so a test here proves it was that one. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
@@ -38,6 +40,21 @@ static void *agent_main(void *arg) {
     return NULL;
 }
 
+/* The set was aborted by the check that says why, at a site in the library's file. */
+static void expect_abort(vdi_client_set *client, vdi_server_set *server, const char *file,
+                         const char *why) {
+    vdi_error_site e = {0};
+    if (client)
+        T_REQUIRE(vdi_seam_client_error_site(client, NULL, &e) == 0);
+    else
+        T_REQUIRE(vdi_seam_server_error_site(server, NULL, &e) == 0);
+    T_EXPECT(e.file != NULL && strstr(e.file, file) != NULL && e.line > 0);
+    T_EXPECT_CODE(e.code, VD_E_ABORT);
+    T_EXPECT(e.why != NULL && strcmp(e.why, why) == 0);
+    if (!e.why || strcmp(e.why, why) != 0)
+        fprintf(stderr, "  want the reason \"%s\", got \"%s\"\n", why, e.why ? e.why : "(none)");
+}
+
 static vdi_ctl_shm *map_evil(const char *name) {
     char path[256];
     T_REQUIRE(vdi_seam_shm_name(path, sizeof path, NULL, name) == 0);
@@ -59,6 +76,7 @@ static void up(session *s, const char *stem, int with_agent, int configure) {
     T_REQUIRE(vdi_client_set_create(s->client, s->name, &cfg) == NOERROR);
     T_REQUIRE(vdi_server_set_open(s->server, NULL, s->name) == NOERROR);
     s->evil = map_evil(s->name);
+    t_watch(s->client, s->server);
     if (!configure)
         return;
     T_REQUIRE(vdi_server_set_begin_configuration(s->server, VDF_WriteMedia, 4096, 0, 65536, 0) ==
@@ -80,6 +98,7 @@ static void up(session *s, const char *stem, int with_agent, int configure) {
 }
 
 static void down(session *s) {
+    t_watch(NULL, NULL);
     vdi_server_set_close(s->server);
     if (s->agent_started)
         pthread_join(s->agent, NULL);
@@ -97,6 +116,11 @@ static void case_cmd_head(void) {
     VDC_Command *c = NULL;
     T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, 0, &c), VD_E_ABORT);
     T_EXPECT(c == NULL);
+    expect_abort(s.client, NULL, "vdi_client.c", "cmd ring head out of range");
+    vdi_error_site f = {0};
+    T_REQUIRE(vdi_seam_client_error_site(s.client, &f, NULL) == 0);
+    T_EXPECT_CODE(f.code, VD_E_ABORT); /* the call's own failure says the same */
+    T_EXPECT(f.why && strcmp(f.why, "cmd ring head out of range") == 0);
     down(&s);
 }
 
@@ -114,6 +138,7 @@ static void case_buffer_offset(void) {
     s.evil->dev[0].cmd[0].buf_off = (uint64_t)VDI_MAX_AREA - 16;
     VDC_Command *c = NULL;
     T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, 0, &c), VD_E_ABORT);
+    expect_abort(s.client, NULL, "vdi_client.c", "cmd buffer offset out of range");
     down(&s);
     T_EXPECT_EQ(s.agent_rc, VD_E_ABORT);
     T_EXPECT_EQ(calls, 1); /* the outstanding write still got its one 995 */
@@ -138,6 +163,8 @@ static void case_completion_tag(void) {
     pthread_join(s.agent, NULL);
     s.agent_started = 0;
     T_EXPECT_CODE(s.agent_rc, VD_E_ABORT);
+    expect_abort(NULL, s.server, "vdi_agent.c", "cpl tag names no outstanding command");
+    expect_abort(s.client, NULL, "vdi_client.c", "abort published in shared memory");
     T_EXPECT_EQ(calls, 1);
     T_EXPECT_EQ(last_code, ERROR_OPERATION_ABORTED);
     down(&s);
@@ -154,20 +181,116 @@ static void case_config(void) {
     memset(&cfg, 0x77, sizeof cfg);
     T_EXPECT_CODE(vdi_client_set_get_configuration(s.client, 0, &cfg), VD_E_ABORT);
     T_EXPECT_EQ(cfg.deviceCount, 0x77777777u); /* a failed call leaves *cfg unchanged */
+    expect_abort(s.client, NULL, "vdi_client.c",
+                 "configuration: block size or max transfer size out of range");
     down(&s);
 }
 
-/* An area size beyond the maximum. */
+/* An area size beyond the maximum; one in range but beyond the object's real size (a touch
+ * would be SIGBUS). */
 static void case_area_size(void) {
-    session s;
-    up(&s, "harea", 0, 0);
-    s.evil->area_size = 0xffff0000u;
-    s.evil->cfg.blockSize = 4096;
-    s.evil->cfg.maxTransferSize = 65536;
-    __atomic_store_n(&s.evil->configured, 1u, __ATOMIC_RELEASE);
-    VDConfig cfg;
-    T_EXPECT_CODE(vdi_client_set_get_configuration(s.client, 0, &cfg), VD_E_ABORT);
-    down(&s);
+    static const struct {
+        uint32_t size;
+        const char *why;
+    } bad[] = {{0xffff0000u, "area size out of range"},
+               {64u << 20, "area size beyond the shared object"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        session s;
+        up(&s, "harea", 0, 0);
+        s.evil->area_size = bad[i].size;
+        s.evil->cfg.blockSize = 4096;
+        s.evil->cfg.maxTransferSize = 65536;
+        __atomic_store_n(&s.evil->configured, 1u, __ATOMIC_RELEASE);
+        VDConfig cfg;
+        T_EXPECT_CODE(vdi_client_set_get_configuration(s.client, 0, &cfg), VD_E_ABORT);
+        expect_abort(s.client, NULL, "vdi_client.c", bad[i].why);
+        down(&s);
+    }
+}
+
+/* Forge the next command entry of device 0 and publish it. */
+static void forge_command(session *s, uint32_t at, uint32_t tag, int32_t code, int32_t size,
+                          uint64_t buf_off) {
+    vdi_dev_shm *d = &s->evil->dev[0];
+    d->cmd[at % VDI_RING] =
+        (vdi_cmd_shm){.tag = tag, .code = code, .size = size, .buf_off = buf_off};
+    __atomic_store_n(&d->cmd_head, at + 1, __ATOMIC_RELEASE);
+}
+
+/* Forged command entries, one check each: a slot the client still holds, an unknown code,
+ * a data command of size 0, a buffer in range but beyond the area. */
+static void case_forged_commands(void) {
+    static const struct {
+        const char *why;
+        int held;
+        int32_t code, size;
+        uint64_t buf_off; /* UINT64_MAX - 1: just beyond the area */
+    } forged[] = {
+        {"cmd tag names a bad or held slot", 1, VDC_Flush, 0, VDI_NO_BUFFER},
+        {"cmd code unknown", 0, 99, 0, VDI_NO_BUFFER},
+        {"cmd entry size out of range, or a data command without a buffer", 0, VDC_Write, 0, 0},
+        {"cmd buffer beyond the area", 0, VDC_Flush, 0, UINT64_MAX - 1},
+    };
+    for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
+        session s;
+        up(&s, "hforge", 1, 1);
+        VDC_Command *c = NULL;
+        uint32_t at = 0;
+        VDS_Command f = {.commandCode = VDC_Flush, .completionRoutine = routine};
+        if (forged[i].held) { /* the client holds slot 0: a second entry names it again */
+            T_REQUIRE(vdi_server_device_send_command(s.sdev, &f) == NOERROR);
+            T_REQUIRE(vdi_client_device_get_command(s.cdev, 0, &c) == NOERROR);
+            at = 1;
+        }
+        uint64_t off = forged[i].buf_off;
+        if (off == UINT64_MAX - 1)
+            off = s.evil->area_size + (uint64_t)VDI_AREA_ALIGN;
+        forge_command(&s, at, forged[i].held ? s.evil->dev[0].cmd[0].tag : 0, forged[i].code,
+                      forged[i].size, off);
+        T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, 0, &c), VD_E_ABORT);
+        expect_abort(s.client, NULL, "vdi_client.c", forged[i].why);
+        down(&s);
+    }
+}
+
+/* The completion ring: a head far beyond its tail; a completion of more bytes than its
+ * command carried; on the client, a tail that leaves the ring no room. */
+static void case_forged_completions(void) {
+    for (int which = 0; which < 3; which++) {
+        session s;
+        up(&s, "hcpl", 1, 1);
+        uint8_t *buf = NULL;
+        T_REQUIRE(vdi_server_set_allocate_buffer(s.server, &buf, 4096, 0) == NOERROR);
+        VDS_Command w = {
+            .commandCode = VDC_Write, .size = 4096, .buffer = buf, .completionRoutine = routine};
+        T_REQUIRE(vdi_server_device_send_command(s.sdev, &w) == NOERROR);
+        VDC_Command *c = NULL;
+        T_REQUIRE(vdi_client_device_get_command(s.cdev, 0, &c) == NOERROR);
+        vdi_dev_shm *d = &s.evil->dev[0];
+        if (which == 2) {
+            __atomic_store_n(&d->cpl_tail, 0u - 100u, __ATOMIC_RELEASE);
+            T_EXPECT_CODE(vdi_client_device_complete_command(s.cdev, c, 0, 4096, 0), VD_E_ABORT);
+            expect_abort(s.client, NULL, "vdi_client.c", "cpl ring full: its tail is out of range");
+            down(&s);
+            continue;
+        }
+        if (which == 0) {
+            __atomic_store_n(&d->cpl_head, 1000u, __ATOMIC_RELEASE);
+        } else {
+            d->cpl[0] = (vdi_cpl_shm){.tag = d->cmd[0].tag, .bytes = 1u << 20};
+            __atomic_store_n(&d->cpl_head, 1u, __ATOMIC_RELEASE);
+        }
+        __atomic_fetch_add(&s.evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&s.evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
+        pthread_join(s.agent, NULL);
+        s.agent_started = 0;
+        T_EXPECT_CODE(s.agent_rc, VD_E_ABORT);
+        expect_abort(NULL, s.server, "vdi_agent.c",
+                     which == 0 ? "cpl ring head out of range" : "cpl entry size out of range");
+        T_EXPECT_EQ(calls, 1); /* the write still got its one 995 */
+        T_EXPECT_EQ(last_code, ERROR_OPERATION_ABORTED);
+        down(&s);
+    }
 }
 
 /* A device count the creator never wrote: the server refuses the set. */
@@ -180,6 +303,10 @@ static void case_device_count(void) {
     vdi_ctl_shm *evil = map_evil(name);
     evil->cfg.deviceCount = 1000;
     T_EXPECT_CODE(vdi_server_set_open(server, NULL, name), VD_E_ABORT);
+    vdi_error_site f = {0};
+    T_REQUIRE(vdi_seam_server_error_site(server, &f, NULL) == 0);
+    T_EXPECT(f.file && strstr(f.file, "vdi_server.c") && f.why &&
+             strcmp(f.why, "device count out of range") == 0);
     munmap(evil, sizeof *evil);
     vdi_client_set_close(client);
     vdi_server_set_free(server);
@@ -220,6 +347,7 @@ static void case_dead_holder_of_device_lock(void) {
     vdi_server_device *dev = NULL;
     T_EXPECT_CODE(vdi_server_set_open_device(server, "second", &dev), VD_E_ABORT);
     T_EXPECT(dev == NULL);
+    expect_abort(NULL, server, "vdi_server.c", "the client died holding the device table");
     T_EXPECT_OK(vdi_server_set_close(server)); /* and unlinks the dead creator's name */
     vdi_server_set_free(server);
     close(up_[0]);
@@ -235,6 +363,8 @@ int main(void) {
     case_completion_tag();
     case_config();
     case_area_size();
+    case_forged_commands();
+    case_forged_completions();
     case_device_count();
     return t_done();
 }

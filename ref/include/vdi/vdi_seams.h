@@ -105,6 +105,27 @@ size_t vdi_seam_reclaim_dead(const char *prefix);
  * that each one is reached. Returns the count and sets *names to a static array. */
 size_t vdi_seam_points(enum vdi_point_kind kind, const char *const **names);
 
+/* Where a failure of a call of a set was raised: the file and line in the library, the code
+ * the call answered, and what went wrong in a few words. file is NULL when none was. */
+typedef struct vdi_error_site {
+    const char *file;
+    int line;
+    int code;
+    const char *why;
+} vdi_error_site;
+
+/* The error sites of a set object, for a test or a finding to print: *failed, the last
+ * failure raised by a call of the object (a NULL handle or argument is never recorded);
+ * *aborted, what put the set into Abort as this object saw it (a hostile peer's value, the
+ * peer's death, the watchdog, signal_abort, a premature close), kept after close and
+ * cleared when the object is created or opened again. file is the library's source file
+ * name. Either pointer may be NULL. Takes the object's lock: call it from no routine of
+ * the set. 0, or -1 for a NULL object. */
+int vdi_seam_client_error_site(struct vdi_client_set *c, vdi_error_site *failed,
+                               vdi_error_site *aborted);
+int vdi_seam_server_error_site(struct vdi_server_set *s, vdi_error_site *failed,
+                               vdi_error_site *aborted);
+
 #ifdef __cplusplus
 }
 #endif
