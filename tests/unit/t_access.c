@@ -8,18 +8,10 @@
 #include <pthread.h>
 
 #include "t_test.h"
+#include "t_session.h"
 #include "vdi_internal.h"
 
-typedef struct {
-    vdi_client_set *client;
-    vdi_server_set *server;
-    vdi_client_device *cdev;
-    vdi_server_device *sdev;
-    pthread_t agent;
-    int agent_rc;
-    int expected; /* callbacks due before the set is closed */
-} session;
-
+static int expected; /* callbacks due before the set is closed */
 static pthread_t main_thread;
 static pthread_mutex_t calls_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t calls_cv = PTHREAD_COND_INITIALIZER;
@@ -54,12 +46,6 @@ static int wait_calls(int n) {
     return seen;
 }
 
-static void *agent_main(void *arg) {
-    session *s = arg;
-    s->agent_rc = vdi_server_set_execute_completion_agent(s->server);
-    return NULL;
-}
-
 static void on_access(void *ctx, const void *word) {
     (void)ctx;
     if (!pthread_equal(pthread_self(), main_thread) || h.inside)
@@ -79,24 +65,12 @@ static void on_access(void *ctx, const void *word) {
     }
 }
 
-static void up(session *s, const char *stem) {
-    memset(s, 0, sizeof *s);
+static void up(t_session *s, const char *stem) {
     pthread_mutex_lock(&calls_mu);
     calls = 0; /* no agent runs yet */
     pthread_mutex_unlock(&calls_mu);
-    const char *name = t_set_name(stem);
-    s->client = vdi_client_set_new();
-    s->server = vdi_server_set_new();
-    VDConfig cfg = {.deviceCount = 1};
-    T_REQUIRE(vdi_client_set_create(s->client, name, &cfg) == NOERROR);
-    T_REQUIRE(vdi_server_set_open(s->server, NULL, name) == NOERROR);
-    T_REQUIRE(vdi_server_set_begin_configuration(s->server, VDF_WriteMedia, 4096, 0, 65536, 0) ==
-              NOERROR);
-    T_REQUIRE(vdi_server_set_end_configuration(s->server) == NOERROR);
-    T_REQUIRE(vdi_client_set_get_configuration(s->client, 0, &cfg) == NOERROR);
-    T_REQUIRE(vdi_server_set_open_device(s->server, name, &s->sdev) == NOERROR);
-    T_REQUIRE(vdi_client_set_open_device(s->client, name, &s->cdev) == NOERROR);
-    T_REQUIRE(pthread_create(&s->agent, NULL, agent_main, s) == 0);
+    t_session_up(s, stem, (t_session_opts){.configure = 1});
+    t_session_start_agent(s);
     /* The agent is running once a send is no longer rejected for want of it. */
     static VDS_Command probe; /* the server holds it until its callback */
     probe = (VDS_Command){.commandCode = VDC_Flush, .completionRoutine = routine};
@@ -110,25 +84,24 @@ static void up(session *s, const char *stem) {
     VDC_Command *c = NULL;
     T_REQUIRE(vdi_client_device_get_command(s->cdev, VDI_INFINITE, &c) == NOERROR);
     T_REQUIRE(vdi_client_device_complete_command(s->cdev, c, ERROR_SUCCESS, 0, 0) == NOERROR);
-    s->expected = wait_calls(1);
+    expected = wait_calls(1);
 }
 
-static void down(session *s) {
+static void down(t_session *s) {
     int rc = vdi_server_device_close(s->sdev); /* VD_E_CLOSE: the case closed it */
     T_EXPECT(rc == NOERROR || rc == VD_E_CLOSE);
     VDC_Command *c = NULL; /* the client sees the end of the stream (again) */
     T_EXPECT_CODE(vdi_client_device_get_command(s->cdev, VDI_INFINITE, &c), VD_E_CLOSE);
-    T_EXPECT_EQ(wait_calls(s->expected), s->expected); /* nothing outstanding */
+    T_EXPECT_EQ(wait_calls(expected), expected); /* nothing outstanding */
     T_EXPECT_CODE(vdi_server_set_close(s->server), NOERROR);
-    pthread_join(s->agent, NULL);
+    t_session_join_agent(s);
     T_EXPECT_CODE(vdi_client_set_close(s->client), NOERROR);
-    vdi_server_set_free(s->server);
-    vdi_client_set_free(s->client);
+    t_session_free(s);
 }
 
 /* A get_command that finds nothing reports the device's words it reads. */
 static void case_reaches_ring_reads(void) {
-    session s;
+    t_session s;
     up(&s, "acc-reach");
     memset(&h, 0, sizeof h);
     vdi_dev_shm *ds = &s.client->map.ctl->dev[0]; /* the client's own view */
@@ -145,7 +118,7 @@ static void case_reaches_ring_reads(void) {
 
 /* The window between the reads: a send and a close land just before server_closed is read. */
 static void case_send_and_close_in_window(void) {
-    session s;
+    t_session s;
     up(&s, "acc-window");
     memset(&h, 0, sizeof h);
     h.trigger = &s.client->map.ctl->dev[0].server_closed;
@@ -158,7 +131,7 @@ static void case_send_and_close_in_window(void) {
     T_EXPECT_CODE(vdi_client_device_complete_command(s.cdev, c, ERROR_SUCCESS, 0, 0), NOERROR);
     VDC_Command *next = NULL;
     T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, 0, &next), VD_E_CLOSE);
-    s.expected++; /* the flush sent in the window gets its one callback */
+    expected++; /* the flush sent in the window gets its one callback */
     down(&s);
 }
 
@@ -166,7 +139,7 @@ static void case_send_and_close_in_window(void) {
 static void case_off_again(void) {
     vdi_seams none = {0};
     vdi_seams_install(&none);
-    session s;
+    t_session s;
     up(&s, "acc-off");
     memset(&h, 0, sizeof h);
     VDC_Command *c = NULL;

@@ -6,25 +6,16 @@
  * check that refuses a hostile value says why: the abort's reason and site, read back with
  * vdi_seam_*_error_site, name the check that fired, so a test here proves it was that one. */
 #include <fcntl.h>
-#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "t_test.h"
+#include "t_session.h"
 #include "vdi_internal.h"
 
-typedef struct {
-    const char *name;
-    vdi_client_set *client;
-    vdi_server_set *server;
-    vdi_client_device *cdev;
-    vdi_server_device *sdev;
-    vdi_ctl_shm *evil; /* the hostile peer's own view of the control block */
-    pthread_t agent;
-    int agent_rc;
-    int agent_started;
-} session;
+/* The hostile peer's own view of the control block of the session under test. */
+static vdi_ctl_shm *evil;
 
 static int calls;
 static uint32_t last_code;
@@ -32,12 +23,6 @@ static uint32_t last_code;
 static void routine(VDS_Command *cmd) {
     calls++;
     last_code = cmd->completionCode;
-}
-
-static void *agent_main(void *arg) {
-    session *s = arg;
-    s->agent_rc = vdi_server_set_execute_completion_agent(s->server);
-    return NULL;
 }
 
 /* The set was aborted by the check that says why, at a site in the library's file. */
@@ -67,52 +52,42 @@ static vdi_ctl_shm *map_evil(const char *name) {
 }
 
 /* Up to Active with one device and (optionally) a running agent. */
-static void up(session *s, const char *stem, int with_agent, int configure) {
-    memset(s, 0, sizeof *s);
-    s->name = t_set_name(stem);
-    s->client = vdi_client_set_new();
-    s->server = vdi_server_set_new();
-    VDConfig cfg = {.deviceCount = 1};
-    T_REQUIRE(vdi_client_set_create(s->client, s->name, &cfg) == NOERROR);
-    T_REQUIRE(vdi_server_set_open(s->server, NULL, s->name) == NOERROR);
-    s->evil = map_evil(s->name);
-    t_watch(s->client, s->server);
-    if (!configure)
+static void up(t_session *s, const char *stem, int with_agent, int configure) {
+    t_session_up(s, stem, (t_session_opts){.configure = configure, .buffers = 2});
+    evil = map_evil(s->name);
+    if (!with_agent)
         return;
-    T_REQUIRE(vdi_server_set_begin_configuration(s->server, VDF_WriteMedia, 4096, 0, 65536, 0) ==
-              NOERROR);
-    T_REQUIRE(vdi_server_set_request_buffers(s->server, 65536, 0, 2) == NOERROR);
-    T_REQUIRE(vdi_server_set_end_configuration(s->server) == NOERROR);
-    T_REQUIRE(vdi_client_set_get_configuration(s->client, 0, &cfg) == NOERROR);
-    T_REQUIRE(vdi_server_set_open_device(s->server, s->name, &s->sdev) == NOERROR);
-    T_REQUIRE(vdi_client_set_open_device(s->client, s->name, &s->cdev) == NOERROR);
-    if (with_agent) {
-        T_REQUIRE(pthread_create(&s->agent, NULL, agent_main, s) == 0);
-        s->agent_started = 1;
-        /* The agent is running once a send is no longer rejected for want of it. */
-        VDS_Command probe = {.commandCode = 0, .completionRoutine = routine};
-        while (vdi_server_device_send_command(s->sdev, &probe) == VD_E_PROTOCOL)
-            calls = 0;
+    t_session_start_agent(s);
+    /* The agent is running once a send is no longer rejected for want of it. */
+    VDS_Command probe = {.commandCode = 0, .completionRoutine = routine};
+    while (vdi_server_device_send_command(s->sdev, &probe) == VD_E_PROTOCOL)
         calls = 0;
-    }
+    calls = 0;
 }
 
-static void down(session *s) {
-    t_watch(NULL, NULL);
+static void down(t_session *s) {
     vdi_server_set_close(s->server);
-    if (s->agent_started)
-        pthread_join(s->agent, NULL);
+    t_session_join_agent(s);
     vdi_client_set_close(s->client);
-    munmap(s->evil, sizeof(vdi_ctl_shm));
-    vdi_server_set_free(s->server);
-    vdi_client_set_free(s->client);
+    munmap(evil, sizeof(vdi_ctl_shm));
+    t_session_free(s);
+}
+
+/* One VDC_Write of 4096 bytes sent on device 0 (the command outlives the call: static). */
+static void send_write(t_session *s) {
+    uint8_t *buf = NULL;
+    T_REQUIRE(vdi_server_set_allocate_buffer(s->server, &buf, 4096, 0) == NOERROR);
+    static VDS_Command w;
+    w = (VDS_Command){
+        .commandCode = VDC_Write, .size = 4096, .buffer = buf, .completionRoutine = routine};
+    T_REQUIRE(vdi_server_device_send_command(s->sdev, &w) == NOERROR);
 }
 
 /* The server's command head jumps far ahead of the client's tail. */
 static void case_cmd_head(void) {
-    session s;
+    t_session s;
     up(&s, "hcmd", 1, 1);
-    __atomic_store_n(&s.evil->dev[0].cmd_head, 1000u, __ATOMIC_RELEASE);
+    __atomic_store_n(&evil->dev[0].cmd_head, 1000u, __ATOMIC_RELEASE);
     VDC_Command *c = NULL;
     T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, 0, &c), VD_E_ABORT);
     T_EXPECT(c == NULL);
@@ -126,16 +101,12 @@ static void case_cmd_head(void) {
 
 /* A command entry whose buffer offset points outside the area. */
 static void case_buffer_offset(void) {
-    session s;
+    t_session s;
     up(&s, "hbuf", 1, 1);
-    uint8_t *buf = NULL;
-    T_REQUIRE(vdi_server_set_allocate_buffer(s.server, &buf, 4096, 0) == NOERROR);
-    VDS_Command w = {
-        .commandCode = VDC_Write, .size = 4096, .buffer = buf, .completionRoutine = routine};
     /* Corrupt the entry the next send fills, after it is published but before it is read:
      * publish first, then overwrite the offset, then let the client read. */
-    T_REQUIRE(vdi_server_device_send_command(s.sdev, &w) == NOERROR);
-    s.evil->dev[0].cmd[0].buf_off = (uint64_t)VDI_MAX_AREA - 16;
+    send_write(&s);
+    evil->dev[0].cmd[0].buf_off = (uint64_t)VDI_MAX_AREA - 16;
     VDC_Command *c = NULL;
     T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, 0, &c), VD_E_ABORT);
     expect_abort(s.client, NULL, "vdi_client.c", "cmd buffer offset out of range");
@@ -147,22 +118,20 @@ static void case_buffer_offset(void) {
 
 /* A completion carrying a tag that matches no outstanding command. */
 static void case_completion_tag(void) {
-    session s;
+    t_session s;
     up(&s, "htag", 1, 1);
     VDS_Command f = {.commandCode = VDC_Flush, .completionRoutine = routine};
     T_REQUIRE(vdi_server_device_send_command(s.sdev, &f) == NOERROR);
     VDC_Command *c = NULL;
     T_REQUIRE(vdi_client_device_get_command(s.cdev, 0, &c) == NOERROR);
     /* The hostile peer publishes a forged completion instead of the real one. */
-    vdi_dev_shm *d = &s.evil->dev[0];
+    vdi_dev_shm *d = &evil->dev[0];
     d->cpl[0].tag = 0x00ffff3fu;
     d->cpl[0].code = ERROR_SUCCESS;
     __atomic_store_n(&d->cpl_head, 1u, __ATOMIC_RELEASE);
-    __atomic_fetch_add(&s.evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
+    __atomic_fetch_add(&evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
     T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, VDI_INFINITE, &c), VD_E_ABORT);
-    pthread_join(s.agent, NULL);
-    s.agent_started = 0;
-    T_EXPECT_CODE(s.agent_rc, VD_E_ABORT);
+    T_EXPECT_CODE(t_session_join_agent(&s), VD_E_ABORT);
     expect_abort(NULL, s.server, "vdi_agent.c", "cpl tag names no outstanding command");
     expect_abort(s.client, NULL, "vdi_client.c", "abort published in shared memory");
     T_EXPECT_EQ(calls, 1);
@@ -172,11 +141,11 @@ static void case_completion_tag(void) {
 
 /* A configuration the server never wrote: an impossible block size. */
 static void case_config(void) {
-    session s;
+    t_session s;
     up(&s, "hcfg", 0, 0);
-    s.evil->cfg.blockSize = 3;
-    s.evil->area_size = 0;
-    __atomic_store_n(&s.evil->configured, 1u, __ATOMIC_RELEASE);
+    evil->cfg.blockSize = 3;
+    evil->area_size = 0;
+    __atomic_store_n(&evil->configured, 1u, __ATOMIC_RELEASE);
     VDConfig cfg;
     memset(&cfg, 0x77, sizeof cfg);
     T_EXPECT_CODE(vdi_client_set_get_configuration(s.client, 0, &cfg), VD_E_ABORT);
@@ -195,12 +164,12 @@ static void case_area_size(void) {
     } bad[] = {{0xffff0000u, "area size out of range"},
                {64u << 20, "area size beyond the shared object"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        session s;
+        t_session s;
         up(&s, "harea", 0, 0);
-        s.evil->area_size = bad[i].size;
-        s.evil->cfg.blockSize = 4096;
-        s.evil->cfg.maxTransferSize = 65536;
-        __atomic_store_n(&s.evil->configured, 1u, __ATOMIC_RELEASE);
+        evil->area_size = bad[i].size;
+        evil->cfg.blockSize = 4096;
+        evil->cfg.maxTransferSize = 65536;
+        __atomic_store_n(&evil->configured, 1u, __ATOMIC_RELEASE);
         VDConfig cfg;
         T_EXPECT_CODE(vdi_client_set_get_configuration(s.client, 0, &cfg), VD_E_ABORT);
         expect_abort(s.client, NULL, "vdi_client.c", bad[i].why);
@@ -209,9 +178,8 @@ static void case_area_size(void) {
 }
 
 /* Forge the next command entry of device 0 and publish it. */
-static void forge_command(session *s, uint32_t at, uint32_t tag, int32_t code, int32_t size,
-                          uint64_t buf_off) {
-    vdi_dev_shm *d = &s->evil->dev[0];
+static void forge_command(uint32_t at, uint32_t tag, int32_t code, int32_t size, uint64_t buf_off) {
+    vdi_dev_shm *d = &evil->dev[0];
     d->cmd[at % VDI_RING] =
         (vdi_cmd_shm){.tag = tag, .code = code, .size = size, .buf_off = buf_off};
     __atomic_store_n(&d->cmd_head, at + 1, __ATOMIC_RELEASE);
@@ -232,7 +200,7 @@ static void case_forged_commands(void) {
         {"cmd buffer beyond the area", 0, VDC_Flush, 0, UINT64_MAX - 1},
     };
     for (size_t i = 0; i < sizeof forged / sizeof forged[0]; i++) {
-        session s;
+        t_session s;
         up(&s, "hforge", 1, 1);
         VDC_Command *c = NULL;
         uint32_t at = 0;
@@ -244,8 +212,8 @@ static void case_forged_commands(void) {
         }
         uint64_t off = forged[i].buf_off;
         if (off == UINT64_MAX - 1)
-            off = s.evil->area_size + (uint64_t)VDI_AREA_ALIGN;
-        forge_command(&s, at, forged[i].held ? s.evil->dev[0].cmd[0].tag : 0, forged[i].code,
+            off = evil->area_size + (uint64_t)VDI_AREA_ALIGN;
+        forge_command(at, forged[i].held ? evil->dev[0].cmd[0].tag : 0, forged[i].code,
                       forged[i].size, off);
         T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, 0, &c), VD_E_ABORT);
         expect_abort(s.client, NULL, "vdi_client.c", forged[i].why);
@@ -257,16 +225,12 @@ static void case_forged_commands(void) {
  * command carried; on the client, a tail that leaves the ring no room. */
 static void case_forged_completions(void) {
     for (int which = 0; which < 3; which++) {
-        session s;
+        t_session s;
         up(&s, "hcpl", 1, 1);
-        uint8_t *buf = NULL;
-        T_REQUIRE(vdi_server_set_allocate_buffer(s.server, &buf, 4096, 0) == NOERROR);
-        VDS_Command w = {
-            .commandCode = VDC_Write, .size = 4096, .buffer = buf, .completionRoutine = routine};
-        T_REQUIRE(vdi_server_device_send_command(s.sdev, &w) == NOERROR);
+        send_write(&s);
         VDC_Command *c = NULL;
         T_REQUIRE(vdi_client_device_get_command(s.cdev, 0, &c) == NOERROR);
-        vdi_dev_shm *d = &s.evil->dev[0];
+        vdi_dev_shm *d = &evil->dev[0];
         if (which == 2) {
             __atomic_store_n(&d->cpl_tail, 0u - 100u, __ATOMIC_RELEASE);
             T_EXPECT_CODE(vdi_client_device_complete_command(s.cdev, c, 0, 4096, 0), VD_E_ABORT);
@@ -280,11 +244,9 @@ static void case_forged_completions(void) {
             d->cpl[0] = (vdi_cpl_shm){.tag = d->cmd[0].tag, .bytes = 1u << 20};
             __atomic_store_n(&d->cpl_head, 1u, __ATOMIC_RELEASE);
         }
-        __atomic_fetch_add(&s.evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
-        __atomic_fetch_add(&s.evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
-        pthread_join(s.agent, NULL);
-        s.agent_started = 0;
-        T_EXPECT_CODE(s.agent_rc, VD_E_ABORT);
+        __atomic_fetch_add(&evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
+        __atomic_fetch_add(&evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
+        T_EXPECT_CODE(t_session_join_agent(&s), VD_E_ABORT);
         expect_abort(NULL, s.server, "vdi_agent.c",
                      which == 0 ? "cpl ring head out of range" : "cpl entry size out of range");
         T_EXPECT_EQ(calls, 1); /* the write still got its one 995 */
@@ -300,14 +262,14 @@ static void case_device_count(void) {
     vdi_server_set *server = vdi_server_set_new();
     VDConfig cfg = {.deviceCount = 1};
     T_REQUIRE(vdi_client_set_create(client, name, &cfg) == NOERROR);
-    vdi_ctl_shm *evil = map_evil(name);
-    evil->cfg.deviceCount = 1000;
+    vdi_ctl_shm *peer = map_evil(name);
+    peer->cfg.deviceCount = 1000;
     T_EXPECT_CODE(vdi_server_set_open(server, NULL, name), VD_E_ABORT);
     vdi_error_site f = {0};
     T_REQUIRE(vdi_seam_server_error_site(server, &f, NULL) == 0);
     T_EXPECT(f.file && strstr(f.file, "vdi_server.c") && f.why &&
              strcmp(f.why, "device count out of range") == 0);
-    munmap(evil, sizeof *evil);
+    munmap(peer, sizeof *peer);
     vdi_client_set_close(client);
     vdi_server_set_free(server);
     vdi_client_set_free(client);
@@ -330,8 +292,8 @@ static void case_dead_holder_of_device_lock(void) {
             _exit(1);
         if (write(up_[1], "c", 1) != 1 || read(down_[0], &c, 1) != 1)
             _exit(1);
-        vdi_ctl_shm *evil = map_evil(name);
-        __atomic_store_n(&evil->dev_lock, 1u, __ATOMIC_SEQ_CST); /* taken, and never given back */
+        vdi_ctl_shm *peer = map_evil(name);
+        __atomic_store_n(&peer->dev_lock, 1u, __ATOMIC_SEQ_CST); /* taken, and never given back */
         _exit(0);
     }
     T_REQUIRE(read(up_[0], &c, 1) == 1);
