@@ -1602,6 +1602,45 @@ static void check_resources(chaos_engine *e, int fds, int threads, const char *n
     }
 }
 
+static void add_site(char *out, size_t cap, const char *set, const char *what,
+                     const vdi_error_site *e) {
+    size_t n = strlen(out);
+    if (e->file && n < cap)
+        snprintf(out + n, cap - n, "\n  %s %s: %s:%d: %s (%s)", set, what, e->file, e->line,
+                 e->why ? e->why : "", vdi_strerror(e->code));
+}
+
+/* The library's own account of a run that ended in a finding, for its text: where the
+ * sets' last failures were raised and what aborted each (vdi_seam_*_error_site). A set
+ * whose lock a stopped thread holds says so. */
+static void error_sites(char *out, size_t cap) {
+    struct {
+        const char *name;
+        int rc;
+        vdi_error_site failed, aborted;
+    } sides[3] = {{.name = "client set"}, {.name = "server set"}, {.name = "secondary set"}};
+    sides[0].rc =
+        S.client ? vdi_seam_client_error_site(S.client, &sides[0].failed, &sides[0].aborted) : -1;
+    sides[1].rc =
+        S.server ? vdi_seam_server_error_site(S.server, &sides[1].failed, &sides[1].aborted) : -1;
+    sides[2].rc = S.secondary
+                      ? vdi_seam_client_error_site(S.secondary, &sides[2].failed, &sides[2].aborted)
+                      : -1;
+    char body[480] = "";
+    for (int i = 0; i < 3; i++) {
+        size_t n = strlen(body);
+        if (sides[i].rc == 1 && n < sizeof body)
+            snprintf(body + n, sizeof body - n, "\n  %s: its lock is held by a stopped thread",
+                     sides[i].name);
+        if (sides[i].rc != 0)
+            continue;
+        add_site(body, sizeof body, sides[i].name, "last failure", &sides[i].failed);
+        add_site(body, sizeof body, sides[i].name, "aborted by", &sides[i].aborted);
+    }
+    if (body[0])
+        snprintf(out, cap, "\nerror sites (the library's own account):%s", body);
+}
+
 int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_result *r) {
     static int swept; /* the sets of runs that died with the process, in an earlier one */
     if (!swept) {
@@ -1639,6 +1678,9 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     }
     chaos_history_stop();
     chaos_seams_install(NULL);
+    char sites[512] = "";
+    if (out != CHAOS_DONE || chaos_finding(e)[0])
+        error_sites(sites, sizeof sites);
     char name[sizeof S.name];
     memcpy(name, S.name, sizeof name);
     if (named.shm_pool)
@@ -1652,7 +1694,7 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     }
     r->outcome = out;
     r->finding = out != CHAOS_DONE;
-    snprintf(r->text, sizeof r->text, "%s", chaos_finding(e));
+    snprintf(r->text, sizeof r->text, "%s%s", chaos_finding(e), sites);
     r->hash = chaos_trace_hash(e);
     r->steps = chaos_steps(e);
     r->faults_injected = chaos_faults_injected(e);

@@ -402,7 +402,9 @@ static vdi_error_site site_named(vdi_error_site e) {
 }
 
 int vdi_gate_sites(vdi_gate *g, vdi_error_site *failed, vdi_error_site *aborted) {
-    vdi_lock(&g->mu);
+    /* Never waits: a finding may stop a run with a thread inside a call, lock held. */
+    if (!vdi_cas(&g->mu.word, 0, 1))
+        return 1;
     if (failed)
         *failed = site_named(g->failed);
     if (aborted)

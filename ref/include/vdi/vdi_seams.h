@@ -119,8 +119,9 @@ typedef struct vdi_error_site {
  * *aborted, what put the set into Abort as this object saw it (a hostile peer's value, the
  * peer's death, the watchdog, signal_abort, a premature close), kept after close and
  * cleared when the object is created or opened again. file is the library's source file
- * name. Either pointer may be NULL. Takes the object's lock: call it from no routine of
- * the set. 0, or -1 for a NULL object. */
+ * name. Either pointer may be NULL. Takes the object's lock if it is free, and never waits
+ * for it: call it from no routine of the set. 0; 1 when the lock was held (by a thread in
+ * a call of the object, or stopped there), nothing read; -1 for a NULL object. */
 int vdi_seam_client_error_site(struct vdi_client_set *c, vdi_error_site *failed,
                                vdi_error_site *aborted);
 int vdi_seam_server_error_site(struct vdi_server_set *s, vdi_error_site *failed,
