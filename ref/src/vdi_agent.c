@@ -177,6 +177,7 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
     vdi_gate_step_in(&s->g);
     int rc = NOERROR;
     for (;;) {
+        vdi_gate_check(&s->g); /* after each step: take, deliver, drain, watchdog, wait */
         if (counted && !s->draining)
             vdi_srv_observe(s);
         if (counted && (s->aborted || s->g.closing)) {
@@ -225,6 +226,7 @@ int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
         vdi_gate_closed(&s->g);
     }
     vdi_gate_wake(&s->g);
+    vdi_gate_check(&s->g);
     vdi_unlock(&s->g.mu);
     return rc;
 }

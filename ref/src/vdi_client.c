@@ -13,8 +13,10 @@
 
 vdi_client_set *vdi_client_set_new(void) {
     vdi_client_set *c = VDI_ALLOC("client/new:alloc", sizeof *c);
-    if (c)
+    if (c) {
         c->map.fd = -1;
+        c->g.validate = vdi_cli_gate_validate;
+    }
     return c;
 }
 

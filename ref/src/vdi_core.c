@@ -313,6 +313,7 @@ int vdi_gate_overlapped(vdi_gate *g, uint32_t epoch) {
 
 int vdi_gate_leave(vdi_gate *g, int rc) {
     vdi_gate_step_out(g);
+    vdi_gate_check(g);
     vdi_unlock(&g->mu);
     return rc;
 }
@@ -376,6 +377,7 @@ void vdi_gate_closed(vdi_gate *g) {
  * close (see vdi_gate_enter). */
 void vdi_gate_end_close(vdi_gate *g) {
     vdi_gate_count_out(g);
+    vdi_gate_check(g);
     vdi_unlock(&g->mu);
     vdi_fetch_add(&g->close_epoch, 1);
 }

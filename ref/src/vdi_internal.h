@@ -85,6 +85,7 @@ int vdi_errno_code(int err) VDI_MUST_USE; /* VDI-SPEC 8.12 */
 #define VDI_BAIL_UNCOUNTED(x, code, why)                                                           \
     do {                                                                                           \
         int vdi_rc_ = vdi_gate_note(&(x)->g, (code), __FILE__, __LINE__, (why));                   \
+        vdi_gate_check(&(x)->g);                                                                   \
         vdi_unlock(&(x)->g.mu);                                                                    \
         return vdi_rc_;                                                                            \
     } while (0)
@@ -115,6 +116,8 @@ typedef struct vdi_gate {
     int closing;            /* a close (or the drain it left to the agent) is under way */
     vdi_error_site failed;  /* the last failure raised by a call (under the lock) */
     vdi_error_site aborted; /* what aborted the set, as this side saw it */
+    /* the side's invariants (vdi_validate.c): NULL when they hold, else the broken one */
+    const char *(*validate)(const struct vdi_gate *g);
 } vdi_gate;
 int vdi_gate_enter(vdi_gate *g, uint32_t epoch); /* lock, count in; 1: overlapped a close */
 int vdi_gate_overlapped(vdi_gate *g, uint32_t epoch) VDI_MUST_USE; /* a close began since */
@@ -136,6 +139,19 @@ int vdi_gate_note(vdi_gate *g, int code, const char *file, int line, const char 
 void vdi_gate_note_abort(vdi_gate *g, const char *file, int line, const char *why);
 void vdi_gate_clear_abort(vdi_gate *g); /* the set starts anew */
 int vdi_gate_sites(vdi_gate *g, vdi_error_site *failed, vdi_error_site *aborted);
+
+/* Invariants (vdi_validate.c). vdi_gate_check: in debug builds (no NDEBUG), as a call
+ * leaves the gate and at each turn of the agent, a broken one stops the process. */
+const char *vdi_srv_validate(const vdi_server_set *s);
+const char *vdi_cli_validate(const vdi_client_set *c);
+const char *vdi_srv_gate_validate(const vdi_gate *g);
+const char *vdi_cli_gate_validate(const vdi_gate *g);
+void vdi_gate_check_at(const vdi_gate *g, const char *file, int line);
+#ifdef NDEBUG
+#define vdi_gate_check(g) ((void)(g))
+#else
+#define vdi_gate_check(g) vdi_gate_check_at((g), __FILE__, __LINE__)
+#endif
 
 /* Every internal abort says why: abort_because(set, "cpl entry size out of range") enters
  * Abort (vdi_cli_abort_at / vdi_srv_abort_at) and, if it is the set's first, records the

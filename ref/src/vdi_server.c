@@ -15,8 +15,10 @@
 
 vdi_server_set *vdi_server_set_new(void) {
     vdi_server_set *s = VDI_ALLOC("server/new:alloc", sizeof *s);
-    if (s)
+    if (s) {
         s->map.fd = -1;
+        s->g.validate = vdi_srv_gate_validate;
+    }
     return s;
 }
 
@@ -186,14 +188,15 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
     }
     size_t n = strlen(name);
     memcpy(s->name, name, n + 1);
-    s->ndev = ctl->cfg.deviceCount;
-    if (s->ndev == 0 || s->ndev > VDI_MAX_DEVICES) { /* untrusted: abort the set */
+    uint32_t ndev = ctl->cfg.deviceCount;      /* untrusted: checked before it is kept */
+    if (ndev == 0 || ndev > VDI_MAX_DEVICES) { /* abort the set */
         vdi_store_release(&ctl->aborted, 1);
         vdi_fetch_add(&ctl->state_seq, 1);
         vdi_wake_all(&ctl->state_seq);
         vdi_map_release(&s->map);
         VDI_BAIL(s, VD_E_ABORT, "device count out of range");
     }
+    s->ndev = ndev;
     for (uint32_t i = 0; i < VDI_MAX_DEVICES; i++) {
         memset(&s->dev[i], 0, sizeof s->dev[i]);
         s->dev[i].set = s;

@@ -127,6 +127,14 @@ int vdi_seam_client_error_site(struct vdi_client_set *c, vdi_error_site *failed,
 int vdi_seam_server_error_site(struct vdi_server_set *s, vdi_error_site *failed,
                                vdi_error_site *aborted);
 
+/* The invariants of a set object's private state (ref/src/vdi_validate.c: sorted buffer
+ * zones, outstanding counts that match the command slots, a taken FIFO that names taken
+ * slots, states in range): NULL when they hold, or when the object is NULL or its lock is
+ * held (never waits), else the one that is broken. Debug builds of the library check them
+ * after every call and every step of the agent, and stop the process when one breaks. */
+const char *vdi_seam_server_validate(struct vdi_server_set *s);
+const char *vdi_seam_client_validate(struct vdi_client_set *c);
+
 #ifdef __cplusplus
 }
 #endif
