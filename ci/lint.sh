@@ -46,9 +46,10 @@ done
 
 # ref/src's internals are ref's own: the harness reaches ref through its public headers and
 # the seams. The white-box exceptions, each for a reason: fuzz_peer forges the shared
-# layout as a hostile peer would, and unit_hostile and unit_access check it field by field.
+# layout as a hostile peer would, unit_hostile and unit_access check it field by field, and
+# unit_validate breaks each private invariant by hand to see it named.
 git grep -lE '#include "(\.\./)*(ref/src/)?(vdi_internal|vdi_atomic)\.h"' -- ':!ref/' |
-    grep -vxE 'fuzz/fuzz_peer\.c|tests/unit/t_hostile\.c|tests/unit/t_access\.c' |
+    grep -vxE 'fuzz/fuzz_peer\.c|tests/unit/t_(hostile|access|validate)\.c' |
     sed 's|^|lint: |;s|$|: includes ref/src internals (use the public headers and the seams)|' |
     grep . && bad=1
 
