@@ -326,6 +326,18 @@ static void peer_sched(void *ctx, const char *name) {
             forge(p, &p->w[p->next_w++]);
     }
     FOREIGN_END();
+    /* After every step the sets' private state still holds (a set whose lock its actor
+     * holds is looked at by a later point): a forged word must never reach it. */
+    if (p && p->running) {
+        const char *why = vdi_seam_server_validate(p->server);
+        const char *side = "server";
+        if (!why) {
+            why = vdi_seam_client_validate(p->client);
+            side = "client";
+        }
+        if (why)
+            fail("invariant broken at point %s: the %s set: %s", name, side, why);
+    }
     if (p && p->inner.sched_point)
         p->inner.sched_point(ctx, name);
 }

@@ -47,6 +47,14 @@ peer_bug(NAME head_jump_accepted INPUT forged-ring-head-jump FILE vdi_client.c
   TO "    vdi_cmd_shm e"
   ORACLE "==fuzz_peer== .*whose head is out of it")
 
+# The agent takes a completion into its FIFO but does not count it: the invariants of the
+# server's private state (vdi_validate.c) name the break at the next step, in fuzz_peer's
+# own check or the debug build's at the agent's next turn.
+peer_bug(NAME taken_not_counted INPUT clean-one-device FILE vdi_agent.c
+  FROM "&s->taken[(s->taken_head + s->taken_n++) % (VDI_RING * VDI_MAX_DEVICES)]"
+  TO "&s->taken[(s->taken_head + s->taken_n) % (VDI_RING * VDI_MAX_DEVICES)]"
+  ORACLE "invariant broken at .*taken FIFO count differs from the taken slots")
+
 # The clean reference on every input above: no finding.
 add_test(NAME meta_peer_clean COMMAND fuzz_peer_replay ${PEER_INPUTS})
 set_tests_properties(meta_peer_clean PROPERTIES LABELS meta TIMEOUT 60)

@@ -151,6 +151,12 @@ static void case_each_invariant(void) {
     sv->area_size = (uint32_t)sv->bufs[1].end - 1;
     expect_broken(vdi_seam_server_validate(sv), "buffer beyond the area");
     sv->area_size = area;
+    sv->dev[5].outstanding = 1; /* the set has one device */
+    sv->outstanding = 1;
+    expect_broken(vdi_seam_server_validate(sv),
+                  "outstanding commands on a device beyond the set's");
+    sv->dev[5].outstanding = 0;
+    sv->outstanding = 0;
     sv->draining = 1;
     expect_broken(vdi_seam_server_validate(sv), "draining with no agent");
     sv->draining = 0;
@@ -163,9 +169,11 @@ static void case_each_invariant(void) {
     cl->dev[0].delivered[5] = 2;
     expect_broken(vdi_seam_client_validate(cl), "delivered mark out of range");
     cl->dev[0].delivered[5] = 0;
-    cl->dev[1].delivered[0] = 1;
+    cl->dev[0].opened = 0;
+    cl->dev[0].delivered[0] = 1;
     expect_broken(vdi_seam_client_validate(cl), "a command delivered on a device never opened");
-    cl->dev[1].delivered[0] = 0;
+    cl->dev[0].delivered[0] = 0;
+    cl->dev[0].opened = 1;
     cl->dev[0].getting = 2;
     expect_broken(vdi_seam_client_validate(cl), "two get_command calls on one device");
     cl->dev[0].getting = 0;
