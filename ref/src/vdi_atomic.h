@@ -112,6 +112,21 @@ static inline int vdi_cas(uint32_t *p, uint32_t expected, uint32_t desired) {
     VDI_ACQ_(p);
     return r;
 }
+/* The same on a private lock word with no access point: for a look at a set's private
+ * state from inside a harness's point (vdi_seam_*_validate), where another point must not
+ * run. Acquire on success pairs with the releasing unlock of the last holder; the release
+ * of vdi_unlock_quiet with the next locker's acquire. */
+static inline int vdi_trylock_quiet(uint32_t *word) {
+    uint32_t expected = 0;
+    VDI_REL_(word);
+    int r = __atomic_compare_exchange_n(word, &expected, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
+    VDI_ACQ_(word);
+    return r;
+}
+static inline uint32_t vdi_unlock_quiet(uint32_t *word) { /* the word's old value */
+    VDI_REL_(word);
+    return __atomic_exchange_n(word, 0, __ATOMIC_RELEASE);
+}
 /* Bytes copied in or out of shared memory: the peer may write them at any time,
  * so they are read with relaxed atomic loads of whole words (no torn or re-read
  * values). */

@@ -106,15 +106,13 @@ const char *vdi_cli_gate_validate(const vdi_gate *g) {
         (const vdi_client_set *)((const char *)g - offsetof(vdi_client_set, g)));
 }
 
-/* The seams' check: under the object's lock if it is free; never waits for it. Plain
- * atomics, not vdi_cas/vdi_unlock: a harness may ask from inside a schedule or access
- * point, where another access point must not run. */
+/* The seams' check: under the object's lock if it is free; never waits for it. The quiet
+ * lock operations: a harness may ask from inside a schedule or access point. */
 static const char *validate_unlocked(vdi_gate *g) {
-    uint32_t free_ = 0;
-    if (!__atomic_compare_exchange_n(&g->mu.word, &free_, 1, 0, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    if (!vdi_trylock_quiet(&g->mu.word))
         return NULL;
     const char *why = g->validate ? g->validate(g) : NULL;
-    if (__atomic_exchange_n(&g->mu.word, 0, __ATOMIC_RELEASE) == 2)
+    if (vdi_unlock_quiet(&g->mu.word) == 2)
         vdi_wake_all(&g->mu.word); /* a thread came to wait meanwhile */
     return why;
 }
