@@ -1663,6 +1663,10 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     chaos_seams_install(e);
     /* The model oracle records every call (chaos_history.h); VDICHAOS_NO_MODEL=1 turns it
      * off, to measure what it costs. */
+    /* The reference's own invariant checks (debug builds) stop a run that breaks one
+     * before any oracle sees it; VDICHAOS_NO_INVARIANTS=1 leaves the bug to the oracles. */
+    const char *no_inv = getenv("VDICHAOS_NO_INVARIANTS");
+    vdi_seam_debug_invariants(!(no_inv && *no_inv && strcmp(no_inv, "0")));
     const char *no_model = getenv("VDICHAOS_NO_MODEL");
     int model = !cfg->free_running && !(no_model && *no_model && strcmp(no_model, "0"));
     if (model)

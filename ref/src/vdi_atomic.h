@@ -127,6 +127,14 @@ static inline uint32_t vdi_unlock_quiet(uint32_t *word) { /* the word's old valu
     VDI_REL_(word);
     return __atomic_exchange_n(word, 0, __ATOMIC_RELEASE);
 }
+/* A process-wide switch of the library's, relaxed and with no access point (reading it
+ * must not add a schedule decision). */
+static inline int vdi_flag_quiet(const int *flag) {
+    return __atomic_load_n(flag, __ATOMIC_RELAXED);
+}
+static inline void vdi_set_flag_quiet(int *flag, int v) {
+    __atomic_store_n(flag, v, __ATOMIC_RELAXED);
+}
 /* Bytes copied in or out of shared memory: the peer may write them at any time,
  * so they are read with relaxed atomic loads of whole words (no torn or re-read
  * values). */

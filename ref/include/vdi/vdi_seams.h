@@ -134,6 +134,11 @@ int vdi_seam_server_error_site(struct vdi_server_set *s, vdi_error_site *failed,
  * after every call and every step of the agent, and stop the process when one breaks. */
 const char *vdi_seam_server_validate(struct vdi_server_set *s);
 const char *vdi_seam_client_validate(struct vdi_client_set *c);
+/* Debug builds' checks on (1, the default) or off (0), for the whole process: a harness
+ * that proves another oracle on a seeded bug turns them off, since a bug that breaks an
+ * invariant is stopped by them first (vdichaos: VDICHAOS_NO_INVARIANTS=1). The seams'
+ * checks above are not affected. */
+void vdi_seam_debug_invariants(int on);
 
 #ifdef __cplusplus
 }
