@@ -319,8 +319,10 @@ static void forge(peer *p, const hostile *h) {
 
 static void peer_sched(void *ctx, const char *name) {
     peer *p = g_peer;
+    int running = 0;
     FOREIGN_BEGIN(); /* the peer's bookkeeping, like its writes, is not the reference's */
     if (p && p->running) {
+        running = 1;
         p->points++;
         while (p->next_w < p->nw && p->w[p->next_w].at <= p->points)
             forge(p, &p->w[p->next_w++]);
@@ -328,7 +330,7 @@ static void peer_sched(void *ctx, const char *name) {
     FOREIGN_END();
     /* After every step the sets' private state still holds (a set whose lock its actor
      * holds is looked at by a later point): a forged word must never reach it. */
-    if (p && p->running) {
+    if (running) {
         const char *why = vdi_seam_server_validate(p->server);
         const char *side = "server";
         if (!why) {
