@@ -5,6 +5,7 @@
  * running comes back to it and is seen, then killed. Real time is used only for the run's
  * limits. */
 #include "audit.h"
+#include "vdi/vdi_seams.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -592,8 +593,8 @@ static int list_dir(const char *dir, char *buf, size_t cap) {
     return n;
 }
 
-/* The set's shared-memory objects still there (the reference names them
- * vdichaos-UID-INSTANCE-SET); removed once seen. */
+/* The set's shared-memory objects still there, in any instance (the reference names them
+ * PREFIX INSTANCE-SET, vdi_seam_shm_prefix); removed once seen. */
 static int shm_left(const char *set, char *buf, size_t cap) {
     buf[0] = '\0';
     if (!set[0])
@@ -601,8 +602,12 @@ static int shm_left(const char *set, char *buf, size_t cap) {
     DIR *d = opendir("/dev/shm");
     if (!d)
         return 0;
-    char prefix[64];
-    snprintf(prefix, sizeof prefix, "vdichaos-%u-", (unsigned)getuid());
+    char slashed[64];
+    if (vdi_seam_shm_prefix(slashed, sizeof slashed) != 0) {
+        closedir(d);
+        return 0;
+    }
+    const char *prefix = slashed + 1; /* the file's name: the object's without its '/' */
     size_t sl = strlen(set);
     int n = 0;
     struct dirent *de;

@@ -472,16 +472,29 @@ int vdi_check_name(const char *name) {
     return name && name_ok(name, VDI_MAX_NAME) ? NOERROR : VD_E_INVALID;
 }
 
+/* What every object of this user starts with: "/vdichaos-UID-". */
+static int shm_prefix(char *out, size_t cap) {
+    int n = snprintf(out, cap, "/vdichaos-%u-", (unsigned)getuid());
+    return n > 0 && (size_t)n < cap ? n : -1;
+}
+
 int vdi_shm_name(char *out, size_t cap, const char *instance, const char *name) {
-    /* uid, instance ("." for the default one, which no valid instance name can be
-     * confused with since names are prefixed by "i") and the set name. */
-    int n = snprintf(out, cap, "/vdichaos-%u-%s%s-%s", (unsigned)getuid(), instance ? "i" : ".",
+    /* the prefix, the instance ("." for the default one, which no valid instance name can
+     * be confused with since names are prefixed by "i") and the set name. */
+    int p = shm_prefix(out, cap);
+    if (p < 0)
+        return VD_E_INVALID;
+    int n = snprintf(out + p, cap - (size_t)p, "%s%s-%s", instance ? "i" : ".",
                      instance ? instance : "", name);
-    return n > 0 && (size_t)n < cap ? NOERROR : VD_E_INVALID;
+    return n > 0 && (size_t)n < cap - (size_t)p ? NOERROR : VD_E_INVALID;
 }
 
 int vdi_seam_shm_name(char *out, size_t cap, const char *instance, const char *name) {
     return name && vdi_shm_name(out, cap, instance, name) == NOERROR ? 0 : -1;
+}
+
+int vdi_seam_shm_prefix(char *out, size_t cap) {
+    return shm_prefix(out, cap) < 0 ? -1 : 0;
 }
 
 _Static_assert(sizeof(vdi_ctl_shm) < VDI_VIEW_ALIGN, "the control block fits one alias window");

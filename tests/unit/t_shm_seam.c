@@ -86,6 +86,14 @@ int main(void) {
     char shm[160];
     T_REQUIRE(vdi_seam_shm_name(shm, sizeof shm, NULL, name) == 0);
     T_EXPECT(find(shm) >= 0); /* the hook was given the object's name */
+    /* every name, of any instance, starts with the user's prefix (the /dev/shm scans') */
+    char prefix[64], named[160];
+    T_REQUIRE(vdi_seam_shm_prefix(prefix, sizeof prefix) == 0);
+    T_EXPECT(prefix[0] == '/' && strncmp(shm, prefix, strlen(prefix)) == 0);
+    T_REQUIRE(vdi_seam_shm_name(named, sizeof named, "other", name) == 0);
+    T_EXPECT(strncmp(named, prefix, strlen(prefix)) == 0 && strcmp(named, shm) != 0);
+    T_EXPECT_EQ(vdi_seam_shm_prefix(prefix, 4), -1); /* too small: refused, not cut */
+    T_EXPECT_EQ(vdi_seam_shm_name(named, strlen(prefix) + 2, NULL, name), -1);
     T_EXPECT(!in_dev_shm(name));
 
     /* A second creator of the name: the object exists and its creator lives. */

@@ -15,6 +15,9 @@
 extern "C" {
 #endif
 
+struct vdi_client_set; /* vdi/vdi.h: this header stands on its own */
+struct vdi_server_set;
+
 /* The identity one side writes into the control block at create/open (VDI-SPEC 5.3). */
 typedef struct vdi_peer_id {
     int32_t pid;
@@ -93,6 +96,9 @@ void vdi_seams_install(const vdi_seams *seams);
  * the library names it: for shm_open, and /dev/shm/ plus the name after its '/' is its
  * file. 0, or -1 when it does not fit in cap bytes. */
 int vdi_seam_shm_name(char *out, size_t cap, const char *instance, const char *name);
+/* What the names of every set of this user start with ("/vdichaos-UID-"), in any instance:
+ * for a scan of /dev/shm. 0, or -1 when it does not fit. */
+int vdi_seam_shm_prefix(char *out, size_t cap);
 
 /* Removes this user's shared memory of sets of the default instance whose name begins
  * with prefix and whose creator is dead, by the rule create reclaims a name with
