@@ -139,6 +139,8 @@ int vdi_gate_note(vdi_gate *g, int code, const char *file, int line, const char 
 void vdi_gate_note_abort(vdi_gate *g, const char *file, int line, const char *why);
 void vdi_gate_clear_abort(vdi_gate *g); /* the set starts anew */
 int vdi_gate_sites(vdi_gate *g, vdi_error_site *failed, vdi_error_site *aborted);
+int vdi_gate_try_quiet(vdi_gate *g);      /* the lock if free: 1; never waits, no point */
+void vdi_gate_release_quiet(vdi_gate *g); /* its unlock, waking a waiter */
 
 /* Invariants (vdi_validate.c). vdi_gate_check: in debug builds (no NDEBUG), as a call
  * leaves the gate and at each turn of the agent, a broken one stops the process. */

@@ -106,14 +106,12 @@ const char *vdi_cli_gate_validate(const vdi_gate *g) {
         (const vdi_client_set *)((const char *)g - offsetof(vdi_client_set, g)));
 }
 
-/* The seams' check: under the object's lock if it is free; never waits for it. The quiet
- * lock operations: a harness may ask from inside a schedule or access point. */
+/* The seams' check: under the object's lock if it is free (vdi_gate_try_quiet). */
 static const char *validate_unlocked(vdi_gate *g) {
-    if (!vdi_trylock_quiet(&g->mu.word))
+    if (!vdi_gate_try_quiet(g))
         return NULL;
     const char *why = g->validate ? g->validate(g) : NULL;
-    if (vdi_unlock_quiet(&g->mu.word) == 2)
-        vdi_wake_all(&g->mu.word); /* a thread came to wait meanwhile */
+    vdi_gate_release_quiet(g);
     return why;
 }
 

@@ -712,6 +712,31 @@ static void expect_client_said(const char *want) {
 }
 
 static const char *const hostile_leaves[] = {"db", "media", "codes", "client.err", NULL};
+static const char *const hostile_no_media[] = {"db", "codes", "client.err", NULL};
+
+/* One more command after the last device's VDC_Complete, on 1 and 2 devices: the codes
+ * the server saw, the client's exit and words, and the named media whole. */
+static void after_last_complete(const char *after, int client_exit, const char *late,
+                                const char *said) {
+    for (unsigned devices = 1; devices <= 2; devices++) {
+        hostile_run r = {.devices = devices, .after = after, .late_device = -1};
+        run_hostile(&r);
+        T_EXPECT_EQ(r.server_exit, TX_OK);
+        T_EXPECT_EQ(r.client_exit, client_exit);
+        expect_codes(&r, devices - 1, ERROR_SUCCESS, late);
+        expect_client_said(said);
+        expect_same(path("db"), path("media"));
+        expect_only(hostile_leaves);
+    }
+}
+
+/* No media under FILE's name, nothing else but the run's files. */
+static void expect_no_media(void) {
+    t_checks++;
+    if (access(path("media"), F_OK) == 0 || errno != ENOENT)
+        T_FAILED_AT("a media file exists after a failed backup");
+    expect_only(hostile_no_media);
+}
 
 /* A VDC_Write after the last device's VDC_Complete: the media was named then and the server
  * was told the backup is done, so the client refuses the write (ERROR_INVALID_PARAMETER),
@@ -719,20 +744,11 @@ static const char *const hostile_leaves[] = {"db", "media", "codes", "client.err
  * server broke the protocol, the media is good. */
 static void case_write_after_complete(void) {
     make_data(path("db"), H_SIZE);
-    for (unsigned devices = 1; devices <= 2; devices++) {
-        hostile_run r = {.devices = devices, .after = "write", .late_device = -1};
-        run_hostile(&r);
-        T_EXPECT_EQ(r.server_exit, TX_OK);
-        T_EXPECT_EQ(r.client_exit, TX_FAILURE);
-        expect_codes(&r, devices - 1, ERROR_SUCCESS, "VDC_Write 87");
-        expect_client_said("VDC_Write after every device's VDC_Complete");
-        expect_same(path("db"), path("media"));
-        expect_only(hostile_leaves);
-    }
+    after_last_complete("write", TX_FAILURE, "VDC_Write 87",
+                        "VDC_Write after every device's VDC_Complete");
     /* On device 0 of two, after its own VDC_Complete but before device 1's data: refused
      * too, and the backup fails: device 1's VDC_Complete is answered ERROR_IO_DEVICE and
      * no media is named (the server must not call it done). */
-    static const char *const no_media[] = {"db", "codes", "client.err", NULL};
     T_REQUIRE(unlink(path("media")) == 0); /* the runs above named theirs */
     hostile_run r = {
         .devices = 2, .after = "write", .late_device = 0, .last_complete = ERROR_IO_DEVICE};
@@ -741,26 +757,14 @@ static void case_write_after_complete(void) {
     T_EXPECT_EQ(r.client_exit, TX_FAILURE);
     expect_codes(&r, 0, ERROR_SUCCESS, "VDC_Write 87");
     expect_client_said("VDC_Write after its VDC_Complete");
-    t_checks++;
-    if (access(path("media"), F_OK) == 0 || errno != ENOENT)
-        T_FAILED_AT("a media file exists after a backup the client refused");
-    expect_only(no_media);
+    expect_no_media();
 }
 
 /* A VDC_Flush after the last VDC_Complete: the media was synced when it was named, so it
  * is answered ERROR_SUCCESS and the backup succeeds. */
 static void case_flush_after_complete(void) {
     make_data(path("db"), H_SIZE);
-    for (unsigned devices = 1; devices <= 2; devices++) {
-        hostile_run r = {.devices = devices, .after = "flush", .late_device = -1};
-        run_hostile(&r);
-        T_EXPECT_EQ(r.server_exit, TX_OK);
-        T_EXPECT_EQ(r.client_exit, TX_OK);
-        expect_codes(&r, devices - 1, ERROR_SUCCESS, "VDC_Flush 0");
-        expect_client_said(NULL);
-        expect_same(path("db"), path("media"));
-        expect_only(hostile_leaves);
-    }
+    after_last_complete("flush", TX_OK, "VDC_Flush 0", NULL);
 }
 
 /* A second VDC_Complete on one device counts once: on device 0 of two, before device 1
@@ -794,7 +798,6 @@ static void case_complete_twice(void) {
  * where a client that aborted the set would have it drained with 995. */
 static void case_name_fails_at_complete(void) {
     make_data(path("db"), H_SIZE);
-    static const char *const no_media[] = {"db", "codes", "client.err", NULL};
     for (unsigned round = 0; round < 4; round++) {
         unsigned devices = round < 2 ? 1 : 2;
         int old = round == 0 || round == 2, clear = round == 0 || round == 3;
@@ -814,10 +817,7 @@ static void case_name_fails_at_complete(void) {
             expect_only(hostile_leaves);
             T_REQUIRE(unlink(path("media")) == 0);
         } else {
-            t_checks++;
-            if (access(path("media"), F_OK) == 0 || errno != ENOENT)
-                T_FAILED_AT("a media file exists after a failed backup");
-            expect_only(no_media);
+            expect_no_media();
         }
     }
 }
@@ -833,7 +833,6 @@ static void remove_out(void) {
 }
 
 static void case_dir_gone_at_complete(void) {
-    static const char *const no_media[] = {"db", "codes", "client.err", NULL};
     make_data(path("db"), H_SIZE);
     T_REQUIRE(mkdir(path("out"), 0700) == 0);
     hostile_run r = {.devices = 1,
@@ -855,7 +854,7 @@ static void case_dir_gone_at_complete(void) {
     t_checks++;
     if (access(path("out"), F_OK) == 0 || errno != ENOENT)
         T_FAILED_AT("the media's directory is back");
-    expect_only(no_media);
+    expect_only(hostile_no_media);
 }
 
 static void cleanup(void) {
