@@ -2,8 +2,9 @@
  * input carries everything, so every crash file is a complete reproducer: byte 0 picks the
  * scenario, bytes 1-2 an optional fault plan, the rest are the scheduling decisions (one
  * byte per choice; when they run out the lowest runnable actor goes). Every byte string
- * decodes. New orderings count as coverage: each pair of consecutive schedule points with
- * an actor switch between them bumps a counter libFuzzer treats as a feature. */
+ * decodes; chaos/src/chaos_input.c is the format, both ways. New orderings count as coverage: each
+ * pair of consecutive schedule points with an actor switch between them bumps a counter libFuzzer
+ * treats as a feature. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -1530,36 +1530,6 @@ const chaos_scenario *chaos_scenarios(size_t *count) {
     return scenarios;
 }
 
-const chaos_scenario *chaos_decode_input(const uint8_t *data, size_t size, chaos_config *cfg) {
-    size_t n = sizeof scenarios / sizeof scenarios[0];
-    memset(cfg, 0, sizeof *cfg);
-    cfg->strategy = CHAOS_BYTES;
-    cfg->record_events = 1;
-    cfg->max_steps = 20000;
-    if (size > 2 && (data[1] & 0x80)) {
-        cfg->fault_mode = (data[1] & 1) ? CHAOS_FAULT_PERSISTENT : CHAOS_FAULT_ONCE;
-        cfg->fault_n = 1u + data[2] % 32u;
-        cfg->fault_errno = ENOMEM;
-    }
-    cfg->bytes = size > 3 ? data + 3 : NULL;
-    cfg->nbytes = size > 3 ? size - 3 : 0;
-    if (size > 1 && (data[1] & 0x40)) {
-        /* A PCT schedule: the next eight bytes are its seed, bits 1-2 of byte 1 its depth
-         * (1-3). Compact, and good at the depth-d orderings a byte-per-decision schedule
-         * reaches slowly. */
-        uint64_t seed = 0;
-        for (size_t i = 0; i < 8 && 3 + i < size; i++)
-            seed |= (uint64_t)data[3 + i] << (8 * i);
-        cfg->strategy = CHAOS_PCT;
-        cfg->seed = seed;
-        cfg->pct_depth = 1u + ((data[1] >> 1) & 3u) % 3u;
-        cfg->pct_steps = 200;
-        cfg->bytes = NULL;
-        cfg->nbytes = 0;
-    }
-    return &scenarios[size > 0 ? data[0] % n : 0];
-}
-
 const chaos_scenario *chaos_scenario_find(const char *name) {
     for (size_t i = 0; i < sizeof scenarios / sizeof scenarios[0]; i++)
         if (strcmp(scenarios[i].name, name) == 0)

@@ -328,9 +328,17 @@ static int load(const char *path, loaded *l) {
         /* Not a replay file: a fuzz_race input. */
         rewind(f);
         size_t cap = 1 << 20;
-        l->bytes = malloc(cap);
-        size_t n = l->bytes ? fread(l->bytes, 1, cap, f) : 0;
+        l->bytes = malloc(cap + 1);
+        size_t n = l->bytes ? fread(l->bytes, 1, cap + 1, f) : 0;
+        int bad = !l->bytes || ferror(f) || n > cap;
         fclose(f);
+        if (bad) {
+            fprintf(stderr, "vdichaos: %s: %s\n", path,
+                    n > cap ? "over 1 MiB: not a replay file, and too long for a fuzz input"
+                            : "cannot read it");
+            unload(l);
+            return 2;
+        }
         l->sc = chaos_decode_input(l->bytes, n, &l->cfg);
         l->is_input = 1;
         return 0;
@@ -622,29 +630,24 @@ static void shrink_pass(shrinker *k) {
     free(cand);
 }
 
-/* The shrunk schedule as a fuzz_race input (PATH.fuzz_race): byte 0 the scenario, bytes 1-2
- * the fault plan, then one byte per decision (each is below the number of actors), so the
- * stored crash of the target is minimized in its schedule too. Checked by running it. */
+/* The shrunk schedule as a fuzz_race input (PATH.fuzz_race, chaos/src/chaos_input.c's
+ * format), so the stored crash of the target is minimized in its schedule too. Checked by
+ * running it: written only when it ends in the same oracle's finding. */
 static void write_input(const char *path, const chaos_scenario *sc, const chaos_config *cfg,
                         const chaos_result *r, const char *oracle) {
-    size_t n, idx = 0;
-    const chaos_scenario *all = chaos_scenarios(&n);
-    while (idx < n && &all[idx] != sc)
-        idx++;
-    if (idx == n || idx > 255 || (cfg->fault_mode != CHAOS_FAULT_NONE && cfg->fault_n > 32))
+    chaos_config as_list = *cfg;
+    as_list.strategy = CHAOS_REPLAY;
+    as_list.decisions = r->decisions;
+    as_list.ndecisions = r->ndecisions;
+    size_t cap = r->ndecisions + 16;
+    uint8_t *buf = malloc(cap);
+    size_t len = buf ? chaos_encode_input(sc, &as_list, buf, cap) : 0;
+    if (!len) {
+        free(buf);
         return;
-    uint8_t *buf = malloc(r->ndecisions + 3);
-    if (!buf)
-        return;
-    buf[0] = (uint8_t)idx;
-    buf[1] = cfg->fault_mode == CHAOS_FAULT_NONE
-                 ? 0
-                 : (uint8_t)(0x80u | (cfg->fault_mode == CHAOS_FAULT_PERSISTENT ? 1u : 0u));
-    buf[2] = cfg->fault_mode == CHAOS_FAULT_NONE ? 0 : (uint8_t)(cfg->fault_n - 1);
-    for (size_t i = 0; i < r->ndecisions; i++)
-        buf[3 + i] = (uint8_t)r->decisions[i];
+    }
     chaos_config dec;
-    const chaos_scenario *back = chaos_decode_input(buf, r->ndecisions + 3, &dec);
+    const chaos_scenario *back = chaos_decode_input(buf, len, &dec);
     chaos_result rr;
     char o[64] = "";
     int same = back == sc && chaos_scenario_run(back, &dec, &rr);
@@ -655,8 +658,8 @@ static void write_input(const char *path, const chaos_scenario *sc, const chaos_
     char out[4200];
     snprintf(out, sizeof out, "%s.fuzz_race", path);
     FILE *f = same && strcmp(o, oracle) == 0 ? fopen(out, "wb") : NULL;
-    if (f && fwrite(buf, 1, r->ndecisions + 3, f) == r->ndecisions + 3 && fclose(f) == 0)
-        printf("as a fuzz_race input: %s (%zu bytes)\n", out, r->ndecisions + 3);
+    if (f && fwrite(buf, 1, len, f) == len && fclose(f) == 0)
+        printf("as a fuzz_race input: %s (%zu bytes)\n", out, len);
     else if (f)
         fclose(f);
     free(buf);

@@ -3,7 +3,8 @@
 # must keep the same oracle with strictly fewer preemptions (the PCT schedule has some),
 # and the shrunk file must replay to the same finding and trace hash, twice. With ACCESS
 # (1 or 2) the run has access points, and its files must say so (a decision list replays
-# only in its own mode). Then: shrinking a file that replays clean exits 3, not 1 or 2.
+# only in its own mode) and no fuzz_race input is written; without, the fuzz_race input
+# written beside the shrunk file must replay to the same oracle. Then: shrinking a file that replays clean exits 3, not 1 or 2.
 # Usage: t_shrink.sh VDICHAOS SCENARIO ORACLE WORKDIR [ACCESS]
 set -u
 v=$1 sc=$2 oracle=$3 dir=$4 access=${5:-0}
@@ -33,6 +34,21 @@ h1=$(grep '^trace hash' "$dir/replay1.log") h2=$(grep '^trace hash' "$dir/replay
 [ -n "$h1" ] && [ "$h1" = "$h2" ] || fail "replays differ: '$h1' vs '$h2'"
 if [ "$access" != 0 ]; then
     grep -qx "access-points $access" "$dir/shrunk" || fail "the shrunk file lost its access points"
+    [ ! -e "$dir/shrunk.fuzz_race" ] || fail "a fuzz_race input cannot say access points"
+else
+    # The finding's schedule as a fuzz_race input (chaos/src/chaos_input.c's format: the
+    # scenario's index, no fault plan, a byte per decision), shrunk: shrink writes its
+    # result as a fuzz_race input too, and that replays to the same oracle.
+    idx=$("$v" list | awk -v s="$sc" '$1 == s { print NR - 1; exit }')
+    [ -n "$idx" ] || fail "$sc is not in vdichaos list"
+    { printf "\\$(printf %o "$idx")\\0\\0"
+      for d in $(sed -n '/^[0-9]/p' "$f"); do printf "\\$(printf %o "$d")"; done; } >"$dir/input"
+    "$v" shrink "$dir/input" --out "$dir/input.shrunk" >"$dir/input-shrink.log" 2>&1
+    [ $? = 1 ] || fail "shrink of the fuzz_race input: $(tail -n 3 "$dir/input-shrink.log")"
+    [ -f "$dir/input.shrunk.fuzz_race" ] || fail "no fuzz_race input beside the shrunk file"
+    "$v" replay "$dir/input.shrunk.fuzz_race" >"$dir/input.log" 2>&1
+    [ $? = 1 ] || fail "the shrunk fuzz_race input does not reproduce: $(tail -n 3 "$dir/input.log")"
+    grep -q "^$oracle:" "$dir/input.log" || fail "the shrunk fuzz_race input: another oracle"
 fi
 # A file with no finding: the scenario with no decisions but the first actor's.
 printf 'vdichaos-replay 1 %s\n' "$sc" >"$dir/clean.replay"

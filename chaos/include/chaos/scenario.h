@@ -48,11 +48,18 @@ typedef struct chaos_result {
 const chaos_scenario *chaos_scenarios(size_t *count);
 const chaos_scenario *chaos_scenario_find(const char *name);
 
-/* Decode a fuzz input (any byte string): byte 0 picks the scenario, bytes 1-2 an optional
- * fault plan (0x80 in byte 1; bit 0 persistent; byte 2 the call), the rest the scheduling
- * decisions of CHAOS_BYTES (cfg->bytes points into data); or, with 0x40 in byte 1, a PCT
- * schedule: bytes 3-10 its seed, bits 1-2 of byte 1 its depth. */
+/* The fuzz_race input format (chaos/src/chaos_input.c says what each byte means): byte 0
+ * the scenario, bytes 1-2 an optional fault plan, then the scheduling decisions of
+ * CHAOS_BYTES, one per byte, or a PCT schedule's depth and seed. Every byte string decodes;
+ * cfg->bytes points into data. */
 const chaos_scenario *chaos_decode_input(const uint8_t *data, size_t size, chaos_config *cfg);
+/* The inverse: sc and cfg as a fuzz_race input in out, from cfg's bytes (CHAOS_BYTES), its
+ * decision list (CHAOS_REPLAY, each below 256) or its PCT seed and depth. Returns the
+ * length, or 0 when the format cannot say cfg (another fault plan, fault point, errno or
+ * strategy, access points, free running) or cap is too small. The step bound is the
+ * format's own (20000). */
+size_t chaos_encode_input(const chaos_scenario *sc, const chaos_config *cfg, uint8_t *out,
+                          size_t cap);
 
 /* Run the scenario once; returns 1 when the run ended in a finding. */
 int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_result *r);
