@@ -6,7 +6,7 @@ one file per signature under corpora/<target>/crash/.
 
 The signature is built from three parts, each normalised so that addresses, step counts,
 op indices and sizes do not split one bug into many:
-  kind   the oracle or sanitizer that fired (ledger, model, use-after-unmap, asan-heap-
+  kind   the oracle or sanitizer that fired (ledger, contract, model, use-after-unmap, asan-heap-
          use-after-free, ubsan, timeout, ...);
   state  the protocol state it fired in: the actor and the finding's words for a chaos
          finding, whatever scenario reached it; the call and the expected and actual codes

@@ -82,7 +82,7 @@ void ledger_routine(VDS_Command *cmd) {
         ST(S.nested, 1u);
         ST(S.close_rc, vdi_server_set_close(S.server));
         if (LD(S.close_rc) != VD_E_PROTOCOL)
-            chaos_report(S.e, "model", "close in a callback returned %s",
+            chaos_report(S.e, "contract", "close in a callback returned %s",
                          vdi_strerror(LD(S.close_rc)));
         chaos_wake(S.e, &S.nested);
     }
@@ -113,7 +113,7 @@ int ledger_complete(int d, VDC_Command *c) {
         ST(S.ncp[d], k);
     }
     if (rc != NOERROR && rc != VD_E_ABORT)
-        chaos_report(S.e, "model", "complete_command returned %s", vdi_strerror(rc));
+        chaos_report(S.e, "contract", "complete_command returned %s", vdi_strerror(rc));
     return rc;
 }
 
@@ -197,10 +197,10 @@ int ledger_send(int d, int i) {
                          "(code %u)",
                          i, vdi_strerror(rc), sync, S.cmd[i].completionCode);
     } else {
-        chaos_report(S.e, "model", "send_command returned %s", vdi_strerror(rc));
+        chaos_report(S.e, "contract", "send_command returned %s", vdi_strerror(rc));
     }
     if (after_abort && rc != VD_E_ABORT)
-        chaos_report(S.e, "model", "send_command after signal_abort returned gave %s",
+        chaos_report(S.e, "contract", "send_command after signal_abort returned gave %s",
                      vdi_strerror(rc));
     return rc;
 }

@@ -41,7 +41,7 @@ static void client_actor(void *arg) {
     }
     ST(S.client_rc[d], rc);
     if (rc != VD_E_ABORT && rc != VD_E_CLOSE && rc != NOERROR)
-        chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
+        chaos_report(S.e, "contract", "get_command ended with %s", vdi_strerror(rc));
 }
 
 /* The client process dies at a random point: its threads stop, it never closes, and the
@@ -57,7 +57,7 @@ static void server_abort_actor(void *arg) {
     (void)arg;
     chaos_point(S.e, "scenario/server:before-abort");
     if (vdi_server_set_signal_abort(S.server) != NOERROR)
-        chaos_report(S.e, "model", "server signal_abort failed");
+        chaos_report(S.e, "contract", "server signal_abort failed");
     ST(S.abort_returned, 1);
 }
 
@@ -65,7 +65,7 @@ static void client_abort_actor(void *arg) {
     (void)arg;
     chaos_point(S.e, "scenario/client:before-abort");
     if (vdi_client_set_signal_abort(S.client) != NOERROR)
-        chaos_report(S.e, "model", "client signal_abort failed");
+        chaos_report(S.e, "contract", "client signal_abort failed");
     ST(S.abort_returned, 1);
 }
 
@@ -93,7 +93,7 @@ static void close_devices(void) {
         ledger_send(d, S.ndev * NCMD + d); /* a flush on each device, then the normal end */
         int rc = ledger_close_device(d);
         if (rc != NOERROR && rc != VD_E_ABORT)
-            chaos_report(S.e, "model", "close_device returned %s", vdi_strerror(rc));
+            chaos_report(S.e, "contract", "close_device returned %s", vdi_strerror(rc));
     }
 }
 
@@ -120,7 +120,7 @@ static void server_actor(void *arg) {
         ST(S.close_rc, vdi_server_set_close(S.server)); /* premature: devices still open */
         ST(S.close_returned, 1);
         if (LD(S.close_rc) != VD_E_PROTOCOL)
-            chaos_report(S.e, "model", "premature close returned %s", vdi_strerror(S.close_rc));
+            chaos_report(S.e, "contract", "premature close returned %s", vdi_strerror(S.close_rc));
         return;
     }
     close_devices();
@@ -204,12 +204,12 @@ static void cc_client_actor(void *arg) {
         int rc = ledger_get_command(d, LD(S.cdev[d]), VDI_INFINITE, &c);
         ST(S.in_get[d], 0);
         if (LD(S.client_closed) && rc != VD_E_ABORT)
-            chaos_report(S.e, "model", "get_command overlapping the client's close returned %s",
+            chaos_report(S.e, "contract", "get_command overlapping the client's close returned %s",
                          vdi_strerror(rc));
         if (rc != NOERROR) {
             ST(S.client_rc[d], rc);
             if (rc != VD_E_ABORT)
-                chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
+                chaos_report(S.e, "contract", "get_command ended with %s", vdi_strerror(rc));
             return;
         }
         if (LD(S.closing)) /* the view dies with the close: not even read */
@@ -247,7 +247,8 @@ static void client_closer_actor(void *arg) {
     int rc = vdi_client_set_close(S.client);
     ST(S.client_closed, 1);
     if (rc != VD_E_OPEN)
-        chaos_report(S.e, "model", "client close with devices open returned %s", vdi_strerror(rc));
+        chaos_report(S.e, "contract", "client close with devices open returned %s",
+                     vdi_strerror(rc));
 }
 
 static void setup_client_close(chaos_engine *e) {
@@ -274,9 +275,9 @@ static void sender_actor(void *arg) {
     int after_abort = LD(S.abort_returned);
     int rc = ledger_close_device(d);
     if (rc != NOERROR && rc != VD_E_ABORT)
-        chaos_report(S.e, "model", "close_device returned %s", vdi_strerror(rc));
+        chaos_report(S.e, "contract", "close_device returned %s", vdi_strerror(rc));
     if (after_abort && rc != VD_E_ABORT)
-        chaos_report(S.e, "model", "close_device after signal_abort returned gave %s",
+        chaos_report(S.e, "contract", "close_device after signal_abort returned gave %s",
                      vdi_strerror(rc));
 }
 
@@ -327,7 +328,7 @@ static void tm_client_main(void *arg) {
         if (rc == VD_E_TIMEOUT) {
             ST(S.cfg_timeouts, LD(S.cfg_timeouts) + 1);
             if (spent < (uint64_t)CFG_TIMEOUT_MS || was_configured)
-                chaos_report(S.e, "model",
+                chaos_report(S.e, "contract",
                              "get_configuration timed out after %llu ms (configured: %d)",
                              (unsigned long long)spent, was_configured);
             continue;
@@ -335,7 +336,7 @@ static void tm_client_main(void *arg) {
         if (!session_ok(rc, "get_configuration"))
             return;
         if (spent > (uint64_t)CFG_TIMEOUT_MS)
-            chaos_report(S.e, "model", "get_configuration returned after its timeout");
+            chaos_report(S.e, "contract", "get_configuration returned after its timeout");
         break;
     }
     if (open_client_devices())
@@ -357,19 +358,19 @@ static void tm_client_dev(void *arg) {
         if (rc == VD_E_TIMEOUT) {
             ST(S.cmd_timeouts, LD(S.cmd_timeouts) + 1);
             if (spent < (uint64_t)CMD_TIMEOUT_MS || pending > 0 || closed)
-                chaos_report(S.e, "model",
+                chaos_report(S.e, "contract",
                              "get_command timed out after %llu ms with %d commands waiting "
                              "(device closed: %d)",
                              (unsigned long long)spent, pending, closed);
             continue;
         }
         if (spent > (uint64_t)CMD_TIMEOUT_MS)
-            chaos_report(S.e, "model", "get_command returned %s after its timeout",
+            chaos_report(S.e, "contract", "get_command returned %s after its timeout",
                          vdi_strerror(rc));
         if (rc == VD_E_CLOSE) {
             ST(S.client_rc[d], rc);
             if (pending > 0)
-                chaos_report(S.e, "model", "VD_E_CLOSE with %d commands undelivered", pending);
+                chaos_report(S.e, "contract", "VD_E_CLOSE with %d commands undelivered", pending);
             return;
         }
         if (!session_ok(rc, "get_command"))
@@ -609,7 +610,7 @@ static void secondary_actor(void *arg) {
         !session_ok(vdi_client_set_get_configuration(sc, 0, &cfg), "secondary get_configuration"))
         return;
     if (cfg.deviceCount != NDEV || cfg.blockSize != BUF)
-        chaos_report(S.e, "model", "the secondary sees %u devices of block size %u",
+        chaos_report(S.e, "contract", "the secondary sees %u devices of block size %u",
                      cfg.deviceCount, cfg.blockSize);
     if (!session_ok(vdi_client_set_open_device(sc, session_dev_name(1), &dv),
                     "secondary open_device"))
@@ -685,7 +686,7 @@ static void lc_client_actor(void *arg) {
     }
     ST(S.client_rc[d], rc);
     if (rc != VD_E_CLOSE)
-        chaos_report(S.e, "model", "get_command ended with %s", vdi_strerror(rc));
+        chaos_report(S.e, "contract", "get_command ended with %s", vdi_strerror(rc));
     /* released: the client's close, on another actor, frees this thread's views next */
     __atomic_fetch_add(&S.devs_done, 1, __ATOMIC_RELEASE); /* (an RMW: both threads' count) */
     session_signal();
@@ -791,7 +792,7 @@ static void sd_client(void *arg) {
     /* In Abort: close answers NOERROR and frees everything (5.2). */
     int closed = vdi_client_set_close(S.client);
     if (rc == VD_E_ABORT && closed != NOERROR)
-        chaos_report(S.e, "model", "the client's close after the server died returned %s",
+        chaos_report(S.e, "contract", "the client's close after the server died returned %s",
                      vdi_strerror(closed));
     ST(S.client_closed, 1);
 }
@@ -825,15 +826,16 @@ static void check_common(chaos_engine *e) {
         return; /* an injected fault ended the session early; the ledger held */
     if (S.end == END_WATCHDOG) {
         if (LD(S.accepted) && agent != VD_E_ABORT)
-            chaos_report(e, "model", "the watchdog did not abort: agent %s", vdi_strerror(agent));
+            chaos_report(e, "contract", "the watchdog did not abort: agent %s",
+                         vdi_strerror(agent));
         if (LD(S.accepted) && chaos_now(e) - S.start_ms < 2 * WATCHDOG_MS)
-            chaos_report(e, "model", "aborted after %llu ms, before 2T",
+            chaos_report(e, "contract", "aborted after %llu ms, before 2T",
                          (unsigned long long)(chaos_now(e) - S.start_ms));
         return;
     }
     if (S.end == END_SERVER_DEATH) {
         if (!broke && LD(S.cfg_rc) != VD_E_ABORT)
-            chaos_report(e, "model",
+            chaos_report(e, "contract",
                          "get_configuration returned %s after the server died configuring",
                          vdi_strerror(LD(S.cfg_rc)));
         return;
@@ -841,15 +843,15 @@ static void check_common(chaos_engine *e) {
     if (S.end == END_CLOSE_HOLDING) {
         int held = LD(S.held_cmd) - 1;
         if (held < 0)
-            chaos_report(e, "model", "device 0 never held a command past VD_E_CLOSE");
+            chaos_report(e, "contract", "device 0 never held a command past VD_E_CLOSE");
         else if (S.cmd[held].completionCode != ERROR_OPERATION_ABORTED)
-            chaos_report(e, "model", "the flush held past the close ended with code %u, not 995",
+            chaos_report(e, "contract", "the flush held past the close ended with code %u, not 995",
                          S.cmd[held].completionCode);
         if (LD(S.close_rc) != VD_E_OPEN)
-            chaos_report(e, "model", "the client's close holding a command returned %s",
+            chaos_report(e, "contract", "the client's close holding a command returned %s",
                          vdi_strerror(LD(S.close_rc)));
         if (agent != VD_E_ABORT)
-            chaos_report(e, "model",
+            chaos_report(e, "contract",
                          "the agent returned %s after the client closed holding a "
                          "command",
                          vdi_strerror(agent));
@@ -857,53 +859,53 @@ static void check_common(chaos_engine *e) {
     }
     if (S.end == END_CLOSE || S.end == END_CLOSE_IN_CALLBACK) {
         if (agent != (LD(S.agent_late) ? VD_E_PROTOCOL : VD_E_ABORT))
-            chaos_report(e, "model", "the agent returned %s", vdi_strerror(agent));
+            chaos_report(e, "contract", "the agent returned %s", vdi_strerror(agent));
         for (int d = 0; d < NDEV; d++)
             if (LD(S.client_rc[d]) != VD_E_ABORT)
-                chaos_report(e, "model", "device %d ended with %s, not VD_E_ABORT", d,
+                chaos_report(e, "contract", "device %d ended with %s, not VD_E_ABORT", d,
                              vdi_strerror(LD(S.client_rc[d])));
     } else if (S.end == END_CLIENT_CLOSE) {
         if (agent != VD_E_ABORT)
-            chaos_report(e, "model", "the client's premature close left the agent with %s",
+            chaos_report(e, "contract", "the client's premature close left the agent with %s",
                          vdi_strerror(agent));
         for (int d = 0; d < NDEV; d++)
             if (LD(S.client_rc[d]) != VD_E_ABORT && LD(S.client_rc[d]) != NOERROR)
-                chaos_report(e, "model", "device %d ended with %s", d,
+                chaos_report(e, "contract", "device %d ended with %s", d,
                              vdi_strerror(LD(S.client_rc[d])));
     } else if (S.end == END_TIMEOUTS || S.end == END_BACKUP_RESTORE || S.end == END_SECONDARY ||
                S.end == END_CLOSE_IN_LAST || S.end == END_WATCHDOG_BUSY) {
         if (S.end == END_WATCHDOG_BUSY && chaos_now(e) - S.start_ms <= 2 * WATCHDOG_MS)
-            chaos_report(e, "model", "the session lasted %llu ms, not past 2T = %u ms",
+            chaos_report(e, "contract", "the session lasted %llu ms, not past 2T = %u ms",
                          (unsigned long long)(chaos_now(e) - S.start_ms), 2 * WATCHDOG_MS);
         if (S.end == END_CLOSE_IN_LAST && (!LD(S.close_returned) || LD(S.close_rc) != NOERROR))
-            chaos_report(e, "model", "the close in the last routine %s %s",
+            chaos_report(e, "contract", "the close in the last routine %s %s",
                          LD(S.close_returned) ? "returned" : "never ran:",
                          LD(S.close_returned) ? vdi_strerror(LD(S.close_rc)) : "");
         /* nothing aborts these sessions: every command is completed by the client */
         if (agent != NOERROR || (S.end == END_BACKUP_RESTORE && LD(S.agent_rc2) != NOERROR))
-            chaos_report(e, "model", "the agent returned %s%s%s%s", vdi_strerror(agent),
+            chaos_report(e, "contract", "the agent returned %s%s%s%s", vdi_strerror(agent),
                          S.end == END_BACKUP_RESTORE ? " (restore: " : "",
                          S.end == END_BACKUP_RESTORE ? vdi_strerror(LD(S.agent_rc2)) : "",
                          S.end == END_BACKUP_RESTORE ? ")" : "");
         for (int i = 0; i < S.ncmd; i++)
             if (S.cmd[i].completionCode != ERROR_SUCCESS)
-                chaos_report(e, "model",
+                chaos_report(e, "contract",
                              "command %d ended with code %u in a session nobody "
                              "aborted",
                              i, S.cmd[i].completionCode);
         if (S.end == END_TIMEOUTS && (!LD(S.cfg_timeouts) || !LD(S.cmd_timeouts)))
-            chaos_report(e, "model",
+            chaos_report(e, "contract",
                          "no timeout expired (%d of get_configuration, %d of get_command)",
                          LD(S.cfg_timeouts), LD(S.cmd_timeouts));
         for (int d = 0; d < S.ndev; d++)
             if (LD(S.client_rc[d]) != VD_E_CLOSE)
-                chaos_report(e, "model", "device %d ended with %s, not VD_E_CLOSE", d,
+                chaos_report(e, "contract", "device %d ended with %s, not VD_E_CLOSE", d,
                              vdi_strerror(LD(S.client_rc[d])));
     } else if (aborted && agent != VD_E_ABORT) {
-        chaos_report(e, "model", "a 995 was delivered but the agent returned %s",
+        chaos_report(e, "contract", "a 995 was delivered but the agent returned %s",
                      vdi_strerror(agent));
     } else if (agent != NOERROR && agent != VD_E_ABORT) {
-        chaos_report(e, "model", "the agent returned %s", vdi_strerror(agent));
+        chaos_report(e, "contract", "the agent returned %s", vdi_strerror(agent));
     }
 }
 

@@ -55,7 +55,7 @@ int session_ok(int rc, const char *what) {
     if (LD(S.broken) && rc == VD_E_ABORT)
         return 0;
     if (!(chaos_faults_armed(S.e) && session_documented_fault(rc)))
-        chaos_report(S.e, "model", "%s returned %s", what, vdi_strerror(rc));
+        chaos_report(S.e, "contract", "%s returned %s", what, vdi_strerror(rc));
     session_break();
     return 0;
 }
