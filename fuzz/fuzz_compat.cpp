@@ -10,6 +10,7 @@
  * or a return before it, is a mismatch). A wait the model says lasts longer than
  * RESCUE_MS (INFINITE included) is ended there by an abort from the client itself or from
  * the attached server, and must then return VD_E_ABORT. */
+#include "chaos/atomics.h"
 #include "vdi/vdi.h" /* the reference C API first: the SDK header reuses its types */
 #include "vdi.h"     /* the SDK surface (ref/compat/include) */
 
@@ -239,7 +240,7 @@ int fz_wait(void *ctx, uint32_t *word, uint32_t expected, long timeout_ms,
     fz_timed *t = &f->timed;
     if (timeout_ms < 0 || !t->active || f->in_rescue)
         return futex_wait(word, expected, timeout_ms);
-    if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != expected)
+    if (CHAOS_LOAD_ACQUIRE(word) != expected)
         return 0;
     uint64_t now = f->clock.load(), waited = now - t->start, step = (uint64_t)timeout_ms;
     if (t->rescued)

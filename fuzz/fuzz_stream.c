@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chaos/atomics.h"
 #include "chaos/chaos.h"
 #include "fuzz_input.h"
 #include "vdi/vdi.h"
@@ -39,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 enum { BACKUP, RESTORE };
 enum { SL_FREE, SL_SENT, SL_DONE };
 
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define LOAD(p) CHAOS_LOAD_ACQUIRE((p))
+#define STORE(p, v) CHAOS_STORE_RELEASE((p), (v))
 
 /* One command of the plan: a Write of the backup or a Read of the restore. */
 typedef struct chunk {
@@ -303,7 +304,7 @@ static void routine(VDS_Command *cmd) {
     if (f->phase == RESTORE && cmd->commandCode == VDC_Read)
         check_read(f, s, cmd);
     STORE(&s->state, SL_DONE);
-    __atomic_fetch_add(&f->cb_seq, 1u, __ATOMIC_SEQ_CST);
+    CHAOS_ADD_SEQ(&f->cb_seq, 1u);
     chaos_wake(f->e, &f->cb_seq);
 }
 

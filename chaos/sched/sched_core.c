@@ -193,11 +193,11 @@ static void futex_wake(uint32_t *w) {
 /* The scheduler's own lock: taken by the token holder and by threads coming back from an
  * uncontrolled wait. A spin lock of plain atomics, so no sanitizer sees an edge. */
 void lock_sched(void) {
-    while (__atomic_exchange_n(&G->lock, 1, __ATOMIC_ACQUIRE))
+    while (CHAOS_EXCHANGE_ACQUIRE(&G->lock, 1))
         real_syscall(SYS_sched_yield);
 }
 void unlock_sched(void) {
-    __atomic_store_n(&G->lock, 0, __ATOMIC_RELEASE);
+    CHAOS_STORE_RELEASE(&G->lock, 0);
 }
 
 static uint64_t splitmix(uint64_t *s) {
@@ -271,7 +271,7 @@ static void report(FILE *f, const char *outcome) {
     fprintf(f, "virtual-ms %llu\n", (unsigned long long)(G->vnow / 1000000u));
     if (G->strategy == S_REPLAY && (G->replay_diverged || G->replay_at != G->nreplay))
         fprintf(f, "replay diverged\n");
-    unsigned long sigs = __atomic_load_n(&G->signals, __ATOMIC_RELAXED);
+    unsigned long sigs = CHAOS_LOAD_RELAXED(&G->signals);
     fprintf(f, "controlled %s\n", G->nunc || sigs ? "no" : "yes");
     for (unsigned i = 0; i < G->nunc; i++)
         fprintf(f, "uncontrolled %s %lu\n", G->unc_name[i], G->unc_count[i]);
@@ -299,7 +299,7 @@ static void write_report(const char *outcome) {
             fprintf(stderr, "vdi-sched: cannot write %s: %s\n", P.out, strerror(errno));
         }
     }
-    unsigned long sigs = __atomic_load_n(&G->signals, __ATOMIC_RELAXED);
+    unsigned long sigs = CHAOS_LOAD_RELAXED(&G->signals);
     fprintf(stderr, "vdi-sched %s: %s, %llu steps, %zu decisions, trace %016llx%s\n", G->spec,
             outcome, (unsigned long long)G->steps, G->ndecisions, (unsigned long long)G->trace,
             G->nunc || sigs ? ", not fully controlled" : "");
@@ -341,7 +341,7 @@ static void declare_hang(void) {
             fprintf(stderr, "vdi-sched:   thread %d (%s, tid %d) %s at %s\n", i, G->t[i].prog,
                     (int)G->t[i].tid, state_name(&G->t[i]), G->t[i].point);
     write_report("hang");
-    __atomic_store_n(&G->hung, 1, __ATOMIC_RELEASE);
+    CHAOS_STORE_RELEASE(&G->hung, 1);
     for (int i = 0; i < G->nthreads; i++)
         futex_wake(&G->t[i].go);
     if (!P.exiting)
@@ -501,7 +501,7 @@ static int other_runnable(void) {
 void hand_to(int to) {
     G->running = to;
     if (to >= 0) {
-        __atomic_store_n(&G->t[to].go, 1, __ATOMIC_RELEASE);
+        CHAOS_STORE_RELEASE(&G->t[to].go, 1);
         futex_wake(&G->t[to].go);
     }
 }
@@ -532,7 +532,7 @@ static void watch(void) {
     t->state = T_EXTERNAL;
     t->stolen = 1;
     G->watch_ms = now;
-    __atomic_store_n(&t->go, 0, __ATOMIC_RELAXED);
+    CHAOS_STORE_RELAXED(&t->go, 0);
     hand_to(pick(0));
 }
 
@@ -569,7 +569,7 @@ static void await_gone(void) {
         if (proc_start(G->gone_pid) == G->gone_start)
             note_uncontrolled("a process slow to end after it left");
         G->gone_pid = 0;
-        __atomic_store_n(&G->t[self].go, 1, __ATOMIC_RELEASE);
+        CHAOS_STORE_RELEASE(&G->t[self].go, 1);
     }
     unlock_sched();
 }
@@ -578,11 +578,10 @@ static void await_gone(void) {
  * is already on its way out: its own exit status stands). */
 void wait_turn(void) {
     struct thread *me = &G->t[self];
-    while (!__atomic_load_n(&me->go, __ATOMIC_ACQUIRE)) {
-        if (__atomic_load_n(&G->hung, __ATOMIC_ACQUIRE) && !P.exiting)
+    while (!CHAOS_LOAD_ACQUIRE(&me->go)) {
+        if (CHAOS_LOAD_ACQUIRE(&G->hung) && !P.exiting)
             exit_now(HANG_EXIT);
-        if (__atomic_load_n(&G->running, __ATOMIC_ACQUIRE) == self &&
-            __atomic_load_n(&G->gone_pid, __ATOMIC_ACQUIRE)) {
+        if (CHAOS_LOAD_ACQUIRE(&G->running) == self && CHAOS_LOAD_ACQUIRE(&G->gone_pid)) {
             await_gone();
             continue;
         }
@@ -634,7 +633,7 @@ void reschedule_as(const char *point, int yielding) {
         unlock_sched();
         return;
     }
-    __atomic_store_n(&me->go, 0, __ATOMIC_RELAXED);
+    CHAOS_STORE_RELAXED(&me->go, 0);
     hand_to(next);
     unlock_sched();
     wait_turn();
@@ -668,7 +667,7 @@ void external_begin(const char *what) {
     note_uncontrolled(what);
     G->t[self].state = T_EXTERNAL;
     set_point(&G->t[self], what);
-    __atomic_store_n(&G->t[self].go, 0, __ATOMIC_RELAXED);
+    CHAOS_STORE_RELAXED(&G->t[self].go, 0);
     hand_to(pick(0));
     unlock_sched();
 }
@@ -677,7 +676,7 @@ void external_end(void) {
     G->t[self].state = T_RUN;
     if (G->running < 0) { /* nobody was running: take the token back */
         G->running = self;
-        __atomic_store_n(&G->t[self].go, 1, __ATOMIC_RELAXED);
+        CHAOS_STORE_RELAXED(&G->t[self].go, 1);
     }
     unlock_sched();
     wait_turn();
@@ -954,21 +953,20 @@ static int join(const char *spec) {
         return -1;
     }
     uint32_t fresh = 0;
-    if (__atomic_compare_exchange_n(&G->init, &fresh, 1, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    if (CHAOS_CAS_ACQ_REL(&G->init, &fresh, 1)) {
         int ok = set_up(spec, (unsigned)procs, P.declared, arrival) == 0;
-        __atomic_store_n(&G->init, ok ? 2 : 3, __ATOMIC_RELEASE);
+        CHAOS_STORE_RELEASE(&G->init, ok ? 2 : 3);
         if (!ok)
             goto bad_spec;
         if (slot == -2)
             slot = 0;
     } else {
-        for (uint64_t until = real_ms() + (uint64_t)arrival;
-             __atomic_load_n(&G->init, __ATOMIC_ACQUIRE) == 1;)
+        for (uint64_t until = real_ms() + (uint64_t)arrival; CHAOS_LOAD_ACQUIRE(&G->init) == 1;)
             if (real_ms() > until)
                 break;
             else
                 real_syscall(SYS_sched_yield);
-        if (__atomic_load_n(&G->init, __ATOMIC_ACQUIRE) != 2)
+        if (CHAOS_LOAD_ACQUIRE(&G->init) != 2)
             goto bad_spec;
     }
     if (strcmp(G->spec, spec) != 0) {

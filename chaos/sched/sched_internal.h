@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "chaos/atomics.h"
+
 /* The declarations are hidden too, as the definitions are: the files reach each other's
  * functions and data directly, not through the dynamic linker. */
 #pragma GCC visibility push(hidden)

@@ -401,7 +401,7 @@ static int fault_signal(int sig) {
 
 static void counted_handler(int sig, siginfo_t *si, void *uc) {
     if (P.on)
-        __atomic_add_fetch(&G->signals, 1, __ATOMIC_RELAXED);
+        CHAOS_ADD_RELAXED(&G->signals, 1);
     const struct sigaction *u = &user_sa[sig];
     if (u->sa_flags & SA_SIGINFO)
         u->sa_sigaction(sig, si, uc);

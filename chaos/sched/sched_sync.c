@@ -311,7 +311,7 @@ static long futex_wait_controlled(const long *a) {
     reschedule("futex_wait");
     if (!G->futex_ctl) /* given back to the kernel while this thread waited for its turn */
         return external_futex_wait(a);
-    if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != (uint32_t)a[2]) {
+    if (CHAOS_LOAD_SEQ(word) != (uint32_t)a[2]) {
         errno = EAGAIN;
         return -1;
     }

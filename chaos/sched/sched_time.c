@@ -40,8 +40,8 @@ EXPORT int clock_gettime(clockid_t clk, struct timespec *ts) {
         return real_clock_gettime(clk, ts);
     const struct timespec *base =
         clk == CLOCK_REALTIME || clk == CLOCK_REALTIME_COARSE ? &G->real_base : &G->mono_base;
-    __atomic_add_fetch(&G->vnow, 1000, __ATOMIC_RELAXED);
-    ns_ts(ts_ns(base) + __atomic_load_n(&G->vnow, __ATOMIC_RELAXED), ts);
+    CHAOS_ADD_RELAXED(&G->vnow, 1000);
+    ns_ts(ts_ns(base) + CHAOS_LOAD_RELAXED(&G->vnow), ts);
     return 0;
 }
 

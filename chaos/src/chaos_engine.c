@@ -1,8 +1,8 @@
-/* chaos_engine.c: actors as fibers (ucontext) in one OS thread, a strategy choosing the
- * next actor at every schedule point, virtual time that jumps to the next deadline when
+/* chaos_engine.c: actors as fibers (chaos_fiber.h) in one OS thread, a strategy choosing
+ * the next actor at every schedule point, virtual time that jumps to the next deadline when
  * every actor is blocked, the seam table that routes the reference into all of this, and
  * the fault plan. Exactly one actor runs at a time; the run is a function of its
- * decision list.
+ * decision list. The free-running mode, real threads in real time, is chaos_free.c.
  *
  * Sanitizers: every switch is announced to ASan (stack bounds) and to TSan as a switch
  * WITHOUT synchronisation, so two actors racing on plain memory are still reported. The
@@ -23,222 +23,14 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
-#include <ucontext.h>
 #include <unistd.h>
 
+#include "chaos/atomics.h"
 #include "chaos/chaos.h"
+#include "chaos_engine.h"
 #include "chaos_history.h"
 #include "vdi/vdi.h"
 #include "vdi/vdi_seams.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CHAOS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CHAOS_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define CHAOS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CHAOS_TSAN 1
-#endif
-#endif
-
-#ifdef CHAOS_ASAN
-void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
-void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
-void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
-                                     size_t *size_old);
-#endif
-#ifdef CHAOS_TSAN
-void *__tsan_get_current_fiber(void);
-void *__tsan_create_fiber(unsigned flags);
-void __tsan_destroy_fiber(void *fiber);
-void __tsan_switch_to_fiber(void *fiber, unsigned flags);
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-void AnnotateIgnoreWritesBegin(const char *file, int line);
-void AnnotateIgnoreWritesEnd(const char *file, int line);
-#define TSAN_NO_SYNC 1u
-#define ENGINE_BEGIN()                                                                             \
-    do {                                                                                           \
-        AnnotateIgnoreReadsBegin(__FILE__, __LINE__);                                              \
-        AnnotateIgnoreWritesBegin(__FILE__, __LINE__);                                             \
-    } while (0)
-#define ENGINE_END()                                                                               \
-    do {                                                                                           \
-        AnnotateIgnoreWritesEnd(__FILE__, __LINE__);                                               \
-        AnnotateIgnoreReadsEnd(__FILE__, __LINE__);                                                \
-    } while (0)
-#else
-#define ENGINE_BEGIN() ((void)0)
-#define ENGINE_END() ((void)0)
-#endif
-
-#ifdef CHAOS_ASAN
-#define STACK_SIZE (1u << 20)
-#else
-#define STACK_SIZE (256u << 10)
-#endif
-#define MAIN_SELF ((uintptr_t)0x10000)
-#define START_TIME 1000000u
-
-enum { A_RUNNABLE, A_BLOCKED, A_DONE };
-
-/* The context switch. On x86-64 a few instructions that save the callee-saved registers
- * and swap stacks: swapcontext() costs a sigprocmask system call per switch, and under
- * ASan its interceptor releases the shadow of the whole stack each time (two more system
- * calls), which made a run several times slower. Elsewhere (or with CHAOS_PORTABLE_FIBERS,
- * which tests/chaos builds to keep this path working), ucontext. */
-#if defined(__x86_64__) && !defined(CHAOS_PORTABLE_FIBERS)
-typedef struct fiber_ctx {
-    void *sp;
-} fiber_ctx;
-void chaos_fiber_switch(void **save_sp, void *load_sp);
-__asm__(".text\n"
-        ".globl chaos_fiber_switch\n"
-        ".type chaos_fiber_switch,@function\n"
-        "chaos_fiber_switch:\n"
-        "    pushq %rbp\n"
-        "    pushq %rbx\n"
-        "    pushq %r12\n"
-        "    pushq %r13\n"
-        "    pushq %r14\n"
-        "    pushq %r15\n"
-        "    movq %rsp, (%rdi)\n"
-        "    movq %rsi, %rsp\n"
-        "    popq %r15\n"
-        "    popq %r14\n"
-        "    popq %r13\n"
-        "    popq %r12\n"
-        "    popq %rbx\n"
-        "    popq %rbp\n"
-        "    ret\n"
-        ".size chaos_fiber_switch, .-chaos_fiber_switch\n"
-        ".section .note.GNU-stack,\"\",@progbits\n"
-        ".text\n");
-static void ctx_switch(fiber_ctx *from, fiber_ctx *to) {
-    chaos_fiber_switch(&from->sp, to->sp);
-}
-/* A new fiber starts in entry(): its stack holds six zero registers and entry as the
- * return address, placed so that entry sees the stack alignment of a called function. */
-static void ctx_make(fiber_ctx *c, uint8_t *stack, size_t size, void (*entry)(void)) {
-    uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
-    /* The return address sits at a 16-aligned slot, so after ret rsp % 16 == 8, as
-     * right after a call. */
-    void **sp = (void **)(top - 16);
-    *sp = (void *)(uintptr_t)entry;
-    for (int i = 0; i < 6; i++)
-        *--sp = NULL;
-    c->sp = sp;
-}
-#else
-typedef ucontext_t fiber_ctx;
-static void ctx_switch(fiber_ctx *from, fiber_ctx *to) {
-    if (swapcontext(from, to) != 0)
-        abort(); /* only with a bad context: never a silent wrong switch */
-}
-static void ctx_make(fiber_ctx *c, uint8_t *stack, size_t size, void (*entry)(void)) {
-    getcontext(c);
-    c->uc_stack.ss_sp = stack;
-    c->uc_stack.ss_size = size;
-    c->uc_link = NULL;
-    makecontext(c, entry, 0);
-}
-#endif
-
-/* A futex word is identified the way the kernel does it: by the shared object and offset
- * when it lives in a shared mapping (the two sides of a set map it at two addresses), by
- * its address otherwise. */
-typedef struct word_key {
-    int shared;        /* 0 for private memory */
-    uint64_t dev, ino; /* the shared object */
-    uint64_t where;    /* offset in the object, or the address */
-} word_key;
-
-#define MAX_MAPPINGS 256
-#define MAX_RESERVATIONS 16
-#define RESERVE_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
-
-typedef struct mapping {
-    uintptr_t start;
-    size_t len;
-    uint64_t dev, ino; /* the object mapped */
-    uint64_t off;
-} mapping;
-
-typedef struct actor {
-    int id;
-    const char *name;
-    void (*fn)(void *);
-    void *arg;
-    fiber_ctx ctx;
-    uint8_t *stack; /* mapping, including one guard page */
-    size_t stack_len;
-    int state;
-    const char *point; /* the last schedule point, or where it blocks */
-    uint32_t *word;
-    word_key key;
-    uint64_t deadline;
-    int has_deadline;
-    int liveness;
-    int wake_rc;
-    unsigned prio;
-    void *fake_stack;
-    void *tsan_fiber;
-} actor;
-
-struct chaos_engine {
-    chaos_config cfg;
-    actor a[CHAOS_MAX_ACTORS];
-    int n;
-    int cur; /* index of the running actor, -1 in the scheduler */
-    int last;
-    fiber_ctx sched;
-    const void *sched_bottom;
-    size_t sched_size;
-    void *sched_fake;
-    void *sched_fiber;
-    uint64_t now;
-    uint32_t steps;
-    uint64_t rng;
-    uint64_t fault_rng; /* CHAOS_FAULT_RANDOM's own stream: the same under every strategy */
-    uint32_t change[16];
-    unsigned nchange;
-    uint32_t *dec;
-    uint8_t *alts; /* per decision: how many actors were runnable */
-    int8_t *stay;  /* per decision: the index that would not preempt, or -1 */
-    size_t ndec, capdec, replay_pos, byte_pos;
-    uint64_t hash;
-    int peer_dead;
-    int has_finding;
-    char finding[1024];
-    uint32_t fault_calls, faults;
-    int faulting;
-    mapping maps[MAX_MAPPINGS];
-    int nmaps;
-    struct {
-        uintptr_t start;
-        size_t len;
-    } resv[MAX_RESERVATIONS]; /* the views' reservations made through the map seam */
-    int nresv;
-    chaos_event *ev;
-    size_t nev, capev;
-    const char *fail_seen[128]; /* distinct fail points asked during the run */
-    size_t nfail_seen;
-    pthread_mutex_t free_mu; /* free-running mode: findings and the fault plan */
-    uint64_t free_start;
-};
-
-static uint64_t real_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static word_key key_of(const chaos_engine *e, const uint32_t *word) {
     uintptr_t p = (uintptr_t)word;
@@ -251,8 +43,6 @@ static word_key key_of(const chaos_engine *e, const uint32_t *word) {
 }
 
 static _Thread_local chaos_engine *g_engine;
-static _Thread_local int t_free_actor;    /* free-running mode: this thread's actor id */
-static _Thread_local uint64_t t_free_rng; /* free-running mode: this thread's delays */
 
 /* Fiber stacks are reused across engines: mapping, guarding and unmapping four stacks per
  * run cost more than the run itself. */
@@ -281,11 +71,8 @@ chaos_engine *chaos_current(void) {
     return g_engine;
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+void chaos_engine_bind_thread(chaos_engine *e) {
+    g_engine = e;
 }
 
 static void hash_in(chaos_engine *e, const void *p, size_t n) {
@@ -394,7 +181,7 @@ static void to_scheduler(chaos_engine *e, actor *a, int dying) {
     /* Engine fields are read with TSan looking away, but no ignore is held across the
      * switch: a suspended fiber may be destroyed without ever resuming (a hang). */
     ENGINE_BEGIN();
-    fiber_ctx *from = &a->ctx, *to = &e->sched;
+    chaos_fiber *from = &a->ctx, *to = &e->sched;
     const void *bottom = e->sched_bottom;
     size_t size = e->sched_size;
 #ifdef CHAOS_TSAN
@@ -416,7 +203,7 @@ static void to_scheduler(chaos_engine *e, actor *a, int dying) {
     (void)dying;
     (void)bottom;
     (void)size;
-    ctx_switch(from, to);
+    chaos_fiber_swap(from, to);
 #ifdef CHAOS_ASAN
     __sanitizer_finish_switch_fiber(a->fake_stack, &e->sched_bottom, &e->sched_size);
 #endif
@@ -451,7 +238,7 @@ static void run_actor(chaos_engine *e, int i) {
 #ifdef CHAOS_TSAN
     __tsan_switch_to_fiber(a->tsan_fiber, TSAN_NO_SYNC);
 #endif
-    ctx_switch(&e->sched, &a->ctx);
+    chaos_fiber_swap(&e->sched, &a->ctx);
 #ifdef CHAOS_ASAN
     __sanitizer_finish_switch_fiber(e->sched_fake, NULL, NULL);
 #endif
@@ -475,7 +262,8 @@ int chaos_spawn(chaos_engine *e, const char *name, void (*fn)(void *), void *arg
     a->stack = stack_get(a->stack_len);
     if (!a->stack)
         return -1;
-    ctx_make(&a->ctx, a->stack + getpagesize(), a->stack_len - (size_t)getpagesize(), trampoline);
+    chaos_fiber_make(&a->ctx, a->stack + getpagesize(), a->stack_len - (size_t)getpagesize(),
+                     trampoline);
 #ifdef CHAOS_TSAN
     a->tsan_fiber = __tsan_create_fiber(0);
 #endif
@@ -513,7 +301,7 @@ static void pct_setup(chaos_engine *e) {
     for (int i = 0; i < e->n; i++)
         perm[i] = (unsigned)i;
     for (int i = e->n - 1; i > 0; i--) {
-        int j = (int)(splitmix(&e->rng) % (uint64_t)(i + 1));
+        int j = (int)(chaos_splitmix(&e->rng) % (uint64_t)(i + 1));
         unsigned t = perm[i];
         perm[i] = perm[j];
         perm[j] = t;
@@ -522,7 +310,7 @@ static void pct_setup(chaos_engine *e) {
         e->a[i].prio = d + perm[i];
     e->nchange = d - 1 < 16 ? d - 1 : 16;
     for (unsigned i = 0; i < e->nchange; i++)
-        e->change[i] = 1 + (uint32_t)(splitmix(&e->rng) % k);
+        e->change[i] = 1 + (uint32_t)(chaos_splitmix(&e->rng) % k);
 }
 
 /* Choose among the runnable actors (their indexes in list[0..n)). */
@@ -540,7 +328,7 @@ static int choose(chaos_engine *e, const int *list, int n) {
             pick = (uint32_t)stay;
         break;
     case CHAOS_RANDOM:
-        pick = (uint32_t)(splitmix(&e->rng) % (uint64_t)n);
+        pick = (uint32_t)(chaos_splitmix(&e->rng) % (uint64_t)n);
         break;
     case CHAOS_PCT: {
         for (unsigned i = 0; i < e->nchange; i++)
@@ -588,42 +376,6 @@ static int advance_time(chaos_engine *e) {
         }
     }
     return 1;
-}
-
-typedef struct free_arg {
-    chaos_engine *e;
-    int i;
-} free_arg;
-
-static void *free_thread(void *p) {
-    free_arg *fa = p;
-    chaos_engine *e = fa->e;
-    actor *a = &e->a[fa->i];
-    g_engine = e;
-    t_free_actor = a->id;
-    t_free_rng = e->cfg.seed ^ ((uint64_t)(unsigned)a->id * 0x9e3779b97f4a7c15ull);
-    a->fn(a->arg);
-    return NULL;
-}
-
-static chaos_outcome run_free(chaos_engine *e) {
-    pthread_t th[CHAOS_MAX_ACTORS];
-    free_arg fa[CHAOS_MAX_ACTORS];
-    int started = 0;
-    e->free_start = real_ms();
-    for (int i = 0; i < e->n; i++) {
-        fa[i] = (free_arg){e, i};
-        if (pthread_create(&th[i], NULL, free_thread, &fa[i]) != 0) {
-            chaos_report(e, "setup", "cannot start a thread for actor %s", e->a[i].name);
-            break;
-        }
-        started++;
-    }
-    for (int i = 0; i < started; i++) {
-        pthread_join(th[i], NULL);
-        e->a[i].state = A_DONE;
-    }
-    return e->has_finding ? CHAOS_FINDING : CHAOS_DONE;
 }
 
 /* ---- a death during the run ----------------------------------------------------------------
@@ -780,7 +532,7 @@ static chaos_outcome run_engine(chaos_engine *e);
 
 chaos_outcome chaos_run(chaos_engine *e) {
     if (e->cfg.free_running)
-        return run_free(e);
+        return chaos_free_run(e);
     death_watch(e);
     chaos_outcome out = run_engine(e);
     death_unwatch();
@@ -864,12 +616,8 @@ static actor *running(chaos_engine *e) {
 
 void chaos_point(chaos_engine *e, const char *name) {
     if (e && e->cfg.free_running) {
-        if (e->cfg.free_delays && t_free_actor) { /* a seeded, real-time perturbation */
-            uint64_t r = splitmix(&t_free_rng);
-            for (unsigned k = (r & 3) == 0 ? 1u + (unsigned)((r >> 2) & 3) : 0u; k; k--)
-                sched_yield();
-        }
         (void)name;
+        chaos_free_point(e);
         return;
     }
     actor *a = running(e);
@@ -883,7 +631,7 @@ void chaos_point(chaos_engine *e, const char *name) {
 
 int chaos_actor_id(const chaos_engine *e) {
     if (e && e->cfg.free_running)
-        return t_free_actor;
+        return chaos_free_actor_id();
     ENGINE_BEGIN();
     int id = e && g_engine == e && e->cur >= 0 ? e->a[e->cur].id : 0;
     ENGINE_END();
@@ -896,7 +644,7 @@ const char *chaos_actor_name(const chaos_engine *e, int id) {
 
 uint64_t chaos_now(const chaos_engine *e) {
     if (e->cfg.free_running)
-        return START_TIME + (e->free_start ? real_ms() - e->free_start : 0);
+        return chaos_free_now(e);
     ENGINE_BEGIN();
     uint64_t t = e->now;
     ENGINE_END();
@@ -1036,7 +784,7 @@ static int h_wait(void *ctx, uint32_t *word, uint32_t expected, long timeout_ms,
             return ETIMEDOUT;
         return 0;
     }
-    if (__atomic_load_n(word, __ATOMIC_SEQ_CST) != expected)
+    if (CHAOS_LOAD_SEQ(word) != expected)
         return 0;
     if (timeout_ms == 0) {
         chaos_point(e, "chaos/wait:poll");
@@ -1123,7 +871,7 @@ static int h_fail(void *ctx, const char *name) {
             err = k >= e->cfg.fault_n;
             break;
         case CHAOS_FAULT_RANDOM:
-            err = e->cfg.fault_n && splitmix(&e->fault_rng) % e->cfg.fault_n == 0;
+            err = e->cfg.fault_n && chaos_splitmix(&e->fault_rng) % e->cfg.fault_n == 0;
             break;
         default:
             break;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "chaos/atomics.h"
 #include "chaos_session.h"
 
 static void agent_actor(void *arg) {
@@ -688,7 +689,7 @@ static void lc_client_actor(void *arg) {
     if (rc != VD_E_CLOSE)
         chaos_report(S.e, "contract", "get_command ended with %s", vdi_strerror(rc));
     /* released: the client's close, on another actor, frees this thread's views next */
-    __atomic_fetch_add(&S.devs_done, 1, __ATOMIC_RELEASE); /* (an RMW: both threads' count) */
+    CHAOS_ADD_RELEASE(&S.devs_done, 1); /* (an RMW: both threads' count) */
     session_signal();
 }
 

@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "chaos/atomics.h"
 #include "chaos/scenario.h"
 #include "vdi/vdi.h"
 
@@ -21,12 +22,12 @@
 
 /* Shared by the actors on purpose: relaxed atomics keep the oracle out of TSan's view
  * without adding happens-before edges that could hide the reference's own races. */
-#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define LD(x) CHAOS_LOAD_RELAXED(&(x))
+#define ST(x, v) CHAOS_STORE_RELAXED(&(x), (v))
 /* Except where one actor hands objects to another (device handles opened during the run):
  * a real program would synchronise there, so these are release/acquire. */
-#define ACQ(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
-#define REL(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELEASE)
+#define ACQ(x) CHAOS_LOAD_ACQUIRE(&(x))
+#define REL(x, v) CHAOS_STORE_RELEASE(&(x), (v))
 
 /* How the session ends: the server closes the set prematurely, or the server ends
  * normally (a flush and close_device on each device) while the client aborts. Sends may

@@ -5,13 +5,14 @@
 #include <errno.h>
 #include <string.h>
 
+#include "chaos/atomics.h"
 #include "chaos/chaos.h"
 #include "t_test.h"
 
 /* Actors share these on purpose; relaxed atomics keep TSan (which sees actors as
  * unsynchronised threads, as it must) from reporting the toys themselves. */
-#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
-#define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define LD(x) CHAOS_LOAD_RELAXED(&(x))
+#define ST(x, v) CHAOS_STORE_RELAXED(&(x), (v))
 
 /* ---- a toy program: three actors bumping counters between schedule points ---- */
 
@@ -128,7 +129,7 @@ static void case_virtual_time(void) {
 static void waker(void *arg) {
     chaos_engine *e = arg;
     chaos_point(e, "waker:before");
-    __atomic_store_n(&g_word, 1u, __ATOMIC_SEQ_CST);
+    CHAOS_STORE_SEQ(&g_word, 1u);
     chaos_wake(e, &g_word);
 }
 

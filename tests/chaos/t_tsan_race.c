@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "chaos/atomics.h"
 #include "chaos/chaos.h"
 #include "t_test.h"
 
@@ -22,7 +23,7 @@ static void racer(void *arg) {
 static void polite(void *arg) {
     chaos_engine *e = arg;
     chaos_point(e, "polite:a");
-    __atomic_fetch_add(&shared_atomic, 1, __ATOMIC_RELAXED);
+    CHAOS_ADD_RELAXED(&shared_atomic, 1);
     chaos_point(e, "polite:b");
 }
 

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "chaos/atomics.h"
 #include "t_test.h"
 #include "t_session.h"
 #include "vdi_internal.h"
@@ -87,7 +88,7 @@ static void send_write(t_session *s) {
 static void case_cmd_head(void) {
     t_session s;
     up(&s, "hcmd", 1, 1);
-    __atomic_store_n(&evil->dev[0].cmd_head, 1000u, __ATOMIC_RELEASE);
+    CHAOS_STORE_RELEASE(&evil->dev[0].cmd_head, 1000u);
     VDC_Command *c = NULL;
     T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, 0, &c), VD_E_ABORT);
     T_EXPECT(c == NULL);
@@ -128,8 +129,8 @@ static void case_completion_tag(void) {
     vdi_dev_shm *d = &evil->dev[0];
     d->cpl[0].tag = 0x00ffff3fu;
     d->cpl[0].code = ERROR_SUCCESS;
-    __atomic_store_n(&d->cpl_head, 1u, __ATOMIC_RELEASE);
-    __atomic_fetch_add(&evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
+    CHAOS_STORE_RELEASE(&d->cpl_head, 1u);
+    CHAOS_ADD_SEQ(&evil->agent_seq, 1u);
     T_EXPECT_CODE(vdi_client_device_get_command(s.cdev, VDI_INFINITE, &c), VD_E_ABORT);
     T_EXPECT_CODE(t_session_join_agent(&s), VD_E_ABORT);
     expect_abort(NULL, s.server, "vdi_agent.c", "cpl tag names no outstanding command");
@@ -145,7 +146,7 @@ static void case_config(void) {
     up(&s, "hcfg", 0, 0);
     evil->cfg.blockSize = 3;
     evil->area_size = 0;
-    __atomic_store_n(&evil->configured, 1u, __ATOMIC_RELEASE);
+    CHAOS_STORE_RELEASE(&evil->configured, 1u);
     VDConfig cfg;
     memset(&cfg, 0x77, sizeof cfg);
     T_EXPECT_CODE(vdi_client_set_get_configuration(s.client, 0, &cfg), VD_E_ABORT);
@@ -169,7 +170,7 @@ static void case_area_size(void) {
         evil->area_size = bad[i].size;
         evil->cfg.blockSize = 4096;
         evil->cfg.maxTransferSize = 65536;
-        __atomic_store_n(&evil->configured, 1u, __ATOMIC_RELEASE);
+        CHAOS_STORE_RELEASE(&evil->configured, 1u);
         VDConfig cfg;
         T_EXPECT_CODE(vdi_client_set_get_configuration(s.client, 0, &cfg), VD_E_ABORT);
         expect_abort(s.client, NULL, "vdi_client.c", bad[i].why);
@@ -182,7 +183,7 @@ static void forge_command(uint32_t at, uint32_t tag, int32_t code, int32_t size,
     vdi_dev_shm *d = &evil->dev[0];
     d->cmd[at % VDI_RING] =
         (vdi_cmd_shm){.tag = tag, .code = code, .size = size, .buf_off = buf_off};
-    __atomic_store_n(&d->cmd_head, at + 1, __ATOMIC_RELEASE);
+    CHAOS_STORE_RELEASE(&d->cmd_head, at + 1);
 }
 
 /* Forged command entries, one check each: a slot the client still holds, an unknown code,
@@ -232,20 +233,20 @@ static void case_forged_completions(void) {
         T_REQUIRE(vdi_client_device_get_command(s.cdev, 0, &c) == NOERROR);
         vdi_dev_shm *d = &evil->dev[0];
         if (which == 2) {
-            __atomic_store_n(&d->cpl_tail, 0u - 100u, __ATOMIC_RELEASE);
+            CHAOS_STORE_RELEASE(&d->cpl_tail, 0u - 100u);
             T_EXPECT_CODE(vdi_client_device_complete_command(s.cdev, c, 0, 4096, 0), VD_E_ABORT);
             expect_abort(s.client, NULL, "vdi_client.c", "cpl ring full: its tail is out of range");
             down(&s);
             continue;
         }
         if (which == 0) {
-            __atomic_store_n(&d->cpl_head, 1000u, __ATOMIC_RELEASE);
+            CHAOS_STORE_RELEASE(&d->cpl_head, 1000u);
         } else {
             d->cpl[0] = (vdi_cpl_shm){.tag = d->cmd[0].tag, .bytes = 1u << 20};
-            __atomic_store_n(&d->cpl_head, 1u, __ATOMIC_RELEASE);
+            CHAOS_STORE_RELEASE(&d->cpl_head, 1u);
         }
-        __atomic_fetch_add(&evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
-        __atomic_fetch_add(&evil->agent_seq, 1u, __ATOMIC_SEQ_CST);
+        CHAOS_ADD_SEQ(&evil->agent_seq, 1u);
+        CHAOS_ADD_SEQ(&evil->agent_seq, 1u);
         T_EXPECT_CODE(t_session_join_agent(&s), VD_E_ABORT);
         expect_abort(NULL, s.server, "vdi_agent.c",
                      which == 0 ? "cpl ring head out of range" : "cpl entry size out of range");
@@ -295,7 +296,7 @@ static void case_dead_holder_of_device_lock(void) {
         if (write(up_[1], "c", 1) != 1 || read(down_[0], &c, 1) != 1)
             _exit(1);
         vdi_ctl_shm *peer = map_evil(name);
-        __atomic_store_n(&peer->dev_lock, 1u, __ATOMIC_SEQ_CST); /* taken, and never given back */
+        CHAOS_STORE_SEQ(&peer->dev_lock, 1u); /* taken, and never given back */
         _exit(0);
     }
     T_REQUIRE(read(up_[0], &c, 1) == 1);
