@@ -13,20 +13,13 @@
 #include "vdi/vdi.h"
 #include "vdi/vdi_seams.h"
 
-/* Which sanitizer this program is built with: T_ASAN, T_TSAN. */
-#if defined(__SANITIZE_ADDRESS__)
-#define T_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
+/* Which sanitizer this program is built with: T_ASAN, T_TSAN (chaos/sanitizer.h says). */
+#include "chaos/sanitizer.h"
+#ifdef CHAOS_ASAN
 #define T_ASAN 1
 #endif
-#endif
-#if defined(__SANITIZE_THREAD__)
+#ifdef CHAOS_TSAN
 #define T_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define T_TSAN 1
-#endif
 #endif
 
 #define T_CODE_NAME vdi_strerror

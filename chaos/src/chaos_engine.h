@@ -11,55 +11,13 @@
 #include <sys/mman.h>
 
 #include "chaos/chaos.h"
+#include "chaos/sanitizer.h"
 #include "chaos_fiber.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define CHAOS_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CHAOS_ASAN 1
-#endif
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define CHAOS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define CHAOS_TSAN 1
-#endif
-#endif
-
-#ifdef CHAOS_ASAN
-void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
-void __sanitizer_start_switch_fiber(void **fake_stack_save, const void *bottom, size_t size);
-void __sanitizer_finish_switch_fiber(void *fake_stack_save, const void **bottom_old,
-                                     size_t *size_old);
-#endif
-#ifdef CHAOS_TSAN
-void *__tsan_get_current_fiber(void);
-void *__tsan_create_fiber(unsigned flags);
-void __tsan_destroy_fiber(void *fiber);
-void __tsan_switch_to_fiber(void *fiber, unsigned flags);
-void __tsan_acquire(void *addr);
-void __tsan_release(void *addr);
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-void AnnotateIgnoreWritesBegin(const char *file, int line);
-void AnnotateIgnoreWritesEnd(const char *file, int line);
-#define TSAN_NO_SYNC 1u
-#define ENGINE_BEGIN()                                                                             \
-    do {                                                                                           \
-        AnnotateIgnoreReadsBegin(__FILE__, __LINE__);                                              \
-        AnnotateIgnoreWritesBegin(__FILE__, __LINE__);                                             \
-    } while (0)
-#define ENGINE_END()                                                                               \
-    do {                                                                                           \
-        AnnotateIgnoreWritesEnd(__FILE__, __LINE__);                                               \
-        AnnotateIgnoreReadsEnd(__FILE__, __LINE__);                                                \
-    } while (0)
-#else
-#define ENGINE_BEGIN() ((void)0)
-#define ENGINE_END() ((void)0)
-#endif
+/* The engine's bookkeeping touched from actor context, hidden from TSan (chaos/sanitizer.h). */
+#define ENGINE_BEGIN() CHAOS_TSAN_IGNORE_BEGIN()
+#define ENGINE_END() CHAOS_TSAN_IGNORE_END()
+#define TSAN_NO_SYNC CHAOS_TSAN_NO_SYNC
 
 #ifdef CHAOS_ASAN
 #define STACK_SIZE (1u << 20)

@@ -13,21 +13,8 @@
 #include <unistd.h>
 
 #include "chaos/chaos.h"
+#include "chaos/sanitizer.h"
 #include "chaos_history.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define GUARD_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define GUARD_ASAN 1
-#endif
-#endif
-#ifdef GUARD_ASAN
-void __asan_poison_memory_region(void const volatile *addr, size_t size);
-void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
-void __asan_set_error_report_callback(void (*cb)(const char *));
-void *__asan_get_report_address(void);
-#endif
 
 /* Poisoning costs shadow memory in proportion to the length, and a view reserves 1 GiB of
  * address space of which tests map a few MiB: the first POISON_MAX bytes are poisoned (the
@@ -101,7 +88,7 @@ static void on_segv(int sig, siginfo_t *si, void *uc) {
     }
 }
 
-#ifdef GUARD_ASAN
+#ifdef CHAOS_ASAN
 /* ASan sees an instrumented touch first (use-after-poison): name it and add the stack
  * that unmapped the view. */
 static void on_asan_report(const char *text) {
@@ -115,7 +102,7 @@ static void on_asan_report(const char *text) {
 void chaos_guard_install(void) {
     if (installed)
         return;
-#ifdef GUARD_ASAN
+#ifdef CHAOS_ASAN
     __asan_set_error_report_callback(on_asan_report);
 #endif
     stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
@@ -129,7 +116,7 @@ void chaos_guard_install(void) {
     installed = 1;
 }
 
-#ifdef GUARD_ASAN
+#ifdef CHAOS_ASAN
 static size_t poisoned(size_t len) {
     return len < POISON_MAX ? len : POISON_MAX;
 }
@@ -149,7 +136,7 @@ static struct {
 static int nspare;
 
 static void release(view *v) {
-#ifdef GUARD_ASAN
+#ifdef CHAOS_ASAN
     __asan_unpoison_memory_region((void *)v->start, poisoned(v->used));
 #endif
     if (v->reservation && nspare < SPARES) {
@@ -194,7 +181,7 @@ static int unmap_view(void *addr, size_t len, size_t used, int reservation) {
         mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
     if (p == MAP_FAILED)
         return munmap(addr, len);
-#ifdef GUARD_ASAN
+#ifdef CHAOS_ASAN
     __asan_poison_memory_region(addr, poisoned(used < len ? used : len));
 #endif
     /* Two actors may unmap at once (real threads in free-running mode): the quarantine is
