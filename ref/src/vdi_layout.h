@@ -20,7 +20,8 @@
 #define VDI_AREA_ALIGN 65536u
 #define VDI_NO_BUFFER UINT64_MAX
 
-/* Writers (the last column):
+/* A line of a table: F(offset, type, name, array bound or nothing, writer).
+ * Writers:
  *   CREATE   the client that creates the set, once, before it publishes the magic
  *   CLIENT   any client object of the set, the primary or a secondary
  *   PRIMARY  the primary client
