@@ -55,11 +55,12 @@ for kind in VDI_SCHED VDI_FAIL; do
 done
 
 # ref/src's internals are ref's own: the harness reaches ref through its public headers and
-# the seams. The white-box exceptions, each for a reason: fuzz_peer forges the shared
-# layout as a hostile peer would, unit_hostile and unit_access check it field by field, and
+# the seams. The white-box exceptions, each for a reason: fuzz_peer (and fuzz_peer_fields.h,
+# its forging table, which meta_layout_unlisted expands) forges the shared layout as a
+# hostile peer would, unit_hostile and unit_access check it field by field, and
 # unit_validate breaks each private invariant by hand to see it named.
-git grep -lE '#include "(\.\./)*(ref/src/)?(vdi_internal|vdi_atomic)\.h"' -- ':!ref/' |
-    grep -vxE 'fuzz/fuzz_peer\.c|tests/unit/t_(hostile|access|validate)\.c' |
+git grep -lE '#include "(\.\./)*(ref/src/)?(vdi_internal|vdi_atomic|vdi_layout)\.h"' -- ':!ref/' |
+    grep -vxE 'fuzz/fuzz_peer(_fields)?\.[ch]|tests/unit/t_(hostile|access|validate)\.c' |
     sed 's|^|lint: |;s|$|: includes ref/src internals (use the public headers and the seams)|' |
     grep . && bad=1
 

@@ -22,7 +22,8 @@
  * Input: bytes 0-1 give the length S of the schedule (the last S bytes of the input); the
  * bytes between are the session (mode, devices, commands, outcomes) and then the hostile
  * writes (see decode()). Every byte string decodes. The layout of the shared region comes
- * from the reference's internal header; the target reads no private state through it. */
+ * from the reference's internal header, and the fields forged from its tables, one decision
+ * a field (fuzz_peer_fields.h); the target reads no private state through it. */
 #include <dirent.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -37,6 +38,7 @@
 #include "../ref/src/vdi_internal.h"
 #include "chaos/chaos.h"
 #include "fuzz_input.h"
+#include "fuzz_peer_fields.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -80,80 +82,13 @@ void AnnotateIgnoreWritesEnd(const char *file, int line);
 #define NHOLD 8 /* commands a client device holds before it completes one */
 
 enum { MODE_SERVER_LIES, MODE_CLIENT_LIES, MODE_BOTH_LIE, MODE_FORGED_RING };
-enum { BY_SERVER = 1, BY_CLIENT = 2, BY_EITHER = 3 };
-enum { W_CTL, W_DEV, W_CMD, W_CPL, W_BUF };
 
 /* ---- the fields a peer can forge -------------------------------------------------------- */
 
-typedef struct field {
-    const char *name;
-    uint8_t where, writer;
-    uint16_t off;
-    uint8_t size;
-} field;
-
-#define CTL(m, w)                                                                                  \
-    { #m, W_CTL, w, (uint16_t)offsetof(vdi_ctl_shm, m), sizeof(((vdi_ctl_shm *)0)->m) }
-#define DEV(m, w)                                                                                  \
-    { #m, W_DEV, w, (uint16_t)offsetof(vdi_dev_shm, m), sizeof(((vdi_dev_shm *)0)->m) }
-#define CMD(m)                                                                                     \
-    { "cmd." #m, W_CMD, BY_SERVER, offsetof(vdi_cmd_shm, m), sizeof(((vdi_cmd_shm *)0)->m) }
-#define CPL(m)                                                                                     \
-    { "cpl." #m, W_CPL, BY_CLIENT, offsetof(vdi_cpl_shm, m), sizeof(((vdi_cpl_shm *)0)->m) }
-#define BUF(m)                                                                                     \
-    { "buf." #m, W_BUF, BY_SERVER, offsetof(vdi_buf_shm, m), sizeof(((vdi_buf_shm *)0)->m) }
-
-/* Not here: magic, version and ctl_size (read once, at open, before any hostile write),
- * and dev_lock: a live peer that holds the device-table lock forever stalls open_device, a
- * known gap of the reference (ref/NOTES.md; a peer that dies holding it is noticed). */
+/* Every field of the layout that the peer forges, in the layout's order; which ones and why
+ * not the others: fuzz_peer_fields.h. */
 static const field fields[] = {
-    CTL(state_seq, BY_EITHER),
-    CTL(agent_seq, BY_EITHER),
-    CTL(aborted, BY_EITHER),
-    CTL(server_attached, BY_SERVER),
-    CTL(configured, BY_SERVER),
-    CTL(primary_ready, BY_CLIENT),
-    CTL(client_closed, BY_CLIENT),
-    CTL(server_closed, BY_SERVER),
-    CTL(normal_end, BY_SERVER),
-    CTL(next_owner, BY_CLIENT),
-    CTL(area_size, BY_SERVER),
-    CTL(features_out, BY_SERVER),
-    CTL(client_id.pid, BY_CLIENT),
-    CTL(server_id.pid, BY_SERVER),
-    CTL(cfg.deviceCount, BY_CLIENT),
-    CTL(cfg.features, BY_CLIENT),
-    CTL(cfg.prefixZoneSize, BY_CLIENT),
-    CTL(cfg.alignment, BY_CLIENT),
-    CTL(cfg.serverTimeOut, BY_CLIENT),
-    CTL(cfg.blockSize, BY_SERVER),
-    CTL(cfg.maxIODepth, BY_SERVER),
-    CTL(cfg.maxTransferSize, BY_SERVER),
-    CTL(cfg.bufferAreaSize, BY_SERVER),
-    DEV(bound, BY_EITHER),
-    DEV(name_len, BY_EITHER),
-    DEV(name[0], BY_EITHER),
-    DEV(client_owner, BY_CLIENT),
-    DEV(server_open, BY_SERVER),
-    DEV(server_closed, BY_SERVER),
-    DEV(cmd_head, BY_SERVER),
-    DEV(cmd_tail, BY_CLIENT),
-    DEV(cpl_head, BY_CLIENT),
-    DEV(cpl_tail, BY_SERVER),
-    DEV(cmd_seq, BY_EITHER),
-    CMD(tag),
-    CMD(code),
-    CMD(size),
-    CMD(position),
-    CMD(buf_off),
-    CPL(tag),
-    CPL(code),
-    CPL(bytes),
-    CPL(position),
-    BUF(off),
-    BUF(size),
-    BUF(gen),
-};
+    PEER_FIELDS(VDI_CTL_SHM, VDI_DEV_SHM, VDI_CMD_SHM, VDI_CPL_SHM, VDI_BUF_SHM)};
 #define NFIELDS (sizeof fields / sizeof fields[0])
 
 typedef struct hostile {
@@ -433,11 +368,7 @@ static void decode(peer *p, fuzz_input *in) {
         h->op = (uint8_t)fuzz_choice(in, 3);
         h->value = pick_value(in, h->f, h->op);
         /* the abort word, or a sequence word the peer may roll back under a waiter */
-        p->forged_abort |=
-            (h->f->where == W_CTL && (h->f->off == offsetof(vdi_ctl_shm, aborted) ||
-                                      h->f->off == offsetof(vdi_ctl_shm, agent_seq) ||
-                                      h->f->off == offsetof(vdi_ctl_shm, state_seq))) ||
-            (h->f->where == W_DEV && h->f->off == offsetof(vdi_dev_shm, cmd_seq));
+        p->forged_abort |= h->f->waited;
     }
 }
 

@@ -6,30 +6,55 @@ schedule bytes) the server configures, sends every command and closes its device
 schedule point 19; the client configures at point 23 and takes commands from 25 on, so
 writes at points 20-24 hit the rings before the client reads them."""
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fuzz"))
 from seedlib import Seeds, here_seed_dir  # noqa: E402
 
 SERVER, CLIENT, EITHER = 1, 2, 3
-# (name, writer), in the order of fields[] in fuzz/fuzz_peer.c
-FIELDS = [
-    ("state_seq", EITHER), ("agent_seq", EITHER), ("aborted", EITHER),
-    ("server_attached", SERVER), ("configured", SERVER), ("primary_ready", CLIENT),
-    ("client_closed", CLIENT), ("server_closed", SERVER), ("normal_end", SERVER),
-    ("next_owner", CLIENT), ("area_size", SERVER), ("features_out", SERVER),
-    ("client_id.pid", CLIENT), ("server_id.pid", SERVER), ("cfg.deviceCount", CLIENT),
-    ("cfg.features", CLIENT), ("cfg.prefixZoneSize", CLIENT), ("cfg.alignment", CLIENT),
-    ("cfg.serverTimeOut", CLIENT), ("cfg.blockSize", SERVER), ("cfg.maxIODepth", SERVER),
-    ("cfg.maxTransferSize", SERVER), ("cfg.bufferAreaSize", SERVER), ("bound", EITHER),
-    ("name_len", EITHER), ("name[0]", EITHER), ("client_owner", CLIENT),
-    ("server_open", SERVER), ("server_closed.dev", SERVER), ("cmd_head", SERVER),
-    ("cmd_tail", CLIENT), ("cpl_head", CLIENT), ("cpl_tail", SERVER), ("cmd_seq", EITHER),
-    ("cmd.tag", SERVER), ("cmd.code", SERVER), ("cmd.size", SERVER),
-    ("cmd.position", SERVER), ("cmd.buf_off", SERVER), ("cpl.tag", CLIENT),
-    ("cpl.code", CLIENT), ("cpl.bytes", CLIENT), ("cpl.position", CLIENT),
-    ("buf.off", SERVER), ("buf.size", SERVER),
-]
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+
+
+def forging_table():
+    """[(name, writer)] in the order of fields[] in fuzz/fuzz_peer.c, read from where that
+    table comes from: the layout's tables (ref/src/vdi_layout.h) and the peer's decision on
+    each of their fields (fuzz/fuzz_peer_fields.h). A name that an earlier field has gets
+    its table's name after a dot (the device's server_closed: server_closed.dev)."""
+    def text(path):
+        with open(os.path.join(ROOT, path)) as f:
+            return f.read().replace("\\\n", " ")
+    layout, decisions = text("ref/src/vdi_layout.h"), text("fuzz/fuzz_peer_fields.h")
+    tables = {}
+    for t, body in re.findall(r"#define VDI_(\w+)_SHM\(F[^)]*\)(.*)", layout):
+        tables[t] = re.findall(r"\bF\(\s*\d+,\s*\w+,\s*(\w+),\s*[^,]*,\s*(\w+)\)", body)
+    decide = {(t, f): (d, arg) for t, f, d, arg in re.findall(
+        r"#define FORGE_(CTL|ID|CFG|DEV|CMD|CPL|BUF)_(\w+)\s+(\w+)(?:\((\w+)\))?", decisions)}
+    side = dict(re.findall(r"#define BY_OF_(\w+) BY_(\w+)", decisions))
+    by = {"SERVER": SERVER, "CLIENT": CLIENT, "EITHER": EITHER}
+    inside = {"ID": "PEER_ID", "CFG": "CONFIG"}
+    out = []
+
+    def add(name, writer, table):
+        if any(n == name for n, _ in out):
+            name += "." + table.lower()
+        out.append((name, by[side[writer]]))
+
+    for t, pre in (("CTL", ""), ("DEV", ""), ("CMD", "cmd."), ("CPL", "cpl."), ("BUF", "buf.")):
+        for f, w in tables[t]:
+            d, arg = decide[(t, f)]
+            if d in ("FORGE", "FORGE_WAITED"):
+                add(pre + f, w, t)
+            elif d == "FIRST":
+                add(pre + f + "[0]", w, t)
+            elif d == "INSIDE":
+                for g, gw in tables[inside[arg]]:
+                    if decide[(arg, g)][0] == "FORGE":
+                        add("%s.%s" % (f, g), w if gw == "W" else gw, t)
+    return out
+
+
+FIELDS = forging_table()
 SERVER_LIES, CLIENT_LIES, BOTH_LIE = range(3)
 MAGIC = [0, 1, 2, 3, 64, 65, 0xffffffff, 0x80000000, 65536, 1 << 30, (1 << 30) - 65536,
          0x7fffffff, 4096, 19, 20, (1 << 64) - 1]
@@ -258,7 +283,9 @@ def _():
 
 
 def main():
-    seed.write(here_seed_dir(__file__),
+    """Writes the seeds into seed/, or into the folder given (corpus_fuzz_peer_seeds
+    compares the two)."""
+    seed.write(sys.argv[1] if len(sys.argv) > 1 else here_seed_dir(__file__),
                ["# fuzz_peer seeds (written by ../gen_seeds.py; do not edit by hand)", "",
                 "`FUZZ_PEER_TRACE=1 fuzz_peer_replay FILE` prints every hostile write.", ""],
                lambda fn: fn().encode())

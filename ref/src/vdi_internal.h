@@ -194,57 +194,8 @@ int vdi_wait_live(uint32_t *word, uint32_t seen, long timeout_ms,
 /* ---- shared memory layout
  * -------------------------------------------------------------- */
 
-#define VDI_SHM_MAGIC 0x0031534849444356ull /* "VDCIHS1" */
-#define VDI_SHM_VERSION 2u
-#define VDI_RING 64u /* entries per ring = VDI_MAX_OUTSTANDING */
-#define VDI_MAX_BUFFERS 4096u
-#define VDI_AREA_ALIGN 65536u
-#define VDI_NO_BUFFER UINT64_MAX
-
-typedef struct vdi_cmd_shm { /* written by the server before it publishes
-                                cmd_head */
-    uint32_t tag;            /* slot | generation << 8 */
-    int32_t code;
-    int32_t size;
-    uint32_t reserved;
-    uint64_t position;
-    uint64_t buf_off; /* offset of the data in the area, VDI_NO_BUFFER for none */
-} vdi_cmd_shm;
-
-typedef struct vdi_cpl_shm { /* written by the client before it publishes
-                                cpl_head */
-    uint32_t tag;
-    uint32_t code;
-    uint32_t bytes;
-    uint32_t reserved;
-    uint64_t position;
-} vdi_cpl_shm;
-
-typedef struct vdi_dev_shm {
-    uint32_t bound;         /* binder: 0 free, 1 being named, 2 named (release) */
-    uint32_t name_len;      /* binder, before bound = 2 */
-    char name[128];         /* binder, before bound = 2 */
-    uint32_t client_owner;  /* client: id of the client object holding it, 0 none */
-    uint32_t server_open;   /* server: 1 once opened */
-    uint32_t server_closed; /* server: 1 after close_device, published after
-                               cmd_head */
-    uint32_t cmd_head;      /* server: commands published (free-running) */
-    uint32_t cmd_tail;      /* client: commands taken (free-running) */
-    uint32_t cpl_head;      /* client: completions published */
-    uint32_t cpl_tail;      /* server: completions taken */
-    uint32_t cmd_seq;       /* futex; bumped by the server (send, close_device), by
-                               either on abort */
-    vdi_cmd_shm cmd[VDI_RING];
-    vdi_cpl_shm cpl[VDI_RING];
-} vdi_dev_shm;
-
-/* Server: the live data zones, for buffer handles. off is the data-zone offset in the
- * area plus 1 (0: the slot is unused); gen is the buffer's generation (vdi_server.c). */
-typedef struct vdi_buf_shm {
-    uint64_t off;
-    uint32_t size;
-    uint32_t gen;
-} vdi_buf_shm;
+/* The structs come from the tables of vdi_layout.h, which say who writes each field. */
+#include "vdi_layout.h"
 
 /* A buffer handle: the slot in the low bits, the buffer's generation above them, so that
  * a freed buffer's handle does not name the buffer that takes its slot (VDI-SPEC 4). The
@@ -252,33 +203,6 @@ typedef struct vdi_buf_shm {
 #define VDI_HANDLE_SLOT_BITS 12u /* VDI_MAX_BUFFERS */
 #define VDI_HANDLE_GEN_MAX ((1u << (32u - VDI_HANDLE_SLOT_BITS)) - 1u)
 _Static_assert(VDI_MAX_BUFFERS == 1u << VDI_HANDLE_SLOT_BITS, "a handle holds every slot");
-
-typedef struct vdi_ctl_shm {
-    uint64_t magic;           /* creator */
-    uint32_t version;         /* creator */
-    uint32_t ctl_size;        /* creator: bytes before the area */
-    uint32_t state_seq;       /* futex; bumped by either side on configuration and abort */
-    uint32_t agent_seq;       /* futex; bumped by the client on completion, by either on
-                                 abort */
-    uint32_t aborted;         /* either: 0 -> 1, never back */
-    uint32_t server_attached; /* server: 0 -> VDI_CLAIM(pid) (claimed) -> 2 (server_id
-                                 written); back to 0 when an open gives the claim up */
-    uint32_t configured;      /* server: 1 once end_configuration succeeded */
-    uint32_t primary_ready;   /* primary client: 1 after its first get_configuration */
-    uint32_t client_closed;   /* primary client: 1 at the start of its close */
-    uint32_t server_closed;   /* server: 1 at the start of its close */
-    uint32_t normal_end;      /* server: 1 once Normally Terminated */
-    uint32_t dev_lock;        /* either: futex mutex of the device table */
-    uint32_t next_owner;      /* client objects: id counter */
-    uint32_t area_size;       /* server: bytes of the area backed and valid */
-    uint32_t features_out;    /* server: negotiated features (cfg.features stays the client's) */
-    uint32_t reserved0;
-    vdi_peer_id client_id; /* creator */
-    vdi_peer_id server_id; /* server at open */
-    VDConfig cfg;          /* fields 0-6 creator; features and 7-10 server */
-    vdi_dev_shm dev[VDI_MAX_DEVICES];
-    vdi_buf_shm buf[VDI_MAX_BUFFERS];
-} vdi_ctl_shm;
 
 /* One side's view of the object. */
 typedef struct vdi_view {
