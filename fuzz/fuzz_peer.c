@@ -37,39 +37,16 @@
 
 #include "../ref/src/vdi_internal.h"
 #include "chaos/chaos.h"
+#include "chaos/sanitizer.h"
 #include "fuzz_input.h"
 #include "fuzz_peer_fields.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#if defined(__SANITIZE_THREAD__)
-#define PEER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PEER_TSAN 1
-#endif
-#endif
-#ifdef PEER_TSAN
 /* The peer's writes race with the reference by design (another process in real life):
  * TSan is told to look away from them, as from any write of a foreign process. */
-void AnnotateIgnoreReadsBegin(const char *file, int line);
-void AnnotateIgnoreReadsEnd(const char *file, int line);
-void AnnotateIgnoreWritesBegin(const char *file, int line);
-void AnnotateIgnoreWritesEnd(const char *file, int line);
-#define FOREIGN_BEGIN()                                                                            \
-    do {                                                                                           \
-        AnnotateIgnoreReadsBegin(__FILE__, __LINE__);                                              \
-        AnnotateIgnoreWritesBegin(__FILE__, __LINE__);                                             \
-    } while (0)
-#define FOREIGN_END()                                                                              \
-    do {                                                                                           \
-        AnnotateIgnoreWritesEnd(__FILE__, __LINE__);                                               \
-        AnnotateIgnoreReadsEnd(__FILE__, __LINE__);                                                \
-    } while (0)
-#else
-#define FOREIGN_BEGIN() ((void)0)
-#define FOREIGN_END() ((void)0)
-#endif
+#define FOREIGN_BEGIN() CHAOS_TSAN_IGNORE_BEGIN()
+#define FOREIGN_END() CHAOS_TSAN_IGNORE_END()
 
 #define NDEV 2
 #define NCMD 6
