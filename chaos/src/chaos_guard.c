@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "chaos/chaos.h"
-#include "chaos_history.h"
+#include "chaos_internal.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define GUARD_ASAN 1

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "chaos_history.h"
+#include "chaos_internal.h"
 #include "chaos_model.h"
 #include "vdi/vdi.h"
 
@@ -97,6 +98,9 @@ static int index_of(const void **table, int *n, int max, const void *h) {
     return (*n)++;
 }
 
+static void peer_death(void *ctx, int side);
+static const chaos_observer observer = {NULL, peer_death};
+
 void chaos_history_start(chaos_engine *e) {
     /* Everything but the big call table, whose entries begin() clears one by one. */
     H.e = e;
@@ -111,12 +115,15 @@ void chaos_history_start(chaos_engine *e) {
     memset(H.mark, 0, sizeof H.mark);
     H.notes = chaos_notes_on(e); /* building the timeline's lines costs: only when kept */
     H.on = 1;
+    chaos_engine_observe(e, &observer);
 }
 
 static void route(VDS_Command *cmd);
 
 void chaos_history_stop(void) {
     H.on = 0;
+    if (H.e)
+        chaos_engine_observe(H.e, NULL);
     H.e = NULL; /* the engine is freed next */
     /* Give every command still in the library's hands its own routine back (callbacks
      * after this go straight to it). Only those: a command whose send was rejected had it
@@ -165,7 +172,8 @@ static void watchdog_event(void) {
 
 /* The peer process died (chaos_kill_peer): to the model, an abort by the dead side that the
  * other learns of at some later moment, or never. */
-void chaos_history_peer_death(int side) {
+static void peer_death(void *ctx, int side) {
+    (void)ctx;
     if (H.on)
         pending_abort(side);
 }

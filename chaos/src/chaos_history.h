@@ -10,10 +10,9 @@
 
 #include "chaos/chaos.h"
 
-/* Start recording the calls of this run (before the scenario's setup). */
+/* Start recording the calls of this run (before the scenario's setup); the recorder
+ * observes E (chaos_internal.h) for the death of a peer. */
 void chaos_history_start(chaos_engine *e);
-/* The peer died (called by chaos_kill_peer): side 0 the client's process, 1 the server's. */
-void chaos_history_peer_death(int side);
 /* Stop recording; nothing more is kept (before the scenario's cleanup). */
 void chaos_history_stop(void);
 /* Check the recorded history: reports a "model" finding through chaos_report when no
@@ -21,10 +20,5 @@ void chaos_history_stop(void);
  * it (a peer died, a fault was injected, a call was made from inside a callback, the
  * search was too large, or a call the model does not cover). */
 int chaos_history_check(chaos_engine *e);
-
-/* The process is dying (a signal or a sanitizer's report) while a run is in progress: say
- * which run, and write its replay file (chaos.h, crash_file). Called by the unmap guard
- * before it ends the process; the engine's own handlers call it for the rest. */
-void chaos_dying(void);
 
 #endif /* CHAOS_HISTORY_H */
