@@ -277,52 +277,16 @@ static int dev_begin(chaos_model_op op, int side, const void *dev) {
 
 #define REAL(f) __real_##f
 #define WRAP(f) __wrap_##f
-/* Declared here: these are the link's names for the real functions and their wrappers. */
-#define DECLARE(ret, f, ...)                                                                       \
-    ret REAL(f)(__VA_ARGS__);                                                                      \
-    ret WRAP(f)(__VA_ARGS__)
-
-DECLARE(int, vdi_client_set_create_ex, vdi_client_set *s, const char *instance, const char *name,
-        VDConfig *cfg);
-DECLARE(int, vdi_client_set_create, vdi_client_set *s, const char *name, VDConfig *cfg);
-DECLARE(int, vdi_client_set_get_configuration, vdi_client_set *s, long timeout_ms, VDConfig *cfg);
-DECLARE(int, vdi_client_set_open_device, vdi_client_set *s, const char *name,
-        vdi_client_device **out);
-DECLARE(int, vdi_client_set_close, vdi_client_set *s);
-DECLARE(void, vdi_client_set_free, vdi_client_set *s);
-DECLARE(int, vdi_client_set_signal_abort, vdi_client_set *s);
-DECLARE(int, vdi_client_set_open_in_secondary_ex, vdi_client_set *s, const char *instance,
-        const char *name);
-DECLARE(int, vdi_client_set_open_in_secondary, vdi_client_set *s, const char *name);
-DECLARE(int, vdi_client_set_get_buffer_handle, vdi_client_set *s, uint8_t *buffer,
-        uint32_t *handle);
-DECLARE(int, vdi_client_set_map_buffer_handle, vdi_client_set *s, uint32_t handle,
-        uint8_t **buffer);
-DECLARE(int, vdi_client_device_get_command, vdi_client_device *d, long timeout_ms,
-        VDC_Command **cmd);
-DECLARE(int, vdi_client_device_complete_command, vdi_client_device *d, VDC_Command *cmd,
-        uint32_t code, uint32_t bytes, uint64_t position);
-DECLARE(int, vdi_server_set_open, vdi_server_set *s, const char *instance, const char *name);
-DECLARE(int, vdi_server_set_get_configuration, vdi_server_set *s, VDConfig *cfg);
-DECLARE(int, vdi_server_set_begin_configuration, vdi_server_set *s, uint32_t features,
-        uint32_t block_size, uint32_t alignment, uint32_t max_transfer_size, long timeout_ms);
-DECLARE(int, vdi_server_set_request_buffers, vdi_server_set *s, uint32_t size, uint32_t alignment,
-        uint32_t count);
-DECLARE(int, vdi_server_set_query_available_buffers, vdi_server_set *s, uint32_t size,
-        uint32_t alignment, uint32_t *count);
-DECLARE(int, vdi_server_set_end_configuration, vdi_server_set *s);
-DECLARE(int, vdi_server_set_execute_completion_agent, vdi_server_set *s);
-DECLARE(int, vdi_server_set_open_device, vdi_server_set *s, const char *name,
-        vdi_server_device **out);
-DECLARE(int, vdi_server_set_allocate_buffer, vdi_server_set *s, uint8_t **buffer, uint32_t size,
-        uint32_t alignment);
-DECLARE(int, vdi_server_set_free_buffer, vdi_server_set *s, uint8_t *buffer, uint32_t size);
-DECLARE(int, vdi_server_set_is_shared_buffer, vdi_server_set *s, const uint8_t *buffer);
-DECLARE(int, vdi_server_set_signal_abort, vdi_server_set *s);
-DECLARE(int, vdi_server_set_close, vdi_server_set *s);
-DECLARE(void, vdi_server_set_free, vdi_server_set *s);
-DECLARE(int, vdi_server_device_send_command, vdi_server_device *d, VDS_Command *cmd);
-DECLARE(int, vdi_server_device_close, vdi_server_device *d);
+/* The link's names for the real functions and their wrappers, declared from vdi_api.def:
+ * each as vdi.h declares the function (checked here), so a wrapper cannot drift from it. */
+#define DECLARE(f, ret, params)                                                                    \
+    ret REAL(f) params;                                                                            \
+    ret WRAP(f) params;                                                                            \
+    _Static_assert(__builtin_types_compatible_p(__typeof__(&f), ret(*) params),                    \
+                   #f " is declared in vdi_api.def as in vdi.h");
+#define VDI_CALL(fn, op, ret, params) DECLARE(fn, ret, params)
+#define VDI_ALIAS(fn, ret, params) DECLARE(fn, ret, params)
+#include "vdi_api.def"
 
 int WRAP(vdi_client_set_create_ex)(vdi_client_set *s, const char *instance, const char *name,
                                    VDConfig *cfg) {

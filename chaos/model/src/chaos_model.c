@@ -1462,32 +1462,9 @@ int chaos_model_slot_holder(const chaos_model *m, int server, int slot) {
 
 const char *chaos_model_op_name(chaos_model_op op) {
     static const char *const names[CM_OP_COUNT] = {
-        "vdi_client_set_create_ex",
-        "vdi_client_set_get_configuration",
-        "vdi_client_set_open_device",
-        "vdi_client_set_close",
-        "vdi_client_set_signal_abort",
-        "vdi_client_set_open_in_secondary_ex",
-        "vdi_client_set_get_buffer_handle",
-        "vdi_client_set_map_buffer_handle",
-        "vdi_client_device_get_command",
-        "vdi_client_device_complete_command",
-        "vdi_server_set_open",
-        "vdi_server_set_get_configuration",
-        "vdi_server_set_begin_configuration",
-        "vdi_server_set_request_buffers",
-        "vdi_server_set_query_available_buffers",
-        "vdi_server_set_end_configuration",
-        "vdi_server_set_execute_completion_agent",
-        "vdi_server_set_open_device",
-        "vdi_server_set_allocate_buffer",
-        "vdi_server_set_free_buffer",
-        "vdi_server_set_is_shared_buffer",
-        "vdi_server_set_signal_abort",
-        "vdi_server_set_close",
-        "vdi_server_device_send_command",
-        "vdi_server_device_close",
-        "(agent takes a completion)",
+#define VDI_CALL(fn, op, ret, params) [CM_##op] = #fn,
+#include "vdi_api.def"
+        [CM_S_AGENT_TAKE] = "(agent takes a completion)",
     };
     return (unsigned)op < CM_OP_COUNT ? names[op] : "?";
 }
