@@ -288,6 +288,27 @@ static int dev_begin(chaos_model_op op, int side, const void *dev) {
 #define VDI_ALIAS(fn, ret, params) DECLARE(fn, ret, params)
 #include "vdi_api.def"
 
+/* The wrappers with nothing to note but the handle they pass: the set's, or the device's. */
+#define WRAP_HANDLE_ONLY(f, op, side, type)                                                        \
+    int WRAP(f)(type * s) {                                                                        \
+        int t = begin(op, side, s);                                                                \
+        return finish(t, REAL(f)(s));                                                              \
+    }
+#define WRAP_DEVICE_ONLY(f, op, side, type)                                                        \
+    int WRAP(f)(type * d) {                                                                        \
+        int t = dev_begin(op, side, d);                                                            \
+        return finish(t, REAL(f)(d));                                                              \
+    }
+/* A free closes an object not in DNE: to the model a close, whose answer any state allows. */
+#define WRAP_FREE(f, op, side, type)                                                               \
+    void WRAP(f)(type * s) {                                                                       \
+        int t = s ? begin(op, side, s) : -1;                                                       \
+        if (t >= 0)                                                                                \
+            H.calls[t].any_rc = 1;                                                                 \
+        REAL(f)(s);                                                                                \
+        (void)finish(t, NOERROR);                                                                  \
+    }
+
 int WRAP(vdi_client_set_create_ex)(vdi_client_set *s, const char *instance, const char *name,
                                    VDConfig *cfg) {
     int t = begin(CM_C_CREATE_EX, 0, s);
@@ -327,23 +348,11 @@ int WRAP(vdi_client_set_open_device)(vdi_client_set *s, const char *name, vdi_cl
     return rc;
 }
 
-int WRAP(vdi_client_set_close)(vdi_client_set *s) {
-    int t = begin(CM_C_CLOSE, 0, s);
-    return finish(t, REAL(vdi_client_set_close)(s));
-}
+WRAP_HANDLE_ONLY(vdi_client_set_close, CM_C_CLOSE, 0, vdi_client_set)
 
-void WRAP(vdi_client_set_free)(vdi_client_set *s) {
-    int t = s ? begin(CM_C_CLOSE, 0, s) : -1; /* a free closes an object not in DNE */
-    if (t >= 0)
-        H.calls[t].any_rc = 1;
-    REAL(vdi_client_set_free)(s);
-    (void)finish(t, NOERROR);
-}
+WRAP_FREE(vdi_client_set_free, CM_C_CLOSE, 0, vdi_client_set)
 
-int WRAP(vdi_client_set_signal_abort)(vdi_client_set *s) {
-    int t = begin(CM_C_SIGNAL_ABORT, 0, s);
-    return finish(t, REAL(vdi_client_set_signal_abort)(s));
-}
+WRAP_HANDLE_ONLY(vdi_client_set_signal_abort, CM_C_SIGNAL_ABORT, 0, vdi_client_set)
 
 int WRAP(vdi_client_set_open_in_secondary_ex)(vdi_client_set *s, const char *instance,
                                               const char *name) {
@@ -457,10 +466,7 @@ int WRAP(vdi_server_set_query_available_buffers)(vdi_server_set *s, uint32_t siz
     return finish(t, REAL(vdi_server_set_query_available_buffers)(s, size, alignment, count));
 }
 
-int WRAP(vdi_server_set_end_configuration)(vdi_server_set *s) {
-    int t = begin(CM_S_END_CONFIGURATION, 1, s);
-    return finish(t, REAL(vdi_server_set_end_configuration)(s));
-}
+WRAP_HANDLE_ONLY(vdi_server_set_end_configuration, CM_S_END_CONFIGURATION, 1, vdi_server_set)
 
 int WRAP(vdi_server_set_execute_completion_agent)(vdi_server_set *s) {
     /* The completion routine runs inside this call: a call it makes is nested, and each
@@ -559,23 +565,11 @@ int WRAP(vdi_server_set_is_shared_buffer)(vdi_server_set *s, const uint8_t *buff
     return finish(t, rc);
 }
 
-int WRAP(vdi_server_set_signal_abort)(vdi_server_set *s) {
-    int t = begin(CM_S_SIGNAL_ABORT, 1, s);
-    return finish(t, REAL(vdi_server_set_signal_abort)(s));
-}
+WRAP_HANDLE_ONLY(vdi_server_set_signal_abort, CM_S_SIGNAL_ABORT, 1, vdi_server_set)
 
-int WRAP(vdi_server_set_close)(vdi_server_set *s) {
-    int t = begin(CM_S_CLOSE, 1, s);
-    return finish(t, REAL(vdi_server_set_close)(s));
-}
+WRAP_HANDLE_ONLY(vdi_server_set_close, CM_S_CLOSE, 1, vdi_server_set)
 
-void WRAP(vdi_server_set_free)(vdi_server_set *s) {
-    int t = s ? begin(CM_S_CLOSE, 1, s) : -1;
-    if (t >= 0)
-        H.calls[t].any_rc = 1;
-    REAL(vdi_server_set_free)(s);
-    (void)finish(t, NOERROR);
-}
+WRAP_FREE(vdi_server_set_free, CM_S_CLOSE, 1, vdi_server_set)
 
 int WRAP(vdi_server_device_send_command)(vdi_server_device *d, VDS_Command *cmd) {
     int t = dev_begin(CM_S_SEND_COMMAND, 1, d), here = -1;
@@ -608,10 +602,7 @@ int WRAP(vdi_server_device_send_command)(vdi_server_device *d, VDS_Command *cmd)
     return rc;
 }
 
-int WRAP(vdi_server_device_close)(vdi_server_device *d) {
-    int t = dev_begin(CM_S_CLOSE_DEVICE, 1, d);
-    return finish(t, REAL(vdi_server_device_close)(d));
-}
+WRAP_DEVICE_ONLY(vdi_server_device_close, CM_S_CLOSE_DEVICE, 1, vdi_server_device)
 
 #ifdef CHAOS_RECORDER_TSAN_POP
 #pragma clang attribute pop
