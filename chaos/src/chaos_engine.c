@@ -28,7 +28,7 @@
 #include "chaos/atomics.h"
 #include "chaos/chaos.h"
 #include "chaos_engine.h"
-#include "chaos_history.h"
+#include "chaos_internal.h"
 #include "vdi/vdi.h"
 #include "vdi/vdi_seams.h"
 
@@ -651,18 +651,25 @@ uint64_t chaos_now(const chaos_engine *e) {
     return t;
 }
 
-void chaos_kill_peer(chaos_engine *e) {
+void chaos_engine_observe(chaos_engine *e, const chaos_observer *obs) {
+    e->observer = obs;
+}
+
+static void peer_died(chaos_engine *e, int side) {
     ENGINE_BEGIN();
     e->peer_dead = 1;
+    const chaos_observer *o = e->observer;
     ENGINE_END();
-    chaos_history_peer_death(0); /* the model oracle sees the death as the peer's abort */
+    if (o && o->peer_death) /* the recorder: to the model, the dead side's abort */
+        o->peer_death(o->ctx, side);
+}
+
+void chaos_kill_peer(chaos_engine *e) {
+    peer_died(e, 0);
 }
 
 void chaos_kill_server_peer(chaos_engine *e) {
-    ENGINE_BEGIN();
-    e->peer_dead = 1;
-    ENGINE_END();
-    chaos_history_peer_death(1);
+    peer_died(e, 1);
 }
 
 int chaos_peer_dead(const chaos_engine *e) {

@@ -13,6 +13,7 @@
 #include "chaos/chaos.h"
 #include "chaos/sanitizer.h"
 #include "chaos_fiber.h"
+#include "chaos_internal.h"
 
 /* The engine's bookkeeping touched from actor context, hidden from TSan (chaos/sanitizer.h). */
 #define ENGINE_BEGIN() CHAOS_TSAN_IGNORE_BEGIN()
@@ -110,6 +111,7 @@ struct chaos_engine {
     size_t nfail_seen;
     pthread_mutex_t free_mu; /* free-running mode: findings and the fault plan */
     uint64_t free_start;
+    const chaos_observer *observer; /* chaos_engine_observe, or NULL */
 };
 
 static inline uint64_t chaos_splitmix(uint64_t *s) {

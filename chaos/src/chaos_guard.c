@@ -14,7 +14,7 @@
 
 #include "chaos/chaos.h"
 #include "chaos/sanitizer.h"
-#include "chaos_history.h"
+#include "chaos_internal.h"
 
 /* Poisoning costs shadow memory in proportion to the length, and a view reserves 1 GiB of
  * address space of which tests map a few MiB: the first POISON_MAX bytes are poisoned (the

@@ -10,7 +10,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "chaos_history.h"
+#include "chaos_linearizer.h"
+#include "chaos_recorder.h"
 #include "chaos_session.h"
 #include "vdi/vdi_seams.h"
 
@@ -108,26 +109,27 @@ int chaos_scenario_run(const chaos_scenario *sc, const chaos_config *cfg, chaos_
     int fds = count_entries("/proc/self/fd") - chaos_shm_pool_fds(),
         threads = count_entries("/proc/self/task");
     chaos_seams_install(e);
-    /* The model oracle records every call (chaos_history.h); VDICHAOS_NO_MODEL=1 turns it
-     * off, to measure what it costs. */
     /* The reference's own invariant checks (debug builds) stop a run that breaks one
      * before any oracle sees it; VDICHAOS_NO_INVARIANTS=1 leaves the bug to the oracles. */
     const char *no_inv = getenv("VDICHAOS_NO_INVARIANTS");
     vdi_seam_debug_invariants(!(no_inv && *no_inv && strcmp(no_inv, "0")));
+    /* Every call is recorded (chaos_recorder.h: the history, and the timeline's lines),
+     * whether the model oracle judges the history or not: VDICHAOS_NO_MODEL=1 turns the
+     * judgement off, to measure what it costs. */
     const char *no_model = getenv("VDICHAOS_NO_MODEL");
     int model = !cfg->free_running && !(no_model && *no_model && strcmp(no_model, "0"));
-    if (model)
-        chaos_history_start(e);
+    if (!cfg->free_running) /* real threads: one actor at a time no more */
+        chaos_recorder_start(e);
     sc->setup(e);
     chaos_outcome out = chaos_run(e);
     if (out == CHAOS_DONE) {
         sc->check(e);
         if (!chaos_finding(e)[0] && model)
-            r->model_checked = chaos_history_check(e);
+            r->model_checked = chaos_linearize(e, chaos_recorder_end());
         if (chaos_finding(e)[0])
             out = CHAOS_FINDING;
     }
-    chaos_history_stop();
+    chaos_recorder_stop();
     chaos_seams_install(NULL);
     char sites[512] = "";
     if (out != CHAOS_DONE || chaos_finding(e)[0])

@@ -25,34 +25,30 @@ extern "C" {
 #define CHAOS_MODEL_NULL (-1)  /* a NULL handle or pointer */
 #define CHAOS_MODEL_OTHER (-2) /* a non-NULL pointer that is none of the known objects */
 
+/* The calls: one op for each function of vdi_api.def that the model has as its own (the
+ * others are these calls to it), in that list's order, and the agent's taking of a
+ * completion. What each reads of chaos_model_call:
+ *   client side (obj = client object index)
+ *     CREATE_EX: instance, name, cfg        GET_CONFIGURATION: timeout, cfg (cfg_null)
+ *     OPEN_DEVICE: name, out_null           CLOSE, SIGNAL_ABORT: nothing more
+ *     OPEN_IN_SECONDARY: instance, name
+ *     GET_BUFFER_HANDLE: buf (+offset): the client's address of that buffer
+ *     MAP_BUFFER_HANDLE: buf: the buffer whose handle is passed (OTHER: unknown)
+ *     GET_COMMAND: dev (slot held by obj), timeout, out_null
+ *     COMPLETE_COMMAND: dev, cmd (pool index delivered at that pointer, or OTHER)
+ *   server side (obj = server object index)
+ *     OPEN: instance, name                  GET_CONFIGURATION: cfg_null
+ *     BEGIN_CONFIGURATION: features, block_size, alignment, max_transfer, timeout
+ *     REQUEST_BUFFERS: size, alignment, count
+ *     QUERY_AVAILABLE: size, alignment, out_null
+ *     END_CONFIGURATION, EXECUTE_AGENT, SIGNAL_ABORT, CLOSE: nothing more
+ *     OPEN_DEVICE: name, out_null           ALLOCATE_BUFFER: size, alignment, out_null
+ *     FREE_BUFFER: buf (+offset), size      IS_SHARED_BUFFER: buf (+offset)
+ *     SEND_COMMAND: dev (slot), cmd (pool index), routine_null, command fields
+ *     CLOSE_DEVICE: dev (slot) */
 typedef enum chaos_model_op {
-    /* client side: obj = client object index */
-    CM_C_CREATE_EX,         /* instance, name, cfg */
-    CM_C_GET_CONFIGURATION, /* timeout, cfg (cfg_null) */
-    CM_C_OPEN_DEVICE,       /* name, out_null */
-    CM_C_CLOSE,             /* */
-    CM_C_SIGNAL_ABORT,      /* */
-    CM_C_OPEN_IN_SECONDARY, /* instance, name */
-    CM_C_GET_BUFFER_HANDLE, /* buf (+offset): the client's address of that buffer */
-    CM_C_MAP_BUFFER_HANDLE, /* buf: the buffer whose handle is passed (OTHER: unknown) */
-    CM_C_GET_COMMAND,       /* dev (slot held by obj), timeout, out_null */
-    CM_C_COMPLETE_COMMAND,  /* dev, cmd (pool index delivered at that pointer, or OTHER) */
-    /* server side: obj = server object index */
-    CM_S_OPEN,                /* instance, name */
-    CM_S_GET_CONFIGURATION,   /* cfg_null */
-    CM_S_BEGIN_CONFIGURATION, /* features, block_size, alignment, max_transfer, timeout */
-    CM_S_REQUEST_BUFFERS,     /* size, alignment, count */
-    CM_S_QUERY_AVAILABLE,     /* size, alignment, out_null */
-    CM_S_END_CONFIGURATION,   /* */
-    CM_S_EXECUTE_AGENT,       /* */
-    CM_S_OPEN_DEVICE,         /* name, out_null */
-    CM_S_ALLOCATE_BUFFER,     /* size, alignment, out_null */
-    CM_S_FREE_BUFFER,         /* buf (+offset), size */
-    CM_S_IS_SHARED_BUFFER,    /* buf (+offset) */
-    CM_S_SIGNAL_ABORT,        /* */
-    CM_S_CLOSE,               /* */
-    CM_S_SEND_COMMAND,        /* dev (slot), cmd (pool index), routine_null, command fields */
-    CM_S_CLOSE_DEVICE,        /* dev (slot) */
+#define VDI_CALL(fn, op, ret, params) CM_##op,
+#include "vdi_api.def"
     /* the agent (only with chaos_model_set_async_take): it takes a completion and calls the
      * routine; cmd = pool index, completion_code = the code the routine saw */
     CM_S_AGENT_TAKE,
