@@ -44,6 +44,22 @@ for f in $(git ls-files 'chaos/*.c' 'chaos/*.h' 'fuzz/*.c' 'fuzz/*.h' 'fuzz/*.cp
         sed "s|^|lint: $f:|;s|$|  (the harness's atomics belong in chaos/include/chaos/atomics.h)|" | grep . && bad=1
 done
 
+# Every acquire load and release store says what it pairs with ("pairs with ...", or "no
+# reader in ..." for a word published for a peer's view), on its line or in the comment
+# just above: an edge that names its other end can be checked by a reader, and one that
+# does not is where a weakened order hides. The shared protocol (ref/src) and the
+# scheduler of a client's threads (chaos/sched), where another process is the other end.
+for f in $(git ls-files 'ref/src/*.c' 'ref/src/*.h' 'chaos/sched/*.c' | grep -vx 'ref/src/vdi_atomic.h'); do
+    awk -v f="$f" '
+        /^[[:space:]]*(\/\*|\*|\/\/)/ { above = above " " $0; next }
+        /vdi_(load_acquire|store_release|load_entry)\(|CHAOS_(LOAD_ACQUIRE|STORE_RELEASE|ADD_RELEASE|EXCHANGE_ACQUIRE|CAS_ACQ_REL)\(/ &&
+        !/^[[:space:]]*#[[:space:]]*define/ {
+            if ((above " " $0) !~ /pairs with|no reader in/)
+                printf "lint: %s:%d: an acquire or release that does not say what it pairs with\n", f, NR
+        }
+        { above = "" }' "$f" | grep . && bad=1
+done
+
 # ref/ is standalone: it never includes the harness.
 git grep -nE '#include "(\.\./)*(chaos|fuzz|tests)/' -- ref/ && complain "ref/ includes the harness"
 

@@ -193,11 +193,11 @@ static void futex_wake(uint32_t *w) {
 /* The scheduler's own lock: taken by the token holder and by threads coming back from an
  * uncontrolled wait. A spin lock of plain atomics, so no sanitizer sees an edge. */
 void lock_sched(void) {
-    while (CHAOS_EXCHANGE_ACQUIRE(&G->lock, 1))
+    while (CHAOS_EXCHANGE_ACQUIRE(&G->lock, 1)) /* pairs with unlock_sched's store */
         real_syscall(SYS_sched_yield);
 }
 void unlock_sched(void) {
-    CHAOS_STORE_RELEASE(&G->lock, 0);
+    CHAOS_STORE_RELEASE(&G->lock, 0); /* pairs with lock_sched's exchange */
 }
 
 static uint64_t splitmix(uint64_t *s) {
@@ -341,7 +341,7 @@ static void declare_hang(void) {
             fprintf(stderr, "vdi-sched:   thread %d (%s, tid %d) %s at %s\n", i, G->t[i].prog,
                     (int)G->t[i].tid, state_name(&G->t[i]), G->t[i].point);
     write_report("hang");
-    CHAOS_STORE_RELEASE(&G->hung, 1);
+    CHAOS_STORE_RELEASE(&G->hung, 1); /* pairs with wait_turn's load of hung */
     for (int i = 0; i < G->nthreads; i++)
         futex_wake(&G->t[i].go);
     if (!P.exiting)
@@ -501,6 +501,7 @@ static int other_runnable(void) {
 void hand_to(int to) {
     G->running = to;
     if (to >= 0) {
+        /* pairs with wait_turn's load of go: the turn, and running, handed over */
         CHAOS_STORE_RELEASE(&G->t[to].go, 1);
         futex_wake(&G->t[to].go);
     }
@@ -569,7 +570,7 @@ static void await_gone(void) {
         if (proc_start(G->gone_pid) == G->gone_start)
             note_uncontrolled("a process slow to end after it left");
         G->gone_pid = 0;
-        CHAOS_STORE_RELEASE(&G->t[self].go, 1);
+        CHAOS_STORE_RELEASE(&G->t[self].go, 1); /* pairs with wait_turn's load of go */
     }
     unlock_sched();
 }
@@ -578,9 +579,11 @@ static void await_gone(void) {
  * is already on its way out: its own exit status stands). */
 void wait_turn(void) {
     struct thread *me = &G->t[self];
+    /* pairs with the stores of go by the thread that hands the turn over */
     while (!CHAOS_LOAD_ACQUIRE(&me->go)) {
-        if (CHAOS_LOAD_ACQUIRE(&G->hung) && !P.exiting)
+        if (CHAOS_LOAD_ACQUIRE(&G->hung) && !P.exiting) /* pairs with the hang report's store */
             exit_now(HANG_EXIT);
+        /* pairs with the stores of go (running written before) and leave()'s unlock */
         if (CHAOS_LOAD_ACQUIRE(&G->running) == self && CHAOS_LOAD_ACQUIRE(&G->gone_pid)) {
             await_gone();
             continue;
@@ -953,20 +956,22 @@ static int join(const char *spec) {
         return -1;
     }
     uint32_t fresh = 0;
+    /* pairs with the loads of init by the processes that lose the race */
     if (CHAOS_CAS_ACQ_REL(&G->init, &fresh, 1)) {
         int ok = set_up(spec, (unsigned)procs, P.declared, arrival) == 0;
-        CHAOS_STORE_RELEASE(&G->init, ok ? 2 : 3);
+        CHAOS_STORE_RELEASE(&G->init, ok ? 2 : 3); /* pairs with the loads of init below */
         if (!ok)
             goto bad_spec;
         if (slot == -2)
             slot = 0;
     } else {
+        /* pairs with the first process's store of init */
         for (uint64_t until = real_ms() + (uint64_t)arrival; CHAOS_LOAD_ACQUIRE(&G->init) == 1;)
             if (real_ms() > until)
                 break;
             else
                 real_syscall(SYS_sched_yield);
-        if (CHAOS_LOAD_ACQUIRE(&G->init) != 2)
+        if (CHAOS_LOAD_ACQUIRE(&G->init) != 2) /* pairs with the first process's store of init */
             goto bad_spec;
     }
     if (strcmp(G->spec, spec) != 0) {

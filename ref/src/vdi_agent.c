@@ -45,6 +45,7 @@ static void take_completions(vdi_server_set *s) {
             t->position = e.position;
             s->wd_start = vdi_now();
         }
+        /* pairs with complete_command's check of ring space */
         vdi_store_release(&ds->cpl_tail, tail);
     }
 }
@@ -128,7 +129,7 @@ static void wait_for_news(vdi_server_set *s, long wait_ms) {
     /* Read the sequence first, then look at the shared state it guards: an abort or
      * completion published after this read changes the word, so the wait returns at once
      * (found by the chaos engine: a lost wake-up on abort). */
-    uint32_t seen = vdi_load_acquire(word);
+    uint32_t seen = vdi_load_acquire(word); /* pairs with each bump of agent_seq (a full barrier) */
     vdi_srv_observe(s);
     take_completions(s);
     if (s->taken_n || s->aborted || s->normal)
@@ -139,13 +140,14 @@ static void wait_for_news(vdi_server_set *s, long wait_ms) {
     int w = vdi_wait_live(word, seen, wait_ms, &s->client);
     vdi_lock(&s->g.mu);
     if (w == VDI_PEER_DEAD && !s->aborted && !s->g.closing &&
-        !vdi_load_acquire(&s->map.ctl->client_closed))
+        !vdi_load_acquire(&s->map.ctl->client_closed)) /* pairs with the client's close */
         abort_because(s, "the primary client died while the agent waited");
 }
 
 int vdi_server_set_execute_completion_agent(vdi_server_set *s) {
     if (!s)
         return VD_E_INVALID;
+    /* pairs with the bumps of vdi_gate_begin_close and _end_close */
     uint32_t epoch = vdi_load_entry(&s->g.close_epoch);
     VDI_SCHED("server/agent:enter");
     vdi_lock(&s->g.mu);

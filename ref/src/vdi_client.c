@@ -45,7 +45,7 @@ void vdi_cli_abort_at(vdi_client_set *c, const char *why, const char *file, int 
     c->aborted = 1;
     vdi_gate_note_abort(&c->g, file, line, why);
     if (c->map.ctl) {
-        vdi_store_release(&c->map.ctl->aborted, 1);
+        vdi_store_release(&c->map.ctl->aborted, 1); /* pairs with the server's loads of aborted */
         bump_all(c);
     }
 }
@@ -55,6 +55,7 @@ void vdi_cli_abort_at(vdi_client_set *c, const char *why, const char *file, int 
 static void learn_server(vdi_client_set *c) {
     if (c->server_known)
         return;
+    /* pairs with open's store of 2 (the identity is written) */
     uint32_t v = vdi_load_acquire(&c->map.ctl->server_attached);
     if (v == 2) {
         c->server = c->map.ctl->server_id;
@@ -74,6 +75,7 @@ static int server_dead(vdi_client_set *c) {
     vdi_ctl_shm *ctl = c->map.ctl;
     if (!c->server_known) /* a server that died inside its open, if any */
         return c->claim && vdi_claimer_died(&ctl->server_attached, c->claim);
+    /* pairs with the server's close and normal end */
     return !vdi_load_acquire(&ctl->server_closed) && !vdi_load_acquire(&ctl->normal_end) &&
            !vdi_peer_alive(&c->server);
 }
@@ -81,7 +83,7 @@ static int server_dead(vdi_client_set *c) {
 static void observe(vdi_client_set *c) {
     if (c->aborted || !c->map.ctl)
         return;
-    if (vdi_load_acquire(&c->map.ctl->aborted)) {
+    if (vdi_load_acquire(&c->map.ctl->aborted)) { /* pairs with the server's abort */
         /* and wake every waiter: the peer may have woken nobody */
         abort_because(c, "abort published in shared memory");
         return;
@@ -96,6 +98,7 @@ static void observe(vdi_client_set *c) {
 }
 
 static int enter(vdi_client_set *c) {
+    /* pairs with the bumps of vdi_gate_begin_close and _end_close */
     return vdi_gate_enter(&c->g, vdi_load_entry(&c->g.close_epoch));
 }
 
@@ -156,6 +159,7 @@ static int wait_on(vdi_client_set *c, uint32_t *word, uint32_t seen, long timeou
             abort_because(c, "the server died inside its open");
             return VDI_PEER_DEAD;
         }
+        /* pairs with the bumps of the word */
         if (c->server_known || c->g.closing || vdi_load_acquire(word) != seen)
             return VDI_WOKEN;
     }
@@ -232,6 +236,7 @@ int vdi_client_set_create(vdi_client_set *c, const char *name, VDConfig *cfg) {
  * object's real size a touch would be SIGBUS, so such a size aborts the set (found by
  * fuzz_peer). VD_E_ABORT says why in *why. */
 static int follow_area(vdi_client_set *c, const char **why) {
+    /* pairs with the server's grow_area */
     uint32_t size = vdi_load_acquire(&c->map.ctl->area_size);
     *why = "area size out of range";
     if (size > VDI_MAX_AREA || size % VDI_AREA_ALIGN)
@@ -266,6 +271,7 @@ int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfi
     uint64_t deadline = deadline_of(timeout_ms);
     for (;;) {
         /* The sequence is read before any check of what it guards (no lost wake-up). */
+        /* pairs with the server's bumps of state_seq */
         uint32_t seen = c->map.ctl ? vdi_load_acquire(&c->map.ctl->state_seq) : 0;
         VDI_ENSURE(c, !aborted(c), VD_E_ABORT);
         VDI_ENSURE(c, c->state != C_DNE, VD_E_PROTOCOL);
@@ -291,6 +297,7 @@ int vdi_client_set_get_configuration(vdi_client_set *c, long timeout_ms, VDConfi
             if (c->state == C_CONFIGURABLE) {
                 c->state = C_INITIALIZING;
                 if (!c->secondary)
+                    /* pairs with open_in_secondary's load */
                     vdi_store_release(&ctl->primary_ready, 1);
             }
             return leave(c, NOERROR);
@@ -312,6 +319,7 @@ static int normal(vdi_client_set *c) {
     if (!c->map.ctl || c->state != C_ACTIVE)
         return 0;
     for (uint32_t i = 0; i < ndev(c); i++) {
+        /* pairs with the server's close_device */
         if (!vdi_load_acquire(&c->map.ctl->dev[i].server_closed))
             return 0;
         struct vdi_client_device *d = &c->dev[i];
@@ -341,16 +349,19 @@ int vdi_client_set_open_device(vdi_client_set *c, const char *name, vdi_client_d
         slot = 0;
     for (uint32_t i = 1; slot < 0 && i < ndev(c); i++) {
         vdi_dev_shm *d = &ctl->dev[i];
+        /* pairs with vdi_dev_bind's store of 2 */
         if (vdi_load_acquire(&d->bound) == 2 && d->name_len == len &&
             memcmp(d->name, name, len) == 0)
             slot = (int)i;
     }
     if (slot >= 0) {
+        /* pairs with the CAS that takes the device */
         uint32_t owner = vdi_load_acquire(&ctl->dev[slot].client_owner);
         VDI_ENSURE(c, !owner, VD_E_PROTOCOL); /* this object's, or another client object's */
     } else {
         uint32_t held = 0;
         for (uint32_t i = 0; i < ndev(c); i++)
+            /* pairs with the CAS that takes a device */
             held += vdi_load_acquire(&ctl->dev[i].client_owner) != 0;
         VDI_ENSURE(c, held != ndev(c), VD_E_OPEN);
         int rc =
@@ -428,6 +439,7 @@ static VDI_MUST_USE enum vdi_take take_command(vdi_client_set *c, struct vdi_cli
     d->tag[k] = e.tag;
     d->delivered[k] = 1;
     VDI_SCHED("client/get_command:before-consume");
+    /* no reader in ref/ (sends are bounded by outstanding): a peer's view */
     vdi_store_release(&ds->cmd_tail, tail + 1);
     *out = v;
     return TAKE_ONE;
@@ -450,6 +462,7 @@ int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Com
         vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
         /* The sequence is read before any check of what it guards: an abort published
          * between the check and the wait would otherwise be slept through. */
+        /* pairs with the server's bumps of cmd_seq */
         uint32_t seen = vdi_load_acquire(&ds->cmd_seq);
         if (aborted(c)) {
             rc = VD_E_ABORT;
@@ -459,6 +472,7 @@ int vdi_client_device_get_command(vdi_client_device *d, long timeout_ms, VDC_Com
             rc = VD_E_CLOSE;
             break;
         }
+        /* pairs with the server's close_device */
         uint32_t closed = vdi_load_acquire(&ds->server_closed);
         enum vdi_take t = take_command(c, d, cmd);
         if (t == TAKE_FORGED) {
@@ -509,6 +523,7 @@ int vdi_client_device_complete_command(vdi_client_device *d, VDC_Command *cmd,
                VD_E_INVALID);
     vdi_dev_shm *ds = &c->map.ctl->dev[d->slot];
     uint32_t head = vdi_load_relaxed(&ds->cpl_head);
+    /* pairs with the agent's store of cpl_tail */
     if (head - vdi_load_acquire(&ds->cpl_tail) >= VDI_RING) { /* impossible unless corrupt */
         abort_because(c, "cpl ring full: its tail is out of range");
         VDI_BAIL(c, VD_E_ABORT, "cpl ring full");
@@ -547,8 +562,9 @@ int vdi_client_set_open_in_secondary_ex(vdi_client_set *c, const char *instance,
     vdi_ctl_shm *ctl = c->map.ctl;
     rc = NOERROR;
     const char *why = NULL;
-    if (vdi_load_acquire(&ctl->aborted))
+    if (vdi_load_acquire(&ctl->aborted)) /* pairs with either side's abort */
         rc = VD_E_ABORT, why = "the set is aborted";
+    /* pairs with the primary's open and close */
     else if (!vdi_load_acquire(&ctl->primary_ready) || vdi_load_acquire(&ctl->client_closed))
         rc = VD_E_PROTOCOL, why = "the primary is not configured yet, or closed";
     else if (ctl->cfg.deviceCount == 0 || ctl->cfg.deviceCount > VDI_MAX_DEVICES)
@@ -673,6 +689,7 @@ int vdi_client_set_close(vdi_client_set *c) {
     }
     int rc = (!is_normal && !c->aborted && unfinished) ? VD_E_OPEN : NOERROR;
     if (!c->secondary)
+        /* pairs with the server's loads of client_closed */
         vdi_store_release(&ctl->client_closed, 1);
     if (!is_normal && !c->aborted && (!c->secondary || rc == VD_E_OPEN))
         abort_because(c, "close before the end (VDI-SPEC 5.2)");

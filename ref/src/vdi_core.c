@@ -308,6 +308,7 @@ int vdi_gate_enter(vdi_gate *g, uint32_t epoch) {
 }
 
 int vdi_gate_overlapped(vdi_gate *g, uint32_t epoch) {
+    /* pairs with the bumps of a close */
     return (epoch & 1) || epoch != vdi_load_acquire(&g->close_epoch); /* odd: a close ran */
 }
 
@@ -458,7 +459,7 @@ int vdi_claimer_died(uint32_t *attached, uint32_t seen) {
     vdi_peer_id claimer = {.pid = VDI_CLAIMER(seen), .start_time = 0};
     if (claimer.pid <= 0 || vdi_peer_alive(&claimer))
         return 0;
-    return vdi_load_acquire(attached) == seen;
+    return vdi_load_acquire(attached) == seen; /* pairs with open's stores of server_attached */
 }
 
 /* ---- names
@@ -735,6 +736,7 @@ int vdi_dev_bind(vdi_ctl_shm *ctl, const char *name, const char *set_name, uint3
     int free_slot = -1;
     for (uint32_t i = 1; i < ndev; i++) {
         vdi_dev_shm *d = &ctl->dev[i];
+        /* pairs with the store of 2 below, by either side */
         if (vdi_load_acquire(&d->bound) == 2) {
             uint32_t n = d->name_len;
             if (n == len && n < sizeof d->name && memcmp(d->name, name, len) == 0) {

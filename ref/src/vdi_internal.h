@@ -169,6 +169,7 @@ void vdi_srv_abort_at(vdi_server_set *s, const char *why, const char *file, int 
  * call's invocation is its entry, before the schedule point that may let a close run. */
 #define VDI_ENTER_AT_POINT(x, point)                                                               \
     do {                                                                                           \
+        /* pairs with the bumps of vdi_gate_begin_close and _end_close */                          \
         uint32_t epoch_ = vdi_load_entry(&(x)->g.close_epoch);                                     \
         VDI_SCHED(point);                                                                          \
         if (vdi_gate_enter(&(x)->g, epoch_))                                                       \
@@ -176,6 +177,7 @@ void vdi_srv_abort_at(vdi_server_set *s, const char *why, const char *file, int 
     } while (0)
 #define VDI_ENTER_OR_ABORT(x)                                                                      \
     do {                                                                                           \
+        /* pairs with the bumps of vdi_gate_begin_close and _end_close */                          \
         if (vdi_gate_enter(&(x)->g, vdi_load_entry(&(x)->g.close_epoch)))                          \
             VDI_BAIL(x, VD_E_ABORT, "the call overlapped a close");                                \
     } while (0)

@@ -58,7 +58,7 @@ void vdi_srv_abort_at(vdi_server_set *s, const char *why, const char *file, int 
     s->aborted = 1;
     vdi_gate_note_abort(&s->g, file, line, why);
     if (mapped(s)) {
-        vdi_store_release(&s->map.ctl->aborted, 1);
+        vdi_store_release(&s->map.ctl->aborted, 1); /* pairs with the client's loads of aborted */
         bump_all(s);
     }
     vdi_gate_wake(&s->g);
@@ -70,7 +70,7 @@ void vdi_srv_observe(vdi_server_set *s) {
     if (s->aborted || !mapped(s))
         return;
     vdi_ctl_shm *ctl = s->map.ctl;
-    if (vdi_load_acquire(&ctl->aborted)) {
+    if (vdi_load_acquire(&ctl->aborted)) { /* pairs with the client's abort */
         /* Wake every waiter as our own abort would: a peer that set the word and died, or
          * a hostile one, may have woken nobody (found by fuzz_peer). */
         abort_because(s, "abort published in shared memory");
@@ -80,11 +80,13 @@ void vdi_srv_observe(vdi_server_set *s) {
     if (s->normal || now - s->last_check < 1000) /* after NT, an exit is not a death */
         return;
     s->last_check = now;
+    /* pairs with the client's close */
     if (!vdi_load_acquire(&ctl->client_closed) && !vdi_peer_alive(&s->client))
         abort_because(s, "the primary client died");
 }
 
 static int enter(vdi_server_set *s) {
+    /* pairs with the bumps of vdi_gate_begin_close and _end_close */
     return vdi_gate_enter(&s->g, vdi_load_entry(&s->g.close_epoch));
 }
 
@@ -111,7 +113,7 @@ void vdi_srv_update_normal(vdi_server_set *s) {
         return;
     s->normal = 1;
     if (mapped(s)) {
-        vdi_store_release(&s->map.ctl->normal_end, 1);
+        vdi_store_release(&s->map.ctl->normal_end, 1); /* pairs with the client's server_dead */
         bump(&s->map.ctl->agent_seq);
     }
     vdi_gate_wake(&s->g);
@@ -150,23 +152,25 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
     const char *why = NULL;
     VDI_SCHED("server/open:mapped");
     int claimed = vdi_cas(&ctl->server_attached, 0, VDI_CLAIM(me.pid));
+    /* pairs with the stores of the server that holds it */
     uint32_t held = claimed ? 0 : vdi_load_acquire(&ctl->server_attached);
     VDI_SCHED("server/open:claimed");
     if (!claimed && vdi_claimer_died(&ctl->server_attached, held)) {
         /* A server died inside its open: a death like any other, the set is aborted. */
-        vdi_store_release(&ctl->aborted, 1);
+        vdi_store_release(&ctl->aborted, 1); /* pairs with the client's loads of aborted */
         vdi_fetch_add(&ctl->state_seq, 1);
         vdi_wake_all(&ctl->state_seq);
         rc = VD_E_ABORT, why = "a server died inside its open";
     } else if (!claimed) {
         /* Attached: BUSY, even when the set is aborted (VDI-SPEC 8.4). A server that
          * began its close is detached; its premature close aborted the set: ABORT. */
+        /* pairs with the stores of close and abort */
         int gone = vdi_load_acquire(&ctl->server_closed) && vdi_load_acquire(&ctl->aborted);
         rc = gone ? VD_E_ABORT : VD_E_BUSY;
         why = gone ? "the server before closed the set prematurely" : "a server is attached";
-    } else if (vdi_load_acquire(&ctl->aborted))
+    } else if (vdi_load_acquire(&ctl->aborted)) /* pairs with either side's abort */
         rc = VD_E_ABORT, why = "the set is aborted";
-    else if (vdi_load_acquire(&ctl->client_closed))
+    else if (vdi_load_acquire(&ctl->client_closed)) /* pairs with the client's close */
         rc = VD_E_INVALID, why = "the creator closed the set";
     if (rc == NOERROR) {
         s->client = ctl->client_id; /* read once, kept privately */
@@ -177,11 +181,11 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
         }
     }
     if (rc != NOERROR && claimed)
-        vdi_store_release(&ctl->server_attached, 0);
+        vdi_store_release(&ctl->server_attached, 0); /* pairs with the next open's CAS */
     if (rc == NOERROR)
         ctl->server_id = me;
-    if (rc == NOERROR) /* 2: the identity is written (pairs with the client's learn_server) */
-        vdi_store_release(&ctl->server_attached, 2);
+    if (rc == NOERROR)                               /* 2: the identity is written */
+        vdi_store_release(&ctl->server_attached, 2); /* pairs with the client's learn_server */
     if (rc != NOERROR) {
         vdi_map_release(&s->map);
         VDI_BAIL(s, rc, why);
@@ -190,7 +194,7 @@ int vdi_server_set_open(vdi_server_set *s, const char *instance, const char *nam
     memcpy(s->name, name, n + 1);
     uint32_t ndev = ctl->cfg.deviceCount;      /* untrusted: checked before it is kept */
     if (ndev == 0 || ndev > VDI_MAX_DEVICES) { /* abort the set */
-        vdi_store_release(&ctl->aborted, 1);
+        vdi_store_release(&ctl->aborted, 1);   /* pairs with the client's loads of aborted */
         vdi_fetch_add(&ctl->state_seq, 1);
         vdi_wake_all(&ctl->state_seq);
         vdi_map_release(&s->map);
@@ -302,6 +306,7 @@ static int grow_area(vdi_server_set *s, uint64_t size) {
         return rc;
     s->area_size = (uint32_t)size;
     VDI_SCHED("server/grow_area:before-publish");
+    /* pairs with the client's follow_area */
     vdi_store_release(&s->map.ctl->area_size, s->area_size);
     s->map.ctl->cfg.bufferAreaSize = s->area_size;
     return NOERROR;
@@ -552,6 +557,7 @@ int vdi_server_set_open_device(vdi_server_set *s, const char *name, vdi_server_d
     d->opened = 1;
     s->state = S_ACTIVE;
     VDI_SCHED("server/open_device:before-publish");
+    /* no reader in ref/ (cmd_seq's bump wakes the client): a peer's view */
     vdi_store_release(&s->map.ctl->dev[slot].server_open, 1);
     bump(&s->map.ctl->dev[slot].cmd_seq);
     *out = d;
@@ -587,6 +593,7 @@ int vdi_server_device_send_command(vdi_server_device *d, VDS_Command *cmd) {
     if (!d || !cmd || !cmd->completionRoutine)
         return VD_E_INVALID;
     vdi_server_set *s = d->set;
+    /* pairs with the bumps of vdi_gate_begin_close and _end_close */
     uint32_t epoch = vdi_load_entry(&s->g.close_epoch);
     VDI_SCHED("server/send_command:enter");
     if (vdi_gate_enter(&s->g, epoch)) /* overlapped a close: as if concurrent with it */
@@ -656,6 +663,7 @@ int vdi_server_device_close(vdi_server_device *d) {
     d->closed = 1;
     vdi_dev_shm *ds = &s->map.ctl->dev[d->slot];
     VDI_SCHED("server/close_device:before-publish");
+    /* pairs with the client's get_command */
     vdi_store_release(&ds->server_closed, 1); /* after every cmd_head it follows */
     bump(&ds->cmd_seq);
     vdi_srv_update_normal(s);
@@ -696,6 +704,7 @@ void vdi_srv_reset(vdi_server_set *s) {
  * (VDI-SPEC 8.4). */
 static void unlink_if_orphaned(vdi_server_set *s) {
     struct stat mine, named;
+    /* pairs with the client's close */
     if (vdi_load_acquire(&s->map.ctl->client_closed) || vdi_peer_alive(&s->client))
         return;
     int fd = vdi_shm_open(s->shm_name, O_RDONLY | O_CLOEXEC, 0);
@@ -727,6 +736,7 @@ int vdi_server_set_close(vdi_server_set *s) {
     vdi_gate_begin_close(&s->g);
     /* (1) mark: closed, and aborted unless Normally Terminated; (2) wake every
      * waiter */
+    /* pairs with the client's server_dead and get_command */
     vdi_store_release(&s->map.ctl->server_closed, 1);
     if (!s->normal)
         abort_because(s, "close before Normally Terminated (VDI-SPEC 5.1)");
