@@ -199,6 +199,10 @@ int main(int argc, char **argv) {
         T_EXPECT(strcmp(oracle, want) == 0);
         if (strcmp(oracle, want) == 0)
             printf("seeded bug caught by '%s' after %u runs\n", want, runs);
+        const char *text = getenv("META_FINDING_TEXT"); /* seeded_bug's TEXT */
+        if (text && *text && !(found && strstr(found, text)))
+            fprintf(stderr, "the finding does not say \"%s\"\n", text);
+        T_EXPECT(!text || !*text || (found && strstr(found, text)));
     }
     free(log);
     free(report);
