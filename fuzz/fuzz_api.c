@@ -458,6 +458,16 @@ static void conclude(fz *f, fz_call *c, int rc) {
     after_call(f, &c->o);
 }
 
+/* Either side's open_device: the slot the model put the new device in (-1: none to note);
+ * a failed call must have left *out NULL. */
+static int opened_slot(fz *f, const fz_call *c, int rc, const void *d) {
+    if (rc == NOERROR && c->o.code == NOERROR && c->o.slot >= 0 && c->o.slot < NSLOT)
+        return c->o.slot;
+    if (rc != NOERROR && !c->null_out && d != NULL)
+        fail(f, "a failed open_device left *out non-NULL");
+    return -1;
+}
+
 static const uint32_t server_sizes[] = {4096, 65536, 512, 1, 100000, 0, 3000, 8192};
 static const uint32_t server_aligns[] = {0, 0, 512, 4096, 65536, 3};
 
@@ -511,10 +521,9 @@ static void op_vdi_client_set_open_device(fz *f, fuzz_input *in, uint8_t flags) 
     vdi_client_device *d = (vdi_client_device *)f->junk;
     MODEL_OR_SKIP(f, &c.k, &c.o);
     int rc = vdi_client_set_open_device(c.cs, c.k.name, c.null_out ? NULL : &d);
-    if (rc == NOERROR && c.o.code == NOERROR && c.o.slot >= 0 && c.o.slot < NSLOT)
-        f->cdev[c.obj][c.o.slot] = d;
-    else if (rc != NOERROR && !c.null_out && d != NULL)
-        fail(f, "a failed open_device left *out non-NULL");
+    int slot = opened_slot(f, &c, rc, d);
+    if (slot >= 0)
+        f->cdev[c.obj][slot] = d;
     conclude(f, &c, rc);
 }
 
@@ -806,10 +815,9 @@ static void op_vdi_server_set_open_device(fz *f, fuzz_input *in, uint8_t flags) 
     vdi_server_device *d = (vdi_server_device *)f->junk;
     MODEL_OR_SKIP(f, &c.k, &c.o);
     int rc = vdi_server_set_open_device(c.ss, c.k.name, c.null_out ? NULL : &d);
-    if (rc == NOERROR && c.o.code == NOERROR && c.o.slot >= 0 && c.o.slot < NSLOT)
-        f->sdev[c.obj][c.o.slot] = d;
-    else if (rc != NOERROR && !c.null_out && d != NULL)
-        fail(f, "a failed open_device left *out non-NULL");
+    int slot = opened_slot(f, &c, rc, d);
+    if (slot >= 0)
+        f->sdev[c.obj][slot] = d;
     conclude(f, &c, rc);
 }
 
