@@ -421,8 +421,9 @@ typedef struct fz_call {
     vdi_server_set *ss; /* server ops */
 } fz_call;
 
-/* The start of every op: its label for messages (crash signatures are made of it), then the
- * object it calls on; the client's is the op's first argument byte. */
+/* The start of every op: its label for messages (crash signatures are made of it) and the
+ * NULLs of its flags byte. client_call and server_call then take the object it calls on
+ * from the op's first argument byte. */
 static void begin_call(fz *f, const char *label, chaos_model_op op, uint8_t flags, fz_call *c) {
     f->op_name = label;
     memset(c, 0, sizeof *c);
@@ -440,8 +441,8 @@ static void client_call(fz *f, fuzz_input *in, const char *label, chaos_model_op
     c->k.obj = c->null_handle ? CHAOS_MODEL_NULL : c->obj;
 }
 
-/* The server's object: the second one now and then. Its agent, if the model says it runs,
- * must be waiting before the call. */
+/* The server's object: the second one now and then (a byte of 240 or more). Its agent, if
+ * the model says it runs, must be waiting before the call. */
 static void server_call(fz *f, fuzz_input *in, const char *label, chaos_model_op op, uint8_t flags,
                         fz_call *c) {
     begin_call(f, label, op, flags, c);
