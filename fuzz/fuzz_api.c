@@ -4,7 +4,9 @@
  * and the completion agent runs on a thread of its own, so only timing-independent results
  * are compared: after each op the target waits until the callbacks the model predicts have
  * run (and joins an agent the model says returned). Blocking calls use timeouts of 0 or 1 ms;
- * the watchdog is off (serverTimeOut 0). A mismatch aborts with the op index and codes. */
+ * the watchdog is off (serverTimeOut 0). A mismatch aborts with the op index and codes.
+ * Each op is a function op_<fn> of its own, and the op byte's table of them comes from
+ * chaos/model/include/vdi_api.def, so a call added there without its op does not build. */
 #include <errno.h>
 #include <linux/futex.h>
 #include <pthread.h>
@@ -33,34 +35,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_HANDLES 64
 #define LOG_MAX 4096
 
-enum fz_op {
-    OP_C_CREATE,
-    OP_C_GET_CONFIG,
-    OP_C_OPEN_DEVICE,
-    OP_C_CLOSE,
-    OP_C_ABORT,
-    OP_C_SECONDARY,
-    OP_C_GET_HANDLE,
-    OP_C_MAP_HANDLE,
-    OP_C_GET_COMMAND,
-    OP_C_COMPLETE,
-    OP_S_OPEN,
-    OP_S_GET_CONFIG,
-    OP_S_BEGIN,
-    OP_S_REQUEST,
-    OP_S_QUERY,
-    OP_S_END,
-    OP_S_AGENT,
-    OP_S_OPEN_DEVICE,
-    OP_S_ALLOCATE,
-    OP_S_FREE,
-    OP_S_IS_SHARED,
-    OP_S_ABORT,
-    OP_S_CLOSE,
-    OP_S_SEND,
-    OP_S_CLOSE_DEVICE,
-    OP_S_FLOOD, /* 64 sends in a row, for the queue-full row */
-    OP_COUNT
+/* The op byte, taken mod FZ_OP_COUNT: the VDI_CALL entries of vdi_api.def in its order (the
+ * model's ops), then the target's own. Every stored input (corpora/fuzz_api, gen_seeds.py,
+ * fuzz_api.dict) is a list of these numbers: a call added to the .def renumbers them all. */
+typedef enum fz_op {
+#define VDI_CALL(fn, op, ret, params) FZ_##op,
+#include "vdi_api.def"
+    FZ_SEND_FLOOD, /* 64 sends in a row, for the queue-full row */
+    FZ_OP_COUNT
+} fz_op;
+_Static_assert(FZ_OP_COUNT == 26, "a new op renumbers every stored input of fuzz_api: "
+                                  "regenerate its seeds and dictionary, retire its crash files");
+
+/* The entries of vdi_api.def that are no op of this target, each with why; an entry that is
+ * neither an op (a VDI_CALL has op_<fn> below) nor named here fails the build. */
+enum fz_not_an_op {
+    not_vdi_strerror,          /* reads a table; every failure message prints it */
+    not_vdi_client_set_new,    /* each input makes its NCLIENT client objects first, */
+    not_vdi_server_set_new,    /* and its NSERVER server objects, */
+    not_vdi_client_set_free,   /* and frees them last, after finish() closed them: */
+    not_vdi_server_set_free,   /* an object freed between ops could not be named again */
+    not_vdi_client_set_create, /* create_ex with a NULL instance, one of create's choices */
+    not_vdi_client_set_open_in_secondary, /* the same of open_in_secondary_ex */
+};
+enum {
+#define VDI_ALIAS(fn, ret, params) fz_checked_##fn = not_##fn,
+#define VDI_PLAIN(fn, ret, params) fz_checked_##fn = not_##fn,
+#include "vdi_api.def"
 };
 
 typedef struct fz_log {
@@ -409,519 +410,587 @@ static void check_cfg(fz *f, const chaos_model_outcome *o, const VDConfig *c, co
              (unsigned long long)o->area_lo, (unsigned long long)o->area_hi);
 }
 
-static void op_client(fz *f, int op, fuzz_input *in, uint8_t flags) {
+/* One op's call as the model sees it, and the handle it passes. The flags byte says NULL for
+ * the handle (low nibble 0xf) or for the out-parameter (high nibble 0xf). */
+typedef struct fz_call {
     chaos_model_call k;
     chaos_model_outcome o;
-    memset(&k, 0, sizeof k);
-    int ci = (int)fuzz_choice(in, NCLIENT);
-    int null_handle = (flags & 0x0f) == 0x0f, null_out = (flags & 0xf0) == 0xf0;
-    vdi_client_set *cs = null_handle ? NULL : f->client[ci];
-    k.obj = null_handle ? CHAOS_MODEL_NULL : ci;
-    k.out_null = null_out;
-    int rc;
-    switch (op) {
-    case OP_C_CREATE: {
-        k.op = CM_C_CREATE_EX;
-        k.instance = pick_instance(f, in);
-        k.name = pick_set_name(f, in);
-        static const uint32_t ndev[] = {1, 1, 2, 2, 3, 4, 0, 65};
-        static const uint32_t feat[] = {
-            0, VDF_RequestComplete, VDF_LikeTape, VDF_LikeDisk, VDF_WriteMedia, 0x4000};
-        static const uint32_t align[] = {0, 0, 512, 4096, 65536, 3, 131072, 8192};
-        static const uint32_t prefix[] = {0, 0, 64, 512, 65537, 4096};
-        k.cfg.deviceCount = FUZZ_PICK(in, ndev);
-        k.cfg.features = FUZZ_PICK(in, feat);
-        k.cfg.alignment = FUZZ_PICK(in, align);
-        k.cfg.prefixZoneSize = FUZZ_PICK(in, prefix);
-        k.cfg.blockSize = fuzz_u8(in); /* ignored by create (8.6) */
-        k.cfg_null = null_out;
-        VDConfig cfg = k.cfg;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_set_create_ex(cs, k.instance, k.name, null_out ? NULL : &cfg);
-        if (rc == NOERROR && o.code == NOERROR)
-            f->prefix = k.cfg.prefixZoneSize;
-        break;
+    int obj; /* the client or server object the input chose */
+    int null_handle, null_out;
+    vdi_client_set *cs; /* client ops: the set handle passed */
+    vdi_server_set *ss; /* server ops */
+} fz_call;
+
+/* The start of every op: its label for messages (crash signatures are made of it) and the
+ * NULLs of its flags byte. client_call and server_call then take the object it calls on
+ * from the op's first argument byte. */
+static void begin_call(fz *f, const char *label, chaos_model_op op, uint8_t flags, fz_call *c) {
+    f->op_name = label;
+    memset(c, 0, sizeof *c);
+    c->k.op = op;
+    c->null_handle = (flags & 0x0f) == 0x0f;
+    c->null_out = (flags & 0xf0) == 0xf0;
+    c->k.out_null = c->null_out;
+}
+
+static void client_call(fz *f, fuzz_input *in, const char *label, chaos_model_op op, uint8_t flags,
+                        fz_call *c) {
+    begin_call(f, label, op, flags, c);
+    c->obj = (int)fuzz_choice(in, NCLIENT);
+    c->cs = c->null_handle ? NULL : f->client[c->obj];
+    c->k.obj = c->null_handle ? CHAOS_MODEL_NULL : c->obj;
+}
+
+/* The server's object: the second one now and then (a byte of 240 or more). Its agent, if
+ * the model says it runs, must be waiting before the call. */
+static void server_call(fz *f, fuzz_input *in, const char *label, chaos_model_op op, uint8_t flags,
+                        fz_call *c) {
+    begin_call(f, label, op, flags, c);
+    c->obj = (int)(fuzz_u8(in) >= 240);
+    c->ss = c->null_handle ? NULL : f->server[c->obj];
+    c->k.obj = c->null_handle ? CHAOS_MODEL_NULL : c->obj;
+    if (chaos_model_agent_running(f->m, c->obj))
+        await_agent_waiting(f, c->obj);
+}
+
+/* The usual end of an op: the call's code against the model's, then callbacks and agents. */
+static void conclude(fz *f, fz_call *c, int rc) {
+    resolve_or_fail(f, &c->k, &c->o, rc);
+    after_call(f, &c->o);
+}
+
+/* Either side's open_device: the slot the model put the new device in (-1: none to note);
+ * a failed call must have left *out NULL. */
+static int opened_slot(fz *f, const fz_call *c, int rc, const void *d) {
+    if (rc == NOERROR && c->o.code == NOERROR && c->o.slot >= 0 && c->o.slot < NSLOT)
+        return c->o.slot;
+    if (rc != NOERROR && !c->null_out && d != NULL)
+        fail(f, "a failed open_device left *out non-NULL");
+    return -1;
+}
+
+static const uint32_t server_sizes[] = {4096, 65536, 512, 1, 100000, 0, 3000, 8192};
+static const uint32_t server_aligns[] = {0, 0, 512, 4096, 65536, 3};
+
+/* ---- client ops --------------------------------------------------------------------------- */
+
+static void op_vdi_client_set_create_ex(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client create", CM_C_CREATE_EX, flags, &c);
+    c.k.instance = pick_instance(f, in);
+    c.k.name = pick_set_name(f, in);
+    static const uint32_t ndev[] = {1, 1, 2, 2, 3, 4, 0, 65};
+    static const uint32_t feat[] = {
+        0, VDF_RequestComplete, VDF_LikeTape, VDF_LikeDisk, VDF_WriteMedia, 0x4000};
+    static const uint32_t align[] = {0, 0, 512, 4096, 65536, 3, 131072, 8192};
+    static const uint32_t prefix[] = {0, 0, 64, 512, 65537, 4096};
+    c.k.cfg.deviceCount = FUZZ_PICK(in, ndev);
+    c.k.cfg.features = FUZZ_PICK(in, feat);
+    c.k.cfg.alignment = FUZZ_PICK(in, align);
+    c.k.cfg.prefixZoneSize = FUZZ_PICK(in, prefix);
+    c.k.cfg.blockSize = fuzz_u8(in); /* ignored by create (8.6) */
+    c.k.cfg_null = c.null_out;
+    VDConfig cfg = c.k.cfg;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_client_set_create_ex(c.cs, c.k.instance, c.k.name, c.null_out ? NULL : &cfg);
+    if (rc == NOERROR && c.o.code == NOERROR)
+        f->prefix = c.k.cfg.prefixZoneSize;
+    conclude(f, &c, rc);
+}
+
+static void op_vdi_client_set_get_configuration(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client get_configuration", CM_C_GET_CONFIGURATION, flags, &c);
+    c.k.timeout = (long)fuzz_choice(in, 2);
+    c.k.cfg_null = c.null_out;
+    VDConfig cfg;
+    memset(&cfg, 0xA5, sizeof cfg);
+    VDConfig before = cfg;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_client_set_get_configuration(c.cs, c.k.timeout, c.null_out ? NULL : &cfg);
+    if (rc == NOERROR && c.o.code == NOERROR)
+        check_cfg(f, &c.o, &cfg, "client get_configuration");
+    else if (rc != NOERROR && memcmp(&cfg, &before, sizeof cfg) != 0)
+        fail(f, "a failed get_configuration changed *cfg (8.1)");
+    conclude(f, &c, rc);
+}
+
+static void op_vdi_client_set_open_device(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client open_device", CM_C_OPEN_DEVICE, flags, &c);
+    c.k.name = pick_dev_name(f, in);
+    vdi_client_device *d = (vdi_client_device *)f->junk;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_client_set_open_device(c.cs, c.k.name, c.null_out ? NULL : &d);
+    int slot = opened_slot(f, &c, rc, d);
+    if (slot >= 0)
+        f->cdev[c.obj][slot] = d;
+    conclude(f, &c, rc);
+}
+
+static void op_vdi_client_set_close(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client close", CM_C_CLOSE, flags, &c);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_client_set_close(c.cs);
+    if (!c.null_handle && c.o.code == rc) {
+        memset(f->cdev[c.obj], 0, sizeof f->cdev[c.obj]);
+        f->delta_known[c.obj] = 0;
+        for (int i = 0; i < NCMD; i++)
+            if (f->vdc_client[i] == c.obj)
+                f->vdc[i] = NULL;
     }
-    case OP_C_GET_CONFIG: {
-        k.op = CM_C_GET_CONFIGURATION;
-        k.timeout = (long)fuzz_choice(in, 2);
-        k.cfg_null = null_out;
-        VDConfig cfg;
-        memset(&cfg, 0xA5, sizeof cfg);
-        VDConfig before = cfg;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_set_get_configuration(cs, k.timeout, null_out ? NULL : &cfg);
-        if (rc == NOERROR && o.code == NOERROR)
-            check_cfg(f, &o, &cfg, "client get_configuration");
-        else if (rc != NOERROR && memcmp(&cfg, &before, sizeof cfg) != 0)
-            fail(f, "a failed get_configuration changed *cfg (8.1)");
-        break;
-    }
-    case OP_C_OPEN_DEVICE: {
-        k.op = CM_C_OPEN_DEVICE;
-        k.name = pick_dev_name(f, in);
-        vdi_client_device *d = (vdi_client_device *)f->junk;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_set_open_device(cs, k.name, null_out ? NULL : &d);
-        if (rc == NOERROR && o.code == NOERROR && o.slot >= 0 && o.slot < NSLOT)
-            f->cdev[ci][o.slot] = d;
-        else if (rc != NOERROR && !null_out && d != NULL)
-            fail(f, "a failed open_device left *out non-NULL");
-        break;
-    }
-    case OP_C_CLOSE:
-        k.op = CM_C_CLOSE;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_set_close(cs);
-        if (!null_handle && o.code == rc) {
-            memset(f->cdev[ci], 0, sizeof f->cdev[ci]);
-            f->delta_known[ci] = 0;
-            for (int c = 0; c < NCMD; c++)
-                if (f->vdc_client[c] == ci)
-                    f->vdc[c] = NULL;
-        }
-        break;
-    case OP_C_ABORT:
-        k.op = CM_C_SIGNAL_ABORT;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_set_signal_abort(cs);
-        break;
-    case OP_C_SECONDARY:
-        k.op = CM_C_OPEN_IN_SECONDARY;
-        k.instance = pick_instance(f, in);
-        k.name = pick_set_name(f, in);
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_set_open_in_secondary_ex(cs, k.instance, k.name);
-        break;
-    case OP_C_GET_HANDLE: {
-        k.op = CM_C_GET_BUFFER_HANDLE;
-        int64_t off;
-        uint8_t *sp = pick_server_ptr(f, in, &k.buf, &off);
-        uint8_t *cp = sp;
-        if (sp && sp != f->junk) {
-            if (!f->delta_known[ci] || null_handle) {
-                cp = f->junk;
-                k.buf = CHAOS_MODEL_OTHER;
-            } else {
-                cp = (uint8_t *)((uintptr_t)sp + (uintptr_t)f->delta[ci]);
-            }
-        }
-        k.offset = off;
-        uint32_t h = 0xdeadbeef;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_set_get_buffer_handle(cs, cp, null_out ? NULL : &h);
-        if (rc == NOERROR && o.code == NOERROR && f->nhandles < MAX_HANDLES) {
-            f->handles[f->nhandles] = h;
-            f->handle_buf[f->nhandles++] = k.buf;
-        } else if (rc != NOERROR && !null_out && h != 0) {
-            fail(f, "a failed get_buffer_handle left *handle %u", h);
-        }
-        break;
-    }
-    case OP_C_MAP_HANDLE: {
-        k.op = CM_C_MAP_BUFFER_HANDLE;
-        uint32_t h;
-        int which = (int)fuzz_choice(in, (uint32_t)f->nhandles + 1);
-        if (which < f->nhandles) {
-            h = f->handles[which];
-            k.buf = f->handle_buf[which];
+    conclude(f, &c, rc);
+}
+
+static void op_vdi_client_set_signal_abort(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client signal_abort", CM_C_SIGNAL_ABORT, flags, &c);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c, vdi_client_set_signal_abort(c.cs));
+}
+
+static void op_vdi_client_set_open_in_secondary_ex(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client open_in_secondary", CM_C_OPEN_IN_SECONDARY, flags, &c);
+    c.k.instance = pick_instance(f, in);
+    c.k.name = pick_set_name(f, in);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c, vdi_client_set_open_in_secondary_ex(c.cs, c.k.instance, c.k.name));
+}
+
+static void op_vdi_client_set_get_buffer_handle(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client get_buffer_handle", CM_C_GET_BUFFER_HANDLE, flags, &c);
+    int ci = c.obj;
+    int64_t off;
+    uint8_t *sp = pick_server_ptr(f, in, &c.k.buf, &off);
+    uint8_t *cp = sp;
+    if (sp && sp != f->junk) {
+        if (!f->delta_known[ci] || c.null_handle) {
+            cp = f->junk;
+            c.k.buf = CHAOS_MODEL_OTHER;
         } else {
-            h = fuzz_u32(in);
-            k.buf = CHAOS_MODEL_OTHER;
-            for (int i = 0; i < f->nhandles; i++)
-                if (f->handles[i] == h)
-                    k.buf = f->handle_buf[i];
+            cp = (uint8_t *)((uintptr_t)sp + (uintptr_t)f->delta[ci]);
         }
-        uint8_t *p = f->junk;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_set_map_buffer_handle(cs, h, null_out ? NULL : &p);
-        /* A freed buffer (addr NULL) may still have a live handle: no address to compare. */
-        const uint8_t *sa = k.buf >= 0 ? f->bufs[k.buf].addr : NULL;
-        uintptr_t want = (uintptr_t)sa + (uintptr_t)f->delta[ci];
-        if (rc == NOERROR && sa && f->delta_known[ci] && !null_handle && (uintptr_t)p != want)
-            fail(f, "map_buffer_handle gave %p, the client's address is %p", (void *)p,
-                 (void *)want);
-        if (rc != NOERROR && !null_out && p != NULL)
-            fail(f, "a failed map_buffer_handle left *buffer non-NULL");
-        break;
     }
-    case OP_C_GET_COMMAND: {
-        k.op = CM_C_GET_COMMAND;
-        int slot = (int)fuzz_choice(in, NSLOT);
-        vdi_client_device *d = null_handle ? NULL : f->cdev[ci][slot];
-        if (!d && !null_handle)
-            return;
-        k.dev = null_handle ? CHAOS_MODEL_NULL : slot; /* a NULL device, not a NULL set */
-        k.obj = ci;
-        k.timeout = (long)fuzz_choice(in, 2);
-        VDC_Command *vc = (VDC_Command *)f->junk;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_device_get_command(d, k.timeout, null_out ? NULL : &vc);
-        if (rc == NOERROR && o.code == NOERROR) {
-            int c = o.delivered;
-            const VDS_Command *sc = &f->cmds[c];
-            if (vc->commandCode != sc->commandCode || vc->size != sc->size ||
-                vc->position != sc->inPosition)
-                fail(f, "command %d delivered as code %d size %d position %lld, sent %d %d %lld", c,
-                     vc->commandCode, vc->size, (long long)vc->position, sc->commandCode, sc->size,
-                     (long long)sc->inPosition);
-            if (!sc->buffer != !vc->buffer)
-                fail(f, "command %d: buffer %p delivered as %p", c, (void *)sc->buffer,
-                     (void *)vc->buffer);
-            if (sc->buffer) {
-                intptr_t delta = vc->buffer - sc->buffer;
-                if (f->delta_known[ci] && delta != f->delta[ci])
-                    fail(f, "command %d: the client's mapping moved", c);
-                f->delta[ci] = delta;
-                f->delta_known[ci] = 1;
-                size_t n = sc->commandCode <= VDC_Write ? (size_t)sc->size : 1;
-                if (memcmp(vc->buffer, sc->buffer, n) != 0)
-                    fail(f, "command %d: the client sees other bytes than the server", c);
-            }
-            f->vdc[c] = vc;
-            f->vdc_client[c] = ci;
-        } else if (rc != NOERROR && !null_out && vc != NULL) {
-            fail(f, "a failed get_command left *cmd non-NULL");
-        }
-        break;
+    c.k.offset = off;
+    uint32_t h = 0xdeadbeef;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_client_set_get_buffer_handle(c.cs, cp, c.null_out ? NULL : &h);
+    if (rc == NOERROR && c.o.code == NOERROR && f->nhandles < MAX_HANDLES) {
+        f->handles[f->nhandles] = h;
+        f->handle_buf[f->nhandles++] = c.k.buf;
+    } else if (rc != NOERROR && !c.null_out && h != 0) {
+        fail(f, "a failed get_buffer_handle left *handle %u", h);
     }
-    case OP_C_COMPLETE: {
-        k.op = CM_C_COMPLETE_COMMAND;
-        int slot = (int)fuzz_choice(in, NSLOT);
-        vdi_client_device *d = null_handle ? NULL : f->cdev[ci][slot];
-        if (!d && !null_handle)
-            return;
-        k.dev = null_handle ? CHAOS_MODEL_NULL : slot; /* a NULL device, not a NULL set */
-        k.obj = ci;
-        int which = (int)fuzz_choice(in, NCMD + 1);
-        VDC_Command *vc = which < NCMD ? f->vdc[which] : NULL;
-        if (!vc)
-            vc = (VDC_Command *)f->junk;
-        if (null_out)
-            vc = NULL;
-        /* The pointer names whichever command is delivered there now (8, 4). */
-        k.cmd = vc ? CHAOS_MODEL_OTHER : CHAOS_MODEL_NULL;
-        for (int c = 0; c < NCMD && vc && vc != (VDC_Command *)f->junk; c++)
-            if (f->vdc[c] == vc && chaos_model_cmd_outstanding(f->m, c) && f->vdc_client[c] == ci)
-                k.cmd = c;
-        static const uint32_t codes[] = {
-            ERROR_SUCCESS,   ERROR_SUCCESS,   ERROR_SUCCESS,           ERROR_HANDLE_EOF,
-            ERROR_IO_DEVICE, ERROR_DISK_FULL, ERROR_OPERATION_ABORTED, ERROR_END_OF_MEDIA};
-        k.completion_code = FUZZ_PICK(in, codes);
-        int32_t size = k.cmd >= 0 ? f->cmds[k.cmd].size : 0;
-        uint32_t sz = size > 0 ? (uint32_t)size : 0;
-        uint32_t bsel = fuzz_choice(in, 4);
-        k.bytes = bsel == 0 ? sz : bsel == 1 ? 0 : bsel == 2 ? sz + 1 : sz / 2;
-        k.position = fuzz_u16(in);
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_client_device_complete_command(d, vc, k.completion_code, k.bytes, k.position);
-        break;
-    }
-    default:
-        return;
-    }
-    resolve_or_fail(f, &k, &o, rc);
-    after_call(f, &o);
+    conclude(f, &c, rc);
 }
 
-static void op_server(fz *f, int op, fuzz_input *in, uint8_t flags) {
-    chaos_model_call k;
-    chaos_model_outcome o;
-    memset(&k, 0, sizeof k);
-    int si = (int)(fuzz_u8(in) >= 240); /* the second server object, now and then */
-    int null_handle = (flags & 0x0f) == 0x0f, null_out = (flags & 0xf0) == 0xf0;
-    vdi_server_set *ss = null_handle ? NULL : f->server[si];
-    k.obj = null_handle ? CHAOS_MODEL_NULL : si;
-    k.out_null = null_out;
-    if (chaos_model_agent_running(f->m, si))
-        await_agent_waiting(f, si);
-    static const uint32_t sizes[] = {4096, 65536, 512, 1, 100000, 0, 3000, 8192};
-    static const uint32_t aligns[] = {0, 0, 512, 4096, 65536, 3};
-    int rc;
-    switch (op) {
-    case OP_S_OPEN:
-        k.op = CM_S_OPEN;
-        k.instance = pick_instance(f, in);
-        k.name = pick_set_name(f, in);
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_open(ss, k.instance, k.name);
-        break;
-    case OP_S_GET_CONFIG: {
-        k.op = CM_S_GET_CONFIGURATION;
-        k.cfg_null = null_out;
-        VDConfig cfg;
-        memset(&cfg, 0x5A, sizeof cfg);
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_get_configuration(ss, null_out ? NULL : &cfg);
-        if (rc == NOERROR && o.code == NOERROR) {
-            check_cfg(f, &o, &cfg, "server get_configuration");
+static void op_vdi_client_set_map_buffer_handle(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client map_buffer_handle", CM_C_MAP_BUFFER_HANDLE, flags, &c);
+    int ci = c.obj;
+    uint32_t h;
+    int which = (int)fuzz_choice(in, (uint32_t)f->nhandles + 1);
+    if (which < f->nhandles) {
+        h = f->handles[which];
+        c.k.buf = f->handle_buf[which];
+    } else {
+        h = fuzz_u32(in);
+        c.k.buf = CHAOS_MODEL_OTHER;
+        for (int i = 0; i < f->nhandles; i++)
+            if (f->handles[i] == h)
+                c.k.buf = f->handle_buf[i];
+    }
+    uint8_t *p = f->junk;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_client_set_map_buffer_handle(c.cs, h, c.null_out ? NULL : &p);
+    /* A freed buffer (addr NULL) may still have a live handle: no address to compare. */
+    const uint8_t *sa = c.k.buf >= 0 ? f->bufs[c.k.buf].addr : NULL;
+    uintptr_t want = (uintptr_t)sa + (uintptr_t)f->delta[ci];
+    if (rc == NOERROR && sa && f->delta_known[ci] && !c.null_handle && (uintptr_t)p != want)
+        fail(f, "map_buffer_handle gave %p, the client's address is %p", (void *)p, (void *)want);
+    if (rc != NOERROR && !c.null_out && p != NULL)
+        fail(f, "a failed map_buffer_handle left *buffer non-NULL");
+    conclude(f, &c, rc);
+}
+
+/* The client device in the slot the input chose; NULL both when the flags pass a NULL device
+ * (then the call goes ahead) and when the slot is empty (then the op is skipped). */
+static vdi_client_device *client_device(fz *f, fuzz_input *in, fz_call *c) {
+    int slot = (int)fuzz_choice(in, NSLOT);
+    c->k.dev = c->null_handle ? CHAOS_MODEL_NULL : slot; /* a NULL device, not a NULL set */
+    c->k.obj = c->obj;
+    return c->null_handle ? NULL : f->cdev[c->obj][slot];
+}
+
+/* get_command's delivered command against the one the model says was sent. */
+static void check_delivered(fz *f, int ci, int c, VDC_Command *vc) {
+    const VDS_Command *sc = &f->cmds[c];
+    if (vc->commandCode != sc->commandCode || vc->size != sc->size ||
+        vc->position != sc->inPosition)
+        fail(f, "command %d delivered as code %d size %d position %lld, sent %d %d %lld", c,
+             vc->commandCode, vc->size, (long long)vc->position, sc->commandCode, sc->size,
+             (long long)sc->inPosition);
+    if (!sc->buffer != !vc->buffer)
+        fail(f, "command %d: buffer %p delivered as %p", c, (void *)sc->buffer, (void *)vc->buffer);
+    if (sc->buffer) {
+        intptr_t delta = vc->buffer - sc->buffer;
+        if (f->delta_known[ci] && delta != f->delta[ci])
+            fail(f, "command %d: the client's mapping moved", c);
+        f->delta[ci] = delta;
+        f->delta_known[ci] = 1;
+        size_t n = sc->commandCode <= VDC_Write ? (size_t)sc->size : 1;
+        if (memcmp(vc->buffer, sc->buffer, n) != 0)
+            fail(f, "command %d: the client sees other bytes than the server", c);
+    }
+    f->vdc[c] = vc;
+    f->vdc_client[c] = ci;
+}
+
+static void op_vdi_client_device_get_command(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client get_command", CM_C_GET_COMMAND, flags, &c);
+    vdi_client_device *d = client_device(f, in, &c);
+    if (!d && !c.null_handle)
+        return;
+    c.k.timeout = (long)fuzz_choice(in, 2);
+    VDC_Command *vc = (VDC_Command *)f->junk;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_client_device_get_command(d, c.k.timeout, c.null_out ? NULL : &vc);
+    if (rc == NOERROR && c.o.code == NOERROR)
+        check_delivered(f, c.obj, c.o.delivered, vc);
+    else if (rc != NOERROR && !c.null_out && vc != NULL)
+        fail(f, "a failed get_command left *cmd non-NULL");
+    conclude(f, &c, rc);
+}
+
+static void op_vdi_client_device_complete_command(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    client_call(f, in, "client complete_command", CM_C_COMPLETE_COMMAND, flags, &c);
+    vdi_client_device *d = client_device(f, in, &c);
+    if (!d && !c.null_handle)
+        return;
+    int which = (int)fuzz_choice(in, NCMD + 1);
+    VDC_Command *vc = which < NCMD ? f->vdc[which] : NULL;
+    if (!vc)
+        vc = (VDC_Command *)f->junk;
+    if (c.null_out)
+        vc = NULL;
+    /* The pointer names whichever command is delivered there now (8, 4). */
+    c.k.cmd = vc ? CHAOS_MODEL_OTHER : CHAOS_MODEL_NULL;
+    for (int i = 0; i < NCMD && vc && vc != (VDC_Command *)f->junk; i++)
+        if (f->vdc[i] == vc && chaos_model_cmd_outstanding(f->m, i) && f->vdc_client[i] == c.obj)
+            c.k.cmd = i;
+    static const uint32_t codes[] = {ERROR_SUCCESS,           ERROR_SUCCESS,     ERROR_SUCCESS,
+                                     ERROR_HANDLE_EOF,        ERROR_IO_DEVICE,   ERROR_DISK_FULL,
+                                     ERROR_OPERATION_ABORTED, ERROR_END_OF_MEDIA};
+    c.k.completion_code = FUZZ_PICK(in, codes);
+    int32_t size = c.k.cmd >= 0 ? f->cmds[c.k.cmd].size : 0;
+    uint32_t sz = size > 0 ? (uint32_t)size : 0;
+    uint32_t bsel = fuzz_choice(in, 4);
+    c.k.bytes = bsel == 0 ? sz : bsel == 1 ? 0 : bsel == 2 ? sz + 1 : sz / 2;
+    c.k.position = fuzz_u16(in);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(
+        f, &c,
+        vdi_client_device_complete_command(d, vc, c.k.completion_code, c.k.bytes, c.k.position));
+}
+
+/* ---- server ops --------------------------------------------------------------------------- */
+
+static void op_vdi_server_set_open(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server open", CM_S_OPEN, flags, &c);
+    c.k.instance = pick_instance(f, in);
+    c.k.name = pick_set_name(f, in);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c, vdi_server_set_open(c.ss, c.k.instance, c.k.name));
+}
+
+static void op_vdi_server_set_get_configuration(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server get_configuration", CM_S_GET_CONFIGURATION, flags, &c);
+    c.k.cfg_null = c.null_out;
+    VDConfig cfg;
+    memset(&cfg, 0x5A, sizeof cfg);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_server_set_get_configuration(c.ss, c.null_out ? NULL : &cfg);
+    if (rc == NOERROR && c.o.code == NOERROR)
+        check_cfg(f, &c.o, &cfg, "server get_configuration");
+    conclude(f, &c, rc);
+}
+
+static void op_vdi_server_set_begin_configuration(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server begin_configuration", CM_S_BEGIN_CONFIGURATION, flags, &c);
+    static const uint32_t feat[] = {VDF_WriteMedia,
+                                    VDF_ReadMedia,
+                                    VDF_WriteMedia | VDF_CompleteEnabled,
+                                    VDF_ReadMedia | VDF_CompleteEnabled,
+                                    0,
+                                    VDF_WriteMedia | VDF_ReadMedia,
+                                    VDF_Removable};
+    static const uint32_t bs[] = {512, 512, 4096, 65536, 1024, 0, 513, 131072};
+    static const uint32_t mts[] = {65536, 65536, 131072, 0, 1000};
+    c.k.features = FUZZ_PICK(in, feat);
+    c.k.block_size = FUZZ_PICK(in, bs);
+    uint32_t asel = fuzz_choice(in, 6);
+    c.k.alignment = asel == 1   ? c.k.block_size
+                    : asel == 2 ? 65536u
+                    : asel == 3 ? 256u
+                    : asel == 4 ? 3u
+                                : 0u;
+    c.k.max_transfer = FUZZ_PICK(in, mts);
+    c.k.timeout = (long)fuzz_choice(in, 3) - 1;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c,
+             vdi_server_set_begin_configuration(c.ss, c.k.features, c.k.block_size, c.k.alignment,
+                                                c.k.max_transfer, c.k.timeout));
+}
+
+static void op_vdi_server_set_request_buffers(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server request_buffers", CM_S_REQUEST_BUFFERS, flags, &c);
+    static const uint32_t counts[] = {1, 2, 4, 8, 0};
+    c.k.size = FUZZ_PICK(in, server_sizes);
+    c.k.alignment = FUZZ_PICK(in, server_aligns);
+    c.k.count = FUZZ_PICK(in, counts);
+    if (fuzz_u8(in) == 0xEE) { /* far beyond VDI_MAX_AREA: refused before any backing */
+        c.k.size = 1u << 30;
+        c.k.count = 4;
+    }
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c, vdi_server_set_request_buffers(c.ss, c.k.size, c.k.alignment, c.k.count));
+}
+
+static void op_vdi_server_set_query_available_buffers(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server query_available_buffers", CM_S_QUERY_AVAILABLE, flags, &c);
+    c.k.size = FUZZ_PICK(in, server_sizes);
+    c.k.alignment = FUZZ_PICK(in, server_aligns);
+    uint32_t n = 0xdeadbeef;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_server_set_query_available_buffers(c.ss, c.k.size, c.k.alignment,
+                                                    c.null_out ? NULL : &n);
+    if (rc == NOERROR && (n < c.o.avail_lo || n > c.o.avail_hi))
+        fail(f, "query_available_buffers gave %u, outside [%u, %u]", n, c.o.avail_lo, c.o.avail_hi);
+    if (rc != NOERROR && !c.null_out && n != 0)
+        fail(f, "a failed query_available_buffers left *count %u", n);
+    conclude(f, &c, rc);
+}
+
+static void op_vdi_server_set_end_configuration(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server end_configuration", CM_S_END_CONFIGURATION, flags, &c);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c, vdi_server_set_end_configuration(c.ss));
+}
+
+/* An agent the model says runs gets a thread of its own, and is joined when the model says
+ * it returned; one that returns at once is called on this thread. */
+static void op_vdi_server_set_execute_completion_agent(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server execute_completion_agent", CM_S_EXECUTE_AGENT, flags, &c);
+    int si = c.obj;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    if (!c.o.agent_starts) {
+        conclude(f, &c, vdi_server_set_execute_completion_agent(c.ss));
+        return;
+    }
+    g_agent_args[si].f = f;
+    g_agent_args[si].s = si;
+    atomic_store(&f->agent_waiting[si], 0);
+    if (pthread_create(&f->agent[si], NULL, agent_main, &g_agent_args[si]) != 0)
+        abort();
+    f->agent_started[si] = 1;
+    await_agent_waiting(f, si);
+    after_call(f, &c.o);
+}
+
+static void op_vdi_server_set_open_device(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server open_device", CM_S_OPEN_DEVICE, flags, &c);
+    c.k.name = pick_dev_name(f, in);
+    vdi_server_device *d = (vdi_server_device *)f->junk;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_server_set_open_device(c.ss, c.k.name, c.null_out ? NULL : &d);
+    int slot = opened_slot(f, &c, rc, d);
+    if (slot >= 0)
+        f->sdev[c.obj][slot] = d;
+    conclude(f, &c, rc);
+}
+
+static void op_vdi_server_set_allocate_buffer(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server allocate_buffer", CM_S_ALLOCATE_BUFFER, flags, &c);
+    c.k.size = FUZZ_PICK(in, server_sizes);
+    c.k.alignment = FUZZ_PICK(in, server_aligns);
+    if (fuzz_u8(in) == 0xEE)
+        c.k.size = 0x80000001u;
+    uint8_t *p = f->junk;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_server_set_allocate_buffer(c.ss, c.null_out ? NULL : &p, c.k.size, c.k.alignment);
+    /* Resolved before the buffer is noted: o.buf is the model's id for it. */
+    resolve_or_fail(f, &c.k, &c.o, rc);
+    if (rc == NOERROR) {
+        if (c.o.buf < 0 || c.o.buf >= CHAOS_MODEL_MAX_BUFS)
+            fail(f, "allocate_buffer: the model kept no buffer id");
+        f->bufs[c.o.buf].addr = p;
+        f->bufs[c.o.buf].size = c.k.size;
+        f->bufs[c.o.buf].server = c.obj;
+        memset(p, (int)(0x40 + c.o.buf % 64), c.k.size); /* the bytes the client must see */
+    } else if (!c.null_out && p != NULL) {
+        fail(f, "a failed allocate_buffer left *buffer non-NULL");
+    }
+    after_call(f, &c.o);
+}
+
+static void op_vdi_server_set_free_buffer(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server free_buffer", CM_S_FREE_BUFFER, flags, &c);
+    uint8_t *p = pick_server_ptr(f, in, &c.k.buf, &c.k.offset);
+    uint32_t ssel = fuzz_choice(in, 4);
+    uint32_t bsize = c.k.buf >= 0 ? f->bufs[c.k.buf].size : 4096;
+    c.k.size = ssel == 1 ? bsize + 1 : ssel == 2 ? 0 : bsize;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c, vdi_server_set_free_buffer(c.ss, p, c.k.size));
+}
+
+/* Answers a boolean, not a code: compared here, no resolve. */
+static void op_vdi_server_set_is_shared_buffer(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server is_shared_buffer", CM_S_IS_SHARED_BUFFER, flags, &c);
+    uint8_t *p = pick_server_ptr(f, in, &c.k.buf, &c.k.offset);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int r = vdi_server_set_is_shared_buffer(c.ss, p);
+    if (r != c.o.is_shared && r != c.o.alt_is_shared)
+        fail(f, "is_shared_buffer gave %d, expected %d", r, c.o.is_shared);
+    after_call(f, &c.o);
+}
+
+static void op_vdi_server_set_signal_abort(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server signal_abort", CM_S_SIGNAL_ABORT, flags, &c);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c, vdi_server_set_signal_abort(c.ss));
+}
+
+static void op_vdi_server_set_close(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server close", CM_S_CLOSE, flags, &c);
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    int rc = vdi_server_set_close(c.ss);
+    if (!c.null_handle && rc == c.o.code) {
+        memset(f->sdev[c.obj], 0, sizeof f->sdev[c.obj]);
+        for (int i = 0; i < CHAOS_MODEL_MAX_BUFS; i++)
+            if (f->bufs[i].server == c.obj)
+                f->bufs[i].addr = NULL;
+    }
+    conclude(f, &c, rc);
+}
+
+/* The server device in the slot the input chose, as client_device. */
+static vdi_server_device *server_device(fz *f, fuzz_input *in, fz_call *c, int *slot) {
+    *slot = (int)fuzz_choice(in, NSLOT);
+    c->k.dev = c->null_handle ? CHAOS_MODEL_NULL : *slot;
+    c->k.obj = c->obj;
+    return c->null_handle ? NULL : f->sdev[c->obj][*slot];
+}
+
+/* send_command, times times with consecutive commands of the pool (the flood op: 64). */
+static void send_commands(fz *f, fuzz_input *in, const char *label, uint8_t flags, int times) {
+    fz_call c;
+    server_call(f, in, label, CM_S_SEND_COMMAND, flags, &c);
+    int si = c.obj, slot;
+    vdi_server_device *d = server_device(f, in, &c, &slot);
+    if (!d && !c.null_handle)
+        return;
+    int first = (int)fuzz_choice(in, NCMD);
+    static const int32_t codes[] = {VDC_Write,      VDC_Write, VDC_Write, VDC_Read, VDC_ClearError,
+                                    VDC_WriteMark,  VDC_Flush, 0,         20,       999,
+                                    VDC_GetPosition};
+    c.k.command_code = FUZZ_PICK(in, codes);
+    uint32_t zsel = fuzz_choice(in, 6);
+    int64_t off = 0;
+    uint8_t *bp = pick_server_ptr(f, in, &c.k.cmd_buf, &off);
+    if (bp == f->junk || (bp && c.k.cmd_buf == CHAOS_MODEL_OTHER))
+        c.k.cmd_buf = CHAOS_MODEL_OTHER;
+    c.k.cmd_offset = off;
+    uint32_t room = c.k.cmd_buf >= 0 ? f->bufs[c.k.cmd_buf].size - (uint32_t)off : 4096;
+    c.k.command_size = zsel == 0   ? (int32_t)room
+                       : zsel == 1 ? 1
+                       : zsel == 2 ? 0
+                       : zsel == 3 ? (int32_t)room + 1
+                       : zsel == 4 ? 131073
+                                   : 512;
+    c.k.in_position = fuzz_u16(in);
+    c.k.routine_null = c.null_out;
+    for (int t = 0; t < times; t++) {
+        c.k.cmd = (first + t) % NCMD;
+        VDS_Command *vc = &f->cmds[c.k.cmd];
+        if (!chaos_model_cmd_outstanding(f->m, c.k.cmd)) {
+            /* Only a command not in flight is the harness's to fill. */
+            vc->commandCode = c.k.command_code;
+            vc->size = c.k.command_size;
+            vc->inPosition = c.k.in_position;
+            vc->buffer = bp;
+            vc->completionRoutine = c.k.routine_null ? NULL : routine;
+            vc->completionContext = f;
         }
-        break;
-    }
-    case OP_S_BEGIN: {
-        k.op = CM_S_BEGIN_CONFIGURATION;
-        static const uint32_t feat[] = {VDF_WriteMedia,
-                                        VDF_ReadMedia,
-                                        VDF_WriteMedia | VDF_CompleteEnabled,
-                                        VDF_ReadMedia | VDF_CompleteEnabled,
-                                        0,
-                                        VDF_WriteMedia | VDF_ReadMedia,
-                                        VDF_Removable};
-        static const uint32_t bs[] = {512, 512, 4096, 65536, 1024, 0, 513, 131072};
-        static const uint32_t mts[] = {65536, 65536, 131072, 0, 1000};
-        k.features = FUZZ_PICK(in, feat);
-        k.block_size = FUZZ_PICK(in, bs);
-        uint32_t asel = fuzz_choice(in, 6);
-        k.alignment = asel == 1   ? k.block_size
-                      : asel == 2 ? 65536u
-                      : asel == 3 ? 256u
-                      : asel == 4 ? 3u
-                                  : 0u;
-        k.max_transfer = FUZZ_PICK(in, mts);
-        k.timeout = (long)fuzz_choice(in, 3) - 1;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_begin_configuration(ss, k.features, k.block_size, k.alignment,
-                                                k.max_transfer, k.timeout);
-        break;
-    }
-    case OP_S_REQUEST: {
-        k.op = CM_S_REQUEST_BUFFERS;
-        static const uint32_t counts[] = {1, 2, 4, 8, 0};
-        k.size = FUZZ_PICK(in, sizes);
-        k.alignment = FUZZ_PICK(in, aligns);
-        k.count = FUZZ_PICK(in, counts);
-        if (fuzz_u8(in) == 0xEE) { /* far beyond VDI_MAX_AREA: refused before any backing */
-            k.size = 1u << 30;
-            k.count = 4;
-        }
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_request_buffers(ss, k.size, k.alignment, k.count);
-        break;
-    }
-    case OP_S_QUERY: {
-        k.op = CM_S_QUERY_AVAILABLE;
-        k.size = FUZZ_PICK(in, sizes);
-        k.alignment = FUZZ_PICK(in, aligns);
-        uint32_t n = 0xdeadbeef;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_query_available_buffers(ss, k.size, k.alignment, null_out ? NULL : &n);
-        if (rc == NOERROR && (n < o.avail_lo || n > o.avail_hi))
-            fail(f, "query_available_buffers gave %u, outside [%u, %u]", n, o.avail_lo, o.avail_hi);
-        if (rc != NOERROR && !null_out && n != 0)
-            fail(f, "a failed query_available_buffers left *count %u", n);
-        break;
-    }
-    case OP_S_END:
-        k.op = CM_S_END_CONFIGURATION;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_end_configuration(ss);
-        break;
-    case OP_S_AGENT:
-        k.op = CM_S_EXECUTE_AGENT;
-        MODEL_OR_SKIP(f, &k, &o);
-        if (o.agent_starts) {
-            g_agent_args[si].f = f;
-            g_agent_args[si].s = si;
-            atomic_store(&f->agent_waiting[si], 0);
-            if (pthread_create(&f->agent[si], NULL, agent_main, &g_agent_args[si]) != 0)
-                abort();
-            f->agent_started[si] = 1;
+        MODEL_OR_SKIP(f, &c.k, &c.o);
+        if (chaos_model_agent_running(f->m, si))
             await_agent_waiting(f, si);
-            after_call(f, &o);
-            return;
-        }
-        rc = vdi_server_set_execute_completion_agent(ss);
-        break;
-    case OP_S_OPEN_DEVICE: {
-        k.op = CM_S_OPEN_DEVICE;
-        k.name = pick_dev_name(f, in);
-        vdi_server_device *d = (vdi_server_device *)f->junk;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_open_device(ss, k.name, null_out ? NULL : &d);
-        if (rc == NOERROR && o.code == NOERROR && o.slot >= 0 && o.slot < NSLOT)
-            f->sdev[si][o.slot] = d;
-        else if (rc != NOERROR && !null_out && d != NULL)
-            fail(f, "a failed open_device left *out non-NULL");
-        break;
-    }
-    case OP_S_ALLOCATE: {
-        k.op = CM_S_ALLOCATE_BUFFER;
-        k.size = FUZZ_PICK(in, sizes);
-        k.alignment = FUZZ_PICK(in, aligns);
-        if (fuzz_u8(in) == 0xEE)
-            k.size = 0x80000001u;
-        uint8_t *p = f->junk;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_allocate_buffer(ss, null_out ? NULL : &p, k.size, k.alignment);
-        resolve_or_fail(f, &k, &o, rc);
+        int rc = vdi_server_device_send_command(d, vc);
         if (rc == NOERROR) {
-            if (o.buf < 0 || o.buf >= CHAOS_MODEL_MAX_BUFS)
-                fail(f, "allocate_buffer: the model kept no buffer id");
-            f->bufs[o.buf].addr = p;
-            f->bufs[o.buf].size = k.size;
-            f->bufs[o.buf].server = si;
-            memset(p, (int)(0x40 + o.buf % 64), k.size); /* the bytes the client must see */
-        } else if (!null_out && p != NULL) {
-            fail(f, "a failed allocate_buffer left *buffer non-NULL");
+            f->cmd_slot[c.k.cmd] = slot;
+            f->vdc[c.k.cmd] = NULL; /* its old view may be another command's by now */
         }
-        after_call(f, &o);
-        return;
+        conclude(f, &c, rc);
     }
-    case OP_S_FREE: {
-        k.op = CM_S_FREE_BUFFER;
-        uint8_t *p = pick_server_ptr(f, in, &k.buf, &k.offset);
-        uint32_t ssel = fuzz_choice(in, 4);
-        uint32_t bsize = k.buf >= 0 ? f->bufs[k.buf].size : 4096;
-        k.size = ssel == 1 ? bsize + 1 : ssel == 2 ? 0 : bsize;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_free_buffer(ss, p, k.size);
-        break;
-    }
-    case OP_S_IS_SHARED: {
-        k.op = CM_S_IS_SHARED_BUFFER;
-        uint8_t *p = pick_server_ptr(f, in, &k.buf, &k.offset);
-        MODEL_OR_SKIP(f, &k, &o);
-        int r = vdi_server_set_is_shared_buffer(ss, p);
-        if (r != o.is_shared && r != o.alt_is_shared)
-            fail(f, "is_shared_buffer gave %d, expected %d", r, o.is_shared);
-        after_call(f, &o);
-        return;
-    }
-    case OP_S_ABORT:
-        k.op = CM_S_SIGNAL_ABORT;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_signal_abort(ss);
-        break;
-    case OP_S_CLOSE:
-        k.op = CM_S_CLOSE;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_set_close(ss);
-        if (!null_handle && rc == o.code) {
-            memset(f->sdev[si], 0, sizeof f->sdev[si]);
-            for (int i = 0; i < CHAOS_MODEL_MAX_BUFS; i++)
-                if (f->bufs[i].server == si)
-                    f->bufs[i].addr = NULL;
-        }
-        break;
-    case OP_S_SEND:
-    case OP_S_FLOOD: {
-        k.op = CM_S_SEND_COMMAND;
-        int slot = (int)fuzz_choice(in, NSLOT);
-        vdi_server_device *d = f->sdev[si][slot];
-        if (!d && !null_handle)
-            return;
-        k.dev = null_handle ? CHAOS_MODEL_NULL : slot;
-        k.obj = si;
-        int c = (int)fuzz_choice(in, NCMD);
-        static const int32_t codes[] = {
-            VDC_Write, VDC_Write, VDC_Write, VDC_Read, VDC_ClearError, VDC_WriteMark,
-            VDC_Flush, 0,         20,        999,      VDC_GetPosition};
-        k.command_code = FUZZ_PICK(in, codes);
-        uint32_t zsel = fuzz_choice(in, 6);
-        int64_t off = 0;
-        uint8_t *bp = pick_server_ptr(f, in, &k.cmd_buf, &off);
-        if (bp == f->junk || (bp && k.cmd_buf == CHAOS_MODEL_OTHER))
-            k.cmd_buf = CHAOS_MODEL_OTHER;
-        k.cmd_offset = off;
-        uint32_t room = k.cmd_buf >= 0 ? f->bufs[k.cmd_buf].size - (uint32_t)off : 4096;
-        k.command_size = zsel == 0   ? (int32_t)room
-                         : zsel == 1 ? 1
-                         : zsel == 2 ? 0
-                         : zsel == 3 ? (int32_t)room + 1
-                         : zsel == 4 ? 131073
-                                     : 512;
-        k.in_position = fuzz_u16(in);
-        k.routine_null = (flags & 0xf0) == 0xf0;
-        int times = op == OP_S_FLOOD ? 64 : 1;
-        for (int t = 0; t < times; t++) {
-            k.cmd = (c + t) % NCMD;
-            VDS_Command *vc = &f->cmds[k.cmd];
-            if (!chaos_model_cmd_outstanding(f->m, k.cmd)) {
-                /* Only a command not in flight is the harness's to fill. */
-                vc->commandCode = k.command_code;
-                vc->size = k.command_size;
-                vc->inPosition = k.in_position;
-                vc->buffer = bp;
-                vc->completionRoutine = k.routine_null ? NULL : routine;
-                vc->completionContext = f;
-            }
-            chaos_model_step(f->m, &k, &o);
-            if (o.unmodelled || o.blocks)
-                return;
-            if (chaos_model_agent_running(f->m, si))
-                await_agent_waiting(f, si);
-            rc = vdi_server_device_send_command(null_handle ? NULL : d, vc);
-            if (rc == NOERROR) {
-                f->cmd_slot[k.cmd] = slot;
-                f->vdc[k.cmd] = NULL; /* its old view may be another command's by now */
-            }
-            resolve_or_fail(f, &k, &o, rc);
-            after_call(f, &o);
-        }
-        return;
-    }
-    case OP_S_CLOSE_DEVICE: {
-        k.op = CM_S_CLOSE_DEVICE;
-        int slot = (int)fuzz_choice(in, NSLOT);
-        vdi_server_device *d = f->sdev[si][slot];
-        if (!d && !null_handle)
-            return;
-        k.dev = null_handle ? CHAOS_MODEL_NULL : slot;
-        k.obj = si;
-        MODEL_OR_SKIP(f, &k, &o);
-        rc = vdi_server_device_close(null_handle ? NULL : d);
-        break;
-    }
-    default:
-        return;
-    }
-    resolve_or_fail(f, &k, &o, rc);
-    after_call(f, &o);
 }
 
-static const char *const op_names[OP_COUNT] = {
-    "client create",
-    "client get_configuration",
-    "client open_device",
-    "client close",
-    "client signal_abort",
-    "client open_in_secondary",
-    "client get_buffer_handle",
-    "client map_buffer_handle",
-    "client get_command",
-    "client complete_command",
-    "server open",
-    "server get_configuration",
-    "server begin_configuration",
-    "server request_buffers",
-    "server query_available_buffers",
-    "server end_configuration",
-    "server execute_completion_agent",
-    "server open_device",
-    "server allocate_buffer",
-    "server free_buffer",
-    "server is_shared_buffer",
-    "server signal_abort",
-    "server close",
-    "server send_command",
-    "server close_device",
-    "server send_command x64",
+static void op_vdi_server_device_send_command(fz *f, fuzz_input *in, uint8_t flags) {
+    send_commands(f, in, "server send_command", flags, 1);
+}
+
+/* Not a call of its own: 64 sends in a row reach the queue-full row. */
+static void op_send_flood(fz *f, fuzz_input *in, uint8_t flags) {
+    send_commands(f, in, "server send_command x64", flags, 64);
+}
+
+static void op_vdi_server_device_close(fz *f, fuzz_input *in, uint8_t flags) {
+    fz_call c;
+    server_call(f, in, "server close_device", CM_S_CLOSE_DEVICE, flags, &c);
+    int slot;
+    vdi_server_device *d = server_device(f, in, &c, &slot);
+    if (!d && !c.null_handle)
+        return;
+    MODEL_OR_SKIP(f, &c.k, &c.o);
+    conclude(f, &c, vdi_server_device_close(d));
+}
+
+/* ---- the dispatch: op byte -> op ----------------------------------------------------------- */
+
+/* Every VDI_CALL of vdi_api.def is an op, at its place in the list: a call added there
+ * without its op_<fn> here fails the build. */
+static void (*const ops[FZ_OP_COUNT])(fz *f, fuzz_input *in, uint8_t flags) = {
+#define VDI_CALL(fn, op, ret, params) [FZ_##op] = op_##fn,
+#include "vdi_api.def"
+    [FZ_SEND_FLOOD] = op_send_flood,
 };
 
 /* Every input ends the same way: both servers close (their agents drain and are joined),
  * then the clients; all through the model. */
 static void finish(fz *f) {
-    static const uint8_t closing[] = {OP_S_CLOSE, 0x00, 0x00, OP_S_CLOSE, 0x00, 0xff,
-                                      OP_C_CLOSE, 0x00, 0x00, OP_C_CLOSE, 0x00, 0x01};
+    static const uint8_t closing[] = {FZ_S_CLOSE, 0x00, 0x00, FZ_S_CLOSE, 0x00, 0xff,
+                                      FZ_C_CLOSE, 0x00, 0x00, FZ_C_CLOSE, 0x00, 0x01};
     for (size_t i = 0; i < sizeof closing; i += 3) {
         fuzz_input in;
         fuzz_input_init(&in, closing + i + 2, 1);
         f->op_index = -1;
-        f->op_name = op_names[closing[i]];
-        if (closing[i] < OP_S_OPEN)
-            op_client(f, closing[i], &in, closing[i + 1]);
-        else
-            op_server(f, closing[i], &in, closing[i + 1]);
+        ops[closing[i]](f, &in, closing[i + 1]);
     }
     for (int s = 0; s < NSERVER; s++)
         if (f->agent_started[s])
@@ -960,14 +1029,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fuzz_input in;
     fuzz_input_init(&in, data, size);
     for (int i = 0; i < MAX_OPS && !fuzz_exhausted(&in); i++) {
-        int op = (int)fuzz_choice(&in, OP_COUNT);
+        int op = (int)fuzz_choice(&in, FZ_OP_COUNT);
         uint8_t flags = fuzz_u8(&in);
         f->op_index = i;
-        f->op_name = op_names[op];
-        if (op < OP_S_OPEN)
-            op_client(f, op, &in, flags);
-        else
-            op_server(f, op, &in, flags);
+        ops[op](f, &in, flags);
     }
     finish(f);
 
