@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "../ref/src/vdi_internal.h"
+#include "chaos/atomics.h"
 #include "chaos/chaos.h"
 #include "chaos/sanitizer.h"
 #include "fuzz_input.h"
@@ -48,12 +49,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FOREIGN_BEGIN() CHAOS_TSAN_IGNORE_BEGIN()
 #define FOREIGN_END() CHAOS_TSAN_IGNORE_END()
 
+/* Memory orders (chaos/atomics.h): the words one actor hands another (the futex words
+ * stage, opened, server_ready, agent_done; the ring words the forger and the client's
+ * device exchange) are release stores read by acquire loads, as a peer in another process
+ * would publish them; a forged field is read and written relaxed (it orders nothing, the
+ * peer only lies); live and cmd_seq are futex words (seq_cst); client_codes is a relaxed
+ * flag set between the device actors of the engine's one thread. */
+
 #define NDEV 2
 #define NCMD 6
 #define NWRITES 16
 #define REAPER_MS 30000L
-#define LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
-#define STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 
 #define NENT 48 /* command entries the forger writes per device, at most */
 #define NHOLD 8 /* commands a client device holds before it completes one */
@@ -197,11 +203,11 @@ static void forge(peer *p, const hostile *h) {
     FOREIGN_BEGIN();
     uint64_t v = 0;
     if (h->f->size == 1)
-        v = __atomic_load_n(a, __ATOMIC_RELAXED);
+        v = CHAOS_LOAD_RELAXED(a);
     else if (h->f->size == 4)
-        v = __atomic_load_n((uint32_t *)a, __ATOMIC_RELAXED);
+        v = CHAOS_LOAD_RELAXED((uint32_t *)a);
     else
-        v = __atomic_load_n((uint64_t *)a, __ATOMIC_RELAXED);
+        v = CHAOS_LOAD_RELAXED((uint64_t *)a);
     switch (h->op) {
     case 0:
         v = h->value;
@@ -214,11 +220,11 @@ static void forge(peer *p, const hostile *h) {
         break;
     }
     if (h->f->size == 1)
-        __atomic_store_n(a, (uint8_t)v, __ATOMIC_RELAXED);
+        CHAOS_STORE_RELAXED(a, (uint8_t)v);
     else if (h->f->size == 4)
-        __atomic_store_n((uint32_t *)a, (uint32_t)v, __ATOMIC_RELAXED);
+        CHAOS_STORE_RELAXED((uint32_t *)a, (uint32_t)v);
     else
-        __atomic_store_n((uint64_t *)a, v, __ATOMIC_RELAXED);
+        CHAOS_STORE_RELAXED((uint64_t *)a, v);
     FOREIGN_END();
     if (p->trace)
         fprintf(stderr,
@@ -352,12 +358,12 @@ static void decode(peer *p, fuzz_input *in) {
 /* ---- actors -------------------------------------------------------------------------------- */
 
 static void done(peer *p) {
-    __atomic_fetch_sub(&p->live, 1u, __ATOMIC_SEQ_CST);
+    CHAOS_SUB_SEQ(&p->live, 1u);
     chaos_wake(p->e, &p->live);
 }
 
 static void wait_word(peer *p, uint32_t *word) {
-    while (LOAD(word) == 0)
+    while (CHAOS_LOAD_ACQUIRE(word) == 0)
         chaos_wait(p->e, word, 0u, -1);
 }
 
@@ -382,8 +388,7 @@ static void routine(VDS_Command *cmd) {
     static const uint32_t client_codes[] = {ERROR_SUCCESS, ERROR_IO_DEVICE, ERROR_HANDLE_EOF,
                                             ERROR_DISK_FULL, ERROR_INVALID_PARAMETER};
     for (size_t i = 0; i < sizeof client_codes / sizeof client_codes[0]; i++)
-        known |= c == client_codes[i] &&
-                 (__atomic_load_n(&p->client_codes, __ATOMIC_RELAXED) & (1u << i));
+        known |= c == client_codes[i] && (CHAOS_LOAD_RELAXED(&p->client_codes) & (1u << i));
     if (!known && !p->cpl_forged)
         fail("a callback with code %u, which neither the client nor the library gave", c);
 }
@@ -391,12 +396,12 @@ static void routine(VDS_Command *cmd) {
 static void agent_actor(void *arg) {
     peer *p = arg;
     wait_word(p, &p->stage);
-    if (LOAD(&p->stage) == 1) {
+    if (CHAOS_LOAD_ACQUIRE(&p->stage) == 1) {
         p->agent_ran = 1;
         p->agent_rc = vdi_server_set_execute_completion_agent(p->server);
         allowed(p->agent_rc, "execute_completion_agent", 2, NOERROR, VD_E_ABORT);
     }
-    STORE(&p->agent_done, 1u);
+    CHAOS_STORE_RELEASE(&p->agent_done, 1u);
     chaos_wake(p->e, &p->agent_done);
     done(p);
 }
@@ -415,7 +420,7 @@ static int await_agent(peer *p) {
                 VD_E_IO_ERROR);
         if (rc == VD_E_INVALID)
             return 0;
-        if (rc == VD_E_ABORT || LOAD(&p->agent_done))
+        if (rc == VD_E_ABORT || CHAOS_LOAD_ACQUIRE(&p->agent_done))
             return -1;
         chaos_wait(p->e, &never, 0u, 1);
     }
@@ -435,7 +440,7 @@ static void server_actor(void *arg) {
         allowed(rc, "end_configuration", 3, NOERROR, VD_E_ABORT, VD_E_MEMORY);
     }
     int forging = p->mode == MODE_FORGED_RING; /* no agent: the forger takes completions */
-    STORE(&p->stage, rc != NOERROR ? 9u : forging ? 8u : 1u);
+    CHAOS_STORE_RELEASE(&p->stage, rc != NOERROR ? 9u : forging ? 8u : 1u);
     chaos_wake(p->e, &p->stage);
     for (uint32_t d = 0; rc == NOERROR && d < p->ndev; d++) {
         rc = vdi_server_set_open_device(p->server, p->devname[d], &p->sdev[d]);
@@ -448,7 +453,7 @@ static void server_actor(void *arg) {
             allowed(rc, "allocate_buffer", 3, NOERROR, VD_E_ABORT, VD_E_MEMORY);
         }
     if (forging) {
-        STORE(&p->server_ready, rc == NOERROR ? 1u : 9u);
+        CHAOS_STORE_RELEASE(&p->server_ready, rc == NOERROR ? 1u : 9u);
         chaos_wake(p->e, &p->server_ready);
         done(p);
         return;
@@ -481,7 +486,7 @@ static void server_actor(void *arg) {
         for (uint32_t d = 0; d < p->ndev; d++)
             allowed(vdi_server_device_close(p->sdev[d]), "close_device", 2, NOERROR, VD_E_ABORT);
     }
-    if (LOAD(&p->stage) == 1)
+    if (CHAOS_LOAD_ACQUIRE(&p->stage) == 1)
         wait_word(p, &p->agent_done);
     done(p);
 }
@@ -498,7 +503,7 @@ static void client_main(void *arg) {
         allowed(rc, "client open_device", 5, NOERROR, VD_E_ABORT, VD_E_PROTOCOL, VD_E_OPEN,
                 VD_E_INVALID);
     }
-    STORE(&p->opened, rc == NOERROR ? 1u : 9u);
+    CHAOS_STORE_RELEASE(&p->opened, rc == NOERROR ? 1u : 9u);
     chaos_wake(p->e, &p->opened);
     done(p);
 }
@@ -587,7 +592,7 @@ static const char *entry_fault(const peer *p, const ring_shadow *r, const vdi_cm
         return "a data command without a buffer";
     if (e->buf_off != VDI_NO_BUFFER) {
         uint64_t len = data ? (uint64_t)e->size : 1;
-        uint64_t area = LOAD(&((vdi_ctl_shm *)p->cctl)->area_size);
+        uint64_t area = CHAOS_LOAD_ACQUIRE(&((vdi_ctl_shm *)p->cctl)->area_size);
         if (e->buf_off >= VDI_MAX_AREA || e->buf_off + len > area)
             return "a buffer outside the area";
     }
@@ -600,7 +605,7 @@ static void take_client_completions(peer *p, uint32_t d) {
     ring_shadow *r = &p->ring[d];
     vdi_dev_shm *ds = client_dev(p, d);
     FOREIGN_BEGIN();
-    uint32_t head = LOAD(&ds->cpl_head);
+    uint32_t head = CHAOS_LOAD_ACQUIRE(&ds->cpl_head);
     if (head - r->consumed > VDI_RING)
         fail("device %u: the client published %u completions past the server's tail", d,
              head - r->consumed);
@@ -619,14 +624,14 @@ static void take_client_completions(peer *p, uint32_t d) {
         if ((got.tag & 0xffu) < VDI_RING)
             r->outstanding[got.tag & 0xffu] = 0;
     }
-    STORE(&ds->cpl_tail, head);
+    CHAOS_STORE_RELEASE(&ds->cpl_tail, head);
     FOREIGN_END();
 }
 
 static void wake_device(peer *p, uint32_t d) {
     vdi_dev_shm *ds = client_dev(p, d);
     FOREIGN_BEGIN();
-    __atomic_fetch_add(&ds->cmd_seq, 1u, __ATOMIC_SEQ_CST);
+    CHAOS_ADD_SEQ(&ds->cmd_seq, 1u);
     FOREIGN_END();
     chaos_wake(p->e, &ds->cmd_seq);
 }
@@ -635,9 +640,9 @@ static void wake_device(peer *p, uint32_t d) {
  * odd) any place that fits. */
 static uint64_t pick_buf_off(peer *p, uint8_t sel, uint64_t len) {
     vdi_ctl_shm *ctl = (vdi_ctl_shm *)p->cctl;
-    uint64_t area = LOAD(&ctl->area_size);
+    uint64_t area = CHAOS_LOAD_ACQUIRE(&ctl->area_size);
     uint32_t nb = p->ndev * p->ncmd;
-    uint64_t off = LOAD(&ctl->buf[(sel >> 1) % nb].off);
+    uint64_t off = CHAOS_LOAD_ACQUIRE(&ctl->buf[(sel >> 1) % nb].off);
     if ((sel & 1) || off + len > area)
         off = area > len ? ((uint64_t)sel * 4097u) % (area - len + 1) : 0;
     return off;
@@ -652,7 +657,7 @@ static int write_entry(peer *p, uint32_t d, fuzz_input *in) {
     ring_shadow *r = &p->ring[d];
     int32_t code = FUZZ_PICK(in, codes);
     uint8_t mut = fuzz_u8(in), size_sel = fuzz_u8(in), buf_sel = fuzz_u8(in), pos = fuzz_u8(in);
-    uint32_t tail = LOAD(&client_dev(p, d)->cmd_tail);
+    uint32_t tail = CHAOS_LOAD_ACQUIRE(&client_dev(p, d)->cmd_tail);
     uint32_t slot = 0;
     while (slot < VDI_RING && r->outstanding[slot])
         slot++;
@@ -672,7 +677,7 @@ static int write_entry(peer *p, uint32_t d, fuzz_input *in) {
     r->gen[slot] = (r->gen[slot] + 1) & 0xffffffu;
     e.tag = slot | r->gen[slot] << 8;
     uint64_t len = data ? (uint64_t)e.size : 1;
-    uint64_t area = LOAD(&((vdi_ctl_shm *)p->cctl)->area_size);
+    uint64_t area = CHAOS_LOAD_ACQUIRE(&((vdi_ctl_shm *)p->cctl)->area_size);
     switch (forged) {
     case 0:
         e.tag = (e.tag & ~0xffu) | VDI_RING;
@@ -753,7 +758,7 @@ static void forger(void *arg) {
     peer *p = arg;
     wait_word(p, &p->opened);
     wait_word(p, &p->server_ready);
-    int ok = LOAD(&p->opened) == 1 && LOAD(&p->server_ready) == 1;
+    int ok = CHAOS_LOAD_ACQUIRE(&p->opened) == 1 && CHAOS_LOAD_ACQUIRE(&p->server_ready) == 1;
     fuzz_input *in = &p->plan;
     for (int act = 0; ok && act < 32 && !fuzz_exhausted(in); act++) {
         chaos_point(p->e, "peer/forge");
@@ -775,7 +780,7 @@ static void forger(void *arg) {
             for (uint32_t i = 0; i < n && !dead; i++)
                 wrote += (uint32_t)write_entry(p, d, in);
             if (wrote)
-                STORE(&client_dev(p, d)->cmd_head, r->pub);
+                CHAOS_STORE_RELEASE(&client_dev(p, d)->cmd_head, r->pub);
             FOREIGN_END();
             if (wrote)
                 wake_device(p, d);
@@ -787,10 +792,10 @@ static void forger(void *arg) {
             if (dead)
                 break;
             FOREIGN_BEGIN();
-            uint32_t tail = LOAD(&client_dev(p, d)->cmd_tail);
+            uint32_t tail = CHAOS_LOAD_ACQUIRE(&client_dev(p, d)->cmd_tail);
             r->jumped = 1;
             p->bad_published = 1;
-            STORE(&client_dev(p, d)->cmd_head, tail + j);
+            CHAOS_STORE_RELEASE(&client_dev(p, d)->cmd_head, tail + j);
             if (p->trace)
                 fprintf(stderr, "fuzz_peer: forger: device %u head %u -> %u (tail %u)\n", d, r->pub,
                         tail + j, tail);
@@ -803,7 +808,7 @@ static void forger(void *arg) {
                 break;
             FOREIGN_BEGIN();
             r->closed = 1;
-            STORE(&client_dev(p, d)->server_closed, 1u);
+            CHAOS_STORE_RELEASE(&client_dev(p, d)->server_closed, 1u);
             FOREIGN_END();
             wake_device(p, d);
             break;
@@ -822,7 +827,7 @@ static void forger(void *arg) {
         int dead = p->ring[d].jumped || p->ring[d].closed;
         if (!dead) {
             p->ring[d].closed = 1;
-            STORE(&client_dev(p, d)->server_closed, 1u);
+            CHAOS_STORE_RELEASE(&client_dev(p, d)->server_closed, 1u);
         }
         FOREIGN_END();
         if (!dead)
@@ -907,7 +912,7 @@ static void complete_held(peer *p, uint32_t d, int i, uint8_t o) {
  * completes them out of order as the outcome bytes say, then the held ones at the end. */
 static void client_device_forged(peer *p, uint32_t d) {
     ring_shadow *r = &p->ring[d];
-    for (uint32_t k = 0; LOAD(&p->opened) == 1; k++) {
+    for (uint32_t k = 0; CHAOS_LOAD_ACQUIRE(&p->opened) == 1; k++) {
         uint8_t o = p->outcome[d][k % p->ncmd];
         FOREIGN_BEGIN();
         int nheld = r->nheld, jumped = r->jumped;
@@ -950,7 +955,7 @@ static void client_device(void *arg) {
     }
     static const uint32_t fails[] = {ERROR_IO_DEVICE, ERROR_HANDLE_EOF, ERROR_DISK_FULL,
                                      ERROR_INVALID_PARAMETER};
-    for (uint32_t k = 0; LOAD(&p->opened) == 1; k++) {
+    for (uint32_t k = 0; CHAOS_LOAD_ACQUIRE(&p->opened) == 1; k++) {
         VDC_Command *c;
         int rc = vdi_client_device_get_command(p->cdev[d], VDI_INFINITE, &c);
         allowed(rc, "get_command", 3, NOERROR, VD_E_CLOSE, VD_E_ABORT);
@@ -963,7 +968,7 @@ static void client_device(void *arg) {
         uint32_t bytes = code == ERROR_SUCCESS && data ? (uint32_t)c->size : 0;
         for (uint32_t i = 0; i < 5; i++) /* before the call: the agent may take it at once */
             if (code == (i == 0 ? ERROR_SUCCESS : fails[i - 1]))
-                __atomic_fetch_or(&p->client_codes, 1u << i, __ATOMIC_RELAXED);
+                CHAOS_OR_RELAXED(&p->client_codes, 1u << i);
         rc = vdi_client_device_complete_command(p->cdev[d], c, code, bytes,
                                                 (uint64_t)c->position + bytes);
         allowed(rc, "complete_command", 2, NOERROR, VD_E_ABORT);
@@ -986,7 +991,7 @@ static void reaper(void *arg) {
     uint64_t deadline = chaos_now(p->e) + (uint64_t)REAPER_MS;
     int fired = 0;
     for (;;) {
-        uint32_t seen = LOAD(&p->live);
+        uint32_t seen = CHAOS_LOAD_ACQUIRE(&p->live);
         if (seen == 0)
             return;
         long left = (long)(deadline - chaos_now(p->e));
