@@ -51,7 +51,7 @@ done
 # scheduler of a client's threads (chaos/sched), where another process is the other end.
 for f in $(git ls-files 'ref/src/*.c' 'ref/src/*.h' 'chaos/sched/*.c' | grep -vx 'ref/src/vdi_atomic.h'); do
     awk -v f="$f" '
-        /^[[:space:]]*(\/\*|\*|\/\/)/ { above = above " " $0; next }
+        /^[[:space:]]*(\/\*|\*([[:space:]]|\/|$)|\/\/)/ { above = above " " $0; next }
         /vdi_(load_acquire|store_release|load_entry)\(|CHAOS_(LOAD_ACQUIRE|STORE_RELEASE|ADD_RELEASE|EXCHANGE_ACQUIRE|CAS_ACQ_REL)\(/ &&
         !/^[[:space:]]*#[[:space:]]*define/ {
             if ((above " " $0) !~ /pairs with|no reader in/)

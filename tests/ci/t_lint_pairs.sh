@@ -50,4 +50,12 @@ static void both(unsigned *w) {
 }
 C
 check "a comment on the line before covers only its line" 1
+cat > ref/src/vdi_x.c <<'C'
+static void reset(unsigned *w, unsigned *out) {
+    /* pairs with nothing below: a statement follows */
+    *out = 0;
+    vdi_store_release(w, 0);
+}
+C
+check "a statement that starts with * is no comment" 1
 exit $fail
