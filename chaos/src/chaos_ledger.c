@@ -1,234 +1,213 @@
-/* chaos_ledger.c: the ledger oracle. Every send, callback, completion and delivery of a
- * scenario goes through it, and it checks after every callback and at the end: exactly one
- * callback per command, a real code only for a command the client completed, results equal
- * to what the client completed, a synchronous callback exactly for a rejected send, nothing
- * after the agent or Close returned, data as sent (and restored data as backed up), each
- * device's completions called back in the order the client made them, and VD_E_CLOSE only
- * once every command sent before close_device was delivered. */
-#include <stdint.h>
+/* chaos_ledger.c: the ledger oracle (chaos/ledger.h): one callback per command sent, on
+ * the right thread, at the right time, with the code its send or its client gave it. The
+ * scenarios (chaos_session_ledger.c), fuzz_stream and fuzz_peer judge their callbacks
+ * through it; what only one of them can know stays with it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
-#include "chaos_session.h"
+#include "chaos/atomics.h"
+#include "chaos/ledger.h"
 
-/* backup-restore: the bytes of block k of device d. */
-uint8_t ledger_pattern(int d, int k, int j) {
-    return (uint8_t)(d * 67 + k * 13 + j * 7 + (j >> 8));
+/* Relaxed on purpose (see chaos/ledger.h). */
+#define LD(x) CHAOS_LOAD_RELAXED(&(x))
+#define ST(x, v) CHAOS_STORE_RELAXED(&(x), (v))
+#define INC(x) ST(x, LD(x) + 1)
+
+void chaos_ledger_init(chaos_ledger *l, chaos_engine *e, chaos_ledger_cmd *cmd, int n, int flags) {
+    memset(l, 0, sizeof *l);
+    memset(cmd, 0, (size_t)n * sizeof *cmd);
+    l->e = e;
+    l->n = n;
+    l->flags = flags;
+    l->agent = -1;
+    l->cmd = cmd;
 }
 
-static void check_restored(int i, const VDS_Command *cmd) {
-    int d = S.dev_of[i], k = S.blk_of[i];
-    if (cmd->bytesTransferred != BUF) {
-        chaos_report(S.e, "data", "restore of block %d of device %d read %u bytes", k, d,
-                     cmd->bytesTransferred);
-        return;
-    }
-    for (int j = 0; j < BUF; j++)
-        if (cmd->buffer[j] != ledger_pattern(d, k, j)) {
-            chaos_report(S.e, "data",
-                         "restored block %d of device %d differs from the backup at byte %d", k, d,
-                         j);
-            return;
-        }
+void chaos_ledger_agent(chaos_ledger *l, int actor) {
+    ST(l->agent, actor);
+    ST(l->agent_returned, 0);
 }
 
-void ledger_routine(VDS_Command *cmd) {
-    int i = (int)(cmd - S.cmd);
-    int me = chaos_actor_id(S.e);
-    int sync = me != LD(S.agent_actor); /* a rejected send calls back itself */
-    ST(S.calls[i], LD(S.calls[i]) + 1);
-    ST(S.ncallbacks, LD(S.ncallbacks) + 1);
-    if (LD(S.calls[i]) > 1) {
-        /* Not one more look at the command: two threads of the library may be writing
-         * its results now, a race TSan would report before this finding. */
-        chaos_report(S.e, "ledger", "command %d got a second callback (%s)", i,
-                     sync ? "a rejected send's" : "the agent's");
-        return;
-    }
-    if (sync) {
-        ST(S.sync_calls[i], LD(S.sync_calls[i]) + 1);
-        if (LD(S.in_send[me]) != i + 1)
-            chaos_report(S.e, "ledger", "callback of command %d on a thread not sending it", i);
-    }
-    if (LD(S.agent_returned) && !sync)
-        chaos_report(S.e, "ledger", "callback of command %d after the agent returned", i);
-    if (LD(S.close_returned))
-        chaos_report(S.e, "ledger", "callback of command %d after Close returned", i);
-    if (cmd->completionCode == ERROR_SUCCESS && !LD(S.client_ok[i]))
-        chaos_report(S.e, "ledger", "command %d completed with a code the client never gave", i);
-    if (cmd->completionCode == ERROR_SUCCESS && (cmd->bytesTransferred != LD(S.client_bytes[i]) ||
-                                                 cmd->outPosition != (int64_t)LD(S.client_pos[i])))
-        chaos_report(S.e, "ledger",
-                     "command %d: results (%u bytes, position %lld) differ from what the client "
-                     "completed (%u, %llu)",
-                     i, cmd->bytesTransferred, (long long)cmd->outPosition, LD(S.client_bytes[i]),
-                     (unsigned long long)LD(S.client_pos[i]));
-    if (cmd->completionCode != ERROR_SUCCESS && cmd->completionCode != ERROR_OPERATION_ABORTED &&
-        cmd->completionCode != ERROR_INVALID_HANDLE)
-        chaos_report(S.e, "ledger", "command %d got unexpected code %u", i, cmd->completionCode);
-    if (cmd->completionCode != ERROR_SUCCESS && cmd->bytesTransferred != 0)
-        chaos_report(S.e, "ledger", "failed command %d reports %u bytes", i, cmd->bytesTransferred);
-    if (cmd->completionCode == ERROR_SUCCESS) {
-        int d = S.dev_of[i];
-        int k = LD(S.ncb[d]);
-        ST(S.cb_order[d][k], i);
-        ST(S.ncb[d], k + 1);
-        if (cmd->commandCode == VDC_Read)
-            check_restored(i, cmd);
-    }
-    if (S.end == END_WATCHDOG && cmd->completionCode == ERROR_SUCCESS)
-        chaos_report(S.e, "ledger", "command %d completed although the client never did", i);
-    if (S.end == END_CLOSE_IN_CALLBACK && !sync && !LD(S.nested)) {
-        /* Close from inside the agent's callback: it must not wait for this callback
-         * (VDI-SPEC 5.1.4); the drain goes on when the routine returns. */
-        ST(S.nested, 1u);
-        ST(S.close_rc, vdi_server_set_close(S.server));
-        if (LD(S.close_rc) != VD_E_PROTOCOL)
-            chaos_report(S.e, "contract", "close in a callback returned %s",
-                         vdi_strerror(LD(S.close_rc)));
-        chaos_wake(S.e, &S.nested);
-    }
-    if (S.end == END_CLOSE_IN_LAST && !sync && LD(S.ncallbacks) == S.ncmd) {
-        /* The last callback: the set is Normally Terminated as its routine runs (every
-         * device closed, nothing else outstanding), so the close nested here answers
-         * NOERROR, and the agent still returns NOERROR (VDI-SPEC 4: NT came first). */
-        ST(S.close_rc, vdi_server_set_close(S.server));
-        ST(S.close_returned, 1);
+void chaos_ledger_agent_done(chaos_ledger *l) {
+    ST(l->agent_returned, 1);
+}
+
+uint32_t chaos_ledger_reject_code(int rc, int *known) {
+    *known = 1;
+    switch (rc) {
+    case VD_E_ABORT:
+        return ERROR_OPERATION_ABORTED;
+    case VD_E_PROTOCOL:
+        return ERROR_INVALID_HANDLE;
+    case VD_E_INVALID:
+        return ERROR_INVALID_PARAMETER;
+    case VD_E_IO_ERROR:
+        return ERROR_IO_DEVICE;
+    case VD_E_QUEUE_FULL:
+        return ERROR_NO_SYSTEM_RESOURCES;
+    default:
+        *known = 0;
+        return 0;
     }
 }
 
-int ledger_complete(int d, VDC_Command *c) {
-    int i = (int)c->position;
-    int data = c->commandCode == VDC_Write || c->commandCode == VDC_Read;
-    uint32_t bytes = data ? (uint32_t)c->size : 0;
-    uint64_t pos = (uint64_t)i * 1000u + 7u;
-    /* before the call: the agent may take it at once */
-    ST(S.client_ok[i], 1);
-    ST(S.client_bytes[i], bytes);
-    ST(S.client_pos[i], pos);
-    int k = LD(S.ncp[d]);
-    ST(S.cp_order[d][k], i);
-    ST(S.ncp[d], k + 1);
-    int rc = vdi_client_device_complete_command(LD(S.cdev[d]), c, ERROR_SUCCESS, bytes, pos);
-    if (rc != NOERROR) {
-        ST(S.client_ok[i], 0);
-        ST(S.ncp[d], k);
-    }
-    if (rc != NOERROR && rc != VD_E_ABORT)
-        chaos_report(S.e, "contract", "complete_command returned %s", vdi_strerror(rc));
-    return rc;
-}
-
-/* The command a device got: one that was sent (its position is its index), carrying the
- * data that was sent. 0 when it is fine. */
-int ledger_check_got(int d, const VDC_Command *c) {
-    int i = (int)c->position;
-    if (i < 0 || i >= S.ncmd || S.dev_of[i] != d) {
-        chaos_report(S.e, "data", "device %d got a command that was not sent to it", d);
-        return -1;
-    }
-    if (c->commandCode == VDC_Write && S.end == END_BACKUP_RESTORE) {
-        for (int j = 0; j < BUF; j += 97)
-            if (c->buffer == NULL || c->buffer[j] != ledger_pattern(d, S.blk_of[i], j)) {
-                chaos_report(S.e, "data", "write %d carries other data than was sent", i);
-                return -1;
-            }
-    } else if (c->commandCode == VDC_Write && (c->buffer == NULL || c->buffer[0] != (uint8_t)i ||
-                                               c->buffer[BUF - 1] != (uint8_t)i)) {
-        chaos_report(S.e, "data", "command %d carries other data than was sent", i);
-        return -1;
-    }
+/* 1 when i names a command of the session; else reported. */
+static int valid(chaos_ledger *l, int i, const char *what) {
+    if (i >= 0 && i < l->n)
+        return 1;
+    chaos_report(l->e, "ledger", "%s of command %d, which is not one of the %d sent", what, i,
+                 l->n);
     return 0;
 }
 
-/* The delivery oracle (VDI-SPEC 4): get_command answers VD_E_CLOSE only once every command
- * sent before close_device was delivered. Every get_command of the scenarios goes through
- * here; every close_device through close_dev. */
-int ledger_get_command(int d, vdi_client_device *dev, long timeout_ms, VDC_Command **c) {
-    int rc = vdi_client_device_get_command(dev, timeout_ms, c);
-    if (rc == NOERROR)
-        ST(S.delivered[d], LD(S.delivered[d]) + 1);
-    if (rc == VD_E_CLOSE && LD(S.close_called[d]) && LD(S.delivered[d]) < LD(S.before_close[d]))
-        chaos_report(S.e, "ledger",
-                     "device %d answered VD_E_CLOSE having delivered %d of the %d commands "
-                     "sent before its close_device",
-                     d, LD(S.delivered[d]), LD(S.before_close[d]));
-    return rc;
-}
-
-int ledger_close_device(int d) {
-    if (!LD(S.close_called[d])) {
-        ST(S.before_close[d], LD(S.sent_ok[d]));
-        ST(S.close_called[d], 1);
-    }
-    return vdi_server_device_close(S.sdev[d]);
-}
-
-/* backup-restore: the restore's devices start again. */
-void ledger_reset_delivery(void) {
-    for (int d = 0; d < MAXDEV; d++) {
-        ST(S.sent_ok[d], 0);
-        ST(S.before_close[d], 0);
-        ST(S.close_called[d], 0);
-        ST(S.delivered[d], 0);
-    }
-}
-
-/* Send command i on device d and check what the send itself promises (VDI-SPEC 4): an
- * accepted send calls nothing back on this thread; a rejected one calls its routine once,
- * here, before returning, with the code of its row; a send that starts after a
- * signal_abort returned on a set still running is rejected with VD_E_ABORT. */
-int ledger_send(int d, int i) {
-    int me = chaos_actor_id(S.e);
-    int after_abort = LD(S.abort_returned);
-    ST(S.sends[i], LD(S.sends[i]) + 1);
-    ST(S.in_send[me], i + 1);
-    int rc = vdi_server_device_send_command(S.sdev[d], &S.cmd[i]);
-    ST(S.in_send[me], 0);
-    int sync = LD(S.sync_calls[i]);
+int chaos_ledger_send(chaos_ledger *l, int i, vdi_server_device *dev, VDS_Command *cmd) {
+    if (!valid(l, i, "send"))
+        return vdi_server_device_send_command(dev, cmd);
+    chaos_ledger_cmd *c = &l->cmd[i];
+    int me = chaos_actor_id(l->e);
+    /* Outstanding: accepted more often than the agent called it back (an accepted send's
+     * callback may come before the send returns, so the count is taken before it). */
+    int outstanding = LD(c->accepts) > LD(c->agent_calls);
+    int sync_before = LD(c->sync_calls);
+    INC(c->sends);
+    INC(c->owed);                  /* until the send says it owes nothing */
+    int prev = LD(l->in_send[me]); /* a routine that sends: the sends nest */
+    ST(l->in_send[me], i + 1);
+    int rc = vdi_server_device_send_command(dev, cmd);
+    ST(l->in_send[me], prev);
+    int sync = LD(c->sync_calls) - sync_before;
     if (rc == NOERROR) {
-        ST(S.accepted, LD(S.accepted) + 1);
-        ST(S.sent_ok[d], LD(S.sent_ok[d]) + 1);
+        INC(c->accepts);
+        INC(l->accepted);
         if (sync)
-            chaos_report(S.e, "ledger", "accepted command %d was also called back at once", i);
-    } else if (rc == VD_E_ABORT || rc == VD_E_PROTOCOL) {
-        uint32_t want = rc == VD_E_ABORT ? ERROR_OPERATION_ABORTED : ERROR_INVALID_HANDLE;
-        if (sync != 1 || S.cmd[i].completionCode != want)
-            chaos_report(S.e, "ledger",
-                         "send of command %d returned %s with %d callbacks on its thread "
-                         "(code %u)",
-                         i, vdi_strerror(rc), sync, S.cmd[i].completionCode);
-    } else {
-        chaos_report(S.e, "contract", "send_command returned %s", vdi_strerror(rc));
+            chaos_report(l->e, "ledger", "accepted command %d was also called back at once", i);
+        return rc;
     }
-    if (after_abort && rc != VD_E_ABORT)
-        chaos_report(S.e, "contract", "send_command after signal_abort returned gave %s",
-                     vdi_strerror(rc));
+    int known;
+    uint32_t want = chaos_ledger_reject_code(rc, &known);
+    if (!known) {
+        chaos_report(l->e, "contract", "send_command returned %s", vdi_strerror(rc));
+        return rc;
+    }
+    /* Rows 1 and 2 call nothing back: no routine to call, or the command is outstanding
+     * (its callback belongs to the first send). */
+    if (rc == VD_E_INVALID && sync == 0 &&
+        (!dev || !cmd || !cmd->completionRoutine || outstanding)) {
+        ST(c->owed, LD(c->owed) - 1);
+        return rc;
+    }
+    uint32_t code = sync ? LD(c->sync_code) : cmd ? cmd->completionCode : 0;
+    if (sync != 1 || code != want || LD(c->sync_bytes) != 0)
+        chaos_report(l->e, "ledger",
+                     "send of command %d returned %s with %d callbacks on its thread (code %u, "
+                     "%u bytes)",
+                     i, vdi_strerror(rc), sync, code, sync ? LD(c->sync_bytes) : 0u);
     return rc;
 }
 
-/* At the end of a run that finished: one callback per command sent (a session broken by a
- * fault may not have sent everything), each device's real completions called back in the
- * order the client made them, and out-of-order's every completion delivered. */
-void ledger_check(chaos_engine *e) {
-    int agent = LD(S.agent_rc), broke = LD(S.broken);
-    for (int i = 0; i < S.ncmd; i++) {
-        int want = broke && !LD(S.sends[i]) ? 0 : 1;
-        if (LD(S.calls[i]) != want)
-            chaos_report(e, "ledger", "command %d got %d callbacks", i, LD(S.calls[i]));
+/* An agent's callback: a code the client gave the command, with its results, or 995 with
+ * no bytes (VDI-SPEC 4: a failed or drained command gets bytesTransferred 0). */
+static void check_agent_results(chaos_ledger *l, int i, const VDS_Command *cmd) {
+    const chaos_ledger_cmd *c = &l->cmd[i];
+    uint32_t code = cmd->completionCode;
+    if (code == ERROR_OPERATION_ABORTED) {
+        if (cmd->bytesTransferred != 0)
+            chaos_report(l->e, "ledger", "failed command %d reports %u bytes", i,
+                         cmd->bytesTransferred);
+        return;
     }
-    for (int d = 0; d < S.ndev; d++) { /* per device, callbacks in completion order */
-        int ncb = LD(S.ncb[d]), ncp = LD(S.ncp[d]);
-        for (int k = 0; k < ncb; k++)
-            if (k >= ncp || LD(S.cb_order[d][k]) != LD(S.cp_order[d][k])) {
-                chaos_report(e, "ledger",
-                             "device %d: callback %d is command %d, but the client "
-                             "completed command %d at that rank",
-                             d, k, LD(S.cb_order[d][k]), k < ncp ? LD(S.cp_order[d][k]) : -1);
-                break;
-            }
+    if (!(l->flags & CHAOS_LEDGER_COMPLETIONS))
+        return;
+    if (!LD(c->completed) || LD(c->code) != code) {
+        if (code == ERROR_SUCCESS)
+            chaos_report(l->e, "ledger", "command %d completed with a code the client never gave",
+                         i);
+        else
+            chaos_report(l->e, "ledger", "command %d got code %u, which the client never gave it",
+                         i, code);
+        return;
     }
-    if (S.end == END_OUT_OF_ORDER && agent == NOERROR)
-        for (int d = 0; d < NDEV; d++)
-            if (LD(S.ncb[d]) != NCMD + 1)
-                chaos_report(e, "ledger", "device %d: %d real completions of %d", d, LD(S.ncb[d]),
-                             NCMD + 1);
+    if (cmd->bytesTransferred != LD(c->bytes) || cmd->outPosition != LD(c->pos))
+        chaos_report(l->e, "ledger",
+                     "command %d: results (%u bytes, position %lld) differ from what the client "
+                     "completed (%u, %lld)",
+                     i, cmd->bytesTransferred, (long long)cmd->outPosition, LD(c->bytes),
+                     (long long)LD(c->pos));
+}
+
+chaos_ledger_kind chaos_ledger_callback(chaos_ledger *l, int i, const VDS_Command *cmd) {
+    if (!valid(l, i, "callback"))
+        return CHAOS_LEDGER_AGAIN;
+    chaos_ledger_cmd *c = &l->cmd[i];
+    int me = chaos_actor_id(l->e);
+    INC(c->calls);
+    INC(l->callbacks);
+    if (LD(c->calls) > LD(c->owed)) {
+        /* Not one more look at the command: two threads of the library may be writing
+         * its results now, a race TSan would report before this finding. */
+        chaos_report(l->e, "ledger", "command %d got a second callback (%s)", i,
+                     LD(l->in_send[me]) == i + 1 ? "a rejected send's" : "the agent's");
+        return CHAOS_LEDGER_AGAIN;
+    }
+    int agent = LD(l->agent);
+    if (LD(l->in_send[me]) == i + 1 || (agent >= 0 && me != agent)) {
+        if (LD(l->in_send[me]) != i + 1)
+            chaos_report(l->e, "ledger", "callback of command %d on a thread not sending it", i);
+        INC(c->sync_calls);
+        ST(c->sync_code, cmd->completionCode);
+        ST(c->sync_bytes, cmd->bytesTransferred);
+        return CHAOS_LEDGER_SYNC;
+    }
+    INC(c->agent_calls);
+    if (LD(l->agent_returned))
+        chaos_report(l->e, "ledger", "callback of command %d after the agent returned", i);
+    check_agent_results(l, i, cmd);
+    return CHAOS_LEDGER_AGENT;
+}
+
+void chaos_ledger_completed(chaos_ledger *l, int i, uint32_t code, uint32_t bytes, int64_t pos) {
+    if (!valid(l, i, "completion"))
+        return;
+    chaos_ledger_cmd *c = &l->cmd[i];
+    ST(c->code, code);
+    ST(c->bytes, bytes);
+    ST(c->pos, pos);
+    ST(c->completed, 1);
+}
+
+void chaos_ledger_uncompleted(chaos_ledger *l, int i) {
+    if (valid(l, i, "completion"))
+        ST(l->cmd[i].completed, 0);
+}
+
+void chaos_ledger_check(chaos_ledger *l, int must_send) {
+    for (int i = 0; i < l->n; i++) {
+        int owed = LD(l->cmd[i].owed), calls = LD(l->cmd[i].calls);
+        if (i < must_send && owed == 0)
+            owed = 1; /* never sent: its callback is missing all the same */
+        if (calls == owed)
+            continue;
+        if (owed > 1)
+            chaos_report(l->e, "ledger", "command %d got %d callbacks for %d sends", i, calls,
+                         owed);
+        else
+            chaos_report(l->e, "ledger", "command %d got %d callbacks", i, calls);
+    }
+}
+
+int chaos_ledger_calls(const chaos_ledger *l, int i) {
+    return i >= 0 && i < l->n ? LD(l->cmd[i].calls) : 0;
+}
+int chaos_ledger_accepted(const chaos_ledger *l) {
+    return LD(l->accepted);
+}
+int chaos_ledger_callbacks(const chaos_ledger *l) {
+    return LD(l->callbacks);
+}
+int chaos_ledger_agent_actor(const chaos_ledger *l) {
+    return LD(l->agent);
+}
+int chaos_ledger_agent_returned(const chaos_ledger *l) {
+    return LD(l->agent_returned);
 }

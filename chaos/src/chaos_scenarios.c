@@ -2,7 +2,8 @@
  * (chaos_session.c), spawns its actors (client device threads, the completion agent, server
  * threads, aborters, killers) and, after a finished run, checks what the contract promises
  * for its end: the return codes of the agent, the closes and the device threads. Every
- * callback and send goes through the ledger oracle (chaos_ledger.c); chaos_run.c runs one. */
+ * callback and send goes through the ledger oracle (chaos_session_ledger.c); chaos_run.c
+ * runs one. */
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
@@ -15,7 +16,7 @@ static void agent_actor(void *arg) {
     ST(S.agent_late, LD(S.close_returned)); /* started on a closed set: PROTOCOL is right */
     ST(S.agent_runs, 1);
     ST(S.agent_rc, vdi_server_set_execute_completion_agent(S.server));
-    ST(S.agent_returned, 1);
+    chaos_ledger_agent_done(&S.ledger);
     session_signal();
 }
 
@@ -80,7 +81,7 @@ static void probe_routine(VDS_Command *cmd) {
 static void await_agent_on(int d) {
     uint32_t never = 0;
     VDS_Command probe = {.commandCode = 0, .completionRoutine = probe_routine};
-    while (!LD(S.agent_returned) && !LD(S.broken) &&
+    while (!chaos_ledger_agent_returned(&S.ledger) && !LD(S.broken) &&
            vdi_server_device_send_command(S.sdev[d], &probe) == VD_E_PROTOCOL)
         chaos_wait(S.e, &never, 0u, 1);
 }
@@ -107,11 +108,12 @@ static void server_actor(void *arg) {
         for (int d = 0; d < NDEV; d++)
             ledger_send(d, k * NDEV + d);
     if (S.end == END_WATCHDOG) {
-        if (LD(S.agent_returned)) /* no agent (it could not start): end it ourselves */
+        if (chaos_ledger_agent_returned(
+                &S.ledger)) /* no agent (it could not start): end it ourselves */
             (void)vdi_server_set_close(S.server);
         return; /* otherwise the agent's watchdog must end the session */
     }
-    if (S.end == END_CLOSE_IN_CALLBACK && LD(S.accepted)) {
+    if (S.end == END_CLOSE_IN_CALLBACK && chaos_ledger_accepted(&S.ledger)) {
         /* wait for the callback that closes the set */
         while (!LD(S.nested))
             chaos_wait(S.e, &S.nested, 0u, -1);
@@ -129,7 +131,7 @@ static void server_actor(void *arg) {
 
 static int spawn_agent(chaos_engine *e) {
     int id = chaos_spawn(e, "agent", agent_actor, NULL);
-    ST(S.agent_actor, id);
+    chaos_ledger_agent(&S.ledger, id);
     return id;
 }
 
@@ -435,7 +437,7 @@ static int setup_timeouts_set(chaos_engine *e, int end) {
 
 static void setup_timeouts(chaos_engine *e) {
     if (session_setup(e, END_TIMEOUTS, setup_timeouts_set) == 0) {
-        ST(S.agent_actor, chaos_spawn(e, "agent", tm_agent_actor, NULL));
+        chaos_ledger_agent(&S.ledger, chaos_spawn(e, "agent", tm_agent_actor, NULL));
         chaos_spawn(e, "client-main", tm_client_main, NULL);
         chaos_spawn(e, "client-dev0", tm_client_dev, (void *)0);
         chaos_spawn(e, "client-dev1", tm_client_dev, (void *)1);
@@ -453,11 +455,11 @@ static void br_agent(void *arg) {
     AWAIT(LD(S.restore_ready));
     if (LD(S.broken))
         return;
-    ST(S.agent_returned, 0);
+    chaos_ledger_agent(&S.ledger, chaos_actor_id(S.e)); /* the same actor, again */
     ST(S.agent_runs, 2);
     session_signal();
     ST(S.agent_rc2, vdi_server_set_execute_completion_agent(S.server));
-    ST(S.agent_returned, 1);
+    chaos_ledger_agent_done(&S.ledger);
     session_signal();
 }
 
@@ -554,7 +556,7 @@ static void br_server(void *arg) {
     for (int d = 0; d < S.ndev; d++)
         if (!session_ok(ledger_close_device(d), "close_device"))
             return;
-    AWAIT(LD(S.agent_returned));
+    AWAIT(chaos_ledger_agent_returned(&S.ledger));
     if (LD(S.broken) || !session_ok(LD(S.agent_rc), "the backup's agent"))
         return;
     /* The closes are ordered, client first, and the set is created again only after both:
@@ -588,7 +590,7 @@ static void br_server(void *arg) {
 
 static void setup_backup_restore(chaos_engine *e) {
     if (session_setup(e, END_BACKUP_RESTORE, session_setup_set) == 0) {
-        ST(S.agent_actor, chaos_spawn(e, "agent", br_agent, NULL));
+        chaos_ledger_agent(&S.ledger, chaos_spawn(e, "agent", br_agent, NULL));
         chaos_spawn(e, "client-dev0", br_client_dev, (void *)0);
         chaos_spawn(e, "client-dev1", br_client_dev, (void *)1);
         chaos_spawn(e, "client-dev2", br_client_dev, (void *)2);
@@ -826,10 +828,10 @@ static void check_common(chaos_engine *e) {
         (broke || session_documented_fault(agent) || session_documented_fault(LD(S.agent_rc2))))
         return; /* an injected fault ended the session early; the ledger held */
     if (S.end == END_WATCHDOG) {
-        if (LD(S.accepted) && agent != VD_E_ABORT)
+        if (chaos_ledger_accepted(&S.ledger) && agent != VD_E_ABORT)
             chaos_report(e, "contract", "the watchdog did not abort: agent %s",
                          vdi_strerror(agent));
-        if (LD(S.accepted) && chaos_now(e) - S.start_ms < 2 * WATCHDOG_MS)
+        if (chaos_ledger_accepted(&S.ledger) && chaos_now(e) - S.start_ms < 2 * WATCHDOG_MS)
             chaos_report(e, "contract", "aborted after %llu ms, before 2T",
                          (unsigned long long)(chaos_now(e) - S.start_ms));
         return;

@@ -68,6 +68,7 @@ const char *session_dev_name(int d) {
 int session_new(chaos_engine *e, int end) {
     memset(&S, 0, sizeof S);
     S.e = e;
+    chaos_ledger_init(&S.ledger, e, S.ledger_cmd, MAXCMD, CHAOS_LEDGER_COMPLETIONS);
     S.end = end;
     S.ndev = end == END_BACKUP_RESTORE ? MAXDEV : NDEV;
     static unsigned seq;

@@ -1,14 +1,16 @@
 /* chaos_session.h: what the files of the scenario library share (internal to chaos/src).
  * A scenario runs one session: a set built with the real reference (chaos_session.c), actors
  * spawned by its family (chaos_scenarios.c), and the ledger oracle that every callback, send,
- * completion and delivery goes through (chaos_ledger.c); chaos_run.c runs it under the
- * engine and judges the run. There is one session at a time, S. */
+ * completion and delivery goes through (chaos_session_ledger.c, on the ledger of
+ * chaos/ledger.h); chaos_run.c runs it under the engine and judges the run. There is one
+ * session at a time, S. */
 #ifndef CHAOS_SESSION_H
 #define CHAOS_SESSION_H
 
 #include <stdint.h>
 
 #include "chaos/atomics.h"
+#include "chaos/ledger.h"
 #include "chaos/scenario.h"
 #include "vdi/vdi.h"
 
@@ -74,25 +76,17 @@ typedef struct {
     int dev_of[MAXCMD]; /* the device each command is sent on */
     int blk_of[MAXCMD]; /* backup-restore: the block a command writes or reads */
     int ncmd;
-    int calls[MAXCMD];
-    int ncallbacks; /* callbacks of every command, in all */
-    int held_cmd;   /* close-holding: the command device 0 never completed, + 1 */
-    int devs_done;  /* close-holding: device threads that saw VD_E_CLOSE */
-    int cfg_rc;     /* server-death: what the client's get_configuration answered */
+    chaos_ledger ledger; /* every send and callback (chaos/ledger.h) */
+    chaos_ledger_cmd ledger_cmd[MAXCMD];
+    int held_cmd;  /* close-holding: the command device 0 never completed, + 1 */
+    int devs_done; /* close-holding: device threads that saw VD_E_CLOSE */
+    int cfg_rc;    /* server-death: what the client's get_configuration answered */
     /* the delivery oracle, per device: sends accepted, those accepted before close_device
      * was called, commands the client got */
     int sent_ok[MAXDEV], before_close[MAXDEV], close_called[MAXDEV], delivered[MAXDEV];
-    int client_ok[MAXCMD];
-    uint32_t client_bytes[MAXCMD]; /* what the client completed each command with */
-    uint64_t client_pos[MAXCMD];
-    int sends[MAXCMD];                 /* send_command calls per command */
-    int sync_calls[MAXCMD];            /* callbacks on the sending thread, during the send */
-    int in_send[CHAOS_MAX_ACTORS + 1]; /* per actor: the command it is sending, + 1 */
-    int agent_actor;                   /* the agent's actor id */
-    int agent_rc, agent_returned, agent_late;
+    int agent_rc, agent_late;
     int agent_runs; /* backup-restore runs the agent twice */
     int close_rc, close_returned;
-    int accepted;       /* sends that returned NOERROR */
     int abort_returned; /* a signal_abort returned: later sends must answer VD_E_ABORT */
     uint32_t nested;    /* 1 once the server closed from inside a callback (a futex word) */
     uint64_t start_ms;  /* virtual time at the start of the run */
@@ -174,7 +168,7 @@ int session_setup_set(chaos_engine *e, int end); /* the standard set, Active, co
 int session_setup(chaos_engine *e, int end, int (*build)(chaos_engine *, int));
 void session_cleanup(int clean); /* a chaos_scenario's cleanup */
 
-/* ---- chaos_ledger.c: the ledger oracle ------------------------------------------------------ */
+/* ---- chaos_session_ledger.c: the scenarios' side of the ledger oracle ----------------------- */
 uint8_t ledger_pattern(int d, int k, int j); /* backup-restore: byte j of block k of device d */
 void ledger_routine(VDS_Command *cmd);       /* every command's completion routine */
 int ledger_complete(int d, VDC_Command *c);  /* the client completes c, noted first */

@@ -11,20 +11,30 @@ endif()
 set(PEER_SEEDS ${PROJECT_SOURCE_DIR}/corpora/fuzz_peer/seed)
 set(PEER_INPUTS)
 
-# peer_bug(NAME name INPUT seed FILE file FROM text TO text ORACLE regex)
+# replay_bug(TEST test NAME name TARGET target INPUT path ORACLE regex): target's replay
+# driver built against meta_lib_<name> (seeded_ref_library), and the test that replays
+# INPUT, one of its stored inputs, through it: it passes only when the replay fails with
+# the bug's oracle (a message of the target, or an ASan report).
+function(replay_bug)
+  cmake_parse_arguments(B "" "TEST;NAME;TARGET;INPUT;ORACLE" "" ${ARGN})
+  set(fz ${PROJECT_SOURCE_DIR}/fuzz)
+  set(exe ${B_TARGET}_replay_${B_NAME})
+  add_executable(${exe} ${fz}/${B_TARGET}.c ${fz}/replay_driver.c)
+  target_include_directories(${exe} PRIVATE ${fz})
+  target_link_libraries(${exe} PRIVATE meta_lib_${B_NAME})
+  # Through sh: an abort() is an exit status there, and ctest judges the output alone.
+  add_test(NAME ${B_TEST} COMMAND sh -c "\"$0\" \"$1\" 2>&1; echo \"exit status $?\""
+                                  $<TARGET_FILE:${exe}> ${B_INPUT})
+  set_tests_properties(${B_TEST} PROPERTIES LABELS meta TIMEOUT 60
+                       PASS_REGULAR_EXPRESSION "${B_ORACLE}")
+endfunction()
+
+# peer_bug(NAME name INPUT seed FILE file FROM text TO text ORACLE regex): meta_peer_<name>.
 function(peer_bug)
   cmake_parse_arguments(B "" "NAME;INPUT;ORACLE" "FILE;FROM;TO" ${ARGN})
   seeded_ref_library(NAME ${B_NAME} FILE ${B_FILE} FROM ${B_FROM} TO ${B_TO})
-  set(fz ${PROJECT_SOURCE_DIR}/fuzz)
-  add_executable(fuzz_peer_replay_${B_NAME} ${fz}/fuzz_peer.c ${fz}/replay_driver.c)
-  target_include_directories(fuzz_peer_replay_${B_NAME} PRIVATE ${fz})
-  target_link_libraries(fuzz_peer_replay_${B_NAME} PRIVATE meta_lib_${B_NAME})
-  # Through sh: an abort() is an exit status there, and ctest judges the output alone.
-  add_test(NAME meta_peer_${B_NAME}
-           COMMAND sh -c "\"$0\" \"$1\" 2>&1; echo \"exit status $?\""
-                   $<TARGET_FILE:fuzz_peer_replay_${B_NAME}> ${PEER_SEEDS}/${B_INPUT})
-  set_tests_properties(meta_peer_${B_NAME} PROPERTIES LABELS meta TIMEOUT 60
-                       PASS_REGULAR_EXPRESSION "${B_ORACLE}")
+  replay_bug(TEST meta_peer_${B_NAME} NAME ${B_NAME} TARGET fuzz_peer
+             INPUT ${PEER_SEEDS}/${B_INPUT} ORACLE "${B_ORACLE}")
   set(PEER_INPUTS ${PEER_INPUTS} ${PEER_SEEDS}/${B_INPUT} PARENT_SCOPE)
 endfunction()
 
@@ -58,3 +68,40 @@ peer_bug(NAME taken_not_counted INPUT clean-one-device FILE vdi_agent.c
 # The clean reference on every input above: no finding.
 add_test(NAME meta_peer_clean COMMAND fuzz_peer_replay ${PEER_INPUTS})
 set_tests_properties(meta_peer_clean PROPERTIES LABELS meta TIMEOUT 60)
+
+# Teeth for the ledger oracle as fuzz_stream and fuzz_peer use it (chaos/ledger.h; the
+# scenarios' use of it has its seeded bugs in CMakeLists.txt). In the ASan build only: each
+# seeded library is one more copy of the reference to build, and the ledger's checks are
+# plain C, the same in every build.
+if(NOT VDI_SANITIZE STREQUAL "asan" OR NOT TARGET fuzz_stream_replay)
+  return()
+endif()
+set(STREAM_SEEDS ${PROJECT_SOURCE_DIR}/corpora/fuzz_stream/seed)
+
+# The agent calls every routine twice: the second callback, in both targets.
+seeded_ref_library(NAME callback_twice FILE vdi_agent.c
+  FROM "    cmd->completionRoutine(cmd)@S@\n    VDI_SCHED(\"server/agent:callback-exit\")@S@"
+  TO "    cmd->completionRoutine(cmd)@S@\n    cmd->completionRoutine(cmd)@S@\n    VDI_SCHED(\"server/agent:callback-exit\")@S@")
+replay_bug(TEST meta_stream_callback_twice NAME callback_twice TARGET fuzz_stream
+  INPUT ${STREAM_SEEDS}/one-device ORACLE "==fuzz_stream== backup: ledger: .*command [0-9]+ got a second callback \\(the agent's\\)")
+replay_bug(TEST meta_peer_callback_twice NAME callback_twice TARGET fuzz_peer
+  INPUT ${PEER_SEEDS}/clean-one-device ORACLE "==fuzz_peer== ledger: .*command [0-9]+ got a second callback \\(the agent's\\)")
+
+# A send refused for the device's I/O-error state calls nothing back (row 6 owes its
+# routine a call with 1117, on the sending thread, before the send returns).
+seeded_ref_library(NAME io_reject_no_callback FILE vdi_server.c
+  FROM "        return REJECT(s, cmd, VD_E_IO_ERROR, ERROR_IO_DEVICE, \"the device is in I/O error\")@S@"
+  TO "    {\n        vdi_gate_step_out(&s->g)@S@\n        vdi_unlock(&s->g.mu)@S@\n        return VD_E_IO_ERROR@S@\n    }")
+replay_bug(TEST meta_stream_io_reject_no_callback NAME io_reject_no_callback TARGET fuzz_stream
+  INPUT ${STREAM_SEEDS}/io-error-clear ORACLE "==fuzz_stream== [a-z]+: ledger: .*returned VD_E_IO_ERROR with 0 callbacks on its thread")
+# An accepted send calls its routine too, on the sending thread, before it returns.
+seeded_ref_library(NAME accepted_send_calls_back FILE vdi_server.c
+  FROM "    VDI_SCHED(\"server/send_command:exit\")@S@\n    return leave(s, NOERROR)@S@"
+  TO "    VDI_SCHED(\"server/send_command:exit\")@S@\n    int rc_ = leave(s, NOERROR)@S@\n    cmd->completionRoutine(cmd)@S@\n    return rc_@S@")
+replay_bug(TEST meta_stream_accepted_send_calls_back NAME accepted_send_calls_back
+  TARGET fuzz_stream INPUT ${STREAM_SEEDS}/one-device
+  ORACLE "==fuzz_stream== backup: ledger: .*accepted command [0-9]+ was also called back at once")
+# Both inputs on the clean reference: no finding.
+add_test(NAME meta_stream_clean COMMAND fuzz_stream_replay ${STREAM_SEEDS}/one-device
+                                        ${STREAM_SEEDS}/io-error-clear)
+set_tests_properties(meta_stream_clean PROPERTIES LABELS meta TIMEOUT 60)
