@@ -248,16 +248,19 @@ lf_worker() {
 lf_set_aside() { # LOG...: moves to lf-dups/ each crash file whose signature an earlier LOG has
     # A shallow bug is found again by every process after the first: one file a signature
     # (read from the crashing process's own report, one python for all) goes on to be
-    # minimized and signed again by store_crash.
+    # minimized and signed again by store_crash. Two processes may write the same file (the
+    # same input): it is judged once, by the first log that names it.
     python3 -c 'import re, sys
 sys.path.insert(0, "ci")
 from crash_signature import signature
-seen = set()
+seen, judged = set(), set()
 for p in sys.argv[1:]:
     log = open(p, errors="replace").read()
     sig, files = signature(log)[0], re.findall(r"Test unit written to (\S+)", log)
-    if files and sig in seen:
-        print(files[-1])
+    if files and files[-1] not in judged:
+        judged.add(files[-1])
+        if sig in seen:
+            print(files[-1])
     seen.add(sig)' "$@" | while read -r a; do mv "$a" "$work/lf-dups/"; done
 }
 lf_tally() { # LOG...: "RUNS COV": runs summed over the processes' logs (a log's final stats,
