@@ -129,9 +129,10 @@ else
 fi
 
 # ---- part four: parallel fuzzing ---------------------------------------------------------
-# ci/fuzz.sh --jobs N: libFuzzer -fork=N and AFL++ -M/-S instances, total exec/s against N,
-# for two targets (a plain one and one under the engine), 20 s each, on a scratch copy of
-# the seeds (the working corpus and the tree stay as they were).
+# ci/fuzz.sh --jobs N: N plain libFuzzer processes on one shared corpus and AFL++ -M/-S
+# instances, total exec/s against N, for two targets (a plain one and one under the
+# engine), 20 s each, on a scratch copy of the seeds (the working corpus and the tree stay
+# as they were).
 echo
 echo "parallel fuzzing (ci/fuzz.sh --jobs N), 20 s per target, engine and N, exec/s summed:"
 printf '%-13s %-9s %10s %10s\n' target engine "N=1" "N=$(nproc)"

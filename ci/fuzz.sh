@@ -13,7 +13,8 @@
 #                   [--corpora DIR] [--work DIR] [--merge] [--build-dir DIR] [--plant BUG]
 #                   [--smoke] [--no-setup]
 #   --minutes M    fuzzing budget over all targets and engines, builds excluded (default 3)
-#   --jobs N       N processes per target: libFuzzer -fork=N, AFL++ one -M and N-1 -S
+#   --jobs N       N processes per target: N libFuzzer processes on one corpus (each restarted
+#                  after a crash), AFL++ one -M and N-1 -S
 #   --corpora DIR  where the seed/ and crash/ folders live (default corpora)
 #   --work DIR     the working corpus, DIR/<target>/ (default build/fuzz-corpus; with
 #                  --corpora D other than corpora, D/work)
@@ -223,6 +224,64 @@ row() { printf '%-13s %-9s %10s %8s %9s %5s %7s\n' "$@" >>"$out/table.txt"; }
 : >"$out/table.txt"
 row target engine runs runs/s coverage new crashes
 
+# --jobs N (N > 1): N plain libFuzzer processes side by side on the one working corpus,
+# which each re-reads every second (-reload=1, the default), so a find of one is the
+# others' too. Measured on fuzz_race (issue 12): one process 483 exec/s, -fork=1 264,
+# -fork=2 361; fork mode restarts a process per short job and merges after each.
+# lf_worker I END: worker I's processes, one after another until SECONDS reaches END. One
+# that stops on a crash is followed by the next (seed 1+I+N*K for its K-th, so no two
+# processes share one), so a crash idles no core; a process that stops for another reason
+# before END (it would not start, say) ends the worker. Each process has its own log,
+# libfuzzer-I-K.log.
+lf_worker() {
+    local i=$1 end=$2 k=0 left log
+    while left=$((end - SECONDS)) && [ "$left" -gt 0 ]; do
+        log=$work/libfuzzer-$i-$k.log
+        # -max_total_time does not stop a process loading the corpus or stuck in one input:
+        # timeout does, a few seconds on (--foreground: a Ctrl-C still reaches libFuzzer).
+        timeout --foreground -s INT -k 2 $((left + 3)) "$bin" "${over[@]}" -max_total_time="$left" \
+            -seed=$((1 + i + jobs * k)) "${rest[@]}" >"$log" 2>&1
+        k=$((k + 1))
+        grep -q 'Test unit written to' "$log" || break
+    done
+}
+lf_set_aside() { # LOG...: moves to lf-dups/ each crash file whose signature an earlier LOG has
+    # A shallow bug is found again by every process after the first: one file a signature
+    # (read from the crashing process's own report, one python for all) goes on to be
+    # minimized and signed again by store_crash. Two processes may write the same file (the
+    # same input): it is judged once, by the first log that names it.
+    python3 -c 'import re, sys
+sys.path.insert(0, "ci")
+from crash_signature import signature
+seen, judged = set(), set()
+for p in sys.argv[1:]:
+    log = open(p, errors="replace").read()
+    sig, files = signature(log)[0], re.findall(r"Test unit written to (\S+)", log)
+    if files and files[-1] not in judged:
+        judged.add(files[-1])
+        if sig in seen:
+            print(files[-1])
+    seen.add(sig)' "$@" | while read -r a; do mv "$a" "$work/lf-dups/"; done
+}
+lf_tally() { # LOG...: "RUNS COV": runs summed over the processes' logs (a log's final stats,
+    # or its last status line when it has none: still running, or killed), the best coverage
+    awk 'function flush() { runs += fin >= 0 ? fin : last; fin = -1; last = 0 }
+        function num(re, s) { # the digits of what matches re, or -1
+            if (!match($0, re)) return -1
+            s = substr($0, RSTART, RLENGTH); gsub(/[^0-9]/, "", s); return s + 0 }
+        BEGIN { fin = -1 }
+        FNR == 1 { flush() }
+        /stat::number_of_executed_units:/ { fin = num("[0-9]+[[:space:]]*$") }
+        /^#[0-9]+/ && /exec\/s/ { last = num("^#[0-9]+") }
+        { c = num("cov: [0-9]+"); if (c > cov) cov = c }
+        END { flush(); printf "%d %d\n", runs, cov }' "$@"
+}
+lf_jobs_status() { # WORK BEGUN: the workers' executions and coverage so far, and their rate
+    lf_tally "$1"/libfuzzer-*-*.log 2>/dev/null | awk -v s=$((SECONDS - $2)) \
+        '{ printf "execs %d cov: %d exec/s %d", $1, $2, (s > 0 ? $1 / s : 0) }'
+}
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
 run_libfuzzer() { # target
     local t=$1 bin work=$out/$1 seed=$corpora/$1/seed runs rate cov before after found=0 a secs
     bin=$(lfbin "$t")
@@ -231,21 +290,44 @@ run_libfuzzer() { # target
     local dict=()
     [ -f "fuzz/$t.dict" ] && dict=(-dict="fuzz/$t.dict")
     before=$(ls "$work/lf-corpus" | wc -l)
-    local budget=(-max_total_time="$secs")
-    [ -n "$smoke_runs" ] && budget+=(-runs="$smoke_runs" -seed=1)
-    # -fork=N: N worker processes, which libFuzzer restarts after a crash it records.
-    [ "$jobs" -gt 1 ] && [ -z "$smoke_runs" ] && budget+=(-fork="$jobs" -ignore_crashes=1)
-    progress_start "$t" libfuzzer "$secs" lf_status "$work/libfuzzer.log"
-    "$bin" "$work/lf-corpus" "$seed" "${dict[@]}" "${budget[@]}" -timeout=30 \
-        -artifact_prefix="$work/lf-artifacts/" -print_final_stats=1 >"$work/libfuzzer.log" 2>&1
-    progress_stop
-    runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' | tail -n 1)
-    rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' | tail -n 1)
-    if [ -z "$runs" ]; then # fork mode: the last status line says it
-        runs=$(grep -aoE '^#[0-9]+' "$work/libfuzzer.log" | tail -n 1 | tr -d '#')
-        rate=$(grep -aoE 'exec/s:? [0-9]+' "$work/libfuzzer.log" | tail -n 1 | grep -oE '[0-9]+')
+    # Every process's arguments but its budget: what it reads, and what it does on a find.
+    local over=("$work/lf-corpus" "$seed" "${dict[@]}")
+    local rest=(-timeout=30 -artifact_prefix="$work/lf-artifacts/" -print_final_stats=1)
+    if [ "$jobs" -gt 1 ] && [ -z "$smoke_runs" ]; then
+        local i pids=() begun_ms ran_ms end=$((SECONDS + secs)) logs crashed
+        progress_start "$t" libfuzzer "$secs" lf_jobs_status "$work" "$SECONDS"
+        begun_ms=$(now_ms)
+        for ((i = 0; i < jobs; i++)); do
+            lf_worker "$i" "$end" &
+            pids+=($!)
+        done
+        wait "${pids[@]}"
+        ran_ms=$(($(now_ms) - begun_ms))
+        progress_stop
+        read -r runs cov < <(lf_tally "$work"/libfuzzer-*-*.log)
+        # Summed over the workers: all their executions over the time they all ran.
+        rate=$((runs * 1000 / (ran_ms + 1)))
+        mkdir -p "$work/lf-dups"
+        mapfile -t crashed < <(grep -l 'Test unit written to' "$work"/libfuzzer-*-*.log)
+        [ ${#crashed[@]} -lt 2 ] || lf_set_aside "${crashed[@]}"
+        logs=$(ls "$work"/libfuzzer-*-*.log | wc -l)
+        echo "$t: $jobs libFuzzer workers ran $((ran_ms / 1000)).$((ran_ms % 1000 / 100)) s of $secs" \
+            "in $logs processes ($((logs - jobs)) after a crash); ${#crashed[@]} crashes," \
+            "$(ls "$work/lf-dups" | wc -l) of a signature met already (set aside in $work/lf-dups/)"
+    else
+        local budget=(-max_total_time="$secs")
+        [ -n "$smoke_runs" ] && budget+=(-runs="$smoke_runs" -seed=1)
+        progress_start "$t" libfuzzer "$secs" lf_status "$work/libfuzzer.log"
+        "$bin" "${over[@]}" "${budget[@]}" "${rest[@]}" >"$work/libfuzzer.log" 2>&1
+        progress_stop
+        runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' | tail -n 1)
+        rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$work/libfuzzer.log" | grep -oE '[0-9]+$' | tail -n 1)
+        if [ -z "$runs" ]; then # no final stats (the process was killed): the last status line
+            runs=$(grep -aoE '^#[0-9]+' "$work/libfuzzer.log" | tail -n 1 | tr -d '#')
+            rate=$(grep -aoE 'exec/s:? [0-9]+' "$work/libfuzzer.log" | tail -n 1 | grep -oE '[0-9]+')
+        fi
+        cov=$(grep -oE 'cov: [0-9]+' "$work/libfuzzer.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
     fi
-    cov=$(grep -oE 'cov: [0-9]+' "$work/libfuzzer.log" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
     after=$(ls "$work/lf-corpus" | wc -l)
     for a in "$work"/lf-artifacts/*; do
         [ -f "$a" ] || continue

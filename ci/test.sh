@@ -135,15 +135,20 @@ if [ $do_fuzz = 1 ] && [ -x ci/fuzz.sh ] && [ -d fuzz ]; then
         fail "fuzz-smoke"
     fi
     cat "$logdir/fuzz-smoke.log" | sed -n '/^target /,$p'
-    # The crash path end to end, on a bug planted in a copy of the reference.
-    echo "== fuzz crash path (planted bug)"
-    if sh tests/fuzz/t_plant.sh drain_skips_last ledger >"$logdir/fuzz-plant.log" 2>&1; then
-        pass
-        tail -n 1 "$logdir/fuzz-plant.log"
-    else
-        tail -n 40 "$logdir/fuzz-plant.log"
-        fail "fuzz-plant"
-    fi
+    # The crash path end to end, on a bug planted in a copy of the reference; then with two
+    # libFuzzer processes side by side, each followed by another after its crash.
+    for j in 1 2; do
+        name=fuzz-plant label="planted bug"
+        [ $j = 1 ] || name=fuzz-plant-jobs label="planted bug, --jobs $j"
+        echo "== fuzz crash path ($label)"
+        if sh tests/fuzz/t_plant.sh drain_skips_last ledger $j >"$logdir/$name.log" 2>&1; then
+            pass
+            tail -n 1 "$logdir/$name.log"
+        else
+            tail -n 40 "$logdir/$name.log"
+            fail "$name"
+        fi
+    done
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then

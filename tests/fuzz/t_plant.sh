@@ -5,16 +5,19 @@
 # in vdichaos to the same trace twice, and pass against the clean reference (so ctest's
 # corpus replay, which uses the clean reference, would keep it as a regression input); a
 # second session over the same corpora reports the stored crash and stores nothing new.
-# Usage: t_plant.sh BUG ORACLE   (from the top of the tree, after the fuzz preset built)
+# With JOBS > 1 the session runs JOBS libFuzzer processes side by side (ci/fuzz.sh --jobs):
+# each must be followed by another after its crash, all must stop within the budget, and
+# the crash is still stored once; the second session is left out (one process is enough).
+# Usage: t_plant.sh BUG ORACLE [JOBS]   (from the top of the tree, after the fuzz preset built)
 set -u
-bug=${1:-drain_skips_last} oracle=${2:-ledger}
+bug=${1:-drain_skips_last} oracle=${2:-ledger} jobs=${3:-1}
 # The path is proved on the oracle ORACLE: the reference's own invariant checks (on in this
 # debug build) would stop some planted bugs first, as a crash of their own.
 export VDICHAOS_NO_INVARIANTS=1
 tmp=build/plant-test
 fail() { echo "t_plant: $*"; exit 1; }
 rm -rf "$tmp" && mkdir -p "$tmp/fuzz_race/seed" || exit 1
-ci/fuzz.sh --no-setup --plant "$bug" --corpora "$tmp" --minutes 0.25 >"$tmp/fuzz.log" 2>&1
+ci/fuzz.sh --no-setup --plant "$bug" --corpora "$tmp" --minutes 0.25 --jobs "$jobs" >"$tmp/fuzz.log" 2>&1
 rc=$?
 cat "$tmp/fuzz.log"
 [ $rc = 1 ] || fail "ci/fuzz.sh exited $rc, expected 1 (a new crash)"
@@ -38,6 +41,19 @@ $v replay "$f" >"$tmp/r2.log" 2>&1; r2=$?
 $v replay "$f.replay" >"$tmp/r3.log" 2>&1
 [ $? = 1 ] && grep -q "^$oracle:" "$tmp/r3.log" || fail "the shrunk schedule does not reproduce the $oracle finding"
 build/fuzz/fuzz/fuzz_race_replay "$f" >"$tmp/clean.log" 2>&1 || fail "the clean reference fails the planted crash"
+if [ "$jobs" -gt 1 ]; then
+    w=build/fuzz-out/fuzz_race i=0
+    while [ $i -lt "$jobs" ]; do
+        grep -q INITED "$w/libfuzzer-$i-1.log" 2>/dev/null || fail "worker $i did not fuzz on after its crash"
+        i=$((i + 1))
+    done
+    # "fuzz_race: N libFuzzer workers ran R s of S in ...": a few seconds over at the most.
+    grep 'workers ran' "$tmp/fuzz.log" | awk '{ for (i = 1; i < NF; i++) if ($i == "ran") { r = $(i + 1); s = $(i + 4) } }
+        END { exit !(r != "" && r + 0 <= s + 5) }' || fail "the workers ran past their budget"
+    echo "t_plant: $bug found by $jobs libFuzzer workers, each fuzzing on after its crash" \
+        "($(ls "$w"/libfuzzer-*-*.log | wc -l) processes), stored once as $(basename "$f"), reproduced"
+    exit 0
+fi
 # Again, over the same corpora: the stored crash fails its replay (a regression), and what
 # the fuzzer finds again is known by its signature, not stored twice.
 ci/fuzz.sh --no-setup --plant "$bug" --corpora "$tmp" --minutes 0.25 >"$tmp/fuzz2.log" 2>&1
