@@ -229,10 +229,11 @@ row target engine runs runs/s coverage new crashes
 # others' too. Measured on fuzz_race (issue 12): one process 483 exec/s, -fork=1 264,
 # -fork=2 361; fork mode restarts a process per short job and merges after each.
 # lf_worker I END: worker I's processes, one after another until SECONDS reaches END. One
-# that stops on a crash is followed by the next (seed 1+I+N*K for its K-th, so no two
-# processes share one), so a crash idles no core; a process that stops for another reason
-# before END (it would not start, say) ends the worker. Each process has its own log,
-# libfuzzer-I-K.log.
+# that stops on a crash is followed by the next, so a crash idles no core; a process that
+# stops for another reason before END (it would not start, say) ends the worker. Each
+# process has its own log, libfuzzer-I-K.log, and libFuzzer's own seed (drawn from the
+# clock and the pid, so no two processes and no two sessions share one; the log's "Seed:"
+# line gives it back, for -seed=).
 lf_worker() {
     local i=$1 end=$2 k=0 left log
     while left=$((end - SECONDS)) && [ "$left" -gt 0 ]; do
@@ -240,7 +241,7 @@ lf_worker() {
         # -max_total_time does not stop a process loading the corpus or stuck in one input:
         # timeout does, a few seconds on (--foreground: a Ctrl-C still reaches libFuzzer).
         timeout --foreground -s INT -k 2 $((left + 3)) "$bin" "${over[@]}" -max_total_time="$left" \
-            -seed=$((1 + i + jobs * k)) "${rest[@]}" >"$log" 2>&1
+            "${rest[@]}" >"$log" 2>&1
         k=$((k + 1))
         grep -q 'Test unit written to' "$log" || break
     done
