@@ -156,13 +156,18 @@ typedef struct peer {
 
 static peer *g_peer; /* the hooks' way back to the input being run (NULL between inputs) */
 
+/* One line, and the process ends. An oracle of the engine (the ledger) that reported first
+ * during the run is the finding: the target's own check came after it, as its consequence. */
 __attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...) {
     va_list ap;
+    const char *first = g_peer && g_peer->e ? chaos_finding(g_peer->e) : "";
     fprintf(stderr, "==fuzz_peer== ");
+    if (first[0])
+        fprintf(stderr, "%.*s\n  (reported first; then: ", (int)strcspn(first, "\n"), first);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n");
+    fprintf(stderr, "%s\n", first[0] ? ")" : "");
     abort();
 }
 
@@ -1093,12 +1098,13 @@ static void run(peer *p, const uint8_t *sched, size_t nsched) {
         allowed(rc, "client close", 2, NOERROR, VD_E_OPEN);
     chaos_ledger_check(&p->ledger, 0); /* every command sent got its one callback */
     if (chaos_finding(p->e)[0])
-        fail("%s (agent %s)", chaos_finding(p->e),
+        fail("the check after the run (agent %s)",
              p->agent_ran ? vdi_strerror(p->agent_rc) : "not run");
     chaos_seams_install(NULL);
     vdi_client_set_free(p->client);
     vdi_server_set_free(p->server);
     chaos_engine_free(p->e);
+    p->e = NULL;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -130,13 +130,20 @@ typedef struct fs {
     int trace; /* FUZZ_STREAM_TRACE set (vdichaos replay sets it): the program and timelines */
 } fs;
 
+static chaos_engine *g_engine; /* the session's, while it has one (for fail) */
+
+/* One line, and the process ends. An oracle of the engine (the ledger) that reported first
+ * during the run is the finding: the target's own check came after it, as its consequence. */
 __attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...) {
     va_list ap;
+    const char *first = g_engine ? chaos_finding(g_engine) : "";
     fprintf(stderr, "==fuzz_stream== ");
+    if (first[0])
+        fprintf(stderr, "%.*s\n  (reported first; then: ", (int)strcspn(first, "\n"), first);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\n");
+    fprintf(stderr, "%s\n", first[0] ? ")" : "");
     abort();
 }
 
@@ -792,6 +799,7 @@ static void session(fs *f, int phase, const uint8_t *sched, size_t nsched) {
                         .record_events = f->trace,
                         .record_notes = f->trace};
     f->e = chaos_engine_new(&cfg);
+    g_engine = f->e;
     f->client = vdi_client_set_new();
     f->server = vdi_server_set_new();
     if (!f->e || !f->client || !f->server)
@@ -832,6 +840,7 @@ static void session(fs *f, int phase, const uint8_t *sched, size_t nsched) {
     chaos_seams_install(NULL);
     vdi_client_set_free(f->client);
     vdi_server_set_free(f->server);
+    g_engine = NULL;
     chaos_engine_free(f->e);
     f->client = NULL;
     f->server = NULL;

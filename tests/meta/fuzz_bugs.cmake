@@ -101,6 +101,15 @@ seeded_ref_library(NAME accepted_send_calls_back FILE vdi_server.c
 replay_bug(TEST meta_stream_accepted_send_calls_back NAME accepted_send_calls_back
   TARGET fuzz_stream INPUT ${STREAM_SEEDS}/one-device
   ORACLE "==fuzz_stream== backup: ledger: .*accepted command [0-9]+ was also called back at once")
+# An accepted send answers VD_E_BUSY: the ledger reports it first ("contract"), fuzz_peer's
+# own check of the code fails after it, and the finding printed is the ledger's, with the
+# target's check as its consequence (fail() keeps the first finding).
+seeded_ref_library(NAME accepted_send_says_busy FILE vdi_server.c
+  FROM "    VDI_SCHED(\"server/send_command:exit\")@S@\n    return leave(s, NOERROR)@S@"
+  TO "    VDI_SCHED(\"server/send_command:exit\")@S@\n    return leave(s, VD_E_BUSY)@S@")
+replay_bug(TEST meta_peer_first_finding_kept NAME accepted_send_says_busy TARGET fuzz_peer
+  INPUT ${PEER_SEEDS}/clean-one-device
+  ORACLE "==fuzz_peer== contract: [^\n]*send_command returned VD_E_BUSY\n  \\(reported first. then: send_command returned VD_E_BUSY, not a code documented")
 # Both inputs on the clean reference: no finding.
 add_test(NAME meta_stream_clean COMMAND fuzz_stream_replay ${STREAM_SEEDS}/one-device
                                         ${STREAM_SEEDS}/io-error-clear)
