@@ -6,7 +6,9 @@
  *   - a second callback of one command, or none for a command sent (chaos_ledger_check);
  *   - an accepted send that called its routine itself; a rejected send whose routine was not
  *     called exactly once, on the sending thread, before the send returned, with the code
- *     of its row and 0 bytes;
+ *     of its row and 0 bytes (VD_E_INVALID of rows 1 and 2 owes none: no routine to call,
+ *     or the command is outstanding already); a command sent again after its callback owes
+ *     one more;
  *   - a callback on a thread that is neither the agent's nor sending that command;
  *   - an agent's callback after the agent returned;
  *   - a drained command (995) that reports bytes;
