@@ -10,6 +10,8 @@
 #include "t_test.h"
 
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -25,6 +27,12 @@ enum { TX_OK = 0, TX_FAILURE = 1, TX_USAGE = 2, TX_TIMEOUT = 3, TX_ABORT = 4, TX
 static const char *client_bin;
 static const char *server_bin;
 static char dir[256];
+/* When set, the tools spawned run as this user (a test that root's privileges would void). */
+static struct {
+    int on;
+    uid_t uid;
+    gid_t gid;
+} run_as;
 static char set_name[96];
 
 typedef struct proc {
@@ -67,6 +75,9 @@ static proc spawn_to(const char *bin, const char *const *args, int want_ready, c
             _exit(127);
         if (want_ready)
             dup2(p[1], READY_FD); /* dup2 clears close-on-exec on the copy */
+        if (run_as.on &&
+            (setgroups(0, NULL) != 0 || setgid(run_as.gid) != 0 || setuid(run_as.uid) != 0))
+            _exit(126);
         execv(bin, (char *const *)argv);
         _exit(127);
     }
@@ -857,6 +868,56 @@ static void case_dir_gone_at_complete(void) {
     expect_only(hostile_no_media);
 }
 
+/* The same with the directory made read-only instead (EACCES). Root writes anywhere, so
+ * under root both tools run as the user nobody, which owns the scratch files they use. */
+static int out_locked;
+
+static void lock_out(void) {
+    out_locked = chmod(path("out"), 0500) == 0;
+}
+
+static void case_dir_unwritable_at_complete(void) {
+    make_data(path("db"), H_SIZE);
+    T_REQUIRE(mkdir(path("out"), 0700) == 0);
+    if (geteuid() == 0) {
+        const struct passwd *pw = getpwnam("nobody");
+        if (!pw) {
+            cleanup();
+            T_SKIP("no user nobody to run the tools as");
+        }
+        run_as.on = 1;
+        run_as.uid = pw->pw_uid;
+        run_as.gid = pw->pw_gid;
+        T_REQUIRE(chmod(dir, 0755) == 0);
+        T_REQUIRE(chown(path("out"), pw->pw_uid, pw->pw_gid) == 0);
+        T_REQUIRE(chown(path("db"), pw->pw_uid, pw->pw_gid) == 0);
+    }
+    hostile_run r = {.devices = 1,
+                     .after = "clear",
+                     .late_device = -1,
+                     .media = "out/media",
+                     .at_hold = lock_out};
+    run_hostile(&r);
+    run_as.on = 0;
+    T_REQUIRE(out_locked);
+    T_EXPECT_EQ(r.server_exit, TX_OK);
+    T_EXPECT_EQ(r.client_exit, TX_IO);
+    expect_codes(&r, 0, ERROR_IO_DEVICE, "VDC_ClearError 50");
+    expect_client_said("naming"); /* "naming", or "renaming" without O_TMPFILE */
+    T_REQUIRE(chmod(path("out"), 0700) == 0);
+    DIR *d = opendir(path("out"));
+    T_REQUIRE(d != NULL);
+    int left = 0;
+    for (const struct dirent *e; (e = readdir(d)) != NULL;)
+        left += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    closedir(d);
+    t_checks++;
+    if (left)
+        T_FAILED_AT("%d file(s) left in the media's directory", left);
+    T_REQUIRE(rmdir(path("out")) == 0);
+    expect_only(hostile_no_media);
+}
+
 static void cleanup(void) {
     static const char *const leaves[] = {"db",    "media", "restored",  "missing",
                                          "other", "codes", "client.err"};
@@ -930,6 +991,8 @@ int main(int argc, char **argv) {
         case_name_fails_at_complete();
     else if (strcmp(name, "dir_gone_at_complete") == 0)
         case_dir_gone_at_complete();
+    else if (strcmp(name, "dir_unwritable_at_complete") == 0)
+        case_dir_unwritable_at_complete();
     else
         T_FAILED_AT("unknown case '%s'", name);
     expect_no_leftovers();
