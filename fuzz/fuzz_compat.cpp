@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "chaos_model.h"
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "vdi/vdi_seams.h"
 
@@ -763,24 +764,9 @@ void op_get_command(fz *f, fuzz_input *in, uint8_t flags) {
     if (rc == NOERROR) {
         int c = o.delivered;
         const VDS_Command *sc = &f->cmds[c];
-        if (vc->commandCode != sc->commandCode || vc->size != sc->size ||
-            vc->position != sc->inPosition)
-            fail(f, "command %d delivered as code %d size %d position %lld, sent %d %d %lld", c,
-                 vc->commandCode, vc->size, (long long)vc->position, sc->commandCode, sc->size,
-                 (long long)sc->inPosition);
-        if (!sc->buffer != !vc->buffer)
-            fail(f, "command %d: buffer %p delivered as %p", c, (void *)sc->buffer,
-                 (void *)vc->buffer);
-        if (sc->buffer) {
-            intptr_t delta = vc->buffer - sc->buffer;
-            if (f->delta_known[ci] && delta != f->delta[ci])
-                fail(f, "command %d: the client's mapping moved", c);
-            f->delta[ci] = delta;
-            f->delta_known[ci] = 1;
-            size_t n = sc->commandCode <= VDC_Write ? (size_t)sc->size : 1;
-            if (memcmp(vc->buffer, sc->buffer, n) != 0)
-                fail(f, "command %d: the client sees other bytes than the server", c);
-        }
+        char why[160];
+        if (fuzz_check_delivered(c, sc, vc, &f->delta[ci], &f->delta_known[ci], why, sizeof why))
+            fail(f, "%s", why);
         f->vdc[c] = vc;
         f->vdc_client[c] = ci;
     } else if (!null_out && vc != nullptr) {

@@ -40,6 +40,7 @@
 #include "chaos/chaos.h"
 #include "chaos/ledger.h"
 #include "chaos/sanitizer.h"
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "fuzz_peer_fields.h"
 
@@ -156,19 +157,12 @@ typedef struct peer {
 
 static peer *g_peer; /* the hooks' way back to the input being run (NULL between inputs) */
 
-/* One line, and the process ends. An oracle of the engine (the ledger) that reported first
- * during the run is the finding: the target's own check came after it, as its consequence. */
+/* One line, and the process ends (fuzz_check.h: an oracle of the engine that reported
+ * first is the finding). */
 __attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...) {
     va_list ap;
-    const char *first = g_peer && g_peer->e ? chaos_finding(g_peer->e) : "";
-    fprintf(stderr, "==fuzz_peer== ");
-    if (first[0])
-        fprintf(stderr, "%.*s\n  (reported first; then: ", (int)strcspn(first, "\n"), first);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s\n", first[0] ? ")" : "");
-    abort();
+    fuzz_vfail("fuzz_peer", g_peer ? g_peer->e : NULL, fmt, ap);
 }
 
 /* A return code the contract documents for this call. */

@@ -23,6 +23,7 @@
 #include "chaos/atomics.h"
 #include "chaos/chaos.h"
 #include "chaos/ledger.h"
+#include "fuzz_check.h"
 #include "fuzz_input.h"
 #include "vdi/vdi.h"
 #include "vdi/vdi_seams.h"
@@ -132,19 +133,12 @@ typedef struct fs {
 
 static chaos_engine *g_engine; /* the session's, while it has one (for fail) */
 
-/* One line, and the process ends. An oracle of the engine (the ledger) that reported first
- * during the run is the finding: the target's own check came after it, as its consequence. */
+/* One line, and the process ends (fuzz_check.h: an oracle of the engine that reported
+ * first is the finding). */
 __attribute__((format(printf, 1, 2), noreturn)) static void fail(const char *fmt, ...) {
     va_list ap;
-    const char *first = g_engine ? chaos_finding(g_engine) : "";
-    fprintf(stderr, "==fuzz_stream== ");
-    if (first[0])
-        fprintf(stderr, "%.*s\n  (reported first; then: ", (int)strcspn(first, "\n"), first);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "%s\n", first[0] ? ")" : "");
-    abort();
+    fuzz_vfail("fuzz_stream", g_engine, fmt, ap);
 }
 
 static const char *phase_name(const fs *f) {

@@ -205,9 +205,6 @@ int chaos_ledger_accepted(const chaos_ledger *l) {
 int chaos_ledger_callbacks(const chaos_ledger *l) {
     return LD(l->callbacks);
 }
-int chaos_ledger_agent_actor(const chaos_ledger *l) {
-    return LD(l->agent);
-}
 int chaos_ledger_agent_returned(const chaos_ledger *l) {
     return LD(l->agent_returned);
 }

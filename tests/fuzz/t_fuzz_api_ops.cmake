@@ -24,6 +24,7 @@ file(WRITE ${WORK}/vdi_api.def "${def}")
 execute_process(
   COMMAND ${CC} -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wpedantic -Werror -fsyntax-only
           -I${WORK} -I${SRC_DIR}/fuzz -I${model} -I${SRC_DIR}/ref/include
+          -I${SRC_DIR}/chaos/include
           ${SRC_DIR}/fuzz/fuzz_api.c
   RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
 if(NOT DEFINED EXTRA)

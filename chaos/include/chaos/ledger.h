@@ -92,7 +92,6 @@ uint32_t chaos_ledger_reject_code(int rc, int *known);
 int chaos_ledger_calls(const chaos_ledger *l, int i);
 int chaos_ledger_accepted(const chaos_ledger *l);
 int chaos_ledger_callbacks(const chaos_ledger *l);
-int chaos_ledger_agent_actor(const chaos_ledger *l);
 int chaos_ledger_agent_returned(const chaos_ledger *l);
 
 #endif
