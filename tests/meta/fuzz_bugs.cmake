@@ -110,6 +110,17 @@ seeded_ref_library(NAME accepted_send_says_busy FILE vdi_server.c
 replay_bug(TEST meta_peer_first_finding_kept NAME accepted_send_says_busy TARGET fuzz_peer
   INPUT ${PEER_SEEDS}/clean-one-device
   ORACLE "==fuzz_peer== contract: [^\n]*send_command returned VD_E_BUSY\n  \\(reported first. then: send_command returned VD_E_BUSY, not a code documented")
+# The client's view of a command carries a position one past the one sent: fuzz_api's check
+# of every delivered command against the sent one (fuzz_check_delivered) names it.
+seeded_ref_library(NAME delivered_position_off FILE vdi_client.c
+  FROM "    v->position = (int64_t)e.position@S@"
+  TO "    v->position = (int64_t)e.position + 1@S@")
+set(API_SEEDS ${PROJECT_SOURCE_DIR}/corpora/fuzz_api/seed)
+replay_bug(TEST meta_api_delivered_position_off NAME delivered_position_off TARGET fuzz_api
+  INPUT ${API_SEEDS}/backup-one-device
+  ORACLE "command [0-9]+ delivered as code [0-9]+ size [0-9]+ position [0-9]+, sent")
+add_test(NAME meta_api_clean COMMAND fuzz_api_replay ${API_SEEDS}/backup-one-device)
+set_tests_properties(meta_api_clean PROPERTIES LABELS meta TIMEOUT 60)
 # Both inputs on the clean reference: no finding.
 add_test(NAME meta_stream_clean COMMAND fuzz_stream_replay ${STREAM_SEEDS}/one-device
                                         ${STREAM_SEEDS}/io-error-clear)
